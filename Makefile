@@ -1,0 +1,54 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+# Without Docker, scripts/infra.sh installs and starts Kafka, PostgreSQL and Redis on
+# loopback; with Docker, `make up-docker` uses docker-compose.kafka.yml instead.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test up down status lint typecheck unit integration bench clean up-docker
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+up:
+	bash scripts/infra.sh up
+
+down:
+	bash scripts/infra.sh down
+
+status:
+	bash scripts/infra.sh status
+
+up-docker:
+	docker compose -f docker-compose.kafka.yml up -d --wait
+
+run: $(STAMP) up
+	$(BIN)/shopflow migrate
+	$(BIN)/shopflow serve
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit -q
+
+# SHOPFLOW_TEST_INFRA=testcontainers runs the integration tests against containers
+# instead of the servers scripts/infra.sh starts.
+test: $(STAMP) lint typecheck
+	@if [ "$${SHOPFLOW_TEST_INFRA:-local}" = "local" ]; then bash scripts/infra.sh up; fi
+	$(BIN)/pytest -q
+
+bench: $(STAMP) up
+	$(BIN)/python -m tests.bench.drain_charges
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

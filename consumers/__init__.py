@@ -1,0 +1,1 @@
+"""FastStream subscribers (one per command topic) and the command handlers they run."""

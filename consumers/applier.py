@@ -1,0 +1,254 @@
+"""Applies a batch of decoded commands to PostgreSQL: one transaction per batch, each
+command isolated in a savepoint, exactly one result per command.
+
+Per batch: claim every command_id in one statement; replay the stored result of ids
+already spent (or answer `idempotency_conflict` when the payload differs); run each
+newly claimed command's handler in its own savepoint, in offset order; store every
+result beside its claim; commit. Results are published only after the commit.
+
+Failures, as DESIGN.md promises them:
+- a business rejection rolls back that command's savepoint and is recorded as its result;
+- an error inside one command (deadlock, lock timeout, a bug) rolls back its savepoint and
+  is retried up to `retries` more times; then the command is answered
+  `temporarily_unavailable` and its claim is released, so its id is not spent;
+- an error of the whole transaction (lost connection, failed commit) retries the whole
+  batch up to `retries` more times (claims make that safe); then every command of the
+  batch is answered `temporarily_unavailable`.
+"""
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from consumers.decoding import DecodedCommand
+from consumers.handlers import HANDLERS, EventMeta
+from contracts.events import RejectionReason, ResultEvent
+from domain.errors import Rejected
+from persistence.ledger import Claim, Ledger, ResultRecord, StoredResult
+from persistence.unit_of_work import PgUnitOfWork
+
+log = logging.getLogger(__name__)
+
+# Namespace of the deterministic ids of conflict answers (same conflicting command, same id).
+_CONFLICT_NAMESPACE = uuid.UUID("6f1d2a43-5c1e-4d0b-9a57-2b8f0e3c9d11")
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class OutcomeKind(StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    REPLAYED = "replayed"
+    CONFLICT = "conflict"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one command, serialized and ready to publish."""
+
+    command_id: str
+    kind: OutcomeKind
+    result_topic: str  # the contract's topic name; the publisher applies any prefix
+    key: str
+    event_id: uuid.UUID
+    value: bytes
+
+
+def _outcome(cmd: DecodedCommand, kind: OutcomeKind, event: ResultEvent) -> Outcome:
+    return Outcome(
+        command_id=cmd.command_id,
+        kind=kind,
+        result_topic=cmd.route.result_topic,
+        key=cmd.entity_key,
+        event_id=event.event_id,
+        value=event.model_dump_json().encode(),
+    )
+
+
+class BatchApplier:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        clock: Clock = utc_now,
+        retries: int = 3,
+        backoff_seconds: float = 0.05,
+        after_commit: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._retries = retries
+        self._backoff = backoff_seconds
+        # Fault injection for tests of crash recovery: runs after the commit and before
+        # anything is published or acknowledged.
+        self._after_commit = after_commit
+
+    async def apply(self, batch: Sequence[DecodedCommand]) -> list[Outcome]:
+        if not batch:
+            return []
+        for attempt in range(self._retries + 1):
+            try:
+                outcomes = await self._apply_once(batch)
+            except Exception:
+                log.warning(
+                    "batch of %d commands failed (attempt %d of %d)",
+                    len(batch),
+                    attempt + 1,
+                    self._retries + 1,
+                    exc_info=True,
+                )
+                await asyncio.sleep(self._backoff * 2**attempt)
+                continue
+            if self._after_commit is not None:
+                await self._after_commit()
+            return outcomes
+        log.error("batch of %d commands outlasted its retries: temporarily_unavailable", len(batch))
+        return [self._unavailable(cmd) for cmd in batch]
+
+    async def _apply_once(self, batch: Sequence[DecodedCommand]) -> list[Outcome]:
+        async with self._engine.begin() as connection:
+            ledger = Ledger(connection)
+            first_of_id: dict[str, DecodedCommand] = {}
+            for cmd in batch:
+                first_of_id.setdefault(cmd.command_id, cmd)
+            claimed = await ledger.claim(
+                [
+                    Claim(c.command_id, c.route.type_name, c.entity_key, c.payload_sha256)
+                    for c in first_of_id.values()
+                ]
+            )
+            stored = await ledger.load(set(first_of_id) - claimed)
+
+            outcomes: list[Outcome] = []
+            decided: dict[str, tuple[DecodedCommand, Outcome]] = {}
+            to_record: list[ResultRecord] = []
+            to_release: list[str] = []
+            for cmd in batch:
+                if cmd.command_id in decided:
+                    # The same command_id twice in one batch: answer as a redelivery would.
+                    first, first_outcome = decided[cmd.command_id]
+                    outcomes.append(self._answer_repeat(cmd, first, first_outcome))
+                    continue
+                if cmd.command_id in claimed:
+                    outcome = await self._run(connection, cmd)
+                    if outcome.kind is OutcomeKind.UNAVAILABLE:
+                        to_release.append(cmd.command_id)
+                    else:
+                        to_record.append(
+                            ResultRecord(
+                                cmd.command_id,
+                                outcome.event_id,
+                                outcome.result_topic,
+                                outcome.value.decode(),
+                            )
+                        )
+                else:
+                    outcome = self._answer_spent(cmd, stored.get(cmd.command_id))
+                decided[cmd.command_id] = (cmd, outcome)
+                outcomes.append(outcome)
+            await ledger.record(to_record)
+            await ledger.release(to_release)
+        return outcomes
+
+    async def _run(self, connection: AsyncConnection, cmd: DecodedCommand) -> Outcome:
+        """Run one claimed command's handler in a savepoint; retry it on errors."""
+        handler = HANDLERS[type(cmd.command)]
+        meta = EventMeta(uuid.uuid4(), cmd.command_id, self._clock())
+        uow = PgUnitOfWork(connection)
+        for attempt in range(self._retries + 1):
+            savepoint = await connection.begin_nested()
+            try:
+                event = await handler(uow, cmd.command, meta)
+            except Rejected as rejection:
+                await savepoint.rollback()
+                rejected = cmd.route.rejection(
+                    cmd.command,
+                    rejection.reason,
+                    product_id=rejection.product_id,
+                    **meta.envelope(),
+                )
+                return _outcome(cmd, OutcomeKind.REJECTED, rejected)
+            except Exception:
+                # If the connection itself is gone this raises too, and the batch retries.
+                await savepoint.rollback()
+                log.warning(
+                    "command %s failed (attempt %d of %d)",
+                    cmd.command_id,
+                    attempt + 1,
+                    self._retries + 1,
+                    exc_info=True,
+                )
+                await asyncio.sleep(self._backoff * 2**attempt)
+                continue
+            await savepoint.commit()
+            return _outcome(cmd, OutcomeKind.ACCEPTED, event)
+        return self._unavailable(cmd)
+
+    def _answer_spent(self, cmd: DecodedCommand, stored: StoredResult | None) -> Outcome:
+        if stored is None or stored.result_json is None or stored.event_id is None:
+            # Claimed by a transaction that then released it: let the batch retry.
+            raise RuntimeError(f"command {cmd.command_id} is claimed but has no result yet")
+        if stored.payload_sha256 != cmd.payload_sha256:
+            return self._conflict(cmd)
+        return Outcome(
+            command_id=cmd.command_id,
+            kind=OutcomeKind.REPLAYED,
+            result_topic=stored.result_topic or cmd.route.result_topic,
+            key=stored.entity_key,
+            event_id=stored.event_id,
+            value=stored.result_json.encode(),
+        )
+
+    def _answer_repeat(
+        self, cmd: DecodedCommand, first: DecodedCommand, first_outcome: Outcome
+    ) -> Outcome:
+        if cmd.payload_sha256 != first.payload_sha256:
+            return self._conflict(cmd)
+        if first_outcome.kind is OutcomeKind.UNAVAILABLE:
+            return self._unavailable(cmd)
+        kind = (
+            OutcomeKind.CONFLICT
+            if first_outcome.kind is OutcomeKind.CONFLICT
+            else (OutcomeKind.REPLAYED)
+        )
+        return Outcome(
+            cmd.command_id,
+            kind,
+            first_outcome.result_topic,
+            first_outcome.key,
+            first_outcome.event_id,
+            first_outcome.value,
+        )
+
+    def _conflict(self, cmd: DecodedCommand) -> Outcome:
+        # Deterministic id: a redelivery of the conflicting command repeats the same answer.
+        event_id = uuid.uuid5(_CONFLICT_NAMESPACE, f"{cmd.command_id}/{cmd.payload_sha256.hex()}")
+        event = cmd.route.rejection(
+            cmd.command,
+            RejectionReason.IDEMPOTENCY_CONFLICT,
+            event_id=event_id,
+            command_id=cmd.command_id,
+            occurred_at=self._clock(),
+        )
+        return _outcome(cmd, OutcomeKind.CONFLICT, event)
+
+    def _unavailable(self, cmd: DecodedCommand) -> Outcome:
+        event = cmd.route.rejection(
+            cmd.command,
+            RejectionReason.TEMPORARILY_UNAVAILABLE,
+            event_id=uuid.uuid4(),
+            command_id=cmd.command_id,
+            occurred_at=self._clock(),
+        )
+        return _outcome(cmd, OutcomeKind.UNAVAILABLE, event)

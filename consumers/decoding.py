@@ -1,0 +1,110 @@
+"""From a Kafka record to a valid command, or to a dead letter saying why not.
+
+Pure functions: no I/O, so every way a message can be malformed is unit-tested.
+"""
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from contracts.commands import Command
+from contracts.dead_letters import DeadLetter, DeadLetterReason
+from contracts.limits import MAX_MESSAGE_BYTES
+from contracts.topics import CommandRoute
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """The parts of a Kafka record that decoding looks at."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class DecodedCommand:
+    route: CommandRoute
+    command: Command
+    entity_key: str
+    payload_sha256: bytes
+
+    @property
+    def command_id(self) -> str:
+        return self.command.command_id
+
+
+@dataclass(frozen=True)
+class Undeliverable:
+    """A record that becomes a dead letter."""
+
+    record: RawRecord
+    dead_letter: DeadLetter
+
+
+def payload_fingerprint(route: CommandRoute, command: Command) -> bytes:
+    """SHA-256 of the command type and its canonical JSON: equal for the same command
+    however its sender spaced or ordered the fields, different for any other payload."""
+    canonical = json.dumps(command.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{route.type_name}\n{canonical}".encode()).digest()
+
+
+def decode_record(
+    route: CommandRoute, record: RawRecord, received_at: datetime
+) -> DecodedCommand | Undeliverable:
+    def dead(reason: DeadLetterReason, error: str) -> Undeliverable:
+        return Undeliverable(
+            record,
+            DeadLetter(
+                reason=reason,
+                error=error[:1000],
+                source_topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=None if record.key is None else record.key.decode("utf-8", "replace"),
+                payload_base64=base64.b64encode(record.value or b"").decode("ascii"),
+                received_at=received_at,
+            ),
+        )
+
+    value = record.value
+    if value is None:
+        return dead(DeadLetterReason.INVALID_JSON, "the message has no value (tombstone)")
+    if len(value) > MAX_MESSAGE_BYTES:
+        return dead(
+            DeadLetterReason.TOO_LARGE,
+            f"value is {len(value)} bytes; the contract allows {MAX_MESSAGE_BYTES}",
+        )
+    try:
+        document: Any = json.loads(value)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return dead(DeadLetterReason.INVALID_JSON, f"not UTF-8 JSON: {exc}")
+    if not isinstance(document, dict):
+        return dead(DeadLetterReason.INVALID_JSON, "the value is JSON but not an object")
+    try:
+        command: Command = route.command_type.model_validate(document)  # type: ignore[assignment]
+    except ValidationError as exc:
+        return dead(DeadLetterReason.INVALID_MESSAGE, _describe(exc, route))
+    entity_key = str(route.entity_id(command))
+    if record.key != entity_key.encode():
+        shown = None if record.key is None else record.key.decode("utf-8", "replace")
+        return dead(
+            DeadLetterReason.KEY_MISMATCH,
+            f"Kafka key {shown!r} is not the command's {route.key_field} {entity_key!r}",
+        )
+    return DecodedCommand(route, command, entity_key, payload_fingerprint(route, command))
+
+
+def _describe(exc: ValidationError, route: CommandRoute) -> str:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in error['loc']) or '(message)'}: {error['msg']}"
+        for error in exc.errors(include_url=False, include_input=False)
+    )
+    return f"not a valid {route.type_name}: {problems}"

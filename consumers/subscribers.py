@@ -1,0 +1,109 @@
+"""The FastStream wiring: one batch subscriber per command topic.
+
+Choices (see README, "Delivery guarantees"):
+- `AckPolicy.MANUAL`: the offset is committed by `message.ack()` only after the batch
+  committed in PostgreSQL and every result was delivered to Kafka. FastStream's default
+  (ACK_FIRST, auto commit) would be at-most-once; ACK / REJECT_ON_ERROR would commit
+  after a failure; NACK_ON_ERROR would retry a poison batch forever.
+- Any error escaping the pipeline seeks the batch back (`nack`) and backs off: the batch
+  is redelivered and the idempotency ledger turns what was already applied into replays.
+  Malformed records never get that far: they become dead letters inside the pipeline.
+- `auto_offset_reset="earliest"`: a new group starts at the beginning, so commands sent
+  before the service first started are not skipped.
+- One consumer group per command topic (`<SHOPFLOW_CONSUMER_GROUP>.<topic>`), so a
+  rebalance of one topic does not pause the others.
+"""
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+
+from consumers import metrics
+from consumers.decoding import RawRecord
+from consumers.pipeline import CommandPipeline
+
+log = logging.getLogger(__name__)
+
+_NACK_BACKOFF_SECONDS = 1.0
+
+
+async def _parse_without_headers(
+    records: tuple[ConsumerRecord[Any, Any], ...],
+    original: Callable[[tuple[ConsumerRecord[Any, Any], ...]], Awaitable[Any]],
+) -> Any:
+    # FastStream's parser decodes every header as UTF-8 and would raise on a sender's
+    # binary header, losing the whole batch to an error outside our handler. Commands
+    # carry nothing in headers, so they are dropped before parsing.
+    return await original(tuple(dataclasses.replace(r, headers=()) for r in records))
+
+
+async def _records_as_is(message: Any, original: Any) -> Any:
+    # Decoding is the pipeline's (it dead-letters what it cannot decode); hand it the raw
+    # records rather than letting FastStream try JSON first.
+    return message.raw_message
+
+
+def register_command_subscriber(
+    broker: KafkaBroker,
+    pipeline: CommandPipeline,
+    *,
+    topic: str,
+    group_id: str,
+    max_records: int,
+    batch_timeout_ms: int,
+    session_timeout_ms: int,
+) -> None:
+    contract_topic = pipeline.route.topic
+
+    async def handle_batch(body: Any, message: KafkaMessage) -> None:
+        records = [
+            RawRecord(r.topic, r.partition, r.offset, r.key, r.value)
+            for r in message.raw_message
+        ]
+        if not records:
+            return
+        metrics.BATCH_SIZE.labels(contract_topic).observe(len(records))
+        try:
+            with metrics.BATCH_SECONDS.labels(contract_topic).time():
+                await pipeline.handle(records)
+        except Exception:
+            metrics.BATCH_FAILURES.labels(contract_topic).inc()
+            log.exception(
+                "batch of %d records from %s failed; seeking back for redelivery",
+                len(records),
+                topic,
+            )
+            await message.nack()
+            await asyncio.sleep(_NACK_BACKOFF_SECONDS)
+            return
+        try:
+            await message.ack()
+        except Exception:
+            # Typically a rebalance took the partitions away: their new owner redelivers
+            # the batch and the ledger answers it with the same results.
+            log.warning(
+                "offset commit failed for %s; the batch will be replayed", topic, exc_info=True
+            )
+
+    broker.subscriber(
+        topic,
+        batch=True,
+        group_id=group_id,
+        max_records=max_records,
+        batch_timeout_ms=batch_timeout_ms,
+        session_timeout_ms=session_timeout_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.MANUAL,
+        parser=_parse_without_headers,
+        decoder=_records_as_is,
+        title=f"{topic}:consume",
+        description=f"Applies {pipeline.route.type_name} commands; answers on "
+        f"{pipeline.route.result_topic}.",
+    )(handle_batch)

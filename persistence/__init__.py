@@ -1,0 +1,1 @@
+"""PostgreSQL: tables, migrations, repositories, the unit of work, the idempotency ledger."""

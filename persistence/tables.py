@@ -1,0 +1,103 @@
+"""SQLAlchemy Core tables. Alembic migrations (persistence/migrations) create them.
+
+Every table is keyed by the entity its commands are keyed by (user_id or product_id),
+so that user-keyed tables can later be sharded by user_id without cross-shard
+transactions (DESIGN.md, "Beyond one machine").
+"""
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import UUID
+
+metadata = MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+    }
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("name", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+point_balances = Table(
+    "point_balances",
+    metadata,
+    Column(
+        "user_id",
+        BigInteger,
+        ForeignKey("users.user_id"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("balance", BigInteger, nullable=False, server_default="0"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("balance >= 0", name="balance_not_negative"),
+)
+
+# One row per change of a balance: `amount` is signed (+charge, -use), so a balance
+# always equals the sum of its user's rows (the reconciliation check relies on it).
+point_transactions = Table(
+    "point_transactions",
+    metadata,
+    Column("transaction_id", BigInteger, Identity(always=True), primary_key=True),
+    Column("user_id", BigInteger, ForeignKey("users.user_id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("command_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("kind IN ('charge', 'use')", name="kind_known"),
+    Index("ix_point_transactions_user_id", "user_id"),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("product_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("name", String(100), nullable=False),
+    Column("price", BigInteger, nullable=False),
+    Column("stock", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("stock >= 0", name="stock_not_negative"),
+    CheckConstraint("price > 0", name="price_positive"),
+)
+
+# The idempotency ledger, and the outbox at once: a command's claim, its effects and
+# its serialized result event commit in one transaction. The result is republished
+# byte for byte (same event_id) on every redelivery or resend of the command, so a
+# crash between commit and publish loses nothing: the redelivered command finds its
+# row and publishes the stored result.
+processed_commands = Table(
+    "processed_commands",
+    metadata,
+    Column("command_id", String(64), primary_key=True),
+    Column("command_type", String(32), nullable=False),
+    Column("entity_key", String(20), nullable=False),
+    Column("payload_sha256", LargeBinary(32), nullable=False),
+    # Filled in the same transaction as the claim; NULL only inside that transaction.
+    Column("event_id", UUID(as_uuid=True), nullable=True),
+    Column("result_topic", String(64), nullable=True),
+    Column("result_json", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_processed_commands_created_at", "created_at"),
+)

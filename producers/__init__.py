@@ -1,0 +1,1 @@
+"""Publishing result events and dead letters; the client upstream services use."""

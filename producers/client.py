@@ -1,0 +1,173 @@
+"""The client upstream services (and the tests, and the CLI) use to send commands and,
+if they wish, await each command's result event, matched on `command_id`.
+
+    async with ShopflowClient("127.0.0.1:9092") as client:
+        event = await client.send_and_wait(ChargePoints(command_id="c-1", user_id=1, amount=5))
+
+It keys every command by its entity id, as the contract requires, and sends with an
+idempotent producer. Results are read from the moment the client starts; a result
+published before that is not seen (use a new `command_id`, or read the topic yourself).
+"""
+
+import asyncio
+import contextlib
+import json
+from collections import defaultdict
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from contracts.commands import Command
+from contracts.dead_letters import DeadLetter
+from contracts.events import ResultEvent, parse_event
+from contracts.topics import DEAD_LETTERS, EVENT_TOPICS, ROUTES_BY_TYPE, Topics
+
+
+class ResultTimeout(TimeoutError):
+    pass
+
+
+class ShopflowClient:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        topics: Topics | None = None,
+        watch_results: bool = True,
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._topics = topics or Topics()
+        self._watch = watch_results
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._results: dict[str, list[ResultEvent]] = defaultdict(list)
+        self.dead_letters: list[DeadLetter] = []
+        self._changed = asyncio.Condition()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap, enable_idempotence=True, acks="all", linger_ms=2
+        )
+        await self._producer.start()
+        if self._watch:
+            await self._start_reader()
+
+    async def _start_reader(self) -> None:
+        names = [self._topics.name(t) for t in (*EVENT_TOPICS, DEAD_LETTERS)]
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in names
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            # Metadata for topics not yet known to this consumer: fetch it explicitly.
+            await consumer._client.force_metadata_update()
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in names
+                for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        for tp in partitions:  # materialize the positions before anything is sent
+            await consumer.position(tp)
+        self._consumer = consumer
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self._consumer is not None
+        dead_letter_topic = self._topics.dead_letters
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200)
+            if not batches:
+                continue
+            async with self._changed:
+                for tp, records in batches.items():
+                    for record in records:
+                        if record.value is None:
+                            continue
+                        if tp.topic == dead_letter_topic:
+                            self.dead_letters.append(DeadLetter.model_validate_json(record.value))
+                        else:
+                            event = parse_event(record.value)
+                            self._results[event.command_id].append(event)
+                self._changed.notify_all()
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def send(self, command: Command) -> None:
+        """Publish a command keyed by its entity id; returns once Kafka has it."""
+        route = ROUTES_BY_TYPE[type(command)]
+        await self.send_raw(
+            self._topics.name(route.topic),
+            str(route.entity_id(command)).encode(),
+            command.model_dump_json(exclude_none=True).encode(),
+        )
+
+    async def send_raw(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        """Publish arbitrary bytes (for tests and tools that need malformed messages)."""
+        assert self._producer is not None, "start the client first"
+        await self._producer.send_and_wait(topic, value, key=key)
+
+    async def send_and_wait(self, command: Command, timeout: float = 30.0) -> ResultEvent:
+        await self.send(command)
+        return await self.wait_for_result(command.command_id, timeout=timeout)
+
+    async def wait_for_result(
+        self, command_id: str, *, count: int = 1, timeout: float = 30.0
+    ) -> ResultEvent:
+        """The first result for `command_id`, once at least `count` have arrived."""
+        events = await self.wait_for_results(command_id, count=count, timeout=timeout)
+        return events[0]
+
+    async def wait_for_results(
+        self, command_id: str, *, count: int = 1, timeout: float = 30.0
+    ) -> list[ResultEvent]:
+        if not self._watch:
+            raise RuntimeError("this client was started with watch_results=False")
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: len(self._results[command_id]) >= count)
+        except TimeoutError as exc:
+            got = len(self._results[command_id])
+            raise ResultTimeout(
+                f"{got} of {count} results for command {command_id!r} within {timeout}s"
+            ) from exc
+        return list(self._results[command_id])
+
+    def results(self, command_id: str) -> list[ResultEvent]:
+        """Results seen so far for `command_id` (redeliveries included)."""
+        return list(self._results.get(command_id, ()))
+
+    async def wait_for_dead_letter(self, predicate: Any, *, timeout: float = 30.0) -> DeadLetter:
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: any(predicate(d) for d in self.dead_letters))
+        except TimeoutError as exc:
+            raise ResultTimeout(f"no matching dead letter within {timeout}s") from exc
+        return next(d for d in self.dead_letters if predicate(d))
+
+
+def command_json(command: Command) -> str:
+    return json.dumps(command.model_dump(mode="json", exclude_none=True))

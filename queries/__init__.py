@@ -1,0 +1,1 @@
+"""The HTTP read side: balances, products, health and metrics (CONTRACT.md, "Queries")."""

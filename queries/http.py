@@ -1,0 +1,109 @@
+"""The FastAPI application of the read side. Errors are `{"error": reason, "detail": ...}`:
+404 for unknown users and products, 422 for bad parameters."""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from contracts.limits import MAX_ENTITY_ID
+from queries.read_model import ReadModel
+
+HealthCheck = Callable[[], Awaitable[object]]
+
+EntityIdPath = Annotated[int, Path(ge=1, le=MAX_ENTITY_ID)]
+
+
+class PointsAnswer(BaseModel):
+    user_id: int
+    balance: int
+
+
+class ProductAnswer(BaseModel):
+    product_id: int
+    name: str
+    price: int
+    stock: int
+
+
+class ErrorAnswer(BaseModel):
+    error: str
+    detail: Any = None
+
+
+class NotFound(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+
+
+def create_http_app(
+    read_model: ReadModel,
+    readiness_checks: Mapping[str, HealthCheck],
+    *,
+    lifespan: Any = None,
+) -> FastAPI:
+    app = FastAPI(
+        title="shopflow queries",
+        description="Read side of shopflow. Commands go through Kafka (see CONTRACT.md).",
+        lifespan=lifespan,
+        responses={404: {"model": ErrorAnswer}, 422: {"model": ErrorAnswer}},
+    )
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"error": exc.reason, "detail": exc.detail}, status_code=404)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameters(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+        return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
+
+    @app.get("/users/{user_id}/points", response_model=PointsAnswer)
+    async def points(user_id: EntityIdPath) -> PointsAnswer:
+        balance = await read_model.balance(user_id)
+        if balance is None:
+            raise NotFound("unknown_user", f"user {user_id} is not registered")
+        return PointsAnswer(user_id=user_id, balance=balance)
+
+    @app.get("/products/{product_id}", response_model=ProductAnswer)
+    async def product(product_id: EntityIdPath) -> ProductAnswer:
+        view = await read_model.product(product_id)
+        if view is None:
+            raise NotFound("unknown_product", f"product {product_id} does not exist")
+        return ProductAnswer(
+            product_id=view.product_id, name=view.name, price=view.price, stock=view.stock
+        )
+
+    @app.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "live"}
+
+    @app.get("/health/ready")
+    async def ready() -> JSONResponse:
+        async def run(check: HealthCheck) -> str:
+            try:
+                await asyncio.wait_for(check(), timeout=2.0)
+            except Exception as exc:
+                return f"down: {type(exc).__name__}: {exc}"[:200]
+            return "up"
+
+        names = list(readiness_checks)
+        results = await asyncio.gather(*(run(readiness_checks[n]) for n in names))
+        status = dict(zip(names, results, strict=True))
+        ok = all(v == "up" for v in status.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not_ready", "checks": status},
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

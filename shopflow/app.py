@@ -1,0 +1,68 @@
+"""The service process: consumers and the HTTP read side in one asyncio loop.
+
+`shopflow serve` runs both; `shopflow worker` runs the consumers alone, and
+`shopflow serve --no-consume` the HTTP side alone, for scaling them apart.
+"""
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from persistence.migrate import upgrade_to_head
+from queries.http import create_http_app
+from queries.read_model import ReadModel
+from shopflow.kafka_admin import ensure_topics
+from shopflow.runtime import Runtime
+from shopflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def prepare(settings: Settings, runtime: Runtime) -> None:
+    """Create missing topics and migrate the schema (both idempotent, safe concurrently)."""
+    created = await ensure_topics(settings)
+    if created:
+        log.info("created topics: %s", ", ".join(created))
+    await upgrade_to_head(runtime.engine)
+
+
+def create_app(settings: Settings, *, consume: bool = True, prepare_first: bool = True) -> FastAPI:
+    runtime = Runtime.build(settings, consume=consume)
+
+    async def database_ready() -> None:
+        async with runtime.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def redis_ready() -> None:
+        await runtime.redis.ping()
+
+    async def kafka_ready() -> None:
+        if not await runtime.broker.ping(timeout=2.0):
+            raise ConnectionError("Kafka does not answer")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if prepare_first:
+            await prepare(settings, runtime)
+        await runtime.start()
+        log.info(
+            "shopflow consuming from %s (topic prefix %r); queries on http://%s:%d",
+            settings.kafka_bootstrap,
+            settings.topic_prefix,
+            settings.http_host,
+            settings.http_port,
+        )
+        try:
+            yield
+        finally:
+            log.info("shopflow stopping: finishing in-flight batches")
+            await runtime.stop()
+
+    return create_http_app(
+        ReadModel(runtime.engine),
+        {"postgresql": database_ready, "redis": redis_ready, "kafka": kafka_ready},
+        lifespan=lifespan,
+    )

@@ -1,0 +1,87 @@
+"""The composition root: builds the engine, the Redis client and the broker with its
+subscribers from settings, and starts and stops them in order. Nothing here runs at
+import time, so tests build as many runtimes as they need."""
+
+import logging
+import os
+from dataclasses import dataclass
+
+from faststream.kafka import KafkaBroker
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from consumers.applier import BatchApplier, Clock, utc_now
+from consumers.pipeline import CommandPipeline
+from consumers.subscribers import register_command_subscriber
+from contracts.topics import COMMAND_ROUTES, Topics
+from persistence.database import create_engine
+from producers.publisher import KafkaMessageSink
+from shopflow.settings import FaultInjection, Settings
+
+log = logging.getLogger(__name__)
+
+
+async def _exit_abruptly() -> None:
+    log.error("fault injection: exiting after the database commit, before publishing")
+    os._exit(86)
+
+
+def build_broker(settings: Settings) -> KafkaBroker:
+    # Idempotent producer with acks=all: a retried send never duplicates or reorders a
+    # result within its partition.
+    return KafkaBroker(
+        settings.kafka_bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        graceful_timeout=settings.graceful_timeout_s,
+        client_id="shopflow",
+        logger=logging.getLogger("shopflow.kafka"),
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    redis: Redis
+    broker: KafkaBroker
+    topics: Topics
+
+    @classmethod
+    def build(
+        cls, settings: Settings, *, consume: bool = True, clock: Clock = utc_now
+    ) -> "Runtime":
+        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        redis = Redis.from_url(settings.redis_url)
+        broker = build_broker(settings)
+        topics = Topics(settings.topic_prefix)
+        if consume:
+            after_commit = (
+                _exit_abruptly
+                if settings.fault_injection is FaultInjection.EXIT_AFTER_DB_COMMIT
+                else None
+            )
+            sink = KafkaMessageSink(broker, topics)
+            for route in COMMAND_ROUTES:
+                applier = BatchApplier(engine, clock=clock, after_commit=after_commit)
+                register_command_subscriber(
+                    broker,
+                    CommandPipeline(route, applier, sink, clock=clock),
+                    topic=topics.name(route.topic),
+                    group_id=f"{settings.consumer_group}.{topics.name(route.topic)}",
+                    max_records=settings.batch_max_records,
+                    batch_timeout_ms=settings.batch_timeout_ms,
+                    session_timeout_ms=settings.session_timeout_ms,
+                )
+        return cls(settings, engine, redis, broker, topics)
+
+    async def start(self) -> None:
+        await self.broker.start()
+
+    async def stop(self) -> None:
+        # The broker first: in-flight batches finish (or are left unacknowledged, to be
+        # redelivered) while the database is still there.
+        await self.broker.stop()
+        await self.redis.aclose()
+        await self.engine.dispose()

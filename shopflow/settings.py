@@ -1,0 +1,43 @@
+"""Configuration from SHOPFLOW_* environment variables (CONTRACT.md, "Configuration")."""
+
+from enum import StrEnum
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class FaultInjection(StrEnum):
+    """Test-only: crash points for the recovery tests. Never set in production."""
+
+    NONE = "none"
+    EXIT_AFTER_DB_COMMIT = "exit-after-db-commit"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOPFLOW_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: str = "postgresql+asyncpg://shopflow:shopflow@127.0.0.1:5432/shopflow"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+
+    topic_prefix: str = Field(
+        default="", description="Put in front of every topic name (isolated test runs)."
+    )
+    consumer_group: str = Field(
+        default="shopflow", description="Consumer groups are '<this>.<command topic>'."
+    )
+    command_partitions: int = Field(default=12, ge=1)
+    event_partitions: int = Field(default=12, ge=1)
+    dead_letter_partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+    batch_max_records: int = Field(default=500, ge=1)
+    batch_timeout_ms: int = Field(default=100, ge=1)
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    graceful_timeout_s: float = 30.0
+    db_pool_size: int = Field(default=10, ge=1)
+
+    ledger_retention_days: int = Field(default=7, ge=7)
+    fault_injection: FaultInjection = FaultInjection.NONE
