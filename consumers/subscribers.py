@@ -64,8 +64,7 @@ def register_command_subscriber(
 
     async def handle_batch(body: Any, message: KafkaMessage) -> None:
         records = [
-            RawRecord(r.topic, r.partition, r.offset, r.key, r.value)
-            for r in message.raw_message
+            RawRecord(r.topic, r.partition, r.offset, r.key, r.value) for r in message.raw_message
         ]
         if not records:
             return

@@ -1,0 +1,3 @@
+from shopflow.cli import main
+
+main()

@@ -1,0 +1,82 @@
+"""The real servers, shared by the whole session: one fresh database, one set of topics
+behind a per-run prefix, one running service. Tests use their own ids, so nothing is
+cleaned between them and nothing is restarted."""
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from contracts.topics import Topics
+from producers.client import ShopflowClient
+from shopflow.app import prepare
+from shopflow.runtime import Runtime
+from shopflow.settings import Settings
+from tests.conftest import _RUN
+from tests.infra import Endpoints, test_endpoints
+
+
+@pytest.fixture(scope="session")
+def endpoints() -> Iterator[Endpoints]:
+    with test_endpoints() as found:
+        yield found
+
+
+@pytest.fixture(scope="session")
+async def test_settings(endpoints: Endpoints) -> AsyncIterator[Settings]:
+    database = f"shopflow_test_{_RUN}"
+    admin = create_async_engine(endpoints.database_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.execute(text(f'CREATE DATABASE "{database}"'))
+    url = make_url(endpoints.database_url).set(database=database)
+    settings = Settings(
+        kafka_bootstrap=endpoints.kafka_bootstrap,
+        database_url=url.render_as_string(hide_password=False),
+        redis_url=endpoints.redis_url,
+        topic_prefix=f"test-{_RUN}.",
+        consumer_group=f"shopflow-test-{_RUN}",
+        batch_timeout_ms=20,
+        session_timeout_ms=6000,
+        # Small partition counts: a test run creates its own topics and deletes them after.
+        command_partitions=3,
+        event_partitions=3,
+        dead_letter_partitions=1,
+    )
+    yield settings
+    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=endpoints.kafka_bootstrap)
+    await kafka_admin.start()
+    try:
+        existing = set(await kafka_admin.list_topics())
+        await kafka_admin.delete_topics(
+            [t for t in existing if t.startswith(settings.topic_prefix)]
+        )
+    finally:
+        await kafka_admin.close()
+    async with admin.connect() as connection:
+        await connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    await admin.dispose()
+
+
+@pytest.fixture(scope="session")
+async def service(test_settings: Settings) -> AsyncIterator[Runtime]:
+    """The service, consuming, as `shopflow serve` runs it (without the HTTP server)."""
+    runtime = Runtime.build(test_settings)
+    await prepare(test_settings, runtime)
+    await runtime.start()
+    yield runtime
+    await runtime.stop()
+
+
+@pytest.fixture(scope="session")
+def engine(service: Runtime) -> AsyncEngine:
+    return service.engine
+
+
+@pytest.fixture(scope="session")
+async def client(service: Runtime, test_settings: Settings) -> AsyncIterator[ShopflowClient]:
+    async with ShopflowClient(
+        test_settings.kafka_bootstrap, topics=Topics(test_settings.topic_prefix)
+    ) as started:
+        yield started

@@ -1,0 +1,66 @@
+"""RegisterUser and UpsertProduct end to end."""
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.commands import RegisterUser, UpsertProduct
+from contracts.events import ProductUpserted, RejectionReason, UserRegistered, UserRejected
+from producers.client import ShopflowClient
+from queries.read_model import ReadModel
+from tests.conftest import new_command_id, new_entity_id
+from tests.integration.helpers import balance_of
+
+
+async def test_registered_user_starts_with_zero_points(
+    client: ShopflowClient, engine: AsyncEngine
+) -> None:
+    user_id = new_entity_id()
+
+    event = await client.send_and_wait(
+        RegisterUser(command_id=new_command_id(), user_id=user_id, name="Alice")
+    )
+
+    assert isinstance(event, UserRegistered)
+    assert (event.user_id, event.name) == (user_id, "Alice")
+    assert await balance_of(engine, user_id) == 0
+
+
+async def test_registering_a_taken_user_id_is_rejected_as_user_exists(
+    client: ShopflowClient, engine: AsyncEngine
+) -> None:
+    user_id = new_entity_id()
+    await client.send_and_wait(RegisterUser(command_id=new_command_id(), user_id=user_id, name="A"))
+
+    event = await client.send_and_wait(
+        RegisterUser(command_id=new_command_id(), user_id=user_id, name="B")
+    )
+
+    assert isinstance(event, UserRejected)
+    assert event.reason is RejectionReason.USER_EXISTS
+    assert await balance_of(engine, user_id) == 0
+
+
+async def test_upsert_creates_then_renames_reprices_and_adds_stock(
+    client: ShopflowClient, engine: AsyncEngine
+) -> None:
+    product_id = new_entity_id()
+
+    created = await client.send_and_wait(
+        UpsertProduct(
+            command_id=new_command_id(), product_id=product_id, name="Mug", price=900, stock_added=5
+        )
+    )
+    updated = await client.send_and_wait(
+        UpsertProduct(
+            command_id=new_command_id(),
+            product_id=product_id,
+            name="Big mug",
+            price=1200,
+            stock_added=3,
+        )
+    )
+
+    assert isinstance(created, ProductUpserted) and created.stock == 5
+    assert isinstance(updated, ProductUpserted)
+    assert (updated.name, updated.price, updated.stock) == ("Big mug", 1200, 8)
+    view = await ReadModel(engine).product(product_id)
+    assert view is not None and (view.name, view.price, view.stock) == ("Big mug", 1200, 8)
