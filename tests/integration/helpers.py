@@ -37,7 +37,7 @@ async def transactions_of(engine: AsyncEngine, user_id: int) -> list[tuple[str, 
             .where(point_transactions.c.user_id == user_id)
             .order_by(point_transactions.c.transaction_id)
         )
-        return [tuple(row) for row in (await connection.execute(statement)).all()]  # type: ignore[misc]
+        return [tuple(row) for row in (await connection.execute(statement)).all()]
 
 
 async def ledger_rows(engine: AsyncEngine, command_id: str) -> int:

@@ -88,7 +88,8 @@ async def test_bad_message_is_dead_lettered_and_the_next_command_on_its_partitio
     assert dead.source_topic == topic
     assert dead.key == str(user_id)
     assert dead.error
-    assert isinstance(event, PointsCharged) and event.balance == 5
+    assert isinstance(event, PointsCharged)
+    assert event.balance == 5
 
 
 async def test_dead_letter_records_where_the_message_was(
@@ -102,5 +103,6 @@ async def test_dead_letter_records_where_the_message_was(
     dead = await client.wait_for_dead_letter(lambda d: base64.b64decode(d.payload_base64) == value)
 
     assert dead.reason is DeadLetterReason.INVALID_JSON
-    assert dead.partition >= 0 and dead.offset >= 0
+    assert dead.partition >= 0
+    assert dead.offset >= 0
     assert dead.received_at.tzinfo is not None

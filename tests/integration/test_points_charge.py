@@ -40,7 +40,8 @@ async def test_successive_charges_accumulate(client: ShopflowClient, engine: Asy
         ChargePoints(command_id=new_command_id(), user_id=user_id, amount=250)
     )
 
-    assert isinstance(first, PointsCharged) and isinstance(second, PointsCharged)
+    assert isinstance(first, PointsCharged)
+    assert isinstance(second, PointsCharged)
     assert (first.balance, second.balance) == (100, 350)
     assert second.transaction_id > first.transaction_id
     assert await balance_of(engine, user_id) == 350

@@ -59,8 +59,10 @@ async def test_upsert_creates_then_renames_reprices_and_adds_stock(
         )
     )
 
-    assert isinstance(created, ProductUpserted) and created.stock == 5
+    assert isinstance(created, ProductUpserted)
+    assert created.stock == 5
     assert isinstance(updated, ProductUpserted)
     assert (updated.name, updated.price, updated.stock) == ("Big mug", 1200, 8)
     view = await ReadModel(engine).product(product_id)
-    assert view is not None and (view.name, view.price, view.stock) == ("Big mug", 1200, 8)
+    assert view is not None
+    assert (view.name, view.price, view.stock) == ("Big mug", 1200, 8)

@@ -1,0 +1,110 @@
+"""A worker that dies after its database commit, before publishing and before
+committing its offsets, loses nothing and applies nothing twice: the restarted worker
+gets the command again, finds it in the ledger and publishes the stored result."""
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.commands import ChargePoints
+from contracts.events import PointsCharged
+from contracts.topics import Topics
+from persistence.tables import point_balances, processed_commands, users
+from producers.client import ShopflowClient
+from shopflow.kafka_admin import ensure_topics
+from shopflow.settings import FaultInjection, Settings
+from tests.conftest import new_command_id, new_entity_id
+from tests.integration.helpers import balance_of, transactions_of
+
+
+def _start_worker(settings: Settings, fault: FaultInjection) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "SHOPFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "SHOPFLOW_DATABASE_URL": settings.database_url,
+        "SHOPFLOW_REDIS_URL": settings.redis_url,
+        "SHOPFLOW_TOPIC_PREFIX": settings.topic_prefix,
+        "SHOPFLOW_CONSUMER_GROUP": settings.consumer_group,
+        "SHOPFLOW_COMMAND_PARTITIONS": str(settings.command_partitions),
+        "SHOPFLOW_EVENT_PARTITIONS": str(settings.event_partitions),
+        "SHOPFLOW_SESSION_TIMEOUT_MS": "6000",
+        "SHOPFLOW_FAULT_INJECTION": fault.value,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "shopflow", "worker", "--log-level", "warning"], env=env
+    )
+
+
+async def _wait_exit(process: subprocess.Popen[bytes], timeout: float) -> int:
+    async with asyncio.timeout(timeout):
+        while process.poll() is None:
+            await asyncio.sleep(0.1)
+    return process.returncode
+
+
+@pytest.fixture
+async def isolated(test_settings: Settings) -> AsyncIterator[Settings]:
+    """Topics and consumer groups of this test's own, so only its workers consume them."""
+    suffix = new_command_id("crash")
+    settings = test_settings.model_copy(
+        update={
+            "topic_prefix": f"{test_settings.topic_prefix}{suffix}.",
+            "consumer_group": f"{test_settings.consumer_group}.{suffix}",
+        }
+    )
+    await ensure_topics(settings)
+    return settings
+
+
+async def test_crash_after_db_commit_then_restart_applies_once_and_publishes_the_result(
+    isolated: Settings, engine: AsyncEngine
+) -> None:
+    user_id = new_entity_id()
+    async with engine.begin() as connection:
+        await connection.execute(insert(users).values(user_id=user_id, name="Crash"))
+        await connection.execute(insert(point_balances).values(user_id=user_id, balance=0))
+    command = ChargePoints(command_id=new_command_id("crash"), user_id=user_id, amount=250)
+
+    async with ShopflowClient(
+        isolated.kafka_bootstrap, topics=Topics(isolated.topic_prefix)
+    ) as client:
+        crashing = _start_worker(isolated, FaultInjection.EXIT_AFTER_DB_COMMIT)
+        try:
+            await client.send(command)
+            exit_code = await _wait_exit(crashing, timeout=60)
+        finally:
+            crashing.kill()
+
+        # Died after the commit: applied, but nothing published and nothing acknowledged.
+        assert exit_code == 86
+        assert await balance_of(engine, user_id) == 250
+        assert client.results(command.command_id) == []
+
+        restarted = _start_worker(isolated, FaultInjection.NONE)
+        try:
+            result = await client.wait_for_result(command.command_id, timeout=90)
+            await asyncio.sleep(1.0)  # room for a duplicate to show up, if there were one
+        finally:
+            restarted.terminate()
+            assert await _wait_exit(restarted, timeout=30) == 0
+
+    async with engine.connect() as connection:
+        stored_event_id = (
+            await connection.execute(
+                select(processed_commands.c.event_id).where(
+                    processed_commands.c.command_id == command.command_id
+                )
+            )
+        ).scalar_one()
+    assert isinstance(result, PointsCharged)
+    assert result.balance == 250
+    assert result.event_id == stored_event_id
+    assert len(client.results(command.command_id)) == 1
+    assert await balance_of(engine, user_id) == 250
+    assert await transactions_of(engine, user_id) == [("charge", 250, command.command_id)]
