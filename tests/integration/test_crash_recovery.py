@@ -4,9 +4,7 @@ gets the command again, finds it in the ledger and publishes the stored result."
 
 import asyncio
 import os
-import subprocess
 import sys
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import insert, select
@@ -23,7 +21,7 @@ from tests.conftest import new_command_id, new_entity_id
 from tests.integration.helpers import balance_of, transactions_of
 
 
-def _start_worker(settings: Settings, fault: FaultInjection) -> subprocess.Popen[bytes]:
+async def _start_worker(settings: Settings, fault: FaultInjection) -> asyncio.subprocess.Process:
     env = {
         **os.environ,
         "SHOPFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
@@ -36,20 +34,18 @@ def _start_worker(settings: Settings, fault: FaultInjection) -> subprocess.Popen
         "SHOPFLOW_SESSION_TIMEOUT_MS": "6000",
         "SHOPFLOW_FAULT_INJECTION": fault.value,
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "shopflow", "worker", "--log-level", "warning"], env=env
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shopflow", "worker", "--log-level", "warning", env=env
     )
 
 
-async def _wait_exit(process: subprocess.Popen[bytes], timeout: float) -> int:
+async def _wait_exit(process: asyncio.subprocess.Process, timeout: float) -> int:
     async with asyncio.timeout(timeout):
-        while process.poll() is None:
-            await asyncio.sleep(0.1)
-    return process.returncode
+        return await process.wait()
 
 
 @pytest.fixture
-async def isolated(test_settings: Settings) -> AsyncIterator[Settings]:
+async def isolated(test_settings: Settings) -> Settings:
     """Topics and consumer groups of this test's own, so only its workers consume them."""
     suffix = new_command_id("crash")
     settings = test_settings.model_copy(
@@ -74,19 +70,20 @@ async def test_crash_after_db_commit_then_restart_applies_once_and_publishes_the
     async with ShopflowClient(
         isolated.kafka_bootstrap, topics=Topics(isolated.topic_prefix)
     ) as client:
-        crashing = _start_worker(isolated, FaultInjection.EXIT_AFTER_DB_COMMIT)
+        crashing = await _start_worker(isolated, FaultInjection.EXIT_AFTER_DB_COMMIT)
         try:
             await client.send(command)
             exit_code = await _wait_exit(crashing, timeout=60)
         finally:
-            crashing.kill()
+            if crashing.returncode is None:
+                crashing.kill()
 
         # Died after the commit: applied, but nothing published and nothing acknowledged.
         assert exit_code == 86
         assert await balance_of(engine, user_id) == 250
         assert client.results(command.command_id) == []
 
-        restarted = _start_worker(isolated, FaultInjection.NONE)
+        restarted = await _start_worker(isolated, FaultInjection.NONE)
         try:
             result = await client.wait_for_result(command.command_id, timeout=90)
             await asyncio.sleep(1.0)  # room for a duplicate to show up, if there were one

@@ -1,0 +1,86 @@
+"""The HTTP read side against the real database."""
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from contracts.commands import ChargePoints
+from producers.client import ShopflowClient
+from queries.http import create_http_app
+from queries.read_model import ReadModel
+from shopflow.runtime import Runtime
+from tests.conftest import new_command_id, new_entity_id
+from tests.integration.helpers import registered_user
+
+
+async def _ok() -> None:
+    return None
+
+
+async def _down() -> None:
+    raise ConnectionError("refused")
+
+
+@pytest.fixture
+async def http(service: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_http_app(ReadModel(service.engine), {"postgresql": _ok, "redis": _ok})
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://shopflow") as client:
+        yield client
+
+
+async def test_points_of_a_user_after_a_charge(
+    http: httpx.AsyncClient, client: ShopflowClient
+) -> None:
+    user_id = await registered_user(client)
+    await client.send_and_wait(
+        ChargePoints(command_id=new_command_id(), user_id=user_id, amount=77)
+    )
+
+    answer = await http.get(f"/users/{user_id}/points")
+
+    assert answer.status_code == 200
+    assert answer.json() == {"user_id": user_id, "balance": 77}
+
+
+async def test_points_of_an_unknown_user_is_404_unknown_user(http: httpx.AsyncClient) -> None:
+    answer = await http.get(f"/users/{new_entity_id()}/points")
+
+    assert answer.status_code == 404
+    assert answer.json()["error"] == "unknown_user"
+
+
+async def test_unknown_product_is_404_unknown_product(http: httpx.AsyncClient) -> None:
+    answer = await http.get(f"/products/{new_entity_id()}")
+
+    assert answer.status_code == 404
+    assert answer.json()["error"] == "unknown_product"
+
+
+@pytest.mark.parametrize("user_id", ["abc", "0", "-1", str(2**63)])
+async def test_bad_ids_are_422_with_a_machine_readable_error(
+    http: httpx.AsyncClient, user_id: str
+) -> None:
+    answer = await http.get(f"/users/{user_id}/points")
+
+    assert answer.status_code == 422
+    assert answer.json()["error"] == "invalid_request"
+
+
+async def test_readiness_names_the_server_that_is_down(service: Runtime) -> None:
+    app = create_http_app(ReadModel(service.engine), {"postgresql": _ok, "kafka": _down})
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://shopflow") as client:
+        answer = await client.get("/health/ready")
+
+    assert answer.status_code == 503
+    assert answer.json()["checks"]["postgresql"] == "up"
+    assert answer.json()["checks"]["kafka"].startswith("down")
+
+
+async def test_metrics_count_the_commands_answered(http: httpx.AsyncClient) -> None:
+    answer = await http.get("/metrics")
+
+    assert answer.status_code == 200
+    assert "shopflow_commands_total" in answer.text

@@ -1,0 +1,87 @@
+"""Every way a record can be malformed maps to one dead-letter reason (no I/O)."""
+
+import base64
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from consumers.decoding import (
+    DecodedCommand,
+    RawRecord,
+    Undeliverable,
+    decode_record,
+)
+from contracts.dead_letters import DeadLetterReason
+from contracts.limits import MAX_MESSAGE_BYTES
+from contracts.topics import ROUTES_BY_TOPIC
+
+ROUTE = ROUTES_BY_TOPIC["shop.points.charge"]
+NOW = datetime(2026, 11, 29, tzinfo=UTC)
+
+
+def _record(value: bytes | None, key: bytes | None = b"7") -> RawRecord:
+    return RawRecord("shop.points.charge", 2, 41, key, value)
+
+
+def _charge(**fields: object) -> bytes:
+    return json.dumps({"command_id": "c-1", "user_id": 7, "amount": 5, **fields}).encode()
+
+
+def test_a_valid_record_decodes_to_its_command() -> None:
+    decoded = decode_record(ROUTE, _record(_charge()), NOW)
+
+    assert isinstance(decoded, DecodedCommand)
+    assert decoded.command_id == "c-1"
+    assert decoded.entity_key == "7"
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "reason"),
+    [
+        (None, b"7", DeadLetterReason.INVALID_JSON),
+        (b"", b"7", DeadLetterReason.INVALID_JSON),
+        (b"\xff\xfe", b"7", DeadLetterReason.INVALID_JSON),
+        (b'"a string"', b"7", DeadLetterReason.INVALID_JSON),
+        (_charge(amount=0), b"7", DeadLetterReason.INVALID_MESSAGE),
+        (_charge(extra=1), b"7", DeadLetterReason.INVALID_MESSAGE),
+        (_charge(pad="x" * MAX_MESSAGE_BYTES), b"7", DeadLetterReason.TOO_LARGE),
+        (_charge(), b"8", DeadLetterReason.KEY_MISMATCH),
+        (_charge(), b"07", DeadLetterReason.KEY_MISMATCH),
+        (_charge(), None, DeadLetterReason.KEY_MISMATCH),
+    ],
+)
+def test_malformed_records_become_dead_letters_with_their_reason(
+    value: bytes | None, key: bytes | None, reason: DeadLetterReason
+) -> None:
+    decoded = decode_record(ROUTE, _record(value, key), NOW)
+
+    assert isinstance(decoded, Undeliverable)
+    dead = decoded.dead_letter
+    assert dead.reason is reason
+    assert dead.error
+    assert base64.b64decode(dead.payload_base64) == (value or b"")
+    assert (dead.source_topic, dead.partition, dead.offset) == ("shop.points.charge", 2, 41)
+    assert dead.key == (None if key is None else key.decode())
+
+
+def test_a_message_of_exactly_the_limit_is_not_too_large() -> None:
+    base = _charge(pad="")
+    value = _charge(pad="x" * (MAX_MESSAGE_BYTES - len(base)))
+    assert len(value) == MAX_MESSAGE_BYTES
+
+    decoded = decode_record(ROUTE, _record(value), NOW)
+
+    assert isinstance(decoded, Undeliverable)
+    assert decoded.dead_letter.reason is DeadLetterReason.INVALID_MESSAGE  # pad is unknown
+
+
+def test_fingerprint_ignores_spacing_and_field_order_but_not_values() -> None:
+    a = decode_record(ROUTE, _record(b'{"command_id":"c-1","user_id":7,"amount":5}'), NOW)
+    b = decode_record(ROUTE, _record(b'{ "amount": 5, "user_id": 7, "command_id": "c-1" }'), NOW)
+    c = decode_record(ROUTE, _record(b'{"command_id":"c-1","user_id":7,"amount":6}'), NOW)
+
+    assert isinstance(a, DecodedCommand)
+    assert isinstance(b, DecodedCommand)
+    assert isinstance(c, DecodedCommand)
+    assert a.payload_sha256 == b.payload_sha256 != c.payload_sha256
