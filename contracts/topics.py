@@ -19,12 +19,18 @@ from contracts.commands import (
 )
 from contracts.common import WireModel
 from contracts.events import (
+    CartItemAdded,
     CartItemRejected,
+    CartItemRemoved,
+    OrderPlaced,
     OrderRejected,
+    PointsCharged,
     PointsChargeRejected,
     ProductRejected,
+    ProductUpserted,
     RejectionReason,
     ResultEvent,
+    UserRegistered,
     UserRejected,
 )
 
@@ -53,6 +59,7 @@ class CommandRoute:
     command_type: type[WireModel]
     key_field: str
     result_topic: str
+    accepted_type: type[ResultEvent]
     rejected_type: type[ResultEvent]
 
     @property
@@ -82,14 +89,27 @@ class CommandRoute:
 
 
 COMMAND_ROUTES: Final[tuple[CommandRoute, ...]] = (
-    CommandRoute(USERS_REGISTER, RegisterUser, "user_id", USERS_EVENTS, UserRejected),
     CommandRoute(
-        CATALOG_UPSERT_PRODUCT, UpsertProduct, "product_id", CATALOG_EVENTS, ProductRejected
+        USERS_REGISTER, RegisterUser, "user_id", USERS_EVENTS, UserRegistered, UserRejected
     ),
-    CommandRoute(POINTS_CHARGE, ChargePoints, "user_id", POINTS_EVENTS, PointsChargeRejected),
-    CommandRoute(CART_ADD_ITEM, AddCartItem, "user_id", CART_EVENTS, CartItemRejected),
-    CommandRoute(CART_REMOVE_ITEM, RemoveCartItem, "user_id", CART_EVENTS, CartItemRejected),
-    CommandRoute(ORDERS_PLACE, PlaceOrder, "user_id", ORDERS_EVENTS, OrderRejected),
+    CommandRoute(
+        CATALOG_UPSERT_PRODUCT,
+        UpsertProduct,
+        "product_id",
+        CATALOG_EVENTS,
+        ProductUpserted,
+        ProductRejected,
+    ),
+    CommandRoute(
+        POINTS_CHARGE, ChargePoints, "user_id", POINTS_EVENTS, PointsCharged, PointsChargeRejected
+    ),
+    CommandRoute(
+        CART_ADD_ITEM, AddCartItem, "user_id", CART_EVENTS, CartItemAdded, CartItemRejected
+    ),
+    CommandRoute(
+        CART_REMOVE_ITEM, RemoveCartItem, "user_id", CART_EVENTS, CartItemRemoved, CartItemRejected
+    ),
+    CommandRoute(ORDERS_PLACE, PlaceOrder, "user_id", ORDERS_EVENTS, OrderPlaced, OrderRejected),
 )
 
 ROUTES_BY_TYPE: Final = {route.command_type: route for route in COMMAND_ROUTES}

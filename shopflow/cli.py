@@ -12,6 +12,7 @@ import uvicorn
 from contracts.topics import ROUTES_BY_TOPIC, Topics
 from producers.client import ShopflowClient
 from shopflow.app import create_app, prepare
+from shopflow.asyncapi import asyncapi_json
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 
@@ -116,6 +117,19 @@ def send(
                 typer.echo(json.dumps({"sent": command.command_id}))  # type: ignore[attr-defined]
 
     asyncio.run(main())
+
+
+@app.command()
+def asyncapi(
+    out: Annotated[str, typer.Option(help="Write to this file instead of stdout.")] = "",
+) -> None:
+    """Print (or write) the AsyncAPI document of the wire contract."""
+    document = asyncapi_json()
+    if out:
+        with open(out, "w", encoding="utf-8") as file:
+            file.write(document)
+    else:
+        typer.echo(document, nl=False)
 
 
 def main() -> None:
