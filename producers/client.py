@@ -28,6 +28,19 @@ class ResultTimeout(TimeoutError):
     pass
 
 
+async def topic_partitions(
+    producer: AIOKafkaProducer, topic: str, *, timeout: float = 15.0
+) -> list[int]:
+    """The topic's partition numbers. Right after a topic is created the broker may not
+    list its partitions yet, so this asks again until it does (or fails after `timeout`)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            found = await producer.partitions_for(topic)
+            if found:
+                return sorted(found)
+            await asyncio.sleep(0.1)
+
+
 class ShopflowClient:
     def __init__(
         self,
@@ -66,20 +79,13 @@ class ShopflowClient:
     async def _start_reader(self) -> None:
         names = [self._topics.name(t) for t in (*EVENT_TOPICS, DEAD_LETTERS)]
         consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
-        await consumer.start()
+        assert self._producer is not None
         partitions = [
             TopicPartition(topic, p)
             for topic in names
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
+            for p in await topic_partitions(self._producer, topic)
         ]
-        if not partitions:
-            # Metadata for topics not yet known to this consumer: fetch it explicitly.
-            await consumer._client.force_metadata_update()
-            partitions = [
-                TopicPartition(topic, p)
-                for topic in names
-                for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
+        await consumer.start()
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)
         for tp in partitions:  # materialize the positions before anything is sent
