@@ -28,7 +28,6 @@ up-docker:
 	docker compose -f docker-compose.kafka.yml up -d --wait
 
 run: $(STAMP) up
-	$(BIN)/shopflow migrate
 	$(BIN)/shopflow serve
 
 lint: $(STAMP)
