@@ -105,3 +105,49 @@ async def test_crash_after_db_commit_then_restart_applies_once_and_publishes_the
     assert len(client.results(command.command_id)) == 1
     assert await balance_of(engine, user_id) == 250
     assert await transactions_of(engine, user_id) == [("charge", 250, command.command_id)]
+
+
+async def test_sigterm_mid_stream_then_restart_applies_every_command_once(
+    isolated: Settings, engine: AsyncEngine
+) -> None:
+    user_ids = [new_entity_id() for _ in range(20)]
+    async with engine.begin() as connection:
+        await connection.execute(insert(users), [{"user_id": u, "name": "T"} for u in user_ids])
+        await connection.execute(
+            insert(point_balances), [{"user_id": u, "balance": 0} for u in user_ids]
+        )
+    commands = [
+        ChargePoints(command_id=new_command_id("term"), user_id=user_ids[i % 20], amount=i + 1)
+        for i in range(1_000)
+    ]
+
+    async with ShopflowClient(
+        isolated.kafka_bootstrap, topics=Topics(isolated.topic_prefix)
+    ) as client:
+        for command in commands:
+            await client.send(command)
+        first = await _start_worker(isolated, FaultInjection.NONE)
+        await client.wait_for_result(commands[0].command_id, timeout=60)
+        first.terminate()  # stop while the rest is being consumed
+        assert await _wait_exit(first, timeout=60) == 0
+        answered_by_first = sum(1 for c in commands if client.results(c.command_id))
+
+        second = await _start_worker(isolated, FaultInjection.NONE)
+        try:
+            for command in commands:
+                await client.wait_for_result(command.command_id, timeout=90)
+        finally:
+            second.terminate()
+            await _wait_exit(second, timeout=60)
+
+    # Every command has exactly one outcome (redeliveries repeat the same event id) ...
+    for command in commands:
+        results = client.results(command.command_id)
+        assert len({r.event_id for r in results}) == 1
+        assert isinstance(results[0], PointsCharged)
+    # ... and was applied once.
+    for index, user_id in enumerate(user_ids):
+        expected = sum(i + 1 for i in range(index, 1_000, 20))
+        assert await balance_of(engine, user_id) == expected
+        assert len(await transactions_of(engine, user_id)) == 50
+    assert 0 < answered_by_first <= len(commands)
