@@ -10,6 +10,8 @@ import typer
 import uvicorn
 
 from contracts.topics import ROUTES_BY_TOPIC, Topics
+from persistence.database import create_engine
+from persistence.ledger import Ledger
 from producers.client import ShopflowClient
 from shopflow.app import create_app, prepare
 from shopflow.asyncapi import asyncapi_json
@@ -117,6 +119,26 @@ def send(
                 typer.echo(json.dumps({"sent": command.command_id}))  # type: ignore[attr-defined]
 
     asyncio.run(main())
+
+
+@app.command("purge-ledger")
+def purge_ledger(log_level: LogLevel = "info") -> None:
+    """Forget command_ids older than SHOPFLOW_LEDGER_RETENTION_DAYS (at least 7)."""
+    _logging(log_level)
+    settings = Settings()
+
+    async def main() -> int:
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            async with engine.begin() as connection:
+                return await Ledger(connection).purge_older_than_days(
+                    settings.ledger_retention_days
+                )
+        finally:
+            await engine.dispose()
+
+    removed = asyncio.run(main())
+    typer.echo(f"forgot {removed} command ids older than {settings.ledger_retention_days} days")
 
 
 @app.command()

@@ -1,13 +1,16 @@
 """RegisterUser and UpsertProduct end to end."""
 
+from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.commands import RegisterUser, UpsertProduct
 from contracts.events import ProductUpserted, RejectionReason, UserRegistered, UserRejected
+from persistence.ledger import Ledger
+from persistence.tables import processed_commands
 from producers.client import ShopflowClient
 from queries.read_model import ReadModel
 from tests.conftest import new_command_id, new_entity_id
-from tests.integration.helpers import balance_of
+from tests.integration.helpers import balance_of, ledger_rows
 
 
 async def test_registered_user_starts_with_zero_points(
@@ -66,3 +69,25 @@ async def test_upsert_creates_then_renames_reprices_and_adds_stock(
     view = await ReadModel(engine).product(product_id)
     assert view is not None
     assert (view.name, view.price, view.stock) == ("Big mug", 1200, 8)
+
+
+async def test_ledger_purge_forgets_only_ids_past_retention(
+    client: ShopflowClient, engine: AsyncEngine
+) -> None:
+    recent = RegisterUser(command_id=new_command_id("recent"), user_id=new_entity_id(), name="R")
+    old = RegisterUser(command_id=new_command_id("old"), user_id=new_entity_id(), name="O")
+    await client.send_and_wait(recent)
+    await client.send_and_wait(old)
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(processed_commands)
+            .where(processed_commands.c.command_id == old.command_id)
+            .values(created_at=func.now() - func.make_interval(0, 0, 0, 8))
+        )
+
+    async with engine.begin() as connection:
+        removed = await Ledger(connection).purge_older_than_days(7)
+
+    assert removed >= 1
+    assert await ledger_rows(engine, old.command_id) == 0
+    assert await ledger_rows(engine, recent.command_id) == 1
