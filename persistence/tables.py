@@ -101,3 +101,54 @@ processed_commands = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_processed_commands_created_at", "created_at"),
 )
+
+# Cart lines, keyed by user: a line that reaches 0 units is deleted.
+cart_items = Table(
+    "cart_items",
+    metadata,
+    Column("user_id", BigInteger, ForeignKey("users.user_id"), primary_key=True),
+    Column("product_id", BigInteger, ForeignKey("products.product_id"), primary_key=True),
+    Column("quantity", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("quantity > 0", name="quantity_positive"),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("order_id", BigInteger, Identity(always=True), primary_key=True),
+    Column("user_id", BigInteger, ForeignKey("users.user_id"), nullable=False),
+    Column("command_id", String(64), nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("placed_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("total >= 0", name="total_not_negative"),
+    Index("ix_orders_user_id", "user_id"),
+    Index("ix_orders_placed_at", "placed_at"),
+)
+
+# user_id is repeated on the lines so that they shard with their order (by user).
+order_lines = Table(
+    "order_lines",
+    metadata,
+    Column("order_id", BigInteger, ForeignKey("orders.order_id"), primary_key=True),
+    Column("product_id", BigInteger, ForeignKey("products.product_id"), primary_key=True),
+    Column("user_id", BigInteger, nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    Column("unit_price", BigInteger, nullable=False),
+    Column("placed_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("quantity > 0", name="quantity_positive"),
+    Index("ix_order_lines_placed_at", "placed_at"),
+)
+
+# What the default payment gateway records: one row per successful payment, named by
+# the order's command_id (the payment is taken before the order row exists).
+payments = Table(
+    "payments",
+    metadata,
+    Column("payment_id", BigInteger, Identity(always=True), primary_key=True),
+    Column("user_id", BigInteger, ForeignKey("users.user_id"), nullable=False),
+    Column("command_id", String(64), nullable=False, unique=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("amount >= 0", name="amount_not_negative"),
+)
