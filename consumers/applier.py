@@ -28,9 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from consumers.decoding import DecodedCommand
 from consumers.handlers import HANDLERS, EventMeta
+from consumers.locking import plan_locks
+from consumers.ports import UnitOfWork
 from contracts.events import RejectionReason, ResultEvent
 from domain.errors import Rejected
 from persistence.ledger import Claim, Ledger, ResultRecord, StoredResult
+from persistence.locks import lock_in_order
 from persistence.unit_of_work import PgUnitOfWork
 
 log = logging.getLogger(__name__)
@@ -85,8 +88,10 @@ class BatchApplier:
         retries: int = 3,
         backoff_seconds: float = 0.05,
         after_commit: Callable[[], Awaitable[None]] | None = None,
+        unit_of_work: Callable[[AsyncConnection], UnitOfWork] = PgUnitOfWork,
     ) -> None:
         self._engine = engine
+        self._unit_of_work = unit_of_work
         self._clock = clock
         self._retries = retries
         self._backoff = backoff_seconds
@@ -129,6 +134,15 @@ class BatchApplier:
                 ]
             )
             stored = await ledger.load(set(first_of_id) - claimed)
+            to_run = [c for c in first_of_id.values() if c.command_id in claimed]
+            plan = plan_locks(to_run)
+            await lock_in_order(
+                connection,
+                user_ids=plan.user_ids,
+                product_ids=plan.product_ids,
+                carts_of=plan.carts_of,
+            )
+            uow = self._unit_of_work(connection)
 
             outcomes: list[Outcome] = []
             decided: dict[str, tuple[DecodedCommand, Outcome]] = {}
@@ -141,7 +155,7 @@ class BatchApplier:
                     outcomes.append(self._answer_repeat(cmd, first, first_outcome))
                     continue
                 if cmd.command_id in claimed:
-                    outcome = await self._run(connection, cmd)
+                    outcome = await self._run(connection, uow, cmd)
                     if outcome.kind is OutcomeKind.UNAVAILABLE:
                         to_release.append(cmd.command_id)
                     else:
@@ -161,11 +175,12 @@ class BatchApplier:
             await ledger.release(to_release)
         return outcomes
 
-    async def _run(self, connection: AsyncConnection, cmd: DecodedCommand) -> Outcome:
+    async def _run(
+        self, connection: AsyncConnection, uow: UnitOfWork, cmd: DecodedCommand
+    ) -> Outcome:
         """Run one claimed command's handler in a savepoint; retry it on errors."""
         handler = HANDLERS[type(cmd.command)]
         meta = EventMeta(uuid.uuid4(), cmd.command_id, self._clock())
-        uow = PgUnitOfWork(connection)
         for attempt in range(self._retries + 1):
             savepoint = await connection.begin_nested()
             try:

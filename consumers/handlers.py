@@ -12,11 +12,29 @@ from typing import Any
 from uuid import UUID
 
 from consumers.ports import UnitOfWork
-from contracts.commands import ChargePoints, Command, RegisterUser, UpsertProduct
-from contracts.events import PointsCharged, ProductUpserted, ResultEvent, UserRegistered
-from domain import points
+from contracts.commands import (
+    AddCartItem,
+    ChargePoints,
+    Command,
+    PlaceOrder,
+    RegisterUser,
+    RemoveCartItem,
+    UpsertProduct,
+)
+from contracts.events import (
+    CartItemAdded,
+    CartItemRemoved,
+    OrderPlaced,
+    PlacedOrderLine,
+    PointsCharged,
+    ProductUpserted,
+    ResultEvent,
+    UserRegistered,
+)
+from domain import cart, orders, points
 from domain.catalog import new_product
-from domain.errors import UnknownUser, UserExists
+from domain.errors import EmptyCart, UnknownProduct, UnknownUser, UserExists
+from domain.payment import pay_with_retries
 
 
 @dataclass(frozen=True)
@@ -76,10 +94,91 @@ async def charge_points(uow: UnitOfWork, cmd: ChargePoints, meta: EventMeta) -> 
     )
 
 
+async def _require_user(uow: UnitOfWork, user_id: int) -> int:
+    """The user's balance, locking the user (their balance row is the user's mutex)."""
+    balance = await uow.points.balance_for_update(user_id)
+    if balance is None:
+        raise UnknownUser(f"user {user_id} is not registered")
+    return balance
+
+
+async def add_cart_item(uow: UnitOfWork, cmd: AddCartItem, meta: EventMeta) -> CartItemAdded:
+    await _require_user(uow, cmd.user_id)
+    product = await uow.products.get(cmd.product_id)
+    if product is None:
+        raise UnknownProduct(f"product {cmd.product_id} does not exist", product_id=cmd.product_id)
+    in_cart = await uow.carts.quantity_for_update(cmd.user_id, cmd.product_id)
+    new_quantity = cart.add_to_cart(
+        in_cart, cmd.quantity, stock=product.stock, product_id=cmd.product_id
+    )
+    await uow.carts.set_quantity(cmd.user_id, cmd.product_id, new_quantity)
+    return CartItemAdded(
+        **meta.envelope(),
+        user_id=cmd.user_id,
+        product_id=cmd.product_id,
+        quantity=cmd.quantity,
+        cart_quantity=new_quantity,
+    )
+
+
+async def remove_cart_item(
+    uow: UnitOfWork, cmd: RemoveCartItem, meta: EventMeta
+) -> CartItemRemoved:
+    await _require_user(uow, cmd.user_id)
+    if await uow.products.get(cmd.product_id) is None:
+        raise UnknownProduct(f"product {cmd.product_id} does not exist", product_id=cmd.product_id)
+    in_cart = await uow.carts.quantity_for_update(cmd.user_id, cmd.product_id)
+    new_quantity = cart.remove_from_cart(in_cart, cmd.quantity, product_id=cmd.product_id)
+    await uow.carts.set_quantity(cmd.user_id, cmd.product_id, new_quantity)
+    return CartItemRemoved(
+        **meta.envelope(),
+        user_id=cmd.user_id,
+        product_id=cmd.product_id,
+        quantity=cmd.quantity,
+        cart_quantity=new_quantity,
+    )
+
+
+async def place_order(uow: UnitOfWork, cmd: PlaceOrder, meta: EventMeta) -> OrderPlaced:
+    balance = await _require_user(uow, cmd.user_id)
+    if cmd.items is not None:
+        requested = [(line.product_id, line.quantity) for line in cmd.items]
+    else:
+        requested = await uow.carts.lines_for_update(cmd.user_id)
+        if not requested:
+            raise EmptyCart(f"user {cmd.user_id}'s cart is empty")
+    products = await uow.products.lock_many([product_id for product_id, _ in requested])
+    order = orders.price_order(requested, products)
+    settled = orders.settle(order, balance, products)
+    await pay_with_retries(uow.payments, cmd.user_id, order.total, cmd.command_id)
+    await uow.products.set_stocks(settled.products)
+    await uow.points.set_balance(cmd.user_id, settled.balance)
+    await uow.points.record_transaction(cmd.user_id, "use", -order.total, cmd.command_id)
+    order_id = await uow.orders.add(cmd.user_id, cmd.command_id, order, meta.occurred_at)
+    if cmd.from_cart:
+        await uow.carts.remove_lines(cmd.user_id, [line.product_id for line in order.lines])
+    return OrderPlaced(
+        **meta.envelope(),
+        user_id=cmd.user_id,
+        order_id=order_id,
+        items=[
+            PlacedOrderLine(
+                product_id=line.product_id, quantity=line.quantity, unit_price=line.unit_price
+            )
+            for line in order.lines
+        ],
+        total=order.total,
+        balance=settled.balance,
+    )
+
+
 Handler = Callable[[UnitOfWork, Any, EventMeta], Awaitable[ResultEvent]]
 
 HANDLERS: dict[type[Command], Handler] = {
     RegisterUser: register_user,
     UpsertProduct: upsert_product,
     ChargePoints: charge_points,
+    AddCartItem: add_cart_item,
+    RemoveCartItem: remove_cart_item,
+    PlaceOrder: place_order,
 }

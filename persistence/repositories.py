@@ -4,12 +4,24 @@ Reads that precede a write lock their row (`FOR UPDATE`), so two commands on the
 user or product settle in turn instead of overwriting each other.
 """
 
-from sqlalchemy import func, insert, select, update
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.catalog import Product
-from persistence.tables import point_balances, point_transactions, products, users
+from domain.orders import PricedOrder
+from persistence.tables import (
+    cart_items,
+    order_lines,
+    orders,
+    point_balances,
+    point_transactions,
+    products,
+    users,
+)
 
 
 class UserRepository:
@@ -90,6 +102,25 @@ class ProductRepository:
         row = (await self._connection.execute(statement)).first()
         return None if row is None else Product(row.product_id, row.name, row.price, row.stock)
 
+    async def lock_many(self, product_ids: Sequence[int]) -> dict[int, Product]:
+        """The products that exist among `product_ids`, locked in id order (no deadlocks)."""
+        statement = (
+            select(products.c.product_id, products.c.name, products.c.price, products.c.stock)
+            .where(products.c.product_id.in_(sorted(set(product_ids))))
+            .order_by(products.c.product_id)
+            .with_for_update()
+        )
+        rows = (await self._connection.execute(statement)).all()
+        return {r.product_id: Product(r.product_id, r.name, r.price, r.stock) for r in rows}
+
+    async def set_stocks(self, changed: Sequence[Product]) -> None:
+        await self._connection.execute(
+            update(products)
+            .where(products.c.product_id == bindparam("b_product_id"))
+            .values(stock=bindparam("b_stock"), updated_at=func.now()),
+            [{"b_product_id": p.product_id, "b_stock": p.stock} for p in changed],
+        )
+
     async def save(self, product: Product) -> None:
         statement = pg_insert(products).values(
             product_id=product.product_id,
@@ -107,3 +138,84 @@ class ProductRepository:
             },
         )
         await self._connection.execute(statement)
+
+
+class CartRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def quantity_for_update(self, user_id: int, product_id: int) -> int:
+        """Units of the product in the user's cart (0 when there is no line), locked."""
+        statement = (
+            select(cart_items.c.quantity)
+            .where(cart_items.c.user_id == user_id, cart_items.c.product_id == product_id)
+            .with_for_update()
+        )
+        return (await self._connection.execute(statement)).scalar_one_or_none() or 0
+
+    async def set_quantity(self, user_id: int, product_id: int, quantity: int) -> None:
+        """Set the line's units; 0 deletes the line."""
+        if quantity == 0:
+            await self._connection.execute(
+                delete(cart_items).where(
+                    cart_items.c.user_id == user_id, cart_items.c.product_id == product_id
+                )
+            )
+            return
+        statement = pg_insert(cart_items).values(
+            user_id=user_id, product_id=product_id, quantity=quantity
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[cart_items.c.user_id, cart_items.c.product_id],
+            set_={"quantity": statement.excluded.quantity, "updated_at": func.now()},
+        )
+        await self._connection.execute(statement)
+
+    async def lines_for_update(self, user_id: int) -> list[tuple[int, int]]:
+        """(product id, units) of every line of the user's cart, by product id, locked."""
+        statement = (
+            select(cart_items.c.product_id, cart_items.c.quantity)
+            .where(cart_items.c.user_id == user_id)
+            .order_by(cart_items.c.product_id)
+            .with_for_update()
+        )
+        return [(r.product_id, r.quantity) for r in (await self._connection.execute(statement))]
+
+    async def remove_lines(self, user_id: int, product_ids: Sequence[int]) -> None:
+        await self._connection.execute(
+            delete(cart_items).where(
+                cart_items.c.user_id == user_id, cart_items.c.product_id.in_(list(product_ids))
+            )
+        )
+
+
+class OrderRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def add(
+        self, user_id: int, command_id: str, order: PricedOrder, placed_at: datetime
+    ) -> int:
+        """Record the order and its lines; returns the new order id."""
+        statement = (
+            insert(orders)
+            .values(user_id=user_id, command_id=command_id, total=order.total, placed_at=placed_at)
+            .returning(orders.c.order_id)
+        )
+        order_id = int((await self._connection.execute(statement)).scalar_one())
+        await self._connection.execute(
+            insert(order_lines).values(
+                [
+                    {
+                        "order_id": order_id,
+                        "product_id": line.product_id,
+                        "user_id": user_id,
+                        "quantity": line.quantity,
+                        "unit_price": line.unit_price,
+                        "placed_at": placed_at,
+                    }
+                    for line in order.lines
+                ]
+            )
+        )
+        return order_id

@@ -3,6 +3,7 @@
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Request
@@ -15,6 +16,10 @@ from contracts.limits import MAX_ENTITY_ID
 from queries.read_model import ReadModel
 
 HealthCheck = Callable[[], Awaitable[object]]
+Clock = Callable[[], datetime]
+
+TOP_PRODUCTS_WINDOW_HOURS = 72
+TOP_PRODUCTS_LIMIT = 5
 
 EntityIdPath = Annotated[int, Path(ge=1, le=MAX_ENTITY_ID)]
 
@@ -29,6 +34,34 @@ class ProductAnswer(BaseModel):
     name: str
     price: int
     stock: int
+
+
+class CartLineAnswer(BaseModel):
+    product_id: int
+    name: str
+    unit_price: int
+    quantity: int
+
+
+class CartAnswer(BaseModel):
+    user_id: int
+    items: list[CartLineAnswer]
+    total: int
+
+
+class TopProductAnswer(BaseModel):
+    product_id: int
+    name: str
+    units_sold: int
+
+
+class TopProductsAnswer(BaseModel):
+    window_hours: int
+    products: list[TopProductAnswer]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class ErrorAnswer(BaseModel):
@@ -47,6 +80,7 @@ def create_http_app(
     readiness_checks: Mapping[str, HealthCheck],
     *,
     lifespan: Any = None,
+    clock: Clock = _utc_now,
 ) -> FastAPI:
     app = FastAPI(
         title="shopflow queries",
@@ -70,6 +104,41 @@ def create_http_app(
         if balance is None:
             raise NotFound("unknown_user", f"user {user_id} is not registered")
         return PointsAnswer(user_id=user_id, balance=balance)
+
+    @app.get("/users/{user_id}/cart", response_model=CartAnswer)
+    async def cart(user_id: EntityIdPath) -> CartAnswer:
+        view = await read_model.cart(user_id)
+        if view is None:
+            raise NotFound("unknown_user", f"user {user_id} is not registered")
+        return CartAnswer(
+            user_id=view.user_id,
+            items=[
+                CartLineAnswer(
+                    product_id=line.product_id,
+                    name=line.name,
+                    unit_price=line.unit_price,
+                    quantity=line.quantity,
+                )
+                for line in view.items
+            ],
+            total=view.total,
+        )
+
+    # Registered before /products/{product_id}: routes match in order, and "top" would
+    # otherwise be parsed as a product id (and answered 422).
+    @app.get("/products/top", response_model=TopProductsAnswer)
+    async def top_products() -> TopProductsAnswer:
+        # The PostgreSQL query; a Redis view will serve this first, with this as fallback.
+        views = await read_model.top_products(
+            clock(), window_hours=TOP_PRODUCTS_WINDOW_HOURS, limit=TOP_PRODUCTS_LIMIT
+        )
+        return TopProductsAnswer(
+            window_hours=TOP_PRODUCTS_WINDOW_HOURS,
+            products=[
+                TopProductAnswer(product_id=v.product_id, name=v.name, units_sold=v.units_sold)
+                for v in views
+            ],
+        )
 
     @app.get("/products/{product_id}", response_model=ProductAnswer)
     async def product(product_id: EntityIdPath) -> ProductAnswer:

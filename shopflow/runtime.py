@@ -2,6 +2,7 @@
 subscribers from settings, and starts and stops them in order. Nothing here runs at
 import time, so tests build as many runtimes as they need."""
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from consumers.pipeline import CommandPipeline
 from consumers.subscribers import register_command_subscriber
 from contracts.topics import COMMAND_ROUTES, Topics
 from persistence.database import create_engine
+from persistence.payments import PgPaymentGateway
+from persistence.unit_of_work import GatewayFactory, PgUnitOfWork
 from producers.publisher import KafkaMessageSink
 from shopflow.settings import FaultInjection, Settings
 
@@ -50,7 +53,12 @@ class Runtime:
 
     @classmethod
     def build(
-        cls, settings: Settings, *, consume: bool = True, clock: Clock = utc_now
+        cls,
+        settings: Settings,
+        *,
+        consume: bool = True,
+        clock: Clock = utc_now,
+        payment_gateway: GatewayFactory = PgPaymentGateway,
     ) -> "Runtime":
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         redis = Redis.from_url(settings.redis_url)
@@ -64,7 +72,12 @@ class Runtime:
             )
             sink = KafkaMessageSink(broker, topics)
             for route in COMMAND_ROUTES:
-                applier = BatchApplier(engine, clock=clock, after_commit=after_commit)
+                applier = BatchApplier(
+                    engine,
+                    clock=clock,
+                    after_commit=after_commit,
+                    unit_of_work=functools.partial(PgUnitOfWork, gateway=payment_gateway),
+                )
                 register_command_subscriber(
                     broker,
                     CommandPipeline(route, applier, sink, clock=clock),

@@ -3,9 +3,16 @@
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import RegisterUser
-from contracts.events import UserRegistered
-from persistence.tables import point_balances, point_transactions, processed_commands
+from contracts.commands import ChargePoints, RegisterUser, UpsertProduct
+from contracts.events import PointsCharged, ProductUpserted, UserRegistered
+from persistence.tables import (
+    cart_items,
+    orders,
+    point_balances,
+    point_transactions,
+    processed_commands,
+    products,
+)
 from producers.client import ShopflowClient
 from tests.conftest import new_command_id, new_entity_id
 
@@ -48,3 +55,54 @@ async def ledger_rows(engine: AsyncEngine, command_id: str) -> int:
             .where(processed_commands.c.command_id == command_id)
         )
         return int((await connection.execute(statement)).scalar_one())
+
+
+async def funded_user(client: ShopflowClient, points: int) -> int:
+    """A registered user with `points` charged."""
+    user_id = await registered_user(client)
+    if points:
+        event = await client.send_and_wait(
+            ChargePoints(command_id=new_command_id("fund"), user_id=user_id, amount=points)
+        )
+        assert isinstance(event, PointsCharged)
+    return user_id
+
+
+async def new_product(client: ShopflowClient, *, price: int, stock: int) -> int:
+    product_id = new_entity_id()
+    event = await client.send_and_wait(
+        UpsertProduct(
+            command_id=new_command_id("product"),
+            product_id=product_id,
+            name=f"Product {product_id % 1000}",
+            price=price,
+            stock_added=stock,
+        )
+    )
+    assert isinstance(event, ProductUpserted)
+    return product_id
+
+
+async def stock_of(engine: AsyncEngine, product_id: int) -> int | None:
+    async with engine.connect() as connection:
+        statement = select(products.c.stock).where(products.c.product_id == product_id)
+        return (await connection.execute(statement)).scalar_one_or_none()
+
+
+async def cart_of(engine: AsyncEngine, user_id: int) -> dict[int, int]:
+    async with engine.connect() as connection:
+        statement = select(cart_items.c.product_id, cart_items.c.quantity).where(
+            cart_items.c.user_id == user_id
+        )
+        return {row.product_id: row.quantity for row in await connection.execute(statement)}
+
+
+async def orders_of(engine: AsyncEngine, user_id: int) -> list[tuple[int, int]]:
+    """(order id, total) of the user's orders, oldest first."""
+    async with engine.connect() as connection:
+        statement = (
+            select(orders.c.order_id, orders.c.total)
+            .where(orders.c.user_id == user_id)
+            .order_by(orders.c.order_id)
+        )
+        return [(row.order_id, row.total) for row in await connection.execute(statement)]

@@ -1,0 +1,327 @@
+"""Reconciliation: the invariants the books must keep, checked over the whole database.
+
+Each rule is one SQL query that returns the rows breaking it (at most `limit_per_rule`
+of them). All rules read one REPEATABLE READ snapshot, so a command committing while
+the check runs cannot make two rules disagree with each other.
+
+The rules:
+
+- `balance_matches_transactions`: every point balance equals the sum of its user's
+  signed point transactions (a balance without transactions must be 0, and
+  transactions without a balance row must sum to 0).
+- `stock_not_negative`, `balance_not_negative`.
+- `order_total_matches_lines`: an order's total is the sum of quantity * unit_price
+  of its lines.
+- `order_has_lines`: every order has at least one line.
+- `order_paid_once`: every order has exactly one payment (by its command_id), of its
+  user, whose amount is the order's total.
+- `order_points_used_once`: every order has exactly one point transaction of kind
+  'use' with its command_id, of its user, whose amount is -total.
+- `ledger_result_stored`: every spent command_id has its result stored (event_id,
+  result_topic and result_json are filled in the claiming transaction; the primary
+  key already guarantees at most one row per command_id).
+
+Not checked: that every order's / point transaction's command_id is in
+processed_commands. `purge-ledger` forgets command ids after the retention period,
+so the rule would only hold within it.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, func, literal, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from persistence.tables import (
+    order_lines,
+    orders,
+    payments,
+    point_balances,
+    point_transactions,
+    processed_commands,
+    products,
+)
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class _Rule:
+    name: str
+    query: Callable[[int], Select[Any]]
+    describe: Callable[[Mapping[str, Any]], str]
+
+
+def _balance_matches_transactions(limit: int) -> Select[Any]:
+    sums = (
+        select(
+            point_transactions.c.user_id,
+            func.sum(point_transactions.c.amount).label("transactions_sum"),
+        )
+        .group_by(point_transactions.c.user_id)
+        .subquery()
+    )
+    user_id = func.coalesce(point_balances.c.user_id, sums.c.user_id)
+    balance = func.coalesce(point_balances.c.balance, 0)
+    transactions_sum = func.coalesce(sums.c.transactions_sum, 0)
+    return (
+        select(
+            user_id.label("user_id"),
+            point_balances.c.balance,
+            transactions_sum.label("transactions_sum"),
+        )
+        .select_from(
+            point_balances.outerjoin(sums, sums.c.user_id == point_balances.c.user_id, full=True)
+        )
+        .where(balance != transactions_sum)
+        .order_by(user_id)
+        .limit(limit)
+    )
+
+
+def _stock_not_negative(limit: int) -> Select[Any]:
+    return (
+        select(products.c.product_id, products.c.stock)
+        .where(products.c.stock < 0)
+        .order_by(products.c.product_id)
+        .limit(limit)
+    )
+
+
+def _balance_not_negative(limit: int) -> Select[Any]:
+    return (
+        select(point_balances.c.user_id, point_balances.c.balance)
+        .where(point_balances.c.balance < 0)
+        .order_by(point_balances.c.user_id)
+        .limit(limit)
+    )
+
+
+def _order_total_matches_lines(limit: int) -> Select[Any]:
+    sums = (
+        select(
+            order_lines.c.order_id,
+            func.sum(order_lines.c.quantity * order_lines.c.unit_price).label("lines_sum"),
+        )
+        .group_by(order_lines.c.order_id)
+        .subquery()
+    )
+    return (
+        select(orders.c.order_id, orders.c.user_id, orders.c.total, sums.c.lines_sum)
+        .join(sums, sums.c.order_id == orders.c.order_id)
+        .where(orders.c.total != sums.c.lines_sum)
+        .order_by(orders.c.order_id)
+        .limit(limit)
+    )
+
+
+def _order_has_lines(limit: int) -> Select[Any]:
+    has_line = select(literal(1)).where(order_lines.c.order_id == orders.c.order_id).exists()
+    return (
+        select(orders.c.order_id, orders.c.user_id, orders.c.command_id)
+        .where(~has_line)
+        .order_by(orders.c.order_id)
+        .limit(limit)
+    )
+
+
+def _order_paid_once(limit: int) -> Select[Any]:
+    paid = (
+        select(
+            payments.c.command_id,
+            func.count().label("payments"),
+            func.sum(payments.c.amount).label("paid"),
+            func.min(payments.c.user_id).label("min_user_id"),
+            func.max(payments.c.user_id).label("max_user_id"),
+        )
+        .group_by(payments.c.command_id)
+        .subquery()
+    )
+    payment_count = func.coalesce(paid.c.payments, 0)
+    return (
+        select(
+            orders.c.order_id,
+            orders.c.user_id,
+            orders.c.command_id,
+            orders.c.total,
+            payment_count.label("payments"),
+            paid.c.paid,
+            paid.c.min_user_id.label("payment_user_id"),
+        )
+        .select_from(orders.outerjoin(paid, paid.c.command_id == orders.c.command_id))
+        .where(
+            or_(
+                payment_count != 1,
+                paid.c.paid != orders.c.total,
+                paid.c.min_user_id != orders.c.user_id,
+                paid.c.max_user_id != orders.c.user_id,
+            )
+        )
+        .order_by(orders.c.order_id)
+        .limit(limit)
+    )
+
+
+def _order_points_used_once(limit: int) -> Select[Any]:
+    used = (
+        select(
+            point_transactions.c.command_id,
+            func.count().label("uses"),
+            func.sum(point_transactions.c.amount).label("used"),
+            func.min(point_transactions.c.user_id).label("min_user_id"),
+            func.max(point_transactions.c.user_id).label("max_user_id"),
+        )
+        .where(point_transactions.c.kind == "use")
+        .group_by(point_transactions.c.command_id)
+        .subquery()
+    )
+    use_count = func.coalesce(used.c.uses, 0)
+    return (
+        select(
+            orders.c.order_id,
+            orders.c.user_id,
+            orders.c.command_id,
+            orders.c.total,
+            use_count.label("uses"),
+            used.c.used,
+            used.c.min_user_id.label("use_user_id"),
+        )
+        .select_from(orders.outerjoin(used, used.c.command_id == orders.c.command_id))
+        .where(
+            or_(
+                use_count != 1,
+                used.c.used != -orders.c.total,
+                used.c.min_user_id != orders.c.user_id,
+                used.c.max_user_id != orders.c.user_id,
+            )
+        )
+        .order_by(orders.c.order_id)
+        .limit(limit)
+    )
+
+
+def _ledger_result_stored(limit: int) -> Select[Any]:
+    c = processed_commands.c
+    return (
+        select(
+            c.command_id,
+            c.command_type,
+            c.entity_key,
+            c.event_id,
+            c.result_topic,
+            c.result_json.is_(None).label("no_result_json"),
+        )
+        .where(
+            or_(
+                c.event_id.is_(None),
+                c.result_topic.is_(None),
+                c.result_json.is_(None),
+            )
+        )
+        .order_by(c.command_id)
+        .limit(limit)
+    )
+
+
+def _missing_result(row: Mapping[str, Any]) -> str:
+    missing = [name for name in ("event_id", "result_topic") if row[name] is None]
+    if row["no_result_json"]:
+        missing.append("result_json")
+    return ", ".join(missing)
+
+
+RULES: tuple[_Rule, ...] = (
+    _Rule(
+        "balance_matches_transactions",
+        _balance_matches_transactions,
+        lambda r: (
+            f"user_id={r['user_id']}: balance {r['balance']}, "
+            f"transactions sum to {r['transactions_sum']}"
+        ),
+    ),
+    _Rule(
+        "stock_not_negative",
+        _stock_not_negative,
+        lambda r: f"product_id={r['product_id']}: stock {r['stock']}",
+    ),
+    _Rule(
+        "balance_not_negative",
+        _balance_not_negative,
+        lambda r: f"user_id={r['user_id']}: balance {r['balance']}",
+    ),
+    _Rule(
+        "order_total_matches_lines",
+        _order_total_matches_lines,
+        lambda r: (
+            f"order_id={r['order_id']} user_id={r['user_id']}: total {r['total']}, "
+            f"lines sum to {r['lines_sum']}"
+        ),
+    ),
+    _Rule(
+        "order_has_lines",
+        _order_has_lines,
+        lambda r: (
+            f"order_id={r['order_id']} user_id={r['user_id']} "
+            f"command_id={r['command_id']}: no lines"
+        ),
+    ),
+    _Rule(
+        "order_paid_once",
+        _order_paid_once,
+        lambda r: (
+            f"order_id={r['order_id']} user_id={r['user_id']} "
+            f"command_id={r['command_id']}: total {r['total']}, {r['payments']} payment(s) "
+            f"of {r['paid']} by user_id={r['payment_user_id']}"
+        ),
+    ),
+    _Rule(
+        "order_points_used_once",
+        _order_points_used_once,
+        lambda r: (
+            f"order_id={r['order_id']} user_id={r['user_id']} "
+            f"command_id={r['command_id']}: total {r['total']}, {r['uses']} 'use' "
+            f"transaction(s) of {r['used']} by user_id={r['use_user_id']}"
+        ),
+    ),
+    _Rule(
+        "ledger_result_stored",
+        _ledger_result_stored,
+        lambda r: (
+            f"command_id={r['command_id']} ({r['command_type']}, key {r['entity_key']}): "
+            f"no stored {_missing_result(r)}"
+        ),
+    ),
+)
+
+
+async def find_violations(engine: AsyncEngine, *, limit_per_rule: int = 20) -> list[Violation]:
+    """Every rule's violations (at most `limit_per_rule` each), rules in RULES order."""
+    found: list[Violation] = []
+    snapshot = engine.execution_options(isolation_level="REPEATABLE READ")
+    async with snapshot.connect() as connection, connection.begin():
+        for rule in RULES:
+            result = await connection.execute(rule.query(limit_per_rule))
+            found.extend(Violation(rule.name, rule.describe(row)) for row in result.mappings())
+    return found
+
+
+def describe(violations: Sequence[Violation]) -> str:
+    """A report for people: the violations grouped by rule, or that there are none."""
+    if not violations:
+        return "reconciliation: no violations"
+    by_rule: dict[str, list[str]] = {}
+    for violation in violations:
+        by_rule.setdefault(violation.rule, []).append(violation.detail)
+    lines = [
+        f"reconciliation: {len(violations)} violation(s) of {len(by_rule)} rule(s) "
+        "(at most limit_per_rule shown per rule)"
+    ]
+    for rule, details in by_rule.items():
+        lines.append(f"  {rule} ({len(details)}):")
+        lines.extend(f"    - {detail}" for detail in details)
+    return "\n".join(lines)

@@ -1,0 +1,157 @@
+"""The `shopflow` command line against the session's running service.
+
+The CLI commands call `asyncio.run`, which cannot run inside the test's event loop, and
+the service's consumers only make progress while that loop runs; so each invocation
+runs in a worker thread (`asyncio.to_thread`) while the test awaits it.
+"""
+
+import asyncio
+import json
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from persistence.reconciliation import describe, find_violations
+from queries.read_model import ReadModel
+from shopflow.cli import DEMO_CHARGE, DEMO_PRODUCTS, DEMO_USERS, app
+from shopflow.runtime import Runtime
+from shopflow.settings import Settings
+from tests.conftest import new_command_id, new_entity_id
+from tests.integration.helpers import balance_of, ledger_rows
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, test_settings: Settings, service: Runtime) -> None:
+    """Point the CLI (which reads Settings from the environment) at the test servers."""
+    monkeypatch.setenv("SHOPFLOW_KAFKA_BOOTSTRAP", test_settings.kafka_bootstrap)
+    monkeypatch.setenv("SHOPFLOW_DATABASE_URL", test_settings.database_url)
+    monkeypatch.setenv("SHOPFLOW_TOPIC_PREFIX", test_settings.topic_prefix)
+
+
+async def shopflow(*args: str | int) -> Result:
+    """Run `shopflow ARGS...` in a worker thread and return what it printed and its exit code."""
+
+    def invoke() -> Result:
+        return CliRunner().invoke(app, [str(arg) for arg in args])
+
+    return await asyncio.to_thread(invoke)
+
+
+def explain(result: Result) -> str:
+    return f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_register_user_then_charge_prints_points_charged() -> None:
+    user_id = new_entity_id()
+
+    registered = await shopflow("register-user", user_id, "Alice")
+    charged = await shopflow(
+        "charge", user_id, 2500, "--command-id", new_command_id("cli"), "--timeout", 20
+    )
+
+    assert registered.exit_code == 0, explain(registered)
+    assert json.loads(registered.stdout)["type"] == "UserRegistered"
+    assert charged.exit_code == 0, explain(charged)
+    event = json.loads(charged.stdout)
+    assert (event["type"], event["user_id"], event["balance"]) == ("PointsCharged", user_id, 2500)
+    assert charged.stdout.startswith("{\n  ")  # indented
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_charging_an_unknown_user_exits_1_with_the_reason_on_stderr() -> None:
+    user_id = new_entity_id()
+
+    result = await shopflow("charge", user_id, 100)
+
+    assert result.exit_code == 1, explain(result)
+    assert json.loads(result.stdout)["type"] == "PointsChargeRejected"
+    assert result.stderr == f"rejected: unknown_user (user {user_id})\n"
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_an_amount_outside_the_contract_exits_2_and_sends_nothing(
+    service: Runtime,
+) -> None:
+    command_id = new_command_id("cli")
+
+    result = await shopflow("charge", new_entity_id(), 0, "--command-id", command_id)
+
+    assert result.exit_code == 2, explain(result)
+    assert result.stdout == ""
+    assert result.stderr.startswith("invalid ChargePoints: amount: ")
+    assert result.stderr.count("\n") == 1
+    await asyncio.sleep(1)
+    assert await ledger_rows(service.engine, command_id) == 0
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_place_order_with_both_items_and_from_cart_exits_2() -> None:
+    result = await shopflow("place-order", new_entity_id(), "--item", "7:2", "--from-cart")
+
+    assert result.exit_code == 2, explain(result)
+    assert result.stdout == ""
+    assert "--from-cart" in result.stderr
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_send_raw_json_still_works_and_a_resend_is_replayed(service: Runtime) -> None:
+    user_id = new_entity_id()
+    register = {"command_id": new_command_id("cli"), "user_id": user_id, "name": "Bo"}
+    charge = {"command_id": new_command_id("cli"), "user_id": user_id, "amount": 700}
+
+    registered = await shopflow("send", "shop.users.register", json.dumps(register))
+    first = await shopflow("send", "shop.points.charge", json.dumps(charge))
+    again = await shopflow("send", "shop.points.charge", json.dumps(charge))
+
+    assert registered.exit_code == 0, explain(registered)
+    assert first.exit_code == 0, explain(first)
+    assert again.exit_code == 0, explain(again)
+    assert json.loads(first.stdout)["balance"] == 700
+    assert json.loads(again.stdout) == json.loads(first.stdout)  # same event_id: a replay
+    assert await balance_of(service.engine, user_id) == 700
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_send_rejects_json_outside_the_contract_with_exit_2() -> None:
+    payload = {"command_id": new_command_id("cli"), "user_id": "1", "amount": 5}
+
+    result = await shopflow("send", "shop.points.charge", json.dumps(payload))
+
+    assert result.exit_code == 2, explain(result)
+    assert result.stderr.startswith("invalid ChargePoints: user_id: ")
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_demo_data_twice_applies_everything_once(service: Runtime) -> None:
+    # The only test that uses the fixed demo ids (products 1-8, users 1-3).
+    first = await shopflow("demo-data")
+    second = await shopflow("demo-data")
+
+    assert first.exit_code == 0, explain(first)
+    assert second.exit_code == 0, explain(second)
+    expected_lines = len(DEMO_PRODUCTS) + 2 * len(DEMO_USERS)
+    assert len(first.stdout.splitlines()) == expected_lines
+    assert second.stdout.count("(replayed)") == expected_lines
+    read_model = ReadModel(service.engine)
+    for product_id, name, price, stock in DEMO_PRODUCTS:
+        product = await read_model.product(product_id)
+        assert product is not None
+        assert (product.name, product.price, product.stock) == (name, price, stock)
+    for user_id, _ in DEMO_USERS:
+        assert await balance_of(service.engine, user_id) == DEMO_CHARGE
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_check_reports_what_find_violations_finds(service: Runtime) -> None:
+    # The session database is shared, so compare with a direct run rather than assume it clean.
+    violations = await find_violations(service.engine)
+
+    result = await shopflow("check")
+
+    if violations:
+        assert result.exit_code == 1, explain(result)
+        assert result.stdout == describe(violations) + "\n"
+    else:
+        assert result.exit_code == 0, explain(result)
+        assert result.stdout == "all invariants hold\n"
