@@ -1,5 +1,7 @@
 """Small reads and set-ups the integration tests share."""
 
+import asyncio
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -106,3 +108,21 @@ async def orders_of(engine: AsyncEngine, user_id: int) -> list[tuple[int, int]]:
             .order_by(orders.c.order_id)
         )
         return [(row.order_id, row.total) for row in await connection.execute(statement)]
+
+
+async def funded_users(client: ShopflowClient, count: int, points: int) -> list[int]:
+    """`count` registered users with `points` each, set up concurrently."""
+    user_ids = [new_entity_id() for _ in range(count)]
+    registrations = [
+        RegisterUser(command_id=new_command_id("register"), user_id=u, name="Racer")
+        for u in user_ids
+    ]
+    charges = [
+        ChargePoints(command_id=new_command_id("fund"), user_id=u, amount=points) for u in user_ids
+    ]
+    for batch in (registrations, charges):
+        await asyncio.gather(*(client.send(command) for command in batch))
+        for command in batch:
+            event = await client.wait_for_result(command.command_id)
+            assert isinstance(event, UserRegistered | PointsCharged)
+    return user_ids

@@ -155,3 +155,18 @@ async def test_check_reports_what_find_violations_finds(service: Runtime) -> Non
     else:
         assert result.exit_code == 0, explain(result)
         assert result.stdout == "all invariants hold\n"
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_no_wait_prints_the_command_id_and_a_missed_deadline_exits_2() -> None:
+    command_id = new_command_id("cli")
+
+    sent = await shopflow(
+        "register-user", new_entity_id(), "Cy", "--command-id", command_id, "--no-wait"
+    )
+    late = await shopflow("charge", new_entity_id(), 5, "--timeout", "0.001")
+
+    assert sent.exit_code == 0, explain(sent)
+    assert json.loads(sent.stdout) == {"sent": command_id}
+    assert late.exit_code == 2, explain(late)
+    assert late.stderr.startswith("timeout: no result for command cli-")

@@ -23,7 +23,6 @@ from persistence.tables import (
     point_balances,
     point_transactions,
     processed_commands,
-    products,
     users,
 )
 from shopflow.runtime import Runtime
@@ -167,18 +166,32 @@ async def broken(scratch_engine: AsyncEngine) -> Broken:
 
         # Below zero: only possible once the CHECK constraints are gone (this
         # database is ours alone), which is what the rules guard against.
-        await connection.execute(
-            text("ALTER TABLE products DROP CONSTRAINT ck_products_stock_not_negative")
-        )
-        await connection.execute(
-            text(
-                "ALTER TABLE point_balances DROP CONSTRAINT ck_point_balances_balance_not_negative"
-            )
-        )
+        await _drop_check(connection, "products", "stock >= 0")
+        await _drop_check(connection, "point_balances", "balance >= 0")
         ids.negative_stock_product = await seed_product(connection, name="Oversold", stock=-2)
         ids.negative_balance_user = await seed_user(connection, balance=50)
         await seed_order(connection, ids.negative_balance_user, [(mug, 1, 80)], PLACED_AT)
     return ids
+
+
+async def _drop_check(connection: AsyncConnection, table: str, condition: str) -> None:
+    """Drop the CHECK constraint of `table` that reads `condition`, whatever its name."""
+    names = (
+        (
+            await connection.execute(
+                text(
+                    "SELECT conname FROM pg_constraint WHERE contype = 'c'"
+                    " AND conrelid = CAST(:table AS regclass)"
+                    " AND pg_get_constraintdef(oid) = :definition"
+                ),
+                {"table": table, "definition": f"CHECK (({condition}))"},
+            )
+        )
+        .scalars()
+        .all()
+    )
+    assert len(names) == 1, names
+    await connection.execute(text(f'ALTER TABLE {table} DROP CONSTRAINT "{names[0]}"'))
 
 
 async def _order(

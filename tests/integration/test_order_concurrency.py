@@ -1,0 +1,136 @@
+"""Many orders racing for scarce stock, with two service instances in one consumer group
+(each batch its own transaction): no oversell, no overdraft, no deadlock, exactly one
+result per command, and the books add up."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.commands import ChargePoints, OrderLine, PlaceOrder
+from contracts.events import OrderPlaced, OrderRejected, PointsCharged, RejectionReason
+from contracts.topics import Topics
+from persistence.tables import point_balances
+from producers.client import ShopflowClient
+from shopflow.app import prepare
+from shopflow.runtime import Runtime
+from shopflow.settings import Settings
+from tests.conftest import new_command_id
+from tests.integration.helpers import balance_of, funded_users, new_product, stock_of
+
+
+@pytest.fixture
+async def two_instances(test_settings: Settings) -> AsyncIterator[ShopflowClient]:
+    suffix = new_command_id("race")
+    settings = test_settings.model_copy(
+        update={
+            "topic_prefix": f"{test_settings.topic_prefix}{suffix}.",
+            "consumer_group": f"{test_settings.consumer_group}.{suffix}",
+            "batch_max_records": 50,
+        }
+    )
+    instances = [Runtime.build(settings) for _ in range(2)]
+    await prepare(settings, instances[0])
+    await asyncio.gather(*(runtime.start() for runtime in instances))
+    try:
+        async with ShopflowClient(
+            settings.kafka_bootstrap, topics=Topics(settings.topic_prefix)
+        ) as client:
+            yield client
+    finally:
+        await asyncio.gather(*(runtime.stop() for runtime in instances))
+
+
+async def _balances(engine: AsyncEngine, user_ids: list[int]) -> dict[int, int]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(point_balances.c.user_id, point_balances.c.balance).where(
+                point_balances.c.user_id.in_(user_ids)
+            )
+        )
+        return {row.user_id: row.balance for row in rows}
+
+
+async def _send_all(client: ShopflowClient, commands: list[PlaceOrder]) -> None:
+    await asyncio.gather(*(client.send(command) for command in commands))
+
+
+async def test_200_orders_from_50_users_for_stock_37_sell_exactly_37(
+    two_instances: ShopflowClient, engine: AsyncEngine
+) -> None:
+    client = two_instances
+    users = await funded_users(client, 50, 1_000)
+    product_id = await new_product(client, price=100, stock=37)
+    before = await _balances(engine, users)
+    orders = [
+        PlaceOrder(
+            command_id=new_command_id("scarce"),
+            user_id=users[i % 50],
+            items=[OrderLine(product_id=product_id, quantity=1)],
+        )
+        for i in range(200)
+    ]
+    # Charges for the same users race with the orders for their balance rows.
+    charges = [
+        ChargePoints(command_id=new_command_id("race-charge"), user_id=user_id, amount=1)
+        for user_id in users
+    ]
+
+    await asyncio.gather(_send_all(client, orders), *(client.send(charge) for charge in charges))
+    results = [await client.wait_for_results(o.command_id, timeout=120) for o in orders]
+    charged = [await client.wait_for_result(c.command_id, timeout=120) for c in charges]
+
+    assert all(len({r.event_id for r in rs}) == 1 for rs in results)
+    outcomes = [rs[0] for rs in results]
+    placed = [r for r in outcomes if isinstance(r, OrderPlaced)]
+    rejected = [r for r in outcomes if isinstance(r, OrderRejected)]
+    assert len(placed) == 37
+    assert len(rejected) == 163
+    assert {r.reason for r in rejected} == {RejectionReason.OUT_OF_STOCK}
+    assert all(isinstance(c, PointsCharged) for c in charged)
+    assert await stock_of(engine, product_id) == 0
+    after = await _balances(engine, users)
+    assert all(balance >= 0 for balance in after.values())
+    deducted = sum(before.values()) + len(charges) - sum(after.values())
+    assert sum(p.total for p in placed) == deducted == 37 * 100
+
+
+async def test_orders_of_two_products_in_opposite_orders_neither_deadlock_nor_oversell(
+    two_instances: ShopflowClient, engine: AsyncEngine
+) -> None:
+    client = two_instances
+    users = await funded_users(client, 50, 10_000)
+    first = await new_product(client, price=10, stock=40)
+    second = await new_product(client, price=20, stock=40)
+    orders = [
+        PlaceOrder(
+            command_id=new_command_id("opposite"),
+            user_id=users[i % 50],
+            items=[
+                OrderLine(product_id=a, quantity=1)
+                for a in ((first, second) if i % 2 else (second, first))
+            ],
+        )
+        for i in range(100)
+    ]
+
+    await _send_all(client, orders)
+    outcomes = [await client.wait_for_result(o.command_id, timeout=120) for o in orders]
+
+    placed = [r for r in outcomes if isinstance(r, OrderPlaced)]
+    rejected = [r for r in outcomes if isinstance(r, OrderRejected)]
+    assert len(placed) == 40
+    assert {r.reason for r in rejected} == {RejectionReason.OUT_OF_STOCK}
+    assert (await stock_of(engine, first), await stock_of(engine, second)) == (0, 0)
+    async with engine.connect() as connection:
+        total_left = (
+            await connection.execute(
+                select(func.sum(point_balances.c.balance)).where(
+                    point_balances.c.user_id.in_(users)
+                )
+            )
+        ).scalar_one()
+    assert total_left == 50 * 10_000 - 40 * 30
+    assert await balance_of(engine, users[0]) is not None

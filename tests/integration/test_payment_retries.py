@@ -1,0 +1,124 @@
+"""Payments go through the domain's gateway port; a failed payment is retried 3 times.
+
+The service here runs with a gateway that declines a scripted number of attempts per
+user before handing over to the real (PostgreSQL) gateway.
+"""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from contracts.commands import OrderLine, PlaceOrder
+from contracts.events import OrderPlaced, OrderRejected, RejectionReason
+from contracts.topics import Topics
+from domain.payment import PaymentDeclined
+from persistence.payments import PgPaymentGateway
+from persistence.tables import payments
+from producers.client import ShopflowClient
+from shopflow.app import prepare
+from shopflow.runtime import Runtime
+from shopflow.settings import Settings
+from tests.conftest import new_command_id
+from tests.integration.helpers import balance_of, funded_user, new_product, orders_of, stock_of
+
+
+@dataclass
+class DeclineScript:
+    remaining: dict[int, int] = field(default_factory=dict)  # user id -> declines left
+    attempts: dict[int, int] = field(default_factory=dict)
+
+
+class ScriptedGateway:
+    def __init__(self, connection: AsyncConnection, script: DeclineScript) -> None:
+        self._real = PgPaymentGateway(connection)
+        self._script = script
+
+    async def pay(self, user_id: int, amount: int, reference: str) -> None:
+        self._script.attempts[user_id] = self._script.attempts.get(user_id, 0) + 1
+        if self._script.remaining.get(user_id, 0) > 0:
+            self._script.remaining[user_id] -= 1
+            raise PaymentDeclined("scripted decline")
+        await self._real.pay(user_id, amount, reference)
+
+
+@pytest.fixture
+async def declining_service(
+    test_settings: Settings,
+) -> AsyncIterator[tuple[ShopflowClient, DeclineScript]]:
+    suffix = new_command_id("pay")
+    settings = test_settings.model_copy(
+        update={
+            "topic_prefix": f"{test_settings.topic_prefix}{suffix}.",
+            "consumer_group": f"{test_settings.consumer_group}.{suffix}",
+        }
+    )
+    script = DeclineScript()
+    runtime = Runtime.build(
+        settings, payment_gateway=lambda connection: ScriptedGateway(connection, script)
+    )
+    await prepare(settings, runtime)
+    await runtime.start()
+    try:
+        async with ShopflowClient(
+            settings.kafka_bootstrap, topics=Topics(settings.topic_prefix)
+        ) as client:
+            yield client, script
+    finally:
+        await runtime.stop()
+
+
+async def _payments_of(engine: AsyncEngine, command_id: str) -> int:
+    async with engine.connect() as connection:
+        statement = (
+            select(func.count()).select_from(payments).where(payments.c.command_id == command_id)
+        )
+        return int((await connection.execute(statement)).scalar_one())
+
+
+async def test_payment_failing_three_times_then_succeeding_places_the_order(
+    declining_service: tuple[ShopflowClient, DeclineScript], engine: AsyncEngine
+) -> None:
+    client, script = declining_service
+    user_id = await funded_user(client, 1_000)
+    product_id = await new_product(client, price=250, stock=4)
+    script.remaining[user_id] = 3
+    command = PlaceOrder(
+        command_id=new_command_id(),
+        user_id=user_id,
+        items=[OrderLine(product_id=product_id, quantity=2)],
+    )
+
+    event = await client.send_and_wait(command)
+
+    assert isinstance(event, OrderPlaced)
+    assert script.attempts[user_id] == 4
+    assert await _payments_of(engine, command.command_id) == 1
+    assert await balance_of(engine, user_id) == 500
+    assert await stock_of(engine, product_id) == 2
+
+
+async def test_payment_failing_four_times_is_payment_failed_and_changes_nothing(
+    declining_service: tuple[ShopflowClient, DeclineScript], engine: AsyncEngine
+) -> None:
+    client, script = declining_service
+    user_id = await funded_user(client, 1_000)
+    product_id = await new_product(client, price=250, stock=4)
+    script.remaining[user_id] = 4
+    command = PlaceOrder(
+        command_id=new_command_id(),
+        user_id=user_id,
+        items=[OrderLine(product_id=product_id, quantity=2)],
+    )
+
+    event = await client.send_and_wait(command)
+
+    assert isinstance(event, OrderRejected)
+    assert event.reason is RejectionReason.PAYMENT_FAILED
+    assert script.attempts[user_id] == 4
+    assert await _payments_of(engine, command.command_id) == 0
+    assert await balance_of(engine, user_id) == 1_000
+    assert await stock_of(engine, product_id) == 4
+    assert await orders_of(engine, user_id) == []
