@@ -10,6 +10,7 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from contracts.topics import Topics
+from persistence.reconciliation import describe, find_violations
 from producers.client import ShopflowClient
 from shopflow.app import prepare
 from shopflow.runtime import Runtime
@@ -61,12 +62,18 @@ async def test_settings(endpoints: Endpoints) -> AsyncIterator[Settings]:
 
 @pytest.fixture(scope="session")
 async def service(test_settings: Settings) -> AsyncIterator[Runtime]:
-    """The service, consuming, as `shopflow serve` runs it (without the HTTP server)."""
+    """The service, consuming, as `shopflow serve` runs it (without the HTTP server).
+
+    When the session ends, the reconciliation check runs over everything the tests did
+    (as `shopflow check` does): any broken invariant fails the run."""
     runtime = Runtime.build(test_settings)
     await prepare(test_settings, runtime)
     await runtime.start()
     yield runtime
     await runtime.stop()
+    violations = await find_violations(runtime.engine)
+    await runtime.engine.dispose()
+    assert not violations, describe(violations)
 
 
 @pytest.fixture(scope="session")

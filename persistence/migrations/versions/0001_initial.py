@@ -34,7 +34,7 @@ def upgrade() -> None:
         sa.Column(
             "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
         ),
-        sa.CheckConstraint("balance >= 0", name="ck_point_balances_balance_not_negative"),
+        sa.CheckConstraint("balance >= 0", name=op.f("ck_point_balances_balance_not_negative")),
         sa.ForeignKeyConstraint(["user_id"], ["users.user_id"], name="fk_point_balances_user_id"),
         sa.PrimaryKeyConstraint("user_id", name="pk_point_balances"),
     )
@@ -48,7 +48,9 @@ def upgrade() -> None:
         sa.Column(
             "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
         ),
-        sa.CheckConstraint("kind IN ('charge', 'use')", name="ck_point_transactions_kind_known"),
+        sa.CheckConstraint(
+            "kind IN ('charge', 'use')", name=op.f("ck_point_transactions_kind_known")
+        ),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.user_id"], name="fk_point_transactions_user_id"
         ),
@@ -64,8 +66,8 @@ def upgrade() -> None:
         sa.Column(
             "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
         ),
-        sa.CheckConstraint("stock >= 0", name="ck_products_stock_not_negative"),
-        sa.CheckConstraint("price > 0", name="ck_products_price_positive"),
+        sa.CheckConstraint("stock >= 0", name=op.f("ck_products_stock_not_negative")),
+        sa.CheckConstraint("price > 0", name=op.f("ck_products_price_positive")),
         sa.PrimaryKeyConstraint("product_id", name="pk_products"),
     )
     op.create_table(

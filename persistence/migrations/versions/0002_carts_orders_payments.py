@@ -25,7 +25,7 @@ def upgrade() -> None:
         sa.Column(
             "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
         ),
-        sa.CheckConstraint("quantity > 0", name="ck_cart_items_quantity_positive"),
+        sa.CheckConstraint("quantity > 0", name=op.f("ck_cart_items_quantity_positive")),
         sa.ForeignKeyConstraint(["user_id"], ["users.user_id"], name="fk_cart_items_user_id"),
         sa.ForeignKeyConstraint(
             ["product_id"], ["products.product_id"], name="fk_cart_items_product_id"
@@ -39,7 +39,7 @@ def upgrade() -> None:
         sa.Column("command_id", sa.String(length=64), nullable=False),
         sa.Column("total", sa.BigInteger(), nullable=False),
         sa.Column("placed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint("total >= 0", name="ck_orders_total_not_negative"),
+        sa.CheckConstraint("total >= 0", name=op.f("ck_orders_total_not_negative")),
         sa.ForeignKeyConstraint(["user_id"], ["users.user_id"], name="fk_orders_user_id"),
         sa.PrimaryKeyConstraint("order_id", name="pk_orders"),
     )
@@ -53,7 +53,7 @@ def upgrade() -> None:
         sa.Column("quantity", sa.BigInteger(), nullable=False),
         sa.Column("unit_price", sa.BigInteger(), nullable=False),
         sa.Column("placed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint("quantity > 0", name="ck_order_lines_quantity_positive"),
+        sa.CheckConstraint("quantity > 0", name=op.f("ck_order_lines_quantity_positive")),
         sa.ForeignKeyConstraint(["order_id"], ["orders.order_id"], name="fk_order_lines_order_id"),
         sa.ForeignKeyConstraint(
             ["product_id"], ["products.product_id"], name="fk_order_lines_product_id"
@@ -70,7 +70,7 @@ def upgrade() -> None:
         sa.Column(
             "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
         ),
-        sa.CheckConstraint("amount >= 0", name="ck_payments_amount_not_negative"),
+        sa.CheckConstraint("amount >= 0", name=op.f("ck_payments_amount_not_negative")),
         sa.ForeignKeyConstraint(["user_id"], ["users.user_id"], name="fk_payments_user_id"),
         sa.PrimaryKeyConstraint("payment_id", name="pk_payments"),
         sa.UniqueConstraint("command_id", name="uq_payments_command_id"),
