@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 _NACK_BACKOFF_SECONDS = 1.0
 
 
-async def _parse_without_headers(
+async def parse_without_headers(
     records: tuple[ConsumerRecord[Any, Any], ...],
     original: Callable[[tuple[ConsumerRecord[Any, Any], ...]], Awaitable[Any]],
 ) -> Any:
@@ -44,7 +44,7 @@ async def _parse_without_headers(
     return await original(tuple(dataclasses.replace(r, headers=()) for r in records))
 
 
-async def _records_as_is(message: Any, original: Any) -> Any:
+async def records_as_is(message: Any, original: Any) -> Any:
     # Decoding is the pipeline's (it dead-letters what it cannot decode); hand it the raw
     # records rather than letting FastStream try JSON first.
     return message.raw_message
@@ -100,8 +100,8 @@ def register_command_subscriber(
         session_timeout_ms=session_timeout_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,
-        parser=_parse_without_headers,
-        decoder=_records_as_is,
+        parser=parse_without_headers,
+        decoder=records_as_is,
         title=f"{topic}:consume",
         description=f"Applies {pipeline.route.type_name} commands; answers on "
         f"{pipeline.route.result_topic}.",

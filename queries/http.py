@@ -13,13 +13,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from contracts.limits import MAX_ENTITY_ID
+from domain.top_products import TOP_LIMIT, WINDOW_HOURS
 from queries.read_model import ReadModel
+from queries.top_products import TopProducts
 
 HealthCheck = Callable[[], Awaitable[object]]
 Clock = Callable[[], datetime]
 
-TOP_PRODUCTS_WINDOW_HOURS = 72
-TOP_PRODUCTS_LIMIT = 5
+TOP_PRODUCTS_WINDOW_HOURS = WINDOW_HOURS
+TOP_PRODUCTS_LIMIT = TOP_LIMIT
 
 EntityIdPath = Annotated[int, Path(ge=1, le=MAX_ENTITY_ID)]
 
@@ -81,7 +83,10 @@ def create_http_app(
     *,
     lifespan: Any = None,
     clock: Clock = _utc_now,
+    top_products: TopProducts | None = None,
 ) -> FastAPI:
+    """The read side. Without `top_products` (the Redis view with its fallback), top
+    products are computed from PostgreSQL on every request."""
     app = FastAPI(
         title="shopflow queries",
         description="Read side of shopflow. Commands go through Kafka (see CONTRACT.md).",
@@ -127,11 +132,11 @@ def create_http_app(
     # Registered before /products/{product_id}: routes match in order, and "top" would
     # otherwise be parsed as a product id (and answered 422).
     @app.get("/products/top", response_model=TopProductsAnswer)
-    async def top_products() -> TopProductsAnswer:
-        # The PostgreSQL query; a Redis view will serve this first, with this as fallback.
-        views = await read_model.top_products(
-            clock(), window_hours=TOP_PRODUCTS_WINDOW_HOURS, limit=TOP_PRODUCTS_LIMIT
-        )
+    async def top_products_route() -> TopProductsAnswer:
+        if top_products is not None:
+            views, _ = await top_products.top()
+        else:
+            views = await read_model.top_products(clock(), limit=TOP_PRODUCTS_LIMIT)
         return TopProductsAnswer(
             window_hours=TOP_PRODUCTS_WINDOW_HOURS,
             products=[

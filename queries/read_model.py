@@ -1,11 +1,13 @@
 """Reads for the HTTP side, straight from PostgreSQL (the source of truth)."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.top_products import TOP_LIMIT, window_end, window_start
 from persistence.tables import cart_items, order_lines, point_balances, products, users
 
 
@@ -87,10 +89,9 @@ class ReadModel:
         total = sum(item.unit_price * item.quantity for item in items)
         return CartView(user_id=user_id, items=items, total=total)
 
-    async def top_products(
-        self, now: datetime, window_hours: int = 72, limit: int = 5
-    ) -> list[TopProductView]:
-        """Units sold per product in (now - window_hours, now], most first, ties by lower id.
+    async def top_products(self, now: datetime, limit: int = TOP_LIMIT) -> list[TopProductView]:
+        """The best sellers in the window at `now` (domain.top_products: minute resolution),
+        most units first, ties by lower id, from the order lines (the source of truth).
 
         `now` comes from the caller's clock (not SQL now()), so tests can move time.
         """
@@ -99,8 +100,8 @@ class ReadModel:
             select(order_lines.c.product_id, products.c.name, units_sold)
             .join(products, products.c.product_id == order_lines.c.product_id)
             .where(
-                order_lines.c.placed_at > now - timedelta(hours=window_hours),
-                order_lines.c.placed_at <= now,
+                order_lines.c.placed_at >= window_start(now),
+                order_lines.c.placed_at < window_end(now),
             )
             .group_by(order_lines.c.product_id, products.c.name)
             .order_by(units_sold.desc(), order_lines.c.product_id.asc())
@@ -110,3 +111,12 @@ class ReadModel:
             rows = (await connection.execute(statement)).all()
         # sum(bigint) is numeric in PostgreSQL (a Decimal here): back to int.
         return [TopProductView(row.product_id, row.name, int(row.units_sold)) for row in rows]
+
+    async def product_names(self, product_ids: Sequence[int]) -> dict[int, str]:
+        if not product_ids:
+            return {}
+        statement = select(products.c.product_id, products.c.name).where(
+            products.c.product_id.in_(list(product_ids))
+        )
+        async with self._engine.connect() as connection:
+            return {row.product_id: row.name for row in await connection.execute(statement)}

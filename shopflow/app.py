@@ -14,6 +14,7 @@ from sqlalchemy import text
 from persistence.migrate import upgrade_to_head
 from queries.http import create_http_app
 from queries.read_model import ReadModel
+from queries.top_products import TopProducts
 from shopflow.kafka_admin import ensure_topics
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
@@ -61,8 +62,13 @@ def create_app(settings: Settings, *, consume: bool = True, prepare_first: bool 
             log.info("shopflow stopping: finishing in-flight batches")
             await runtime.stop()
 
+    read_model = ReadModel(runtime.engine)
     return create_http_app(
-        ReadModel(runtime.engine),
+        read_model,
         {"postgresql": database_ready, "redis": redis_ready, "kafka": kafka_ready},
         lifespan=lifespan,
+        clock=runtime.clock,
+        top_products=TopProducts(
+            runtime.sales_view, read_model, runtime.rebuild_sales_view, runtime.clock
+        ),
     )

@@ -484,6 +484,25 @@ def demo_data(
     raise typer.Exit(code)
 
 
+@app.command("rebuild-top")
+def rebuild_top(log_level: LogLevel = "info") -> None:
+    """Rebuild the Redis top-products view from PostgreSQL's order lines."""
+    _logging(log_level)
+
+    async def main() -> bool:
+        runtime = Runtime.build(Settings(), consume=False)
+        try:
+            return await runtime.rebuild_sales_view()
+        finally:
+            await runtime.redis.aclose()
+            await runtime.engine.dispose()
+
+    if not asyncio.run(main()):
+        typer.echo("another rebuild is running; try again when it is done", err=True)
+        raise typer.Exit(1)
+    typer.echo("the top-products view is rebuilt")
+
+
 @app.command("purge-ledger")
 def purge_ledger(log_level: LogLevel = "info") -> None:
     """Forget command_ids older than SHOPFLOW_LEDGER_RETENTION_DAYS (at least 7)."""

@@ -5,18 +5,23 @@ import time, so tests build as many runtimes as they need."""
 import functools
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from consumers.aggregator import register_sales_aggregator
 from consumers.applier import BatchApplier, Clock, utc_now
 from consumers.pipeline import CommandPipeline
 from consumers.subscribers import register_command_subscriber
-from contracts.topics import COMMAND_ROUTES, Topics
+from contracts.topics import COMMAND_ROUTES, ORDERS_EVENTS, Topics
 from persistence.database import create_engine
 from persistence.payments import PgPaymentGateway
+from persistence.sales_rebuild import rebuild_sales_view
+from persistence.sales_view import SalesView
 from persistence.unit_of_work import GatewayFactory, PgUnitOfWork
 from producers.publisher import KafkaMessageSink
 from shopflow.settings import FaultInjection, Settings
@@ -50,6 +55,8 @@ class Runtime:
     redis: Redis
     broker: KafkaBroker
     topics: Topics
+    sales_view: SalesView
+    clock: Clock
 
     @classmethod
     def build(
@@ -59,11 +66,15 @@ class Runtime:
         consume: bool = True,
         clock: Clock = utc_now,
         payment_gateway: GatewayFactory = PgPaymentGateway,
+        after_apply: Callable[[], Awaitable[None]] | None = None,
     ) -> "Runtime":
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         redis = Redis.from_url(settings.redis_url)
         broker = build_broker(settings)
         topics = Topics(settings.topic_prefix)
+        sales_view = SalesView(
+            redis, prefix=settings.redis_key_prefix, cache_ms=settings.top_cache_ms
+        )
         if consume:
             after_commit = (
                 _exit_abruptly
@@ -87,7 +98,20 @@ class Runtime:
                     batch_timeout_ms=settings.batch_timeout_ms,
                     session_timeout_ms=settings.session_timeout_ms,
                 )
-        return cls(settings, engine, redis, broker, topics)
+            register_sales_aggregator(
+                broker,
+                sales_view,
+                topic=topics.name(ORDERS_EVENTS),
+                group_id=f"{settings.consumer_group}.top-products",
+                clock=clock,
+                max_records=settings.batch_max_records,
+                batch_timeout_ms=settings.batch_timeout_ms,
+                after_apply=after_apply,
+            )
+        return cls(settings, engine, redis, broker, topics, sales_view, clock)
+
+    async def rebuild_sales_view(self, now: datetime | None = None) -> bool:
+        return await rebuild_sales_view(self.sales_view, self.engine, now or self.clock())
 
     async def start(self) -> None:
         await self.broker.start()

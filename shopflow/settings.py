@@ -39,5 +39,12 @@ class Settings(BaseSettings):
     graceful_timeout_s: float = 30.0
     db_pool_size: int = Field(default=10, ge=1)
 
+    redis_key_prefix: str = Field(
+        default="shopflow:top", description="Namespace of the top-products view in Redis."
+    )
+    top_cache_ms: int = Field(
+        default=1000, ge=0, description="How long a computed top-5 answer is reused."
+    )
+
     ledger_retention_days: int = Field(default=7, ge=7)
     fault_injection: FaultInjection = FaultInjection.NONE

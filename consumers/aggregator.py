@@ -1,0 +1,114 @@
+"""The sales aggregator: OrderPlaced events in, Redis sales buckets out.
+
+Its own consumer group (`<SHOPFLOW_CONSUMER_GROUP>.top-products`) on the orders' result
+topic, batch subscriber, manual acknowledgement after the batch is applied: a crash
+between applying and committing redelivers the batch, and the view's per-event dedupe
+counts it once. Other event types on the topic (OrderRejected) are skipped; a record
+that does not parse is logged and skipped, never retried forever (the events are our
+own, so that would be a bug to fix, not a reason to stall the view).
+"""
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+from prometheus_client import Counter
+from pydantic import ValidationError
+
+from consumers.applier import Clock
+from consumers.subscribers import parse_without_headers, records_as_is
+from contracts.events import OrderPlaced
+from domain.top_products import Sale
+from persistence.sales_view import SalesView
+
+log = logging.getLogger(__name__)
+
+SALES_APPLIED = Counter(
+    "shopflow_sales_applied_total",
+    "OrderPlaced events the aggregator counted (new) or found already counted (duplicate).",
+    ["result"],
+)
+UNREADABLE_EVENTS = Counter(
+    "shopflow_aggregator_unreadable_events_total",
+    "Records on the orders' result topic that the aggregator could not parse.",
+)
+
+_RETRY_BACKOFF_SECONDS = 1.0
+
+
+def sales_of(records: Sequence[ConsumerRecord[Any, Any]]) -> list[Sale]:
+    sales = []
+    for record in records:
+        try:
+            document = json.loads(record.value or b"")
+            if not isinstance(document, dict) or document.get("type") != "OrderPlaced":
+                continue
+            event = OrderPlaced.model_validate_json(record.value or b"")
+        except (ValueError, ValidationError):
+            UNREADABLE_EVENTS.inc()
+            log.error(
+                "unreadable record %s[%d]@%d skipped", record.topic, record.partition, record.offset
+            )
+            continue
+        sales.append(
+            Sale(
+                str(event.event_id),
+                event.occurred_at,
+                tuple((line.product_id, line.quantity) for line in event.items),
+            )
+        )
+    return sales
+
+
+def register_sales_aggregator(
+    broker: KafkaBroker,
+    view: SalesView,
+    *,
+    topic: str,
+    group_id: str,
+    clock: Clock,
+    max_records: int,
+    batch_timeout_ms: int,
+    after_apply: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    async def aggregate(body: Any, message: KafkaMessage) -> None:
+        records = message.raw_message
+        assert isinstance(records, tuple)
+        sales = sales_of(records)
+        try:
+            new = await view.apply(sales, now=clock())
+            if after_apply is not None:
+                await after_apply()
+        except Exception:
+            log.exception("applying %d sales to Redis failed; seeking back", len(sales))
+            await message.nack()
+            await asyncio.sleep(_RETRY_BACKOFF_SECONDS)
+            return
+        SALES_APPLIED.labels("new").inc(new)
+        SALES_APPLIED.labels("duplicate").inc(len(sales) - new)
+        try:
+            await message.ack()
+        except Exception:
+            log.warning(
+                "offset commit failed for %s; the batch will be replayed", topic, exc_info=True
+            )
+
+    broker.subscriber(
+        topic,
+        batch=True,
+        group_id=group_id,
+        max_records=max_records,
+        batch_timeout_ms=batch_timeout_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.MANUAL,
+        parser=parse_without_headers,
+        decoder=records_as_is,
+        title=f"{topic}:aggregate",
+        description="Counts OrderPlaced units into the Redis top-products view.",
+    )(aggregate)

@@ -1,0 +1,183 @@
+"""The Redis view of sales behind "top products": minute and hour buckets of units sold,
+keyed by the minute and hour of each OrderPlaced's `occurred_at` (UTC).
+
+Keys, under a prefix (default `shopflow:top`), for the hour H = YYYYMMDDHH:
+    {prefix}:{H}:h        sorted set, product id -> units sold in hour H
+    {prefix}:{H}:m:MM     sorted set, units sold in minute MM of hour H
+    {prefix}:{H}:seen     set of the event ids already counted in hour H
+    {prefix}:built        present once the view was (re)built from PostgreSQL
+The `{H}` is a Redis Cluster hash tag: one sale touches keys of one slot only, so the
+apply script stays valid when Redis becomes a cluster. Buckets expire 72 hours after
+their hour ends (plus a margin); nothing grows without bound.
+
+Applying a sale is one Lua script: add the event id to `seen`, and only if it was new,
+add its units to the hour and minute buckets. The id and the increments change
+together, so a redelivered or replayed event counts once.
+
+Reading: the window (see domain.top_products) is the minute buckets of its partial
+first and last hours and the hour buckets in between, summed with ZUNIONSTORE (at most
+about 190 keys), ranked with ties by lower product id, and cached for `cache_ms` so a
+burst of requests does not redo the union. (On a Redis Cluster the union would become
+a client-side merge of the same buckets.)
+"""
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from redis.asyncio import Redis
+
+from domain.top_products import (
+    TOP_LIMIT,
+    WINDOW,
+    Sale,
+    floor_hour,
+    floor_minute,
+    rank,
+    window_end,
+    window_start,
+)
+
+_EXPIRY_MARGIN = timedelta(minutes=10)
+
+_APPLY_SALE = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+for i = 3, #ARGV, 2 do
+  redis.call('ZINCRBY', KEYS[2], ARGV[i + 1], ARGV[i])
+  redis.call('ZINCRBY', KEYS[3], ARGV[i + 1], ARGV[i])
+end
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+redis.call('PEXPIREAT', KEYS[2], ARGV[2])
+redis.call('PEXPIREAT', KEYS[3], ARGV[2])
+return 1
+"""
+
+
+def _hour_tag(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%d%H")
+
+
+def _expires_at(occurred_at: datetime) -> datetime:
+    return floor_hour(occurred_at) + timedelta(hours=1) + WINDOW + _EXPIRY_MARGIN
+
+
+class SalesView:
+    def __init__(self, redis: Redis, *, prefix: str = "shopflow:top", cache_ms: int = 1000) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._cache_ms = cache_ms
+        self._apply_script = redis.register_script(_APPLY_SALE)
+
+    def _hour_key(self, hour: datetime) -> str:
+        return f"{self._prefix}:{{{_hour_tag(hour)}}}:h"
+
+    def _minute_key(self, minute: datetime) -> str:
+        return f"{self._prefix}:{{{_hour_tag(minute)}}}:m:{minute.astimezone(UTC):%M}"
+
+    def _seen_key(self, moment: datetime) -> str:
+        return f"{self._prefix}:{{{_hour_tag(moment)}}}:seen"
+
+    @property
+    def _built_key(self) -> str:
+        return f"{self._prefix}:built"
+
+    async def apply(self, sales: Sequence[Sale], *, now: datetime) -> int:
+        """Count each sale once (pipelined); returns how many were new. Sales already out
+        of the window are skipped: their buckets would expire on arrival."""
+        live = [s for s in sales if _expires_at(s.occurred_at) > now and s.lines]
+        if not live:
+            return 0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for sale in live:
+                args: list[str | int] = [
+                    sale.event_id,
+                    int(_expires_at(sale.occurred_at).timestamp() * 1000),
+                ]
+                for product_id, quantity in sale.lines:
+                    args += [str(product_id), quantity]
+                await self._apply_script(
+                    keys=[
+                        self._seen_key(sale.occurred_at),
+                        self._hour_key(sale.occurred_at),
+                        self._minute_key(sale.occurred_at),
+                    ],
+                    args=args,
+                    client=pipe,
+                )
+            results = await pipe.execute()
+        return sum(int(r) for r in results)
+
+    def window_keys(self, now: datetime) -> list[str]:
+        """The buckets whose sum is the window at `now`."""
+        start, end = window_start(now), window_end(now)
+        keys: list[str] = []
+        minute = start
+        # Minutes up to the first whole hour, then whole hours, then the last minutes.
+        while minute < end and minute.minute != 0:
+            keys.append(self._minute_key(minute))
+            minute += timedelta(minutes=1)
+        while minute + timedelta(hours=1) <= end:
+            keys.append(self._hour_key(minute))
+            minute += timedelta(hours=1)
+        while minute < end:
+            keys.append(self._minute_key(minute))
+            minute += timedelta(minutes=1)
+        return keys
+
+    async def is_built(self) -> bool:
+        return bool(await self._redis.exists(self._built_key))
+
+    async def top(self, now: datetime, limit: int = TOP_LIMIT) -> list[tuple[int, int]]:
+        """(product id, units) of the best sellers in the window at `now`."""
+        cache_key = f"{self._prefix}:cache:{floor_minute(now):%Y%m%d%H%M}:{limit}"
+        if self._cache_ms:
+            cached = await self._redis.get(cache_key)
+            if cached is not None:
+                return [(int(p), int(u)) for p, u in json.loads(cached)]
+        union = f"{self._prefix}:union:{uuid.uuid4().hex}"
+        keys = self.window_keys(now)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zunionstore(union, keys)
+            pipe.pexpire(union, 10_000)
+            pipe.zrevrange(union, limit - 1, limit - 1, withscores=True)
+            _, _, boundary = await pipe.execute()
+        # Everything scoring at least the limit-th best, so ties at the edge are all seen
+        # and broken by product id here rather than by Redis's member order.
+        floor = boundary[0][1] if boundary else "-inf"
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(union, floor, "+inf", withscores=True)
+            pipe.delete(union)
+            members, _ = await pipe.execute()
+        answer = rank({int(member): int(score) for member, score in members}, limit)
+        if self._cache_ms:
+            await self._redis.set(cache_key, json.dumps(answer), px=self._cache_ms)
+        return answer
+
+    async def clear(self) -> None:
+        """Delete the whole view (buckets, seen sets, caches, the built marker)."""
+        batch: list[bytes | str] = []
+        async for key in self._redis.scan_iter(match=f"{self._prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                await self._redis.unlink(*batch)
+                batch = []
+        if batch:
+            await self._redis.unlink(*batch)
+
+    async def mark_built(self, at: datetime) -> None:
+        await self._redis.set(self._built_key, at.isoformat())
+
+    # Outside the prefix's namespace on purpose: `clear` must not delete it.
+    @property
+    def _rebuild_lock_key(self) -> str:
+        return f"{self._prefix}.rebuild-lock"
+
+    async def try_lock_rebuild(self, seconds: int = 300) -> bool:
+        """One rebuild at a time across processes."""
+        return bool(await self._redis.set(self._rebuild_lock_key, "1", nx=True, ex=seconds))
+
+    async def unlock_rebuild(self) -> None:
+        await self._redis.delete(self._rebuild_lock_key)
