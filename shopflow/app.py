@@ -4,6 +4,7 @@
 `shopflow serve --no-consume` the HTTP side alone, for scaling them apart.
 """
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -46,9 +47,14 @@ def create_app(settings: Settings, *, consume: bool = True, prepare_first: bool 
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        rebuild: asyncio.Task[bool] | None = None
         if prepare_first:
             await prepare(settings, runtime)
         await runtime.start()
+        if not await runtime.sales_view.is_built():
+            # A fresh or flushed Redis: rebuild the top-products view right away rather
+            # than on the first request (which would find it missing and start it too).
+            rebuild = asyncio.create_task(runtime.rebuild_sales_view())
         log.info(
             "shopflow consuming from %s (topic prefix %r); queries on http://%s:%d",
             settings.kafka_bootstrap,
@@ -60,6 +66,8 @@ def create_app(settings: Settings, *, consume: bool = True, prepare_first: bool 
             yield
         finally:
             log.info("shopflow stopping: finishing in-flight batches")
+            if rebuild is not None and not rebuild.done():
+                rebuild.cancel()
             await runtime.stop()
 
     read_model = ReadModel(runtime.engine)

@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from redis.asyncio import Redis
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from contracts.topics import Topics
 from persistence.reconciliation import describe, find_violations
+from persistence.sales_view import SalesView
 from producers.client import ShopflowClient
 from shopflow.app import prepare
 from shopflow.runtime import Runtime
@@ -35,7 +37,9 @@ async def test_settings(endpoints: Endpoints) -> AsyncIterator[Settings]:
     settings = Settings(
         kafka_bootstrap=endpoints.kafka_bootstrap,
         database_url=url.render_as_string(hide_password=False),
-        redis_url=endpoints.redis_url,
+        # Redis database 1, so a test may FLUSHDB without touching `make run`'s view (db 0).
+        redis_url=str(make_url(endpoints.redis_url).set(database="1")),
+        redis_key_prefix=f"test-{_RUN}:top",
         topic_prefix=f"test-{_RUN}.",
         consumer_group=f"shopflow-test-{_RUN}",
         batch_timeout_ms=20,
@@ -46,6 +50,9 @@ async def test_settings(endpoints: Endpoints) -> AsyncIterator[Settings]:
         dead_letter_partitions=1,
     )
     yield settings
+    redis = Redis.from_url(settings.redis_url)
+    await SalesView(redis, prefix=settings.redis_key_prefix).clear()
+    await redis.aclose()
     kafka_admin = AIOKafkaAdminClient(bootstrap_servers=endpoints.kafka_bootstrap)
     await kafka_admin.start()
     try:

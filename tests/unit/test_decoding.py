@@ -85,3 +85,26 @@ def test_fingerprint_ignores_spacing_and_field_order_but_not_values() -> None:
     assert isinstance(b, DecodedCommand)
     assert isinstance(c, DecodedCommand)
     assert a.payload_sha256 == b.payload_sha256 != c.payload_sha256
+
+
+def test_aggregator_reads_order_placed_and_skips_other_and_unreadable_records() -> None:
+    from aiokafka import ConsumerRecord
+
+    from consumers.aggregator import sales_of
+
+    placed = (
+        b'{"event_id": "8f0e0d6c-1b7e-4c55-9a43-3e8e7f1d2c11", "type": "OrderPlaced",'
+        b' "command_id": "o", "occurred_at": "2026-11-29T03:00:00Z", "user_id": 1,'
+        b' "order_id": 5, "items": [{"product_id": 7, "quantity": 2, "unit_price": 10}],'
+        b' "total": 20, "balance": 0}'
+    )
+    rejected = b'{"type": "OrderRejected", "reason": "out_of_stock"}'
+
+    def record(value: bytes) -> "ConsumerRecord[bytes, bytes]":
+        return ConsumerRecord("t", 0, 1, 0, 0, b"1", value, None, 1, len(value), ())
+
+    sales = sales_of([record(placed), record(rejected), record(b"{broken"), record(b"[]")])
+
+    assert len(sales) == 1
+    assert sales[0].lines == ((7, 2),)
+    assert sales[0].event_id == "8f0e0d6c-1b7e-4c55-9a43-3e8e7f1d2c11"
