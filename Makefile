@@ -48,6 +48,7 @@ test: $(STAMP) lint typecheck
 
 bench: $(STAMP) up
 	$(BIN)/python -m tests.bench.drain_charges
+	$(BIN)/python -m tests.bench.top_products
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
