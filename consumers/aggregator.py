@@ -8,7 +8,6 @@ that does not parse is logged and skipped, never retried forever (the events are
 own, so that would be a bug to fix, not a reason to stall the view).
 """
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,13 +15,11 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-from faststream.middlewares import AckPolicy
 from prometheus_client import Counter
 from pydantic import ValidationError
 
 from consumers.applier import Clock
-from consumers.subscribers import parse_without_headers, records_as_is
+from consumers.subscribers import Records, register_batch_subscriber
 from contracts.events import OrderPlaced
 from domain.top_products import Sale
 from persistence.sales_view import SalesView
@@ -38,8 +35,6 @@ UNREADABLE_EVENTS = Counter(
     "shopflow_aggregator_unreadable_events_total",
     "Records on the orders' result topic that the aggregator could not parse.",
 )
-
-_RETRY_BACKOFF_SECONDS = 1.0
 
 
 def sales_of(records: Sequence[ConsumerRecord[Any, Any]]) -> list[Sale]:
@@ -75,40 +70,25 @@ def register_sales_aggregator(
     clock: Clock,
     max_records: int,
     batch_timeout_ms: int,
+    session_timeout_ms: int,
     after_apply: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    async def aggregate(body: Any, message: KafkaMessage) -> None:
-        records = message.raw_message
-        assert isinstance(records, tuple)
+    async def aggregate(records: Records) -> None:
         sales = sales_of(records)
-        try:
-            new = await view.apply(sales, now=clock())
-            if after_apply is not None:
-                await after_apply()
-        except Exception:
-            log.exception("applying %d sales to Redis failed; seeking back", len(sales))
-            await message.nack()
-            await asyncio.sleep(_RETRY_BACKOFF_SECONDS)
-            return
+        new = await view.apply(sales, now=clock())
+        if after_apply is not None:
+            await after_apply()
         SALES_APPLIED.labels("new").inc(new)
         SALES_APPLIED.labels("duplicate").inc(len(sales) - new)
-        try:
-            await message.ack()
-        except Exception:
-            log.warning(
-                "offset commit failed for %s; the batch will be replayed", topic, exc_info=True
-            )
 
-    broker.subscriber(
+    register_batch_subscriber(
+        broker,
         topic,
-        batch=True,
+        aggregate,
         group_id=group_id,
         max_records=max_records,
         batch_timeout_ms=batch_timeout_ms,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.MANUAL,
-        parser=parse_without_headers,
-        decoder=records_as_is,
+        session_timeout_ms=session_timeout_ms,
         title=f"{topic}:aggregate",
         description="Counts OrderPlaced units into the Redis top-products view.",
-    )(aggregate)
+    )

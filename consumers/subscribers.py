@@ -50,30 +50,31 @@ async def records_as_is(message: Any, original: Any) -> Any:
     return message.raw_message
 
 
-def register_command_subscriber(
+Records = tuple[ConsumerRecord[Any, Any], ...]
+
+
+def register_batch_subscriber(
     broker: KafkaBroker,
-    pipeline: CommandPipeline,
-    *,
     topic: str,
+    work: Callable[[Records], Awaitable[None]],
+    *,
     group_id: str,
     max_records: int,
     batch_timeout_ms: int,
     session_timeout_ms: int,
+    title: str,
+    description: str,
 ) -> None:
-    contract_topic = pipeline.route.topic
+    """A batch subscriber that commits its offsets only after `work` finished the batch,
+    and seeks the batch back (redelivery, after a pause) when `work` raises."""
 
     async def handle_batch(body: Any, message: KafkaMessage) -> None:
-        records = [
-            RawRecord(r.topic, r.partition, r.offset, r.key, r.value) for r in message.raw_message
-        ]
-        if not records:
+        records = message.raw_message
+        if not isinstance(records, tuple) or not records:
             return
-        metrics.BATCH_SIZE.labels(contract_topic).observe(len(records))
         try:
-            with metrics.BATCH_SECONDS.labels(contract_topic).time():
-                await pipeline.handle(records)
+            await work(records)
         except Exception:
-            metrics.BATCH_FAILURES.labels(contract_topic).inc()
             log.exception(
                 "batch of %d records from %s failed; seeking back for redelivery",
                 len(records),
@@ -86,7 +87,7 @@ def register_command_subscriber(
             await message.ack()
         except Exception:
             # Typically a rebalance took the partitions away: their new owner redelivers
-            # the batch and the ledger answers it with the same results.
+            # the batch, and idempotence (the ledger, the view's dedupe) absorbs it.
             log.warning(
                 "offset commit failed for %s; the batch will be replayed", topic, exc_info=True
             )
@@ -102,7 +103,43 @@ def register_command_subscriber(
         ack_policy=AckPolicy.MANUAL,
         parser=parse_without_headers,
         decoder=records_as_is,
+        title=title,
+        description=description,
+    )(handle_batch)
+
+
+def register_command_subscriber(
+    broker: KafkaBroker,
+    pipeline: CommandPipeline,
+    *,
+    topic: str,
+    group_id: str,
+    max_records: int,
+    batch_timeout_ms: int,
+    session_timeout_ms: int,
+) -> None:
+    contract_topic = pipeline.route.topic
+
+    async def apply_commands(records: Records) -> None:
+        metrics.BATCH_SIZE.labels(contract_topic).observe(len(records))
+        try:
+            with metrics.BATCH_SECONDS.labels(contract_topic).time():
+                await pipeline.handle(
+                    [RawRecord(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
+                )
+        except Exception:
+            metrics.BATCH_FAILURES.labels(contract_topic).inc()
+            raise
+
+    register_batch_subscriber(
+        broker,
+        topic,
+        apply_commands,
+        group_id=group_id,
+        max_records=max_records,
+        batch_timeout_ms=batch_timeout_ms,
+        session_timeout_ms=session_timeout_ms,
         title=f"{topic}:consume",
         description=f"Applies {pipeline.route.type_name} commands; answers on "
         f"{pipeline.route.result_topic}.",
-    )(handle_batch)
+    )

@@ -106,6 +106,7 @@ class Runtime:
                 clock=clock,
                 max_records=settings.batch_max_records,
                 batch_timeout_ms=settings.batch_timeout_ms,
+                session_timeout_ms=settings.session_timeout_ms,
                 after_apply=after_apply,
             )
         return cls(settings, engine, redis, broker, topics, sales_view, clock)

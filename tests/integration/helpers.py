@@ -16,6 +16,7 @@ from persistence.tables import (
     products,
 )
 from producers.client import ShopflowClient
+from shopflow.settings import Settings
 from tests.conftest import new_command_id, new_entity_id
 
 
@@ -126,3 +127,16 @@ async def funded_users(client: ShopflowClient, count: int, points: int) -> list[
             event = await client.wait_for_result(command.command_id)
             assert isinstance(event, UserRegistered | PointsCharged)
     return user_ids
+
+
+def isolated(settings: Settings, label: str, **overrides: object) -> Settings:
+    """Settings for a service instance of a test's own: its own topics (a prefix) and
+    consumer groups, the session's database and Redis."""
+    suffix = new_command_id(label)
+    return settings.model_copy(
+        update={
+            "topic_prefix": f"{settings.topic_prefix}{suffix}.",
+            "consumer_group": f"{settings.consumer_group}.{suffix}",
+            **overrides,
+        }
+    )

@@ -18,7 +18,7 @@ from producers.client import ShopflowClient
 from shopflow.kafka_admin import ensure_topics
 from shopflow.settings import FaultInjection, Settings
 from tests.conftest import new_command_id, new_entity_id
-from tests.integration.helpers import balance_of, transactions_of
+from tests.integration.helpers import balance_of, isolated, transactions_of
 
 
 async def _start_worker(settings: Settings, fault: FaultInjection) -> asyncio.subprocess.Process:
@@ -27,6 +27,7 @@ async def _start_worker(settings: Settings, fault: FaultInjection) -> asyncio.su
         "SHOPFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "SHOPFLOW_DATABASE_URL": settings.database_url,
         "SHOPFLOW_REDIS_URL": settings.redis_url,
+        "SHOPFLOW_REDIS_KEY_PREFIX": settings.redis_key_prefix,
         "SHOPFLOW_TOPIC_PREFIX": settings.topic_prefix,
         "SHOPFLOW_CONSUMER_GROUP": settings.consumer_group,
         "SHOPFLOW_COMMAND_PARTITIONS": str(settings.command_partitions),
@@ -45,21 +46,15 @@ async def _wait_exit(process: asyncio.subprocess.Process, timeout: float) -> int
 
 
 @pytest.fixture
-async def isolated(test_settings: Settings) -> Settings:
+async def own_service_settings(test_settings: Settings) -> Settings:
     """Topics and consumer groups of this test's own, so only its workers consume them."""
-    suffix = new_command_id("crash")
-    settings = test_settings.model_copy(
-        update={
-            "topic_prefix": f"{test_settings.topic_prefix}{suffix}.",
-            "consumer_group": f"{test_settings.consumer_group}.{suffix}",
-        }
-    )
+    settings = isolated(test_settings, "crash")
     await ensure_topics(settings)
     return settings
 
 
 async def test_crash_after_db_commit_then_restart_applies_once_and_publishes_the_result(
-    isolated: Settings, engine: AsyncEngine
+    own_service_settings: Settings, engine: AsyncEngine
 ) -> None:
     user_id = new_entity_id()
     async with engine.begin() as connection:
@@ -68,9 +63,9 @@ async def test_crash_after_db_commit_then_restart_applies_once_and_publishes_the
     command = ChargePoints(command_id=new_command_id("crash"), user_id=user_id, amount=250)
 
     async with ShopflowClient(
-        isolated.kafka_bootstrap, topics=Topics(isolated.topic_prefix)
+        own_service_settings.kafka_bootstrap, topics=Topics(own_service_settings.topic_prefix)
     ) as client:
-        crashing = await _start_worker(isolated, FaultInjection.EXIT_AFTER_DB_COMMIT)
+        crashing = await _start_worker(own_service_settings, FaultInjection.EXIT_AFTER_DB_COMMIT)
         try:
             await client.send(command)
             exit_code = await _wait_exit(crashing, timeout=60)
@@ -83,7 +78,7 @@ async def test_crash_after_db_commit_then_restart_applies_once_and_publishes_the
         assert await balance_of(engine, user_id) == 250
         assert client.results(command.command_id) == []
 
-        restarted = await _start_worker(isolated, FaultInjection.NONE)
+        restarted = await _start_worker(own_service_settings, FaultInjection.NONE)
         try:
             result = await client.wait_for_result(command.command_id, timeout=90)
             await asyncio.sleep(1.0)  # room for a duplicate to show up, if there were one
@@ -108,7 +103,7 @@ async def test_crash_after_db_commit_then_restart_applies_once_and_publishes_the
 
 
 async def test_sigterm_mid_stream_then_restart_applies_every_command_once(
-    isolated: Settings, engine: AsyncEngine
+    own_service_settings: Settings, engine: AsyncEngine
 ) -> None:
     user_ids = [new_entity_id() for _ in range(20)]
     async with engine.begin() as connection:
@@ -122,17 +117,17 @@ async def test_sigterm_mid_stream_then_restart_applies_every_command_once(
     ]
 
     async with ShopflowClient(
-        isolated.kafka_bootstrap, topics=Topics(isolated.topic_prefix)
+        own_service_settings.kafka_bootstrap, topics=Topics(own_service_settings.topic_prefix)
     ) as client:
         for command in commands:
             await client.send(command)
-        first = await _start_worker(isolated, FaultInjection.NONE)
+        first = await _start_worker(own_service_settings, FaultInjection.NONE)
         await client.wait_for_result(commands[0].command_id, timeout=60)
         first.terminate()  # stop while the rest is being consumed
         assert await _wait_exit(first, timeout=60) == 0
         answered_by_first = sum(1 for c in commands if client.results(c.command_id))
 
-        second = await _start_worker(isolated, FaultInjection.NONE)
+        second = await _start_worker(own_service_settings, FaultInjection.NONE)
         try:
             for command in commands:
                 await client.wait_for_result(command.command_id, timeout=90)

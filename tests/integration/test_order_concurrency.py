@@ -18,19 +18,12 @@ from shopflow.app import prepare
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from tests.conftest import new_command_id
-from tests.integration.helpers import balance_of, funded_users, new_product, stock_of
+from tests.integration.helpers import balance_of, funded_users, isolated, new_product, stock_of
 
 
 @pytest.fixture
 async def two_instances(test_settings: Settings) -> AsyncIterator[ShopflowClient]:
-    suffix = new_command_id("race")
-    settings = test_settings.model_copy(
-        update={
-            "topic_prefix": f"{test_settings.topic_prefix}{suffix}.",
-            "consumer_group": f"{test_settings.consumer_group}.{suffix}",
-            "batch_max_records": 50,
-        }
-    )
+    settings = isolated(test_settings, "race", batch_max_records=50)
     instances = [Runtime.build(settings) for _ in range(2)]
     await prepare(settings, instances[0])
     await asyncio.gather(*(runtime.start() for runtime in instances))

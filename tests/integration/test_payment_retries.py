@@ -22,7 +22,14 @@ from shopflow.app import prepare
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from tests.conftest import new_command_id
-from tests.integration.helpers import balance_of, funded_user, new_product, orders_of, stock_of
+from tests.integration.helpers import (
+    balance_of,
+    funded_user,
+    isolated,
+    new_product,
+    orders_of,
+    stock_of,
+)
 
 
 @dataclass
@@ -48,13 +55,7 @@ class ScriptedGateway:
 async def declining_service(
     test_settings: Settings,
 ) -> AsyncIterator[tuple[ShopflowClient, DeclineScript]]:
-    suffix = new_command_id("pay")
-    settings = test_settings.model_copy(
-        update={
-            "topic_prefix": f"{test_settings.topic_prefix}{suffix}.",
-            "consumer_group": f"{test_settings.consumer_group}.{suffix}",
-        }
-    )
+    settings = isolated(test_settings, "pay")
     script = DeclineScript()
     runtime = Runtime.build(
         settings, payment_gateway=lambda connection: ScriptedGateway(connection, script)

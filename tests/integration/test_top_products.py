@@ -27,7 +27,7 @@ from shopflow.app import prepare
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from tests.conftest import new_command_id, new_entity_id
-from tests.integration.helpers import funded_user, new_product
+from tests.integration.helpers import funded_user, isolated, new_product
 
 # Synthetic events live in a future week of their own: nothing else the tests do falls
 # in their windows, and their buckets' expiry (absolute) lies ahead of the wall clock.
@@ -119,13 +119,8 @@ async def crashing_aggregator(
 ) -> AsyncIterator[tuple[ShopflowClient, Runtime, list[int]]]:
     """An isolated service whose aggregator fails once after applying a batch to Redis,
     before committing its offset (as a crash there would)."""
-    suffix = new_command_id("agg")
-    settings = test_settings.model_copy(
-        update={
-            "topic_prefix": f"{test_settings.topic_prefix}{suffix}.",
-            "consumer_group": f"{test_settings.consumer_group}.{suffix}",
-            "redis_key_prefix": f"{test_settings.redis_key_prefix}.{suffix}",
-        }
+    settings = isolated(
+        test_settings, "agg", redis_key_prefix=f"{test_settings.redis_key_prefix}.{new_entity_id()}"
     )
     crashes: list[int] = []
 
