@@ -27,7 +27,7 @@ from enum import StrEnum
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from consumers.decoding import DecodedCommand
-from consumers.handlers import HANDLERS, EventMeta
+from consumers.handlers import HANDLERS, SET_HANDLERS, EventMeta
 from consumers.locking import plan_locks
 from consumers.ports import UnitOfWork
 from contracts.events import RejectionReason, ResultEvent
@@ -143,6 +143,7 @@ class BatchApplier:
                 carts_of=plan.carts_of,
             )
             uow = self._unit_of_work(connection)
+            ran = await self._run_claimed(connection, uow, to_run)
 
             outcomes: list[Outcome] = []
             decided: dict[str, tuple[DecodedCommand, Outcome]] = {}
@@ -155,7 +156,7 @@ class BatchApplier:
                     outcomes.append(self._answer_repeat(cmd, first, first_outcome))
                     continue
                 if cmd.command_id in claimed:
-                    outcome = await self._run(connection, uow, cmd)
+                    outcome = ran[cmd.command_id]
                     if outcome.kind is OutcomeKind.UNAVAILABLE:
                         to_release.append(cmd.command_id)
                     else:
@@ -175,13 +176,62 @@ class BatchApplier:
             await ledger.release(to_release)
         return outcomes
 
+    async def _run_claimed(
+        self, connection: AsyncConnection, uow: UnitOfWork, commands: Sequence[DecodedCommand]
+    ) -> dict[str, Outcome]:
+        """Outcomes of the newly claimed commands, in offset order.
+
+        Command types with a set-based handler run as one set (a few statements for the
+        whole batch) in one savepoint; if that fails, the savepoint is rolled back and
+        the commands run one by one, each in its own savepoint. The set-based try counts
+        as each command's first attempt, so no command gets more than 1 + `retries`.
+        """
+        if not commands:
+            return {}
+        attempts = self._retries + 1
+        set_handler = SET_HANDLERS.get(type(commands[0].command))
+        if set_handler is not None and all(
+            type(c.command) is type(commands[0].command) for c in commands
+        ):
+            metas = [EventMeta(uuid.uuid4(), c.command_id, self._clock()) for c in commands]
+            savepoint = await connection.begin_nested()
+            try:
+                answers = await set_handler(
+                    uow, [(c.command, m) for c, m in zip(commands, metas, strict=True)]
+                )
+            except Exception:
+                await savepoint.rollback()
+                log.warning(
+                    "set-based batch of %d commands failed; applying them one by one",
+                    len(commands),
+                    exc_info=True,
+                )
+                attempts = self._retries
+            else:
+                await savepoint.commit()
+                return {
+                    c.command_id: self._answered(c, meta, answer)
+                    for c, meta, answer in zip(commands, metas, answers, strict=True)
+                }
+        return {c.command_id: await self._run(connection, uow, c, attempts) for c in commands}
+
+    def _answered(
+        self, cmd: DecodedCommand, meta: EventMeta, answer: ResultEvent | Rejected
+    ) -> Outcome:
+        if isinstance(answer, Rejected):
+            rejected = cmd.route.rejection(
+                cmd.command, answer.reason, product_id=answer.product_id, **meta.envelope()
+            )
+            return _outcome(cmd, OutcomeKind.REJECTED, rejected)
+        return _outcome(cmd, OutcomeKind.ACCEPTED, answer)
+
     async def _run(
-        self, connection: AsyncConnection, uow: UnitOfWork, cmd: DecodedCommand
+        self, connection: AsyncConnection, uow: UnitOfWork, cmd: DecodedCommand, attempts: int
     ) -> Outcome:
         """Run one claimed command's handler in a savepoint; retry it on errors."""
         handler = HANDLERS[type(cmd.command)]
         meta = EventMeta(uuid.uuid4(), cmd.command_id, self._clock())
-        for attempt in range(self._retries + 1):
+        for attempt in range(attempts):
             savepoint = await connection.begin_nested()
             try:
                 event = await handler(uow, cmd.command, meta)
@@ -198,10 +248,10 @@ class BatchApplier:
                 # If the connection itself is gone this raises too, and the batch retries.
                 await savepoint.rollback()
                 log.warning(
-                    "command %s failed (attempt %d of %d)",
+                    "command %s failed (attempt %d of %d here)",
                     cmd.command_id,
                     attempt + 1,
-                    self._retries + 1,
+                    attempts,
                     exc_info=True,
                 )
                 await asyncio.sleep(self._backoff * 2**attempt)

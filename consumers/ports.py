@@ -1,7 +1,7 @@
 """What the command handlers need from storage, as protocols: PostgreSQL implements them
 in `persistence`, and unit tests implement them in memory."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -22,6 +22,9 @@ class Points(Protocol):
     async def record_transaction(
         self, user_id: int, kind: str, amount: int, command_id: str
     ) -> int: ...
+    async def balances_for_update(self, user_ids: Sequence[int]) -> dict[int, int]: ...
+    async def set_balances(self, balances: Mapping[int, int]) -> None: ...
+    async def record_transactions(self, rows: Sequence[tuple[int, str, int, str]]) -> list[int]: ...
 
 
 class Products(Protocol):

@@ -4,7 +4,7 @@ Reads that precede a write lock their row (`FOR UPDATE`), so two commands on the
 user or product settle in turn instead of overwriting each other.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
@@ -80,6 +80,40 @@ class PointsRepository:
             .returning(point_transactions.c.transaction_id)
         )
         return int((await self._connection.execute(statement)).scalar_one())
+
+    async def balances_for_update(self, user_ids: Sequence[int]) -> dict[int, int]:
+        """Balances of those users that exist, rows locked in user id order."""
+        statement = (
+            select(point_balances.c.user_id, point_balances.c.balance)
+            .where(point_balances.c.user_id.in_(sorted(set(user_ids))))
+            .order_by(point_balances.c.user_id)
+            .with_for_update()
+        )
+        return {row.user_id: row.balance for row in await self._connection.execute(statement)}
+
+    async def set_balances(self, balances: Mapping[int, int]) -> None:
+        if not balances:
+            return
+        await self._connection.execute(
+            update(point_balances)
+            .where(point_balances.c.user_id == bindparam("b_user_id"))
+            .values(balance=bindparam("b_balance"), updated_at=func.now()),
+            [{"b_user_id": u, "b_balance": b} for u, b in sorted(balances.items())],
+        )
+
+    async def record_transactions(self, rows: Sequence[tuple[int, str, int, str]]) -> list[int]:
+        """Record (user id, kind, signed amount, command id) rows in one statement; returns
+        their transaction ids in the same order."""
+        if not rows:
+            return []
+        statement = insert(point_transactions).returning(
+            point_transactions.c.transaction_id, sort_by_parameter_order=True
+        )
+        result = await self._connection.execute(
+            statement,
+            [{"user_id": u, "kind": k, "amount": a, "command_id": c} for u, k, a, c in rows],
+        )
+        return [int(i) for i in result.scalars().all()]
 
 
 class ProductRepository:

@@ -1,7 +1,7 @@
 """In-memory implementations of the handlers' ports (consumers.ports), for fast tests of
 the use cases without a database. Integration tests cover the PostgreSQL versions."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -43,6 +43,15 @@ class FakePoints:
     ) -> int:
         self.transactions.append((user_id, kind, amount, command_id))
         return len(self.transactions)
+
+    async def balances_for_update(self, user_ids: Sequence[int]) -> dict[int, int]:
+        return {u: self.balances[u] for u in user_ids if u in self.balances}
+
+    async def set_balances(self, balances: Mapping[int, int]) -> None:
+        self.balances.update(balances)
+
+    async def record_transactions(self, rows: Sequence[tuple[int, str, int, str]]) -> list[int]:
+        return [await self.record_transaction(*row) for row in rows]
 
 
 @dataclass
