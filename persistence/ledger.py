@@ -62,13 +62,16 @@ class Ledger:
             }
             for c in sorted(claims, key=lambda c: c.command_id)
         ]
+        # executemany form: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues")
+        # from one cached compiled statement; a literal .values(rows) would be compiled
+        # anew for every batch size, which profiling showed costing a fifth of the CPU.
         statement = (
             pg_insert(processed_commands)
-            .values(rows)
             .on_conflict_do_nothing(index_elements=[processed_commands.c.command_id])
             .returning(processed_commands.c.command_id)
         )
-        return set((await self._connection.execute(statement)).scalars().all())
+        result = await self._connection.execute(statement, rows)
+        return set(result.scalars().all())
 
     async def load(self, command_ids: Iterable[str]) -> dict[str, StoredResult]:
         ids = list(command_ids)

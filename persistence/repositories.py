@@ -238,18 +238,17 @@ class OrderRepository:
         )
         order_id = int((await self._connection.execute(statement)).scalar_one())
         await self._connection.execute(
-            insert(order_lines).values(
-                [
-                    {
-                        "order_id": order_id,
-                        "product_id": line.product_id,
-                        "user_id": user_id,
-                        "quantity": line.quantity,
-                        "unit_price": line.unit_price,
-                        "placed_at": placed_at,
-                    }
-                    for line in order.lines
-                ]
-            )
+            insert(order_lines),
+            [
+                {
+                    "order_id": order_id,
+                    "product_id": line.product_id,
+                    "user_id": user_id,
+                    "quantity": line.quantity,
+                    "unit_price": line.unit_price,
+                    "placed_at": placed_at,
+                }
+                for line in order.lines
+            ],
         )
         return order_id
