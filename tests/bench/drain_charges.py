@@ -1,18 +1,21 @@
-"""Benchmark: how fast one worker process drains ChargePoints already on the topic.
+"""Benchmark: how fast one worker process drains commands already on their topic.
 
-    make bench                      # 10,000 commands over 1,000 users
+    make bench                                            # 10,000 ChargePoints, 1,000 users
     .venv/bin/python -m tests.bench.drain_charges --commands 20000 --users 2000
+    .venv/bin/python -m tests.bench.drain_charges --kind orders --commands 5000
 
 Uses the servers of `make up` and the default database, on topics of its own (a fresh
-prefix, deleted afterwards). Users are created with SQL. The commands are produced
-first, then a `shopflow worker` subprocess starts and the clock runs from its first
-result to its last; the script checks that every command got exactly one PointsCharged
-and that the balances grew by exactly the amounts sent.
+prefix, deleted afterwards). Users (and for orders, 100 products with ample stock)
+are created with SQL, keeping the books consistent for `shopflow check`. The commands
+are produced first, then a `shopflow worker` subprocess starts and the clock runs from
+its first result to its last. The script then checks that every command was accepted
+exactly once and that balances (and stock) moved by exactly what was sent.
 """
 
 import argparse
 import asyncio
 import os
+import random
 import secrets
 import sys
 import time
@@ -20,64 +23,110 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import ChargePoints
-from contracts.events import PointsCharged, parse_event
-from contracts.topics import POINTS_CHARGE, POINTS_EVENTS, Topics
+from contracts.commands import ChargePoints, Command, OrderLine, PlaceOrder
+from contracts.events import OrderPlaced, PointsCharged, parse_event
+from contracts.topics import ROUTES_BY_TYPE, Topics
 from persistence.database import create_engine
 from persistence.migrate import upgrade_to_head
-from persistence.tables import point_balances, users
+from persistence.tables import point_balances, point_transactions, products, users
 from producers.client import topic_partitions
 from shopflow.kafka_admin import ensure_topics
 from shopflow.settings import Settings
 
+ORDER_BALANCE = 10**12
+PRODUCT_COUNT = 100
+PRODUCT_STOCK = 10**9
 
-async def run(commands: int, user_count: int, amount: int) -> None:
+
+async def _seed(
+    engine: AsyncEngine, user_ids: list[int], balance: int, product_ids: list[int]
+) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(insert(users), [{"user_id": u, "name": "bench"} for u in user_ids])
+        await connection.execute(
+            insert(point_balances), [{"user_id": u, "balance": balance} for u in user_ids]
+        )
+        if balance:
+            await connection.execute(
+                insert(point_transactions),
+                [
+                    {"user_id": u, "kind": "charge", "amount": balance, "command_id": "bench-seed"}
+                    for u in user_ids
+                ],
+            )
+        if product_ids:
+            await connection.execute(
+                insert(products),
+                [
+                    {"product_id": p, "name": "bench", "price": 1, "stock": PRODUCT_STOCK}
+                    for p in product_ids
+                ],
+            )
+
+
+def _commands(
+    kind: str, count: int, run_id: str, user_ids: list[int], product_ids: list[int], amount: int
+) -> list[Command]:
+    rng = random.Random(11)
+    if kind == "charges":
+        return [
+            ChargePoints(
+                command_id=f"bench-{run_id}-{i}", user_id=user_ids[i % len(user_ids)], amount=amount
+            )
+            for i in range(count)
+        ]
+    return [
+        PlaceOrder(
+            command_id=f"bench-{run_id}-{i}",
+            user_id=user_ids[i % len(user_ids)],
+            items=[OrderLine(product_id=p, quantity=1) for p in rng.sample(product_ids, 2)],
+        )
+        for i in range(count)
+    ]
+
+
+async def run(kind: str, count: int, user_count: int, amount: int) -> None:
     run_id = secrets.token_hex(3)
-    base = Settings()
-    settings = base.model_copy(
+    settings = Settings().model_copy(
         update={"topic_prefix": f"bench-{run_id}.", "consumer_group": f"bench-{run_id}"}
     )
     topics = Topics(settings.topic_prefix)
     engine = create_engine(settings.database_url)
     await upgrade_to_head(engine)
-    first_user = secrets.randbelow(2**60) + 1
-    user_ids = [first_user + i for i in range(user_count)]
-    async with engine.begin() as connection:
-        await connection.execute(insert(users), [{"user_id": u, "name": "bench"} for u in user_ids])
-        await connection.execute(
-            insert(point_balances), [{"user_id": u, "balance": 0} for u in user_ids]
-        )
+    first_id = secrets.randbelow(2**60) + 1
+    user_ids = [first_id + i for i in range(user_count)]
+    product_ids = [first_id + i for i in range(PRODUCT_COUNT)] if kind == "orders" else []
+    await _seed(engine, user_ids, ORDER_BALANCE if kind == "orders" else 0, product_ids)
     await ensure_topics(settings)
+    commands = _commands(kind, count, run_id, user_ids, product_ids, amount)
+    route = ROUTES_BY_TYPE[type(commands[0])]
 
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, linger_ms=5
     )
     await producer.start()
-    pending = []
-    for i in range(commands):
-        user_id = user_ids[i % user_count]
-        command = ChargePoints(command_id=f"bench-{run_id}-{i}", user_id=user_id, amount=amount)
-        pending.append(
-            await producer.send(
-                topics.name(POINTS_CHARGE),
-                command.model_dump_json().encode(),
-                key=str(user_id).encode(),
-            )
+    pending = [
+        await producer.send(
+            topics.name(route.topic),
+            command.model_dump_json(exclude_none=True).encode(),
+            key=str(route.entity_id(command)).encode(),
         )
+        for command in commands
+    ]
     await asyncio.gather(*pending)
-    result_topic = topics.name(POINTS_EVENTS)
+    result_topic = topics.name(route.result_topic)
     partitions = [
         TopicPartition(result_topic, p) for p in await topic_partitions(producer, result_topic)
     ]
     await producer.stop()
-    print(f"produced {commands} ChargePoints for {user_count} users")
+    print(f"produced {count} {route.type_name} for {user_count} users")
 
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     await consumer.start()
     consumer.assign(partitions)
     await consumer.seek_to_beginning(*partitions)
-
     env = {
         **os.environ,
         "SHOPFLOW_TOPIC_PREFIX": settings.topic_prefix,
@@ -88,18 +137,18 @@ async def run(commands: int, user_count: int, amount: int) -> None:
         sys.executable, "-m", "shopflow", "worker", "--log-level", "warning", env=env
     )
     seen: dict[str, int] = {}
-    charged = 0
+    accepted = 0
     first_at = last_at = 0.0
     try:
         async with asyncio.timeout(600):
-            while len(seen) < commands:
+            while len(seen) < count:
                 batches = await consumer.getmany(timeout_ms=500)
                 for records in batches.values():
                     for record in records:
                         assert record.value is not None
                         event = parse_event(record.value)
                         seen[event.command_id] = seen.get(event.command_id, 0) + 1
-                        charged += isinstance(event, PointsCharged)
+                        accepted += isinstance(event, PointsCharged | OrderPlaced)
                         if not first_at:
                             first_at = time.perf_counter()
                 last_at = time.perf_counter()
@@ -109,11 +158,16 @@ async def run(commands: int, user_count: int, amount: int) -> None:
         await consumer.stop()
 
     async with engine.connect() as connection:
-        total = (
+        balances = (
             await connection.execute(
                 select(func.sum(point_balances.c.balance)).where(
                     point_balances.c.user_id.in_(user_ids)
                 )
+            )
+        ).scalar_one()
+        stock = (
+            await connection.execute(
+                select(func.sum(products.c.stock)).where(products.c.product_id.in_(product_ids))
             )
         ).scalar_one()
     await engine.dispose()
@@ -126,23 +180,28 @@ async def run(commands: int, user_count: int, amount: int) -> None:
 
     drain = last_at - first_at
     print(f"worker start to first result: {first_at - started:.2f} s")
-    print(f"drained {commands} commands in {drain:.2f} s: {commands / drain:,.0f} commands/s")
+    print(f"drained {count} commands in {drain:.2f} s: {count / drain:,.0f} commands/s")
     print(
-        f"results: {len(seen)} commands answered, {charged} PointsCharged, "
+        f"results: {len(seen)} commands answered, {accepted} accepted, "
         f"{sum(seen.values()) - len(seen)} duplicates"
     )
-    assert charged == commands, "every command must be charged once"
-    assert total == commands * amount, f"balances grew by {total}, expected {commands * amount}"
-    print("checks: every command charged exactly once; balances match")
+    assert accepted == count, "every command must be accepted exactly once"
+    if kind == "charges":
+        assert balances == count * amount, f"balances grew by {balances}"
+    else:
+        assert balances == user_count * ORDER_BALANCE - 2 * count, "points deducted"
+        assert stock == PRODUCT_COUNT * PRODUCT_STOCK - 2 * count, "stock taken"
+    print("checks: every command accepted exactly once; balances (and stock) match")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--kind", choices=["charges", "orders"], default="charges")
     parser.add_argument("--commands", type=int, default=10_000)
     parser.add_argument("--users", type=int, default=1_000)
     parser.add_argument("--amount", type=int, default=3)
     args = parser.parse_args()
-    asyncio.run(run(args.commands, args.users, args.amount))
+    asyncio.run(run(args.kind, args.commands, args.users, args.amount))
 
 
 if __name__ == "__main__":
