@@ -197,6 +197,12 @@ async def place_order(uow: UnitOfWork, cmd: PlaceOrder, meta: EventMeta) -> Orde
     order_id = await uow.orders.add(cmd.user_id, cmd.command_id, order, meta.occurred_at)
     if cmd.from_cart:
         await uow.carts.remove_lines(cmd.user_id, [line.product_id for line in order.lines])
+    return _order_placed(cmd, meta, order_id, settled)
+
+
+def _order_placed(
+    cmd: PlaceOrder, meta: EventMeta, order_id: int, settled: orders.SettledOrder
+) -> OrderPlaced:
     return OrderPlaced(
         **meta.envelope(),
         user_id=cmd.user_id,
@@ -205,11 +211,78 @@ async def place_order(uow: UnitOfWork, cmd: PlaceOrder, meta: EventMeta) -> Orde
             PlacedOrderLine(
                 product_id=line.product_id, quantity=line.quantity, unit_price=line.unit_price
             )
-            for line in order.lines
+            for line in settled.order.lines
         ],
-        total=order.total,
+        total=settled.order.total,
         balance=settled.balance,
     )
+
+
+async def place_orders_set(
+    uow: UnitOfWork, commands: Sequence[tuple[PlaceOrder, EventMeta]]
+) -> list[OrderPlaced | Rejected]:
+    """The same rules as `place_order`, for a whole batch: load (locked) the balances,
+    carts and products the batch touches once, decide every order in offset order against
+    that state in memory (each accepted order changes it for the next), then write all
+    the changes in a few statements. A rejected order writes nothing. Payments go through
+    the gateway order by order, as the port is defined."""
+    balances = await uow.points.balances_for_update(sorted({c.user_id for c, _ in commands}))
+    carts = await uow.carts.lines_of_users_for_update(
+        sorted({c.user_id for c, _ in commands if c.from_cart})
+    )
+    wanted = {line.product_id for c, _ in commands for line in c.items or ()}
+    wanted.update(product_id for lines in carts.values() for product_id, _ in lines)
+    stock = await uow.products.lock_many(sorted(wanted))
+
+    decisions: list[orders.SettledOrder | Rejected] = []
+    for cmd, _ in commands:
+        try:
+            balance = balances.get(cmd.user_id)
+            if balance is None:
+                raise UnknownUser(f"user {cmd.user_id} is not registered")
+            if cmd.items is not None:
+                requested = [(line.product_id, line.quantity) for line in cmd.items]
+            else:
+                requested = carts.get(cmd.user_id, [])
+                if not requested:
+                    raise EmptyCart(f"user {cmd.user_id}'s cart is empty")
+            order = orders.price_order(requested, stock)
+            settled = orders.settle(order, balance, stock)
+            await pay_with_retries(uow.payments, cmd.user_id, order.total, cmd.command_id)
+        except Rejected as rejection:
+            decisions.append(rejection)
+            continue
+        balances[cmd.user_id] = settled.balance
+        stock.update({product.product_id: product for product in settled.products})
+        if cmd.from_cart:
+            carts[cmd.user_id] = []
+        decisions.append(settled)
+
+    placed = [
+        (cmd, meta, d)
+        for (cmd, meta), d in zip(commands, decisions, strict=True)
+        if isinstance(d, orders.SettledOrder)
+    ]
+    order_ids: list[int] = []
+    if placed:
+        sold = sorted({line.product_id for _, _, d in placed for line in d.order.lines})
+        await uow.products.set_stocks([stock[product_id] for product_id in sold])
+        await uow.points.set_balances({cmd.user_id: balances[cmd.user_id] for cmd, _, _ in placed})
+        await uow.points.record_transactions(
+            [(cmd.user_id, "use", -d.order.total, cmd.command_id) for cmd, _, d in placed]
+        )
+        order_ids = await uow.orders.add_many(
+            [(cmd.user_id, cmd.command_id, d.order, meta.occurred_at) for cmd, meta, d in placed]
+        )
+        for cmd, _, d in placed:
+            if cmd.from_cart:
+                ordered = [line.product_id for line in d.order.lines]
+                await uow.carts.remove_lines(cmd.user_id, ordered)
+    ids = iter(order_ids)
+    return [
+        d if isinstance(d, Rejected) else _order_placed(cmd, meta, next(ids), d)
+        for (cmd, meta), d in zip(commands, decisions, strict=True)
+    ]
 
 
 Handler = Callable[[UnitOfWork, Any, EventMeta], Awaitable[ResultEvent]]
@@ -230,4 +303,5 @@ HANDLERS: dict[type[Command], Handler] = {
 # the fallback when a set fails, and the definition of the rule.
 SET_HANDLERS: dict[type[Command], SetHandler] = {
     ChargePoints: charge_points_set,
+    PlaceOrder: place_orders_set,
 }

@@ -215,6 +215,23 @@ class CartRepository:
         )
         return [(r.product_id, r.quantity) for r in (await self._connection.execute(statement))]
 
+    async def lines_of_users_for_update(
+        self, user_ids: Sequence[int]
+    ) -> dict[int, list[tuple[int, int]]]:
+        """Every cart line of these users, by user then product id, locked."""
+        if not user_ids:
+            return {}
+        statement = (
+            select(cart_items.c.user_id, cart_items.c.product_id, cart_items.c.quantity)
+            .where(cart_items.c.user_id.in_(sorted(set(user_ids))))
+            .order_by(cart_items.c.user_id, cart_items.c.product_id)
+            .with_for_update()
+        )
+        lines: dict[int, list[tuple[int, int]]] = {}
+        for row in await self._connection.execute(statement):
+            lines.setdefault(row.user_id, []).append((row.product_id, row.quantity))
+        return lines
+
     async def remove_lines(self, user_id: int, product_ids: Sequence[int]) -> None:
         await self._connection.execute(
             delete(cart_items).where(
@@ -237,6 +254,29 @@ class OrderRepository:
             .returning(orders.c.order_id)
         )
         order_id = int((await self._connection.execute(statement)).scalar_one())
+        await self._add_lines([(order_id, user_id, order, placed_at)])
+        return order_id
+
+    async def add_many(self, placed: Sequence[tuple[int, str, PricedOrder, datetime]]) -> list[int]:
+        """Record (user id, command id, order, placed at) orders and their lines in two
+        statements; returns the order ids in the same order."""
+        if not placed:
+            return []
+        statement = insert(orders).returning(orders.c.order_id, sort_by_parameter_order=True)
+        result = await self._connection.execute(
+            statement,
+            [
+                {"user_id": u, "command_id": c, "total": o.total, "placed_at": at}
+                for u, c, o, at in placed
+            ],
+        )
+        order_ids = [int(i) for i in result.scalars().all()]
+        await self._add_lines(
+            [(i, u, o, at) for i, (u, _, o, at) in zip(order_ids, placed, strict=True)]
+        )
+        return order_ids
+
+    async def _add_lines(self, placed: Sequence[tuple[int, int, PricedOrder, datetime]]) -> None:
         await self._connection.execute(
             insert(order_lines),
             [
@@ -248,7 +288,7 @@ class OrderRepository:
                     "unit_price": line.unit_price,
                     "placed_at": placed_at,
                 }
+                for order_id, user_id, order, placed_at in placed
                 for line in order.lines
             ],
         )
-        return order_id

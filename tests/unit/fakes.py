@@ -91,6 +91,12 @@ class FakeCarts:
     async def lines_for_update(self, user_id: int) -> list[tuple[int, int]]:
         return sorted((p, q) for (u, p), q in self.lines.items() if u == user_id)
 
+    async def lines_of_users_for_update(
+        self, user_ids: Sequence[int]
+    ) -> dict[int, list[tuple[int, int]]]:
+        found = {u: await self.lines_for_update(u) for u in user_ids}
+        return {u: lines for u, lines in found.items() if lines}
+
     async def remove_lines(self, user_id: int, product_ids: Sequence[int]) -> None:
         for product_id in product_ids:
             self.lines.pop((user_id, product_id), None)
@@ -105,6 +111,9 @@ class FakeOrders:
     ) -> int:
         self.placed.append((user_id, command_id, order))
         return len(self.placed)
+
+    async def add_many(self, placed: Sequence[tuple[int, str, PricedOrder, datetime]]) -> list[int]:
+        return [await self.add(*row) for row in placed]
 
 
 @dataclass

@@ -9,8 +9,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consumers.handlers import EventMeta, add_cart_item, place_order, remove_cart_item
+from consumers.handlers import (
+    EventMeta,
+    add_cart_item,
+    place_order,
+    place_orders_set,
+    remove_cart_item,
+)
 from contracts.commands import AddCartItem, OrderLine, PlaceOrder, RemoveCartItem
+from contracts.events import OrderPlaced
 from domain.catalog import Product
 from domain.errors import (
     EmptyCart,
@@ -18,6 +25,7 @@ from domain.errors import (
     InsufficientPoints,
     OutOfStock,
     PaymentFailed,
+    Rejected,
     UnknownProduct,
     UnknownUser,
 )
@@ -173,3 +181,55 @@ async def test_order_from_cart_orders_the_cart_and_empties_those_lines() -> None
 async def test_order_from_an_empty_cart_is_refused() -> None:
     with pytest.raises(EmptyCart):
         await place_order(_shop(), PlaceOrder(command_id="o", user_id=1, from_cart=True), _meta())
+
+
+def _mixed_orders() -> list[PlaceOrder]:
+    """Orders that between them hit every rule, some depending on earlier ones."""
+    return [
+        _order((10, 2), command_id="o1"),  # placed
+        _order((20, 2), command_id="o2"),  # placed, takes all tea
+        _order((20, 1), command_id="o3"),  # out of stock now
+        _order((77, 1), command_id="o4"),  # unknown product
+        PlaceOrder(command_id="o5", user_id=1, from_cart=True),  # the cart: mugs
+        PlaceOrder(command_id="o6", user_id=1, from_cart=True),  # cart emptied by o5
+        PlaceOrder(command_id="o7", user_id=2, items=[OrderLine(product_id=10, quantity=1)]),
+        _order((10, 1), command_id="o8"),  # not enough points left
+    ]
+
+
+async def test_set_based_orders_agree_with_the_one_by_one_handler() -> None:
+    one_by_one, as_set = _shop(balance=1_600), _shop(balance=1_600)
+    for uow in (one_by_one, as_set):
+        uow.carts.lines[(1, 10)] = 2
+    commands = [(cmd, _meta(cmd.command_id)) for cmd in _mixed_orders()]
+
+    singles: list[object] = []
+    for cmd, meta in commands:
+        try:
+            singles.append(await place_order(one_by_one, cmd, meta))
+        except Rejected as rejection:
+            singles.append(rejection)
+    batch = await place_orders_set(as_set, commands)
+
+    def shape(answer: object) -> object:
+        if isinstance(answer, Rejected):
+            return (answer.reason, answer.product_id)
+        assert isinstance(answer, OrderPlaced)
+        return answer.model_dump()
+
+    assert [shape(a) for a in batch] == [shape(a) for a in singles]
+    assert [type(a).__name__ for a in batch] == [
+        "OrderPlaced",
+        "OrderPlaced",
+        "OutOfStock",
+        "UnknownProduct",
+        "OrderPlaced",
+        "EmptyCart",
+        "UnknownUser",
+        "InsufficientPoints",
+    ]
+    assert as_set.points.balances == one_by_one.points.balances
+    assert as_set.products.rows == one_by_one.products.rows
+    assert as_set.carts.lines == one_by_one.carts.lines == {}
+    assert as_set.payments.paid == one_by_one.payments.paid
+    assert as_set.points.transactions == one_by_one.points.transactions
