@@ -1,13 +1,17 @@
 """Applies a batch of decoded commands to PostgreSQL: one transaction per batch, each
-command isolated in a savepoint, exactly one result per command.
+command isolated, exactly one result per command.
 
 Per batch: claim every command_id in one statement; replay the stored result of ids
-already spent (or answer `idempotency_conflict` when the payload differs); run each
-newly claimed command's handler in its own savepoint, in offset order; store every
-result beside its claim; commit. Results are published only after the commit.
+already spent (or answer `idempotency_conflict` when the payload differs); lock the
+rows the batch will change, in one global order; run the newly claimed commands in
+offset order, as one set (set-based handlers, one savepoint for the set) or each in its
+own savepoint; store every result beside its claim; commit. Results are published only
+after the commit.
 
 Failures, as DESIGN.md promises them:
-- a business rejection rolls back that command's savepoint and is recorded as its result;
+- a business rejection changes nothing (set-based handlers decide before writing; the
+  one-by-one path rolls the command's savepoint back) and is recorded as its result;
+- an error in a set rolls the set back and runs its commands one by one;
 - an error inside one command (deadlock, lock timeout, a bug) rolls back its savepoint and
   is retried up to `retries` more times; then the command is answered
   `temporarily_unavailable` and its claim is released, so its id is not spent;
@@ -237,13 +241,7 @@ class BatchApplier:
                 event = await handler(uow, cmd.command, meta)
             except Rejected as rejection:
                 await savepoint.rollback()
-                rejected = cmd.route.rejection(
-                    cmd.command,
-                    rejection.reason,
-                    product_id=rejection.product_id,
-                    **meta.envelope(),
-                )
-                return _outcome(cmd, OutcomeKind.REJECTED, rejected)
+                return self._answered(cmd, meta, rejection)
             except Exception:
                 # If the connection itself is gone this raises too, and the batch retries.
                 await savepoint.rollback()
@@ -257,7 +255,7 @@ class BatchApplier:
                 await asyncio.sleep(self._backoff * 2**attempt)
                 continue
             await savepoint.commit()
-            return _outcome(cmd, OutcomeKind.ACCEPTED, event)
+            return self._answered(cmd, meta, event)
         return self._unavailable(cmd)
 
     def _answer_spent(self, cmd: DecodedCommand, stored: StoredResult | None) -> Outcome:
