@@ -72,7 +72,8 @@ def serve(
 
 @app.command()
 def worker(log_level: LogLevel = "info") -> None:
-    """Run only the command consumers (no HTTP); SIGINT or SIGTERM stops it cleanly."""
+    """Run only the consumers (commands and the sales aggregator; no HTTP). SIGINT or
+    SIGTERM stops it cleanly."""
     _logging(log_level)
 
     async def main() -> None:
