@@ -1,7 +1,8 @@
 """The payment port. The seed retries a failed payment up to 3 times; if the first try and
 its 3 retries all fail the order is refused with `payment_failed` and nothing changes."""
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 from domain.errors import PaymentFailed
 
@@ -16,6 +17,16 @@ class PaymentGateway(Protocol):
     async def pay(self, user_id: int, amount: int, reference: str) -> None:
         """Take `amount` points from the user for the order named `reference`, or raise
         PaymentDeclined. Must be idempotent per `reference` if it leaves the transaction."""
+        ...
+
+
+@runtime_checkable
+class LedgerPaymentGateway(PaymentGateway, Protocol):
+    """A gateway that records payments in the order's own transaction and never declines
+    (the default one, paying in points). It can take a whole batch's payments at once."""
+
+    async def pay_many(self, payments: Sequence[tuple[int, int, str]]) -> None:
+        """Record (user id, amount, reference) payments, all or none."""
         ...
 
 

@@ -5,6 +5,7 @@ rejected order changes nothing in PostgreSQL (savepoint rollback) and concurrenc
 """
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -233,3 +234,29 @@ async def test_set_based_orders_agree_with_the_one_by_one_handler() -> None:
     assert as_set.carts.lines == one_by_one.carts.lines == {}
     assert as_set.payments.paid == one_by_one.payments.paid
     assert as_set.points.transactions == one_by_one.points.transactions
+
+
+class FakeLedgerPayments:
+    """A gateway that pays inside the transaction (as the default one does)."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[tuple[int, int, str]]] = []
+
+    async def pay(self, user_id: int, amount: int, reference: str) -> None:
+        await self.pay_many([(user_id, amount, reference)])
+
+    async def pay_many(self, payments: Sequence[tuple[int, int, str]]) -> None:
+        self.calls.append(list(payments))
+
+
+async def test_set_based_orders_pay_a_ledger_gateway_once_for_the_placed_orders() -> None:
+    uow = _shop(balance=1_600)
+    uow.carts.lines[(1, 10)] = 2
+    gateway = FakeLedgerPayments()
+    uow.payments = gateway  # type: ignore[assignment]
+    commands = [(cmd, _meta(cmd.command_id)) for cmd in _mixed_orders()]
+
+    answers = await place_orders_set(uow, commands)
+
+    placed = [a for a in answers if isinstance(a, OrderPlaced)]
+    assert gateway.calls == [[(1, p.total, p.command_id) for p in placed]]
