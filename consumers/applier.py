@@ -139,13 +139,6 @@ class BatchApplier:
             )
             stored = await ledger.load(set(first_of_id) - claimed)
             to_run = [c for c in first_of_id.values() if c.command_id in claimed]
-            plan = plan_locks(to_run)
-            await lock_in_order(
-                connection,
-                user_ids=plan.user_ids,
-                product_ids=plan.product_ids,
-                carts_of=plan.carts_of,
-            )
             uow = self._unit_of_work(connection)
             ran = await self._run_claimed(connection, uow, to_run)
 
@@ -217,6 +210,16 @@ class BatchApplier:
                     c.command_id: self._answered(c, meta, answer)
                     for c, meta, answer in zip(commands, metas, answers, strict=True)
                 }
+        # One by one, a batch would lock rows command after command, in offset order, and
+        # could deadlock with another batch; so the rows are locked first, in the global
+        # order. (A set-based handler loads its rows sorted in that same order itself.)
+        plan = plan_locks(commands)
+        await lock_in_order(
+            connection,
+            user_ids=plan.user_ids,
+            product_ids=plan.product_ids,
+            carts_of=plan.carts_of,
+        )
         return {c.command_id: await self._run(connection, uow, c, attempts) for c in commands}
 
     def _answered(

@@ -12,7 +12,6 @@ from domain.payment import PaymentGateway
 
 class Users(Protocol):
     async def add(self, user_id: int, name: str) -> bool: ...
-    async def exists(self, user_id: int) -> bool: ...
 
 
 class Points(Protocol):

@@ -5,7 +5,12 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
-from contracts.limits import COMMAND_ID_PATTERN, MAX_ENTITY_ID, MAX_QUANTITY
+from contracts.limits import (
+    COMMAND_ID_PATTERN,
+    MAX_COMMAND_ID_LENGTH,
+    MAX_ENTITY_ID,
+    MAX_QUANTITY,
+)
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -24,7 +29,7 @@ CommandId = Annotated[
     Field(
         pattern=COMMAND_ID_PATTERN,
         min_length=1,
-        max_length=64,
+        max_length=MAX_COMMAND_ID_LENGTH,
         description="Idempotency key chosen by the sender: 1-64 characters of [A-Za-z0-9._:-], "
         "unique across all command types for at least 7 days.",
         examples=["charge-2f1c9a7e"],

@@ -126,9 +126,6 @@ class Topics:
     def name(self, contract_topic: str) -> str:
         return f"{self.prefix}{contract_topic}"
 
-    def contract_name(self, deployed_topic: str) -> str:
-        return deployed_topic.removeprefix(self.prefix)
-
     @property
     def dead_letters(self) -> str:
         return self.name(DEAD_LETTERS)

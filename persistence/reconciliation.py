@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, Table, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from persistence.tables import (
@@ -130,79 +130,54 @@ def _order_has_lines(limit: int) -> Select[Any]:
     )
 
 
-def _order_paid_once(limit: int) -> Select[Any]:
-    paid = (
+def _order_matched_once(
+    table: Table, sign: int, limit: int, *conditions: ColumnElement[bool]
+) -> Select[Any]:
+    """Orders without exactly one row of `table` under their command_id, by the order's
+    user, whose amount is `sign` times the order total."""
+    per_command = (
         select(
-            payments.c.command_id,
-            func.count().label("payments"),
-            func.sum(payments.c.amount).label("paid"),
-            func.min(payments.c.user_id).label("min_user_id"),
-            func.max(payments.c.user_id).label("max_user_id"),
+            table.c.command_id,
+            func.count().label("count"),
+            func.sum(table.c.amount).label("amount"),
+            func.min(table.c.user_id).label("min_user_id"),
+            func.max(table.c.user_id).label("max_user_id"),
         )
-        .group_by(payments.c.command_id)
+        .where(*conditions)
+        .group_by(table.c.command_id)
         .subquery()
     )
-    payment_count = func.coalesce(paid.c.payments, 0)
+    count = func.coalesce(per_command.c.count, 0)
     return (
         select(
             orders.c.order_id,
             orders.c.user_id,
             orders.c.command_id,
             orders.c.total,
-            payment_count.label("payments"),
-            paid.c.paid,
-            paid.c.min_user_id.label("payment_user_id"),
+            count.label("count"),
+            per_command.c.amount,
+            per_command.c.min_user_id.label("by_user_id"),
         )
-        .select_from(orders.outerjoin(paid, paid.c.command_id == orders.c.command_id))
+        .select_from(orders.outerjoin(per_command, per_command.c.command_id == orders.c.command_id))
         .where(
             or_(
-                payment_count != 1,
-                paid.c.paid != orders.c.total,
-                paid.c.min_user_id != orders.c.user_id,
-                paid.c.max_user_id != orders.c.user_id,
+                count != 1,
+                per_command.c.amount != sign * orders.c.total,
+                per_command.c.min_user_id != orders.c.user_id,
+                per_command.c.max_user_id != orders.c.user_id,
             )
         )
         .order_by(orders.c.order_id)
         .limit(limit)
     )
+
+
+def _order_paid_once(limit: int) -> Select[Any]:
+    return _order_matched_once(payments, 1, limit)
 
 
 def _order_points_used_once(limit: int) -> Select[Any]:
-    used = (
-        select(
-            point_transactions.c.command_id,
-            func.count().label("uses"),
-            func.sum(point_transactions.c.amount).label("used"),
-            func.min(point_transactions.c.user_id).label("min_user_id"),
-            func.max(point_transactions.c.user_id).label("max_user_id"),
-        )
-        .where(point_transactions.c.kind == "use")
-        .group_by(point_transactions.c.command_id)
-        .subquery()
-    )
-    use_count = func.coalesce(used.c.uses, 0)
-    return (
-        select(
-            orders.c.order_id,
-            orders.c.user_id,
-            orders.c.command_id,
-            orders.c.total,
-            use_count.label("uses"),
-            used.c.used,
-            used.c.min_user_id.label("use_user_id"),
-        )
-        .select_from(orders.outerjoin(used, used.c.command_id == orders.c.command_id))
-        .where(
-            or_(
-                use_count != 1,
-                used.c.used != -orders.c.total,
-                used.c.min_user_id != orders.c.user_id,
-                used.c.max_user_id != orders.c.user_id,
-            )
-        )
-        .order_by(orders.c.order_id)
-        .limit(limit)
-    )
+    return _order_matched_once(point_transactions, -1, limit, point_transactions.c.kind == "use")
 
 
 def _ledger_result_stored(limit: int) -> Select[Any]:
@@ -275,8 +250,8 @@ RULES: tuple[_Rule, ...] = (
         _order_paid_once,
         lambda r: (
             f"order_id={r['order_id']} user_id={r['user_id']} "
-            f"command_id={r['command_id']}: total {r['total']}, {r['payments']} payment(s) "
-            f"of {r['paid']} by user_id={r['payment_user_id']}"
+            f"command_id={r['command_id']}: total {r['total']}, {r['count']} payment(s) "
+            f"of {r['amount']} by user_id={r['by_user_id']}"
         ),
     ),
     _Rule(
@@ -284,8 +259,8 @@ RULES: tuple[_Rule, ...] = (
         _order_points_used_once,
         lambda r: (
             f"order_id={r['order_id']} user_id={r['user_id']} "
-            f"command_id={r['command_id']}: total {r['total']}, {r['uses']} 'use' "
-            f"transaction(s) of {r['used']} by user_id={r['use_user_id']}"
+            f"command_id={r['command_id']}: total {r['total']}, {r['count']} 'use' "
+            f"transaction(s) of {r['amount']} by user_id={r['by_user_id']}"
         ),
     ),
     _Rule(

@@ -38,10 +38,6 @@ class UserRepository:
         )
         return (await self._connection.execute(statement)).first() is not None
 
-    async def exists(self, user_id: int) -> bool:
-        statement = select(users.c.user_id).where(users.c.user_id == user_id)
-        return (await self._connection.execute(statement)).first() is not None
-
 
 class PointsRepository:
     def __init__(self, connection: AsyncConnection) -> None:
@@ -57,10 +53,6 @@ class PointsRepository:
             .where(point_balances.c.user_id == user_id)
             .with_for_update()
         )
-        return (await self._connection.execute(statement)).scalar_one_or_none()
-
-    async def balance(self, user_id: int) -> int | None:
-        statement = select(point_balances.c.balance).where(point_balances.c.user_id == user_id)
         return (await self._connection.execute(statement)).scalar_one_or_none()
 
     async def set_balance(self, user_id: int, balance: int) -> None:

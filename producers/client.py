@@ -11,7 +11,6 @@ published before that is not seen (use a new `command_id`, or read the topic you
 
 import asyncio
 import contextlib
-import json
 from collections import defaultdict
 from types import TracebackType
 from typing import Any, Self
@@ -173,7 +172,3 @@ class ShopflowClient:
         except TimeoutError as exc:
             raise ResultTimeout(f"no matching dead letter within {timeout}s") from exc
         return next(d for d in self.dead_letters if predicate(d))
-
-
-def command_json(command: Command) -> str:
-    return json.dumps(command.model_dump(mode="json", exclude_none=True))

@@ -20,9 +20,6 @@ class FakeUsers:
         self.names[user_id] = name
         return True
 
-    async def exists(self, user_id: int) -> bool:
-        return user_id in self.names
-
 
 @dataclass
 class FakePoints:
