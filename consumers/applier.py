@@ -8,16 +8,25 @@ offset order, as one set (set-based handlers, one savepoint for the set) or each
 own savepoint; store every result beside its claim; commit. Results are published only
 after the commit.
 
-Failures, as DESIGN.md promises them:
+The batch's dead letters are recorded in the same transaction (the outbox for them), and
+what is recorded is returned for publishing: a redelivered batch republishes the letters
+of its first delivery, never new ones.
+
+Failures, as DESIGN.md promises them (`consumers.failures` tells transient from poison):
 - a business rejection changes nothing (set-based handlers decide before writing; the
   one-by-one path rolls the command's savepoint back) and is recorded as its result;
 - an error in a set rolls the set back and runs its commands one by one;
-- an error inside one command (deadlock, lock timeout, a bug) rolls back its savepoint and
-  is retried up to `retries` more times; then the command is answered
+- a transient error inside one command (deadlock, lock timeout) rolls back its savepoint
+  and is retried up to `retries` more times; then the command is answered
   `temporarily_unavailable` and its claim is released, so its id is not spent;
-- an error of the whole transaction (lost connection, failed commit) retries the whole
-  batch up to `retries` more times (claims make that safe); then every command of the
-  batch is answered `temporarily_unavailable`.
+- a transient error of the whole transaction (lost connection, failed commit) retries the
+  whole batch up to `retries` more times (claims make that safe); then every command of
+  the batch is answered `temporarily_unavailable`, or, when the batch has dead letters
+  (which must be recorded before they are published), the error is raised and the batch
+  is redelivered later;
+- any other error (poison: it will fail again the same way) rolls the transaction back
+  and, after the batch's retries, is raised as `BatchFailed`: the pipeline then splits the
+  batch until the failing record is alone, and dead-letters it.
 """
 
 import asyncio
@@ -31,11 +40,13 @@ from enum import StrEnum
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from consumers.decoding import DecodedCommand
+from consumers.failures import TransientError, is_transient
 from consumers.handlers import HANDLERS, SET_HANDLERS, EventMeta
 from consumers.locking import plan_locks
 from consumers.ports import UnitOfWork
 from contracts.events import RejectionReason, ResultEvent
 from domain.errors import Rejected
+from persistence.dead_letter_store import DeadLetterEntry, DeadLetterStore, StoredDeadLetter
 from persistence.ledger import Claim, Ledger, ResultRecord, StoredResult
 from persistence.locks import lock_in_order
 from persistence.unit_of_work import PgUnitOfWork
@@ -83,6 +94,22 @@ def _outcome(cmd: DecodedCommand, kind: OutcomeKind, event: ResultEvent) -> Outc
     )
 
 
+@dataclass(frozen=True)
+class Applied:
+    """A committed batch: one outcome per command, and the dead letters as recorded."""
+
+    outcomes: list[Outcome]
+    dead_letters: list[StoredDeadLetter]
+
+
+class BatchFailed(Exception):
+    """A batch failed on every attempt with an error that is not transient."""
+
+
+class ClaimedWithoutResult(TransientError):
+    """A spent command_id whose row has no result yet: another transaction is deciding."""
+
+
 class BatchApplier:
     def __init__(
         self,
@@ -103,30 +130,56 @@ class BatchApplier:
         # anything is published or acknowledged.
         self._after_commit = after_commit
 
-    async def apply(self, batch: Sequence[DecodedCommand]) -> list[Outcome]:
-        if not batch:
-            return []
-        for attempt in range(self._retries + 1):
+    async def apply(
+        self,
+        batch: Sequence[DecodedCommand],
+        dead_letters: Sequence[DeadLetterEntry] = (),
+        *,
+        retries: int | None = None,
+    ) -> Applied:
+        """Apply `batch` and record `dead_letters` in one transaction, retrying the whole
+        transaction up to `retries` (default: the applier's) more times."""
+        if not batch and not dead_letters:
+            return Applied([], [])
+        attempts = 1 + (self._retries if retries is None else retries)
+        last: Exception | None = None
+        for attempt in range(attempts):
             try:
-                outcomes = await self._apply_once(batch)
-            except Exception:
+                applied = await self._apply_once(batch, dead_letters)
+            except Exception as exc:
+                last = exc
                 log.warning(
-                    "batch of %d commands failed (attempt %d of %d)",
+                    "batch of %d commands failed (attempt %d of %d, %s)",
                     len(batch),
                     attempt + 1,
-                    self._retries + 1,
+                    attempts,
+                    "transient" if is_transient(exc) else "not transient",
                     exc_info=True,
                 )
-                await asyncio.sleep(self._backoff * 2**attempt)
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(self._backoff * 2**attempt)
                 continue
             if self._after_commit is not None:
                 await self._after_commit()
-            return outcomes
+            return applied
+        assert last is not None
+        if not is_transient(last):
+            raise BatchFailed(f"batch of {len(batch)} commands failed {attempts} times") from last
+        if dead_letters:
+            raise last
         log.error("batch of %d commands outlasted its retries: temporarily_unavailable", len(batch))
-        return [self._unavailable(cmd) for cmd in batch]
+        return Applied([self._unavailable(cmd) for cmd in batch], [])
 
-    async def _apply_once(self, batch: Sequence[DecodedCommand]) -> list[Outcome]:
+    async def replace_dead_letter(self, entry: DeadLetterEntry) -> StoredDeadLetter:
+        """Record the letter of a record isolated as poison, in a transaction of its own."""
         async with self._engine.begin() as connection:
+            return await DeadLetterStore(connection).replace(entry)
+
+    async def _apply_once(
+        self, batch: Sequence[DecodedCommand], dead_letters: Sequence[DeadLetterEntry]
+    ) -> Applied:
+        async with self._engine.begin() as connection:
+            recorded = await DeadLetterStore(connection).record(dead_letters)
             ledger = Ledger(connection)
             first_of_id: dict[str, DecodedCommand] = {}
             for cmd in batch:
@@ -171,7 +224,7 @@ class BatchApplier:
                 outcomes.append(outcome)
             await ledger.record(to_record)
             await ledger.release(to_release)
-        return outcomes
+        return Applied(outcomes, recorded)
 
     async def _run_claimed(
         self, connection: AsyncConnection, uow: UnitOfWork, commands: Sequence[DecodedCommand]
@@ -245,9 +298,13 @@ class BatchApplier:
             except Rejected as rejection:
                 await savepoint.rollback()
                 return self._answered(cmd, meta, rejection)
-            except Exception:
+            except Exception as exc:
                 # If the connection itself is gone this raises too, and the batch retries.
                 await savepoint.rollback()
+                if not is_transient(exc):
+                    # Poison: retrying it here would fail alike. The batch fails, and the
+                    # pipeline isolates this command and dead-letters it.
+                    raise
                 log.warning(
                     "command %s failed (attempt %d of %d here)",
                     cmd.command_id,
@@ -264,7 +321,7 @@ class BatchApplier:
     def _answer_spent(self, cmd: DecodedCommand, stored: StoredResult | None) -> Outcome:
         if stored is None or stored.result_json is None or stored.event_id is None:
             # Claimed by a transaction that then released it: let the batch retry.
-            raise RuntimeError(f"command {cmd.command_id} is claimed but has no result yet")
+            raise ClaimedWithoutResult(f"command {cmd.command_id} is claimed but has no result yet")
         if stored.payload_sha256 != cmd.payload_sha256:
             return self._conflict(cmd)
         return Outcome(

@@ -1,19 +1,22 @@
-"""From a Kafka record to a valid command, or to a dead letter saying why not.
+"""From a Kafka record to a valid command, or to the reason it becomes a dead letter.
 
-Pure functions: no I/O, so every way a message can be malformed is unit-tested.
+Pure functions: no I/O, so every way a message can be malformed is unit-tested. Checks
+run in a fixed order and the first that fails decides the reason: no value or over the
+size bound (`too_large`), then strict JSON (`invalid_json`), then the contract's
+validation (`invalid_message`), then the key (`key_mismatch`). `decode_record` returns
+for any bytes; an exception escaping it anyway is a bug, and the pipeline isolates the
+record and dead-letters it as `processing_failed`.
 """
 
-import base64
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from pydantic import ValidationError
 
+from contracts import strict_json
 from contracts.commands import Command
-from contracts.dead_letters import DeadLetter, DeadLetterReason
+from contracts.dead_letters import DeadLetterReason
 from contracts.limits import MAX_MESSAGE_BYTES
 from contracts.topics import CommandRoute
 
@@ -43,10 +46,11 @@ class DecodedCommand:
 
 @dataclass(frozen=True)
 class Undeliverable:
-    """A record that becomes a dead letter."""
+    """A record that becomes a dead letter, and why."""
 
     record: RawRecord
-    dead_letter: DeadLetter
+    reason: DeadLetterReason
+    error: str
 
 
 def payload_fingerprint(route: CommandRoute, command: Command) -> bytes:
@@ -56,23 +60,9 @@ def payload_fingerprint(route: CommandRoute, command: Command) -> bytes:
     return hashlib.sha256(f"{route.type_name}\n{canonical}".encode()).digest()
 
 
-def decode_record(
-    route: CommandRoute, record: RawRecord, received_at: datetime
-) -> DecodedCommand | Undeliverable:
+def decode_record(route: CommandRoute, record: RawRecord) -> DecodedCommand | Undeliverable:
     def dead(reason: DeadLetterReason, error: str) -> Undeliverable:
-        return Undeliverable(
-            record,
-            DeadLetter(
-                reason=reason,
-                error=error[:1000],
-                source_topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                key=None if record.key is None else record.key.decode("utf-8", "replace"),
-                payload_base64=base64.b64encode(record.value or b"").decode("ascii"),
-                received_at=received_at,
-            ),
-        )
+        return Undeliverable(record, reason, error)
 
     value = record.value
     if value is None:
@@ -83,9 +73,9 @@ def decode_record(
             f"value is {len(value)} bytes; the contract allows {MAX_MESSAGE_BYTES}",
         )
     try:
-        document: Any = json.loads(value)
-    except (UnicodeDecodeError, ValueError) as exc:
-        return dead(DeadLetterReason.INVALID_JSON, f"not UTF-8 JSON: {exc}")
+        document = strict_json.loads(value)
+    except strict_json.InvalidJson as exc:
+        return dead(DeadLetterReason.INVALID_JSON, f"not strict UTF-8 JSON: {exc}")
     if not isinstance(document, dict):
         return dead(DeadLetterReason.INVALID_JSON, "the value is JSON but not an object")
     try:
@@ -94,7 +84,7 @@ def decode_record(
         return dead(DeadLetterReason.INVALID_MESSAGE, _describe(exc, route))
     entity_key = str(route.entity_id(command))
     if record.key != entity_key.encode():
-        shown = None if record.key is None else record.key.decode("utf-8", "replace")
+        shown = None if record.key is None else record.key[:100].decode("utf-8", "replace")
         return dead(
             DeadLetterReason.KEY_MISMATCH,
             f"Kafka key {shown!r} is not the command's {route.key_field} {entity_key!r}",
@@ -104,7 +94,7 @@ def decode_record(
 
 def _describe(exc: ValidationError, route: CommandRoute) -> str:
     problems = "; ".join(
-        f"{'.'.join(str(p) for p in error['loc']) or '(message)'}: {error['msg']}"
-        for error in exc.errors(include_url=False, include_input=False)
+        f"{'.'.join(str(p) for p in error['loc'])[:100] or '(message)'}: {error['msg']}"
+        for error in exc.errors(include_url=False, include_input=False)[:10]
     )
     return f"not a valid {route.type_name}: {problems}"

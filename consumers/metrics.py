@@ -26,6 +26,17 @@ BATCH_SIZE = Histogram(
 )
 BATCH_FAILURES = Counter(
     "shopflow_batch_failures_total",
-    "Batches that could not be completed and were sought back for redelivery.",
+    "Batches that could not be completed (a transient error) and were sought back for redelivery.",
+    ["topic"],
+)
+ISOLATIONS = Counter(
+    "shopflow_batch_isolations_total",
+    "Batches (or halves of one) split because they failed with an error that is not "
+    "transient, to isolate the record that fails.",
+    ["topic"],
+)
+POISON_RECORDS = Counter(
+    "shopflow_poison_records_total",
+    "Records that failed alone on every attempt and became processing_failed dead letters.",
     ["topic"],
 )

@@ -1,54 +1,143 @@
-"""One command topic's batch: decode, apply, publish, in that order.
+"""One command topic's batch: decode, apply, publish, in that order; and the isolation
+of a record that makes its batch fail.
 
 Acknowledging is the subscriber's job and happens only after `handle` returns, i.e.
 after the batch's transaction committed and every result and dead letter was delivered.
+
+Poison isolation. A batch can fail in a way no per-command savepoint contains: an
+exception escaping decoding, a database error at commit, a message the broker refuses.
+Retried as it is, it would fail forever and stall its partition. So when a batch fails
+with an error that is not transient (`consumers.failures`) after its retries, it is
+split in two halves, each handled in turn (offset order, so per-key order holds), and
+so on, until the record that fails is alone. That record, after its own retries,
+becomes a `processing_failed` dead letter naming the error; its transaction rolled back,
+so its `command_id` is not spent. Everything else in the batch is applied and answered.
+A transient error is never isolated: it is raised, and the subscriber redelivers the
+batch after a pause (a server that is down is an outage to wait out, not poison).
 """
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
 
 from consumers import metrics
-from consumers.applier import BatchApplier, Clock, utc_now
+from consumers.applier import Applied, BatchFailed, Clock, utc_now
 from consumers.decoding import DecodedCommand, RawRecord, Undeliverable, decode_record
+from consumers.failures import describe, is_transient
+from contracts.dead_letters import DeadLetterReason
 from contracts.topics import DEAD_LETTERS, CommandRoute
+from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
+from producers.dead_letters import DeadLetterLimits, build_dead_letter
 from producers.publisher import MessageSink, OutgoingMessage
 
 log = logging.getLogger(__name__)
+
+
+class Applier(Protocol):
+    async def apply(
+        self,
+        batch: Sequence[DecodedCommand],
+        dead_letters: Sequence[DeadLetterEntry] = (),
+        *,
+        retries: int | None = None,
+    ) -> Applied: ...
+
+    async def replace_dead_letter(self, entry: DeadLetterEntry) -> StoredDeadLetter: ...
+
+
+class StageFailed(Exception):
+    """What a batch was doing when it failed (the cause is the error itself)."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(stage)
+        self.stage = stage
 
 
 class CommandPipeline:
     def __init__(
         self,
         route: CommandRoute,
-        applier: BatchApplier,
+        applier: Applier,
         sink: MessageSink,
         *,
+        limits: DeadLetterLimits | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self.route = route
         self._applier = applier
         self._sink = sink
+        self._limits = limits or DeadLetterLimits()
         self._clock = clock
 
     async def handle(self, records: Sequence[RawRecord]) -> None:
-        received_at = self._clock()
-        commands: list[DecodedCommand] = []
-        dead: list[Undeliverable] = []
-        for record in records:
-            decoded = decode_record(self.route, record, received_at)
-            if isinstance(decoded, Undeliverable):
-                dead.append(decoded)
-            else:
-                commands.append(decoded)
+        await self._settle(records, self._clock(), retries=None)
 
-        outcomes = await self._applier.apply(commands)
+    async def _settle(
+        self, records: Sequence[RawRecord], received_at: datetime, *, retries: int | None
+    ) -> None:
+        """Handle `records`, isolating any record that makes them fail for good.
+
+        The whole batch gets the applier's retries; the halves of a split get none (the
+        failure already repeated), except a record alone, which gets them again before
+        it is condemned."""
+        if len(records) == 1:
+            retries = None
+        try:
+            await self._process(records, received_at, retries=retries)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            if len(records) == 1:
+                await self._dead_letter_poison(records[0], exc, received_at)
+                return
+            metrics.ISOLATIONS.labels(self.route.topic).inc()
+            log.error(
+                "batch %s[%d]@%d-%d (%d records) failed and will not succeed as it is; "
+                "splitting it to isolate the record that fails",
+                records[0].topic,
+                records[0].partition,
+                records[0].offset,
+                records[-1].offset,
+                len(records),
+                exc_info=True,
+            )
+            middle = len(records) // 2
+            await self._settle(records[:middle], received_at, retries=0)
+            await self._settle(records[middle:], received_at, retries=0)
+
+    async def _process(
+        self, records: Sequence[RawRecord], received_at: datetime, *, retries: int | None
+    ) -> None:
+        try:
+            commands: list[DecodedCommand] = []
+            dead: list[Undeliverable] = []
+            for record in records:
+                decoded = decode_record(self.route, record)
+                if isinstance(decoded, Undeliverable):
+                    dead.append(decoded)
+                else:
+                    commands.append(decoded)
+            entries = [self._entry(d.record, d.reason, d.error, received_at) for d in dead]
+        except Exception as exc:
+            raise StageFailed("decoding") from exc
+
+        try:
+            applied = await self._applier.apply(commands, entries, retries=retries)
+        except BatchFailed as exc:
+            raise StageFailed("applying") from exc.__cause__
 
         messages = [
-            OutgoingMessage(DEAD_LETTERS, d.record.key, d.dead_letter.model_dump_json().encode())
-            for d in dead
+            OutgoingMessage(DEAD_LETTERS, d.message_key, d.message_json)
+            for d in applied.dead_letters
         ]
-        messages += [OutgoingMessage(o.result_topic, o.key.encode(), o.value) for o in outcomes]
-        await self._sink.publish_all(messages)
+        messages += [
+            OutgoingMessage(o.result_topic, o.key.encode(), o.value) for o in applied.outcomes
+        ]
+        try:
+            await self._sink.publish_all(messages)
+        except Exception as exc:
+            raise StageFailed("publishing (after the commit)") from exc
 
         for d in dead:
             log.warning(
@@ -56,9 +145,76 @@ class CommandPipeline:
                 d.record.topic,
                 d.record.partition,
                 d.record.offset,
-                d.dead_letter.reason.value,
-                d.dead_letter.error,
+                d.reason.value,
+                d.error,
             )
-            metrics.DEAD_LETTERS.labels(self.route.topic, d.dead_letter.reason.value).inc()
-        for o in outcomes:
+            metrics.DEAD_LETTERS.labels(self.route.topic, d.reason.value).inc()
+        for o in applied.outcomes:
             metrics.COMMANDS.labels(self.route.topic, o.kind.value).inc()
+
+    def _entry(
+        self,
+        record: RawRecord,
+        reason: DeadLetterReason,
+        error: str,
+        received_at: datetime,
+        *,
+        with_payload: bool = True,
+    ) -> DeadLetterEntry:
+        built = build_dead_letter(
+            record,
+            reason,
+            error,
+            received_at,
+            max_value_bytes=self._limits.max_value_bytes,
+            with_payload=with_payload,
+        )
+        return DeadLetterEntry(built.letter, record.key, record.value, built.kafka_key, built.value)
+
+    async def _dead_letter_poison(
+        self, record: RawRecord, exc: BaseException, received_at: datetime
+    ) -> None:
+        """Dead-letter a record that failed alone, on every attempt, as processing_failed.
+
+        Its letter replaces any earlier one of the same record (one that could not be
+        published, say). If even this letter is refused for good, it goes once more
+        without the payload's bytes (the whole record stays in PostgreSQL)."""
+        stage = exc.stage if isinstance(exc, StageFailed) else "handling"
+        cause = exc.__cause__ if isinstance(exc, StageFailed) and exc.__cause__ else exc
+        error = f"failed while {stage}, alone and on every attempt: {describe(cause)}"
+        metrics.POISON_RECORDS.labels(self.route.topic).inc()
+        log.error(
+            "poison record %s[%d]@%d isolated and dead-lettered as processing_failed: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            error,
+            exc_info=cause,
+        )
+        for with_payload in (True, False):
+            entry = self._entry(
+                record,
+                DeadLetterReason.PROCESSING_FAILED,
+                error,
+                received_at,
+                with_payload=with_payload,
+            )
+            stored = await self._applier.replace_dead_letter(entry)
+            try:
+                await self._sink.publish_all(
+                    [OutgoingMessage(DEAD_LETTERS, stored.message_key, stored.message_json)]
+                )
+            except Exception as publish_error:
+                if is_transient(publish_error) or not with_payload:
+                    raise
+                log.error(
+                    "the processing_failed dead letter of %s[%d]@%d was refused; "
+                    "sending it without the payload",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    exc_info=True,
+                )
+                continue
+            break
+        metrics.DEAD_LETTERS.labels(self.route.topic, DeadLetterReason.PROCESSING_FAILED).inc()

@@ -7,7 +7,11 @@ Choices (see README, "Delivery guarantees"):
   after a failure; NACK_ON_ERROR would retry a poison batch forever.
 - Any error escaping the pipeline seeks the batch back (`nack`) and backs off: the batch
   is redelivered and the idempotency ledger turns what was already applied into replays.
-  Malformed records never get that far: they become dead letters inside the pipeline.
+  Only transient errors get that far (a server down: wait it out): malformed records
+  become dead letters inside the pipeline, and a record that fails for good is isolated
+  there and dead-lettered as processing_failed (`consumers.pipeline`).
+- Each partition's progress is tracked (`consumers.progress`): its lag after each batch,
+  and how long it has stood still while a batch of it keeps failing.
 - `auto_offset_reset="earliest"`: a new group starts at the beginning, so commands sent
   before the service first started are not skipped.
 - One consumer group per command topic (`<SHOPFLOW_CONSUMER_GROUP>.<topic>`), so a
@@ -20,7 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -28,6 +32,7 @@ from faststream.middlewares import AckPolicy
 from consumers import metrics
 from consumers.decoding import RawRecord
 from consumers.pipeline import CommandPipeline
+from consumers.progress import PROGRESS
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,22 @@ async def records_as_is(message: Any, original: Any) -> Any:
 Records = tuple[ConsumerRecord[Any, Any], ...]
 
 
+def _record_progress(message: KafkaMessage, records: Records) -> None:
+    last: dict[int, int] = {}
+    for record in records:
+        last[record.partition] = max(record.offset, last.get(record.partition, -1))
+    consumer = getattr(message, "consumer", None)
+    topic = records[0].topic
+    for partition, offset in last.items():
+        highwater = None
+        if consumer is not None:
+            try:
+                highwater = consumer.highwater(TopicPartition(topic, partition))
+            except Exception:  # not every consumer (FastStream's test one) knows it
+                highwater = None
+        PROGRESS.advanced(topic, partition, None if highwater is None else highwater - (offset + 1))
+
+
 def register_batch_subscriber(
     broker: KafkaBroker,
     topic: str,
@@ -75,10 +96,13 @@ def register_batch_subscriber(
         try:
             await work(records)
         except Exception:
+            stalled = PROGRESS.failed(topic, {r.partition for r in records})
             log.exception(
-                "batch of %d records from %s failed; seeking back for redelivery",
+                "batch of %d records from %s failed; seeking back for redelivery "
+                "(partition stalled for %.1f s)",
                 len(records),
                 topic,
+                stalled,
             )
             await message.nack()
             await asyncio.sleep(_NACK_BACKOFF_SECONDS)
@@ -91,6 +115,8 @@ def register_batch_subscriber(
             log.warning(
                 "offset commit failed for %s; the batch will be replayed", topic, exc_info=True
             )
+            return
+        _record_progress(message, records)
 
     broker.subscriber(
         topic,

@@ -17,7 +17,11 @@ from contracts.limits import (
     MAX_STOCK_ADDED,
 )
 
-Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, examples=["Alice"])]
+# U+0000 is excluded: PostgreSQL text cannot hold it, so such a name could never be stored.
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=r"^[^\x00]+$", examples=["Alice"]),
+]
 
 
 class RegisterUser(WireModel):

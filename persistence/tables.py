@@ -7,12 +7,14 @@ transactions (DESIGN.md, "Beyond one machine").
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
     Identity,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -151,4 +153,30 @@ payments = Table(
     Column("amount", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("amount >= 0", name="amount_not_negative"),
+)
+
+# Dead letters, recorded in the transaction of the batch they came from (the outbox for
+# them, as processed_commands is for results): what is published is `message_json`, so a
+# redelivered batch republishes the same dead letters, never new ones. The whole original
+# key and value are kept here even when the published dead letter carries only a prefix.
+# Keyed by dead_letter_id (derived from source topic, partition and offset): a source
+# record has one row, whatever the number of deliveries.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("dead_letter_id", UUID(as_uuid=True), primary_key=True),
+    Column("source_topic", String(255), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("key", LargeBinary, nullable=True),
+    Column("payload", LargeBinary, nullable=True),  # NULL for a tombstone
+    Column("payload_size", Integer, nullable=False),
+    Column("payload_sha256", LargeBinary(32), nullable=False),
+    Column("payload_truncated", Boolean, nullable=False),
+    Column("message_key", LargeBinary, nullable=True),
+    Column("message_json", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("ix_dead_letters_received_at", "received_at"),
 )

@@ -23,7 +23,9 @@ from persistence.payments import PgPaymentGateway
 from persistence.sales_rebuild import rebuild_sales_view
 from persistence.sales_view import SalesView
 from persistence.unit_of_work import GatewayFactory, PgUnitOfWork
+from producers.dead_letters import DeadLetterLimits, dead_letter_room
 from producers.publisher import KafkaMessageSink
+from shopflow.kafka_admin import topic_max_message_bytes
 from shopflow.settings import FaultInjection, Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ def build_broker(settings: Settings) -> KafkaBroker:
         enable_idempotence=True,
         acks="all",
         linger_ms=5,
+        max_request_size=settings.producer_max_request_size,
         graceful_timeout=settings.graceful_timeout_s,
         client_id="shopflow",
         logger=logging.getLogger("shopflow.kafka"),
@@ -57,6 +60,8 @@ class Runtime:
     topics: Topics
     sales_view: SalesView
     clock: Clock
+    dead_letter_limits: DeadLetterLimits
+    consumes: bool
 
     @classmethod
     def build(
@@ -75,6 +80,7 @@ class Runtime:
         sales_view = SalesView(
             redis, prefix=settings.redis_key_prefix, cache_ms=settings.top_cache_ms
         )
+        limits = DeadLetterLimits()
         if consume:
             after_commit = (
                 _exit_abruptly
@@ -91,7 +97,7 @@ class Runtime:
                 )
                 register_command_subscriber(
                     broker,
-                    CommandPipeline(route, applier, sink, clock=clock),
+                    CommandPipeline(route, applier, sink, limits=limits, clock=clock),
                     topic=topics.name(route.topic),
                     group_id=f"{settings.consumer_group}.{topics.name(route.topic)}",
                     max_records=settings.batch_max_records,
@@ -109,13 +115,31 @@ class Runtime:
                 session_timeout_ms=settings.session_timeout_ms,
                 after_apply=after_apply,
             )
-        return cls(settings, engine, redis, broker, topics, sales_view, clock)
+        return cls(settings, engine, redis, broker, topics, sales_view, clock, limits, consume)
 
     async def rebuild_sales_view(self, now: datetime | None = None) -> bool:
         return await rebuild_sales_view(self.sales_view, self.engine, now or self.clock())
 
     async def start(self) -> None:
+        if self.consumes:
+            await self._size_dead_letters()
         await self.broker.start()
+
+    async def _size_dead_letters(self) -> None:
+        # Dead letters are sized to the limits in force, read now rather than assumed;
+        # raises (and the process does not start) if they could not keep the contract.
+        topic_limit = await topic_max_message_bytes(self.settings, self.topics.dead_letters)
+        self.dead_letter_limits.max_value_bytes = dead_letter_room(
+            self.settings.producer_max_request_size, topic_limit
+        )
+        log.info(
+            "dead letters sized to at most %d bytes (producer max_request_size %d, "
+            "%s max.message.bytes %d)",
+            self.dead_letter_limits.max_value_bytes,
+            self.settings.producer_max_request_size,
+            self.topics.dead_letters,
+            topic_limit,
+        )
 
     async def stop(self) -> None:
         # The broker first: in-flight batches finish (or are left unacknowledged, to be

@@ -33,6 +33,18 @@ class Settings(BaseSettings):
     dead_letter_partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)
 
+    producer_max_request_size: int = Field(
+        default=1024 * 1024,
+        ge=400_000,
+        description="The producer's max_request_size; dead letters are sized to fit it.",
+    )
+    dead_letter_topic_max_message_bytes: int = Field(
+        default=1024 * 1024 + 12,
+        ge=400_000,
+        description="max.message.bytes of the dead-letter topic when shopflow creates it "
+        "(the broker's default); dead letters are sized to what the topic really has.",
+    )
+
     batch_max_records: int = Field(default=500, ge=1)
     batch_timeout_ms: int = Field(default=100, ge=1)
     session_timeout_ms: int = Field(default=10_000, ge=1000)

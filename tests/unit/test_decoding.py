@@ -1,8 +1,6 @@
 """Every way a record can be malformed maps to one dead-letter reason (no I/O)."""
 
-import base64
 import json
-from datetime import UTC, datetime
 
 import pytest
 
@@ -17,7 +15,6 @@ from contracts.limits import MAX_MESSAGE_BYTES
 from contracts.topics import ROUTES_BY_TOPIC
 
 ROUTE = ROUTES_BY_TOPIC["shop.points.charge"]
-NOW = datetime(2026, 11, 29, tzinfo=UTC)
 
 
 def _record(value: bytes | None, key: bytes | None = b"7") -> RawRecord:
@@ -29,7 +26,7 @@ def _charge(**fields: object) -> bytes:
 
 
 def test_a_valid_record_decodes_to_its_command() -> None:
-    decoded = decode_record(ROUTE, _record(_charge()), NOW)
+    decoded = decode_record(ROUTE, _record(_charge()))
 
     assert isinstance(decoded, DecodedCommand)
     assert decoded.command_id == "c-1"
@@ -49,20 +46,85 @@ def test_a_valid_record_decodes_to_its_command() -> None:
         (_charge(), b"8", DeadLetterReason.KEY_MISMATCH),
         (_charge(), b"07", DeadLetterReason.KEY_MISMATCH),
         (_charge(), None, DeadLetterReason.KEY_MISMATCH),
+        (_charge(), b" 7", DeadLetterReason.KEY_MISMATCH),
+        (_charge(), b"+7", DeadLetterReason.KEY_MISMATCH),
+        (_charge(), b"\xff7", DeadLetterReason.KEY_MISMATCH),
+        # Strict JSON (CONTRACT.md, "Envelope"): each of these is applied by json.loads.
+        (_charge().decode().encode("utf-16"), b"7", DeadLetterReason.INVALID_JSON),
+        (_charge().decode().encode("utf-16-le"), b"7", DeadLetterReason.INVALID_JSON),
+        (_charge().decode().encode("utf-32"), b"7", DeadLetterReason.INVALID_JSON),
+        (b"\xef\xbb\xbf" + _charge(), b"7", DeadLetterReason.INVALID_JSON),
+        (
+            b'{"command_id": "c-1", "user_id": 7, "amount": 5, "amount": 7}',
+            b"7",
+            DeadLetterReason.INVALID_JSON,
+        ),
+        (
+            b'{"command_id": "c-1", "user_id": 7, "amount": NaN}',
+            b"7",
+            DeadLetterReason.INVALID_JSON,
+        ),
+        (
+            b'{"command_id": "c-1", "user_id": 7, "amount": Infinity}',
+            b"7",
+            DeadLetterReason.INVALID_JSON,
+        ),
+        (
+            b'{"command_id": "c-1", "user_id": 7, "amount": -Infinity}',
+            b"7",
+            DeadLetterReason.INVALID_JSON,
+        ),
+        # Deep nesting, huge numbers and lone surrogates never raise.
+        (
+            b'{"command_id": "c-1", "user_id": 7, "amount": '
+            + b"[" * 100_000
+            + b"]" * 100_000
+            + b"}",
+            b"7",
+            DeadLetterReason.TOO_LARGE,
+        ),
+        (
+            b'{"amount": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+            b"7",
+            DeadLetterReason.INVALID_JSON,
+        ),
+        (b'{"amount": ' + b"[" * 33 + b"]" * 33 + b"}", b"7", DeadLetterReason.INVALID_JSON),
+        (
+            b'{"command_id": "c-1", "user_id": 7, "amount": ' + b"9" * 60_000 + b"}",
+            b"7",
+            DeadLetterReason.INVALID_MESSAGE,
+        ),
+        (
+            b'{"command_id": "c-1", "user_id": 7, "amount": 1e400}',
+            b"7",
+            DeadLetterReason.INVALID_MESSAGE,
+        ),
+        (
+            b'{"command_id": "c-1", "user_id": 7, "amount": 5, "x": "\\ud800"}',
+            b"7",
+            DeadLetterReason.INVALID_JSON,
+        ),
+        (
+            b'{"command_id": "c-1\xed\xa0\x80", "user_id": 7, "amount": 5}',
+            b"7",
+            DeadLetterReason.INVALID_JSON,
+        ),
+        (
+            b'{"command_id": "c-1", "user_id": 18446744073709551616, "amount": 5}',
+            b"7",
+            DeadLetterReason.INVALID_MESSAGE,
+        ),
     ],
 )
 def test_malformed_records_become_dead_letters_with_their_reason(
     value: bytes | None, key: bytes | None, reason: DeadLetterReason
 ) -> None:
-    decoded = decode_record(ROUTE, _record(value, key), NOW)
+    decoded = decode_record(ROUTE, _record(value, key))
 
     assert isinstance(decoded, Undeliverable)
-    dead = decoded.dead_letter
-    assert dead.reason is reason
-    assert dead.error
-    assert base64.b64decode(dead.payload_base64) == (value or b"")
-    assert (dead.source_topic, dead.partition, dead.offset) == ("shop.points.charge", 2, 41)
-    assert dead.key == (None if key is None else key.decode())
+    assert decoded.reason is reason
+    assert decoded.error
+    assert decoded.record == _record(value, key)
 
 
 def test_a_message_of_exactly_the_limit_is_not_too_large() -> None:
@@ -70,16 +132,16 @@ def test_a_message_of_exactly_the_limit_is_not_too_large() -> None:
     value = _charge(pad="x" * (MAX_MESSAGE_BYTES - len(base)))
     assert len(value) == MAX_MESSAGE_BYTES
 
-    decoded = decode_record(ROUTE, _record(value), NOW)
+    decoded = decode_record(ROUTE, _record(value))
 
     assert isinstance(decoded, Undeliverable)
-    assert decoded.dead_letter.reason is DeadLetterReason.INVALID_MESSAGE  # pad is unknown
+    assert decoded.reason is DeadLetterReason.INVALID_MESSAGE  # pad is unknown
 
 
 def test_fingerprint_ignores_spacing_and_field_order_but_not_values() -> None:
-    a = decode_record(ROUTE, _record(b'{"command_id":"c-1","user_id":7,"amount":5}'), NOW)
-    b = decode_record(ROUTE, _record(b'{ "amount": 5, "user_id": 7, "command_id": "c-1" }'), NOW)
-    c = decode_record(ROUTE, _record(b'{"command_id":"c-1","user_id":7,"amount":6}'), NOW)
+    a = decode_record(ROUTE, _record(b'{"command_id":"c-1","user_id":7,"amount":5}'))
+    b = decode_record(ROUTE, _record(b'{ "amount": 5, "user_id": 7, "command_id": "c-1" }'))
+    c = decode_record(ROUTE, _record(b'{"command_id":"c-1","user_id":7,"amount":6}'))
 
     assert isinstance(a, DecodedCommand)
     assert isinstance(b, DecodedCommand)
@@ -108,3 +170,23 @@ def test_aggregator_reads_order_placed_and_skips_other_and_unreadable_records() 
     assert len(sales) == 1
     assert sales[0].lines == ((7, 2),)
     assert sales[0].event_id == "8f0e0d6c-1b7e-4c55-9a43-3e8e7f1d2c11"
+
+
+def test_an_escaped_surrogate_pair_is_one_character_and_valid() -> None:
+    value = b'{"command_id": "r-1", "user_id": 7, "name": "A \\ud83d\\ude00"}'
+    route = ROUTES_BY_TOPIC["shop.users.register"]
+
+    decoded = decode_record(route, RawRecord("shop.users.register", 0, 1, b"7", value))
+
+    assert isinstance(decoded, DecodedCommand)
+    assert decoded.command.name == "A \U0001f600"  # type: ignore[union-attr]
+
+
+def test_a_name_with_a_nul_character_is_invalid() -> None:
+    value = b'{"command_id": "r-1", "user_id": 7, "name": "A\\u0000B"}'
+    route = ROUTES_BY_TOPIC["shop.users.register"]
+
+    decoded = decode_record(route, RawRecord("shop.users.register", 0, 1, b"7", value))
+
+    assert isinstance(decoded, Undeliverable)
+    assert decoded.reason is DeadLetterReason.INVALID_MESSAGE
