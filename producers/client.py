@@ -11,16 +11,20 @@ published before that is not seen (use a new `command_id`, or read the topic you
 
 import asyncio
 import contextlib
+import logging
 from collections import defaultdict
 from types import TracebackType
 from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
 
 from contracts.commands import Command
 from contracts.dead_letters import DeadLetter
 from contracts.events import ResultEvent, parse_event
 from contracts.topics import DEAD_LETTERS, EVENT_TOPICS, ROUTES_BY_TYPE, Topics
+
+log = logging.getLogger(__name__)
 
 
 class ResultTimeout(TimeoutError):
@@ -47,10 +51,12 @@ class ShopflowClient:
         *,
         topics: Topics | None = None,
         watch_results: bool = True,
+        max_request_size: int = 1024 * 1024,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._topics = topics or Topics()
         self._watch = watch_results
+        self._max_request_size = max_request_size
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -69,7 +75,11 @@ class ShopflowClient:
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap, enable_idempotence=True, acks="all", linger_ms=2
+            bootstrap_servers=self._bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            max_request_size=self._max_request_size,
         )
         await self._producer.start()
         if self._watch:
@@ -104,11 +114,24 @@ class ShopflowClient:
                     for record in records:
                         if record.value is None:
                             continue
-                        if tp.topic == dead_letter_topic:
-                            self.dead_letters.append(DeadLetter.model_validate_json(record.value))
-                        else:
-                            event = parse_event(record.value)
-                            self._results[event.command_id].append(event)
+                        try:
+                            if tp.topic == dead_letter_topic:
+                                self.dead_letters.append(
+                                    DeadLetter.model_validate_json(record.value)
+                                )
+                            else:
+                                event = parse_event(record.value)
+                                self._results[event.command_id].append(event)
+                        except ValueError:  # pydantic's ValidationError among them
+                            # Someone else's record on our topics (or an older format):
+                            # skipped, so that one unreadable record does not end the
+                            # reader and time out every later wait.
+                            log.warning(
+                                "skipped unreadable record %s[%d]@%d",
+                                tp.topic,
+                                tp.partition,
+                                record.offset,
+                            )
                 self._changed.notify_all()
 
     async def stop(self) -> None:
@@ -130,10 +153,16 @@ class ShopflowClient:
             command.model_dump_json(exclude_none=True).encode(),
         )
 
-    async def send_raw(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        """Publish arbitrary bytes (for tests and tools that need malformed messages)."""
+    async def send_raw(
+        self, topic: str, key: bytes | None, value: bytes | None, *, partition: int | None = None
+    ) -> RecordMetadata:
+        """Publish arbitrary bytes (for tests and tools that need malformed messages);
+        returns where Kafka put them."""
         assert self._producer is not None, "start the client first"
-        await self._producer.send_and_wait(topic, value, key=key)
+        metadata: RecordMetadata = await self._producer.send_and_wait(
+            topic, value, key=key, partition=partition
+        )
+        return metadata
 
     async def send_and_wait(self, command: Command, timeout: float = 30.0) -> ResultEvent:
         await self.send(command)

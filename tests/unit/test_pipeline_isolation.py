@@ -1,0 +1,204 @@
+"""The pipeline isolates a record that makes its batch fail for good (no I/O): the
+record becomes a processing_failed dead letter, everything else is applied and answered
+once, in offset order; a transient failure is never isolated."""
+
+import base64
+import json
+import uuid
+from collections.abc import Sequence
+
+import pytest
+
+from consumers import pipeline as pipeline_module
+from consumers.applier import Applied, BatchFailed, Outcome, OutcomeKind
+from consumers.decoding import DecodedCommand, RawRecord
+from contracts.dead_letters import DeadLetter, DeadLetterReason, dead_letter_id
+from contracts.topics import DEAD_LETTERS, ROUTES_BY_TOPIC
+from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
+from producers.publisher import OutgoingMessage
+
+ROUTE = ROUTES_BY_TOPIC["shop.points.charge"]
+TOPIC = "shop.points.charge"
+
+
+class Poison(Exception):
+    pass
+
+
+class FakeApplier:
+    """Applies what it is given unless it holds a poison command_id; records dead letters
+    once per id, as the real store does."""
+
+    def __init__(self, poison: set[str], transient: bool = False) -> None:
+        self.poison = poison
+        self.transient = transient
+        self.applied: list[str] = []
+        self.letters: dict[uuid.UUID, StoredDeadLetter] = {}
+        self.calls = 0
+
+    async def apply(
+        self,
+        batch: Sequence[DecodedCommand],
+        dead_letters: Sequence[DeadLetterEntry] = (),
+        *,
+        retries: int | None = None,
+    ) -> Applied:
+        self.calls += 1
+        if any(c.command_id in self.poison for c in batch):
+            if self.transient:
+                raise ConnectionResetError("database went away")
+            raise BatchFailed("failed every time") from Poison("row 17 violates the rule")
+        self.applied += [c.command_id for c in batch]
+        stored = [
+            self.letters.setdefault(
+                e.letter.dead_letter_id,
+                StoredDeadLetter(e.letter.dead_letter_id, e.message_key, e.message_json),
+            )
+            for e in dead_letters
+        ]
+        outcomes = [
+            Outcome(
+                c.command_id,
+                OutcomeKind.ACCEPTED,
+                ROUTE.result_topic,
+                c.entity_key,
+                uuid.uuid4(),
+                f"ok:{c.command_id}".encode(),
+            )
+            for c in batch
+        ]
+        return Applied(outcomes, stored)
+
+    async def replace_dead_letter(self, entry: DeadLetterEntry) -> StoredDeadLetter:
+        stored = StoredDeadLetter(
+            entry.letter.dead_letter_id, entry.message_key, entry.message_json
+        )
+        self.letters[entry.letter.dead_letter_id] = stored
+        return stored
+
+
+class FakeSink:
+    def __init__(self, refuse: bytes | None = None) -> None:
+        self.published: list[OutgoingMessage] = []
+        self.refuse = refuse
+
+    async def publish_all(self, messages: Sequence[OutgoingMessage]) -> None:
+        for m in messages:
+            if self.refuse is not None and self.refuse in m.value:
+                raise ValueError("message refused for its size")
+        self.published += messages
+
+
+def _records(count: int, *, bad_at: int | None = None) -> list[RawRecord]:
+    records = []
+    for offset in range(count):
+        value = json.dumps({"command_id": f"c-{offset}", "user_id": 7, "amount": 1}).encode()
+        if offset == bad_at:
+            value = b"{not json"
+        records.append(RawRecord(TOPIC, 0, 100 + offset, b"7", value))
+    return records
+
+
+def _dead_letters(sink: FakeSink) -> list[DeadLetter]:
+    return [
+        DeadLetter.model_validate_json(m.value) for m in sink.published if m.topic == DEAD_LETTERS
+    ]
+
+
+def _results(sink: FakeSink) -> list[str]:
+    return [m.value.decode().removeprefix("ok:") for m in sink.published if m.topic != DEAD_LETTERS]
+
+
+async def test_a_poison_command_is_isolated_and_everything_else_applied_in_order() -> None:
+    applier, sink = FakeApplier(poison={"c-13"}), FakeSink()
+    records = _records(40, bad_at=3)
+
+    await pipeline_module.CommandPipeline(ROUTE, applier, sink).handle(records)
+
+    expected = [f"c-{i}" for i in range(40) if i not in (3, 13)]
+    assert applier.applied == expected
+    assert _results(sink) == expected
+    letters = _dead_letters(sink)
+    assert [(d.offset, d.reason) for d in letters] == [
+        (103, DeadLetterReason.INVALID_JSON),
+        (113, DeadLetterReason.PROCESSING_FAILED),
+    ]
+    poison = letters[1]
+    assert poison.dead_letter_id == dead_letter_id(TOPIC, 0, 113)
+    assert "Poison: row 17 violates the rule" in poison.error
+    assert "applying" in poison.error
+    assert base64.b64decode(poison.payload_base64) == records[13].value
+    # Bounded: the batch, then about two halves per level of the split.
+    assert applier.calls <= 2 + 2 * 6 + 1
+
+
+async def test_a_redelivered_batch_republishes_the_same_dead_letters_only() -> None:
+    applier, sink = FakeApplier(poison=set()), FakeSink()
+    pipeline = pipeline_module.CommandPipeline(ROUTE, applier, sink)
+    records = _records(5, bad_at=2)
+
+    await pipeline.handle(records)
+    await pipeline.handle(records)
+
+    letters = _dead_letters(sink)
+    assert len(letters) == 2
+    assert letters[0] == letters[1]  # byte for byte the letter of the first delivery
+
+
+async def test_an_exception_escaping_decoding_isolates_its_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = pipeline_module.decode_record
+
+    def exploding(route: object, record: RawRecord) -> object:
+        if record.offset == 105:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(route, record)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline_module, "decode_record", exploding)
+    applier, sink = FakeApplier(poison=set()), FakeSink()
+
+    await pipeline_module.CommandPipeline(ROUTE, applier, sink).handle(_records(8))
+
+    assert applier.applied == [f"c-{i}" for i in range(8) if i != 5]
+    (letter,) = _dead_letters(sink)
+    assert (letter.offset, letter.reason) == (105, DeadLetterReason.PROCESSING_FAILED)
+    assert letter.error.startswith("failed while decoding")
+    assert "RecursionError" in letter.error
+
+
+async def test_a_message_refused_for_good_isolates_its_record() -> None:
+    applier, sink = FakeApplier(poison=set()), FakeSink(refuse=b"ok:c-6")
+
+    await pipeline_module.CommandPipeline(ROUTE, applier, sink).handle(_records(10))
+
+    assert _results(sink) == [f"c-{i}" for i in range(10) if i != 6]
+    (letter,) = _dead_letters(sink)
+    assert (letter.offset, letter.reason) == (106, DeadLetterReason.PROCESSING_FAILED)
+    assert "publishing" in letter.error
+
+
+async def test_a_refused_dead_letter_goes_again_without_its_payload() -> None:
+    records = _records(3, bad_at=1)
+    # Refuse anything carrying the bad record's bytes (base64 of "{not json").
+    applier = FakeApplier(poison=set())
+    sink = FakeSink(refuse=base64.b64encode(b"{not json"))
+
+    await pipeline_module.CommandPipeline(ROUTE, applier, sink).handle(records)
+
+    (letter,) = _dead_letters(sink)
+    assert letter.reason is DeadLetterReason.PROCESSING_FAILED
+    assert letter.payload_truncated
+    assert letter.payload_base64 == ""
+    assert letter.payload_size == len(b"{not json")
+    assert _results(sink) == ["c-0", "c-2"]
+
+
+async def test_a_transient_failure_is_raised_for_redelivery_not_isolated() -> None:
+    applier, sink = FakeApplier(poison={"c-2"}, transient=True), FakeSink()
+
+    with pytest.raises(ConnectionResetError):
+        await pipeline_module.CommandPipeline(ROUTE, applier, sink).handle(_records(4))
+
+    assert applier.calls == 1
+    assert sink.published == []
