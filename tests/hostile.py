@@ -13,10 +13,11 @@ hypothesis stays fast while values reach the broker's limit.
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
+from pydantic import BaseModel
 
 from contracts.commands import ChargePoints
 from contracts.dead_letters import DeadLetterReason
@@ -72,6 +73,11 @@ _out_of_range_amounts = st.one_of(
     st.integers(min_value=MAX_CHARGE_AMOUNT + 1),
     st.integers(min_value=20, max_value=5000).map(lambda digits: int("9" * digits)),
 )
+
+
+def schema_documents(model: type[BaseModel]) -> st.SearchStrategy[dict[str, Any]]:
+    """JSON documents valid per the model's own JSON Schema (hypothesis-jsonschema)."""
+    return cast("st.SearchStrategy[dict[str, Any]]", from_schema(model.model_json_schema()))
 
 
 def _with_field(document: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
@@ -156,7 +162,7 @@ def hostile_charges(draw: st.DrawFn, user_id: int) -> Hostile:
             name = draw(st.text(min_size=1, max_size=20).filter(lambda n: n not in FIELDS))
             return made(_dumps(_with_field(valid, name, draw(_json_values))), invalid_message)
         case "schema_document_with_unknown_field":
-            document = draw(from_schema(ChargePoints.model_json_schema()))
+            document = draw(schema_documents(ChargePoints))
             name = draw(st.text(min_size=1, max_size=20).filter(lambda n: n not in FIELDS))
             return made(_dumps(_with_field(document, name, 1)), invalid_message)
         case "duplicate_field":
@@ -168,8 +174,8 @@ def hostile_charges(draw: st.DrawFn, user_id: int) -> Hostile:
             name = draw(st.sampled_from(FIELDS))
             return made(_dumps({k: v for k, v in valid.items() if k != name}), invalid_message)
         case "malformed_command_id":
-            bad = draw(_bad_command_ids)
-            return made(_dumps(_with_field(valid, "command_id", bad)), invalid_message)
+            bad_id = draw(_bad_command_ids)
+            return made(_dumps(_with_field(valid, "command_id", bad_id)), invalid_message)
         case "invalid_utf8":
             bad = draw(
                 st.sampled_from(
@@ -206,8 +212,10 @@ def hostile_charges(draw: st.DrawFn, user_id: int) -> Hostile:
             raw = json.dumps(command_id)[:-1] + f'\\u{surrogate:04x}"'
             return made(_render_with_raw(valid, "command_id", raw), invalid_json)
         case "not_an_object":
-            value = draw(st.sampled_from([b"[]", b"[1,2]", b'"charge"', b"42", b"null", b"true"]))
-            return made(value, invalid_json)
+            return made(
+                draw(st.sampled_from([b"[]", b"[1,2]", b'"charge"', b"42", b"null", b"true"])),
+                invalid_json,
+            )
         case "truncated":
             body = _dumps(valid)
             return made(
@@ -230,12 +238,12 @@ def hostile_charges(draw: st.DrawFn, user_id: int) -> Hostile:
             return made(value, DeadLetterReason.TOO_LARGE)
         case "wrong_key" | "schema_document_wrong_key":
             if kind == "schema_document_wrong_key":
-                document = draw(from_schema(ChargePoints.model_json_schema()))
+                document = draw(schema_documents(ChargePoints))
                 value = _dumps(document)
                 canonical = str(document["user_id"]).encode()
             else:
                 value, canonical = _dumps(valid), key
-            wrong = draw(
+            wrong_key = draw(
                 st.one_of(
                     st.none(),
                     st.sampled_from(
@@ -251,5 +259,5 @@ def hostile_charges(draw: st.DrawFn, user_id: int) -> Hostile:
                     st.integers(min_value=1, max_value=2**63 - 1).map(lambda n: str(n).encode()),
                 ).filter(lambda k: k != canonical)
             )
-            return made(value, DeadLetterReason.KEY_MISMATCH, record_key=wrong)
+            return made(value, DeadLetterReason.KEY_MISMATCH, record_key=wrong_key)
     raise AssertionError(kind)

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis_jsonschema import from_schema
 
 from consumers.decoding import DecodedCommand, RawRecord, Undeliverable, decode_record
 from contracts.dead_letters import (
@@ -20,7 +19,7 @@ from contracts.dead_letters import (
 )
 from contracts.topics import COMMAND_ROUTES, ROUTES_BY_TOPIC, CommandRoute
 from producers.dead_letters import DeadLetterLimits, build_dead_letter
-from tests.hostile import Hostile, hostile_charges
+from tests.hostile import Hostile, hostile_charges, schema_documents
 
 ROUTE = ROUTES_BY_TOPIC["shop.points.charge"]
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
@@ -70,7 +69,7 @@ def test_decoding_returns_for_any_bytes(key: bytes | None, value: bytes | None) 
 def test_documents_from_the_contracts_json_schema_decode_or_are_refused_as_invalid(
     route: CommandRoute, data: st.DataObject
 ) -> None:
-    document = data.draw(from_schema(route.command_type.model_json_schema()))
+    document = data.draw(schema_documents(route.command_type))
     value = json.dumps(document).encode()
     key = str(document[route.key_field]).encode()
 

@@ -11,7 +11,7 @@ import pytest
 
 from consumers import pipeline as pipeline_module
 from consumers.applier import Applied, BatchFailed, Outcome, OutcomeKind
-from consumers.decoding import DecodedCommand, RawRecord
+from consumers.decoding import DecodedCommand, RawRecord, decode_record
 from contracts.dead_letters import DeadLetter, DeadLetterReason, dead_letter_id
 from contracts.topics import DEAD_LETTERS, ROUTES_BY_TOPIC
 from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
@@ -148,12 +148,11 @@ async def test_a_redelivered_batch_republishes_the_same_dead_letters_only() -> N
 async def test_an_exception_escaping_decoding_isolates_its_record(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = pipeline_module.decode_record
 
     def exploding(route: object, record: RawRecord) -> object:
         if record.offset == 105:
             raise RecursionError("maximum recursion depth exceeded")
-        return real(route, record)  # type: ignore[arg-type]
+        return decode_record(route, record)  # type: ignore[arg-type]
 
     monkeypatch.setattr(pipeline_module, "decode_record", exploding)
     applier, sink = FakeApplier(poison=set()), FakeSink()
