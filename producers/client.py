@@ -61,6 +61,7 @@ class ShopflowClient:
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
         self._results: dict[str, list[ResultEvent]] = defaultdict(list)
+        self._first_seen: dict[str, float] = {}
         self.dead_letters: list[DeadLetter] = []
         self._changed = asyncio.Condition()
 
@@ -122,6 +123,9 @@ class ShopflowClient:
                             else:
                                 event = parse_event(record.value)
                                 self._results[event.command_id].append(event)
+                                self._first_seen.setdefault(
+                                    event.command_id, asyncio.get_running_loop().time()
+                                )
                         except ValueError:  # pydantic's ValidationError among them
                             # Someone else's record on our topics (or an older format):
                             # skipped, so that one unreadable record does not end the
@@ -193,6 +197,10 @@ class ShopflowClient:
     def results(self, command_id: str) -> list[ResultEvent]:
         """Results seen so far for `command_id` (redeliveries included)."""
         return list(self._results.get(command_id, ()))
+
+    def first_seen_at(self, command_id: str) -> float | None:
+        """When (event-loop time) the first result for `command_id` was read, if it was."""
+        return self._first_seen.get(command_id)
 
     async def wait_for_dead_letter(self, predicate: Any, *, timeout: float = 30.0) -> DeadLetter:
         try:

@@ -1,6 +1,9 @@
 """Small reads and set-ups the integration tests share."""
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -9,13 +12,17 @@ from contracts.commands import ChargePoints, RegisterUser, UpsertProduct
 from contracts.events import PointsCharged, ProductUpserted, UserRegistered
 from persistence.tables import (
     cart_items,
+    dead_letters,
     orders,
     point_balances,
     point_transactions,
     processed_commands,
     products,
+    users,
 )
 from producers.client import ShopflowClient
+from shopflow.app import prepare
+from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from tests.conftest import new_command_id, new_entity_id
 
@@ -140,3 +147,33 @@ def isolated(settings: Settings, label: str, **overrides: object) -> Settings:
             **overrides,
         }
     )
+
+
+@asynccontextmanager
+async def running(settings: Settings, **build: Any) -> AsyncIterator[Runtime]:
+    """A service instance of the test's own (topics created, schema migrated), consuming
+    until the block ends."""
+    runtime = Runtime.build(settings, **build)
+    await prepare(settings, runtime)
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+async def user_in_database(engine: AsyncEngine, balance: int = 0) -> int:
+    """A user written straight to the database (for services on topics of their own)."""
+    user_id = new_entity_id()
+    async with engine.begin() as connection:
+        await connection.execute(users.insert().values(user_id=user_id, name="Direct"))
+        await connection.execute(point_balances.insert().values(user_id=user_id, balance=balance))
+    return user_id
+
+
+async def dead_letter_rows(engine: AsyncEngine, source_topic: str) -> dict[tuple[int, int], str]:
+    """(partition, offset) -> reason of every dead letter recorded for `source_topic`."""
+    async with engine.connect() as connection:
+        c = dead_letters.c
+        statement = select(c.partition, c.offset, c.reason).where(c.source_topic == source_topic)
+        return {(r.partition, r.offset): r.reason for r in await connection.execute(statement)}
