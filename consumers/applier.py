@@ -149,8 +149,9 @@ class BatchApplier:
             except Exception as exc:
                 last = exc
                 log.warning(
-                    "batch of %d commands failed (attempt %d of %d, %s)",
+                    "batch of %d commands and %d dead letters failed (attempt %d of %d, %s)",
                     len(batch),
+                    len(dead_letters),
                     attempt + 1,
                     attempts,
                     "transient" if is_transient(exc) else "not transient",

@@ -71,6 +71,12 @@ class SourceRecord(Protocol):
     def value(self) -> bytes | None: ...
 
 
+def _printable(text: str) -> str:
+    # An error can quote the input (a field's name, say): U+0000 and lone surrogates
+    # cannot be stored in PostgreSQL text nor encoded as UTF-8, so they are replaced.
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
 @dataclass(frozen=True)
 class BuiltDeadLetter:
     letter: DeadLetter
@@ -107,7 +113,7 @@ def build_dead_letter(
         return DeadLetter(
             dead_letter_id=dead_letter_id(record.topic, record.partition, record.offset),
             reason=reason,
-            error=error[:MAX_ERROR_CHARS],
+            error=_printable(error[:MAX_ERROR_CHARS]),
             source_topic=record.topic,
             partition=record.partition,
             offset=record.offset,

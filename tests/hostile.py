@@ -68,10 +68,11 @@ _json_values = st.recursive(
     ),
     max_leaves=6,
 )
+# As JSON literals: Python will not even print an int of more than 4,300 digits.
 _out_of_range_amounts = st.one_of(
-    st.integers(max_value=0),
-    st.integers(min_value=MAX_CHARGE_AMOUNT + 1),
-    st.integers(min_value=20, max_value=5000).map(lambda digits: int("9" * digits)),
+    st.integers(max_value=0).map(str),
+    st.integers(min_value=MAX_CHARGE_AMOUNT + 1).map(str),
+    st.integers(min_value=20, max_value=5000).map(lambda digits: "9" * digits),
 )
 
 
@@ -154,10 +155,10 @@ def hostile_charges(draw: st.DrawFn, user_id: int) -> Hostile:
             return made(_render_with_raw(valid, name, raw), invalid_message)
         case "out_of_range_integer":
             name = draw(st.sampled_from(["user_id", "amount"]))
-            number = draw(_out_of_range_amounts)
-            if name == "user_id" and 1 <= number < 2**63:
-                number = -number
-            return made(_render_with_raw(valid, name, str(number)), invalid_message)
+            literal = draw(_out_of_range_amounts)
+            if name == "user_id" and len(literal) < 20 and 1 <= int(literal) < 2**63:
+                literal = f"-{literal}"
+            return made(_render_with_raw(valid, name, literal), invalid_message)
         case "unknown_field":
             name = draw(st.text(min_size=1, max_size=20).filter(lambda n: n not in FIELDS))
             return made(_dumps(_with_field(valid, name, draw(_json_values))), invalid_message)

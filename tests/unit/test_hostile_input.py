@@ -39,6 +39,9 @@ def test_every_hostile_record_is_dead_lettered_with_its_reason(hostile: Hostile)
     built = build_dead_letter(record, decoded.reason, decoded.error, NOW, max_value_bytes=ROOM)
     _assert_describes(built.letter, record)
     assert len(built.value) + len(built.kafka_key or b"") <= ROOM
+    # Storable as PostgreSQL text, whatever the input quoted into it.
+    assert "\x00" not in built.letter.error
+    built.letter.error.encode("utf-8")
 
 
 def _assert_describes(letter: DeadLetter, record: RawRecord) -> None:
