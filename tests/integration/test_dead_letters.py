@@ -1,15 +1,19 @@
-"""Bad input becomes a dead letter with its reason and original bytes, and the next
-command on the same partition is still applied."""
+"""Bad input becomes a dead letter with its reason, its coordinates, its id derived from
+them and its original bytes (kept in PostgreSQL too), and the next command on the same
+partition is still applied."""
 
 import base64
+import hashlib
 import json
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.commands import ChargePoints
-from contracts.dead_letters import DeadLetter, DeadLetterReason
+from contracts.dead_letters import DeadLetterReason, dead_letter_id
 from contracts.events import PointsCharged
 from contracts.limits import MAX_MESSAGE_BYTES
+from persistence.dead_letter_store import DeadLetterStore
 from producers.client import ShopflowClient
 from shopflow.settings import Settings
 from tests.conftest import new_command_id
@@ -77,32 +81,42 @@ async def test_bad_message_is_dead_lettered_and_the_next_command_on_its_partitio
     key = str(user_id).encode()
     valid = ChargePoints(command_id=new_command_id("after-bad"), user_id=user_id, amount=5)
 
-    await client.send_raw(topic, key, value)
+    placed = await client.send_raw(topic, key, value)
     event = await client.send_and_wait(valid)
 
-    def is_ours(dead: DeadLetter) -> bool:
-        return base64.b64decode(dead.payload_base64) == value
-
-    dead = await client.wait_for_dead_letter(is_ours)
+    expected_id = dead_letter_id(topic, placed.partition, placed.offset)
+    dead = await client.wait_for_dead_letter(lambda d: d.dead_letter_id == expected_id)
     assert dead.reason is reason
-    assert dead.source_topic == topic
+    assert (dead.source_topic, dead.partition, dead.offset) == (
+        topic,
+        placed.partition,
+        placed.offset,
+    )
     assert dead.key == str(user_id)
     assert dead.error
+    assert base64.b64decode(dead.payload_base64) == value
+    assert not dead.payload_truncated
+    assert dead.payload_size == len(value)
+    assert dead.payload_sha256 == hashlib.sha256(value).hexdigest()
     assert isinstance(event, PointsCharged)
     assert event.balance == 5
 
 
-async def test_dead_letter_records_where_the_message_was(
-    client: ShopflowClient, test_settings: Settings
+async def test_dead_letter_records_where_the_message_was_and_keeps_it(
+    client: ShopflowClient, test_settings: Settings, engine: AsyncEngine
 ) -> None:
     user_id = await registered_user(client)
     topic = f"{test_settings.topic_prefix}shop.points.charge"
     value = b"\xff\xfe not utf-8"
 
-    await client.send_raw(topic, str(user_id).encode(), value)
+    placed = await client.send_raw(topic, str(user_id).encode(), value)
     dead = await client.wait_for_dead_letter(lambda d: base64.b64decode(d.payload_base64) == value)
 
     assert dead.reason is DeadLetterReason.INVALID_JSON
-    assert dead.partition >= 0
-    assert dead.offset >= 0
+    assert (dead.partition, dead.offset) == (placed.partition, placed.offset)
+    assert dead.dead_letter_id == dead_letter_id(topic, placed.partition, placed.offset)
     assert dead.received_at.tzinfo is not None
+    async with engine.connect() as connection:
+        kept = await DeadLetterStore(connection).kept_record(dead.dead_letter_id)
+    assert kept is not None
+    assert (kept.key, kept.value) == (str(user_id).encode(), value)
