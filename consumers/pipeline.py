@@ -54,6 +54,14 @@ class StageFailed(Exception):
         self.stage = stage
 
 
+def _span(records: Sequence[RawRecord]) -> str:
+    """'topic[p]@first-last, ...' of the records, per partition."""
+    offsets: dict[tuple[str, int], list[int]] = {}
+    for r in records:
+        offsets.setdefault((r.topic, r.partition), []).append(r.offset)
+    return ", ".join(f"{t}[{p}]@{min(o)}-{max(o)}" for (t, p), o in sorted(offsets.items()))
+
+
 class CommandPipeline:
     def __init__(
         self,
@@ -93,13 +101,10 @@ class CommandPipeline:
                 return
             metrics.ISOLATIONS.labels(self.route.topic).inc()
             log.error(
-                "batch %s[%d]@%d-%d (%d records) failed and will not succeed as it is; "
+                "batch of %d records (%s) failed and will not succeed as it is; "
                 "splitting it to isolate the record that fails",
-                records[0].topic,
-                records[0].partition,
-                records[0].offset,
-                records[-1].offset,
                 len(records),
+                _span(records),
                 exc_info=True,
             )
             middle = len(records) // 2
