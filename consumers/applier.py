@@ -137,39 +137,47 @@ class BatchApplier:
         *,
         retries: int | None = None,
     ) -> Applied:
-        """Apply `batch` and record `dead_letters` in one transaction, retrying the whole
-        transaction up to `retries` (default: the applier's) more times."""
+        """Apply `batch` and record `dead_letters` in one transaction.
+
+        A transient failure of the transaction is retried up to the applier's `retries`;
+        any other failure up to `retries` if given (the pipeline passes 0 for the halves
+        of a batch it splits: that failure has repeated already)."""
         if not batch and not dead_letters:
             return Applied([], [])
-        attempts = 1 + (self._retries if retries is None else retries)
-        last: Exception | None = None
-        for attempt in range(attempts):
+        attempt = 0
+        while True:
             try:
                 applied = await self._apply_once(batch, dead_letters)
             except Exception as exc:
-                last = exc
+                transient = is_transient(exc)
+                allowed = self._retries if transient or retries is None else retries
                 log.warning(
                     "batch of %d commands and %d dead letters failed (attempt %d of %d, %s)",
                     len(batch),
                     len(dead_letters),
                     attempt + 1,
-                    attempts,
-                    "transient" if is_transient(exc) else "not transient",
+                    allowed + 1,
+                    "transient" if transient else "not transient",
                     exc_info=True,
                 )
-                if attempt + 1 < attempts:
+                if attempt < allowed:
                     await asyncio.sleep(self._backoff * 2**attempt)
-                continue
+                    attempt += 1
+                    continue
+                if not transient:
+                    raise BatchFailed(
+                        f"batch of {len(batch)} commands failed {attempt + 1} times"
+                    ) from exc
+                if dead_letters:
+                    raise
+                log.error(
+                    "batch of %d commands outlasted its retries: temporarily_unavailable",
+                    len(batch),
+                )
+                return Applied([self._unavailable(cmd) for cmd in batch], [])
             if self._after_commit is not None:
                 await self._after_commit()
             return applied
-        assert last is not None
-        if not is_transient(last):
-            raise BatchFailed(f"batch of {len(batch)} commands failed {attempts} times") from last
-        if dead_letters:
-            raise last
-        log.error("batch of %d commands outlasted its retries: temporarily_unavailable", len(batch))
-        return Applied([self._unavailable(cmd) for cmd in batch], [])
 
     async def replace_dead_letter(self, entry: DeadLetterEntry) -> StoredDeadLetter:
         """Record the letter of a record isolated as poison, in a transaction of its own."""

@@ -86,9 +86,9 @@ class CommandPipeline:
     ) -> None:
         """Handle `records`, isolating any record that makes them fail for good.
 
-        The whole batch gets the applier's retries; the halves of a split get none (the
-        failure already repeated), except a record alone, which gets them again before
-        it is condemned."""
+        The whole batch gets the applier's retries; the halves of a split get none for a
+        failure that is not transient (it already repeated), except a record alone,
+        which gets them again before it is condemned."""
         if len(records) == 1:
             retries = None
         try:
