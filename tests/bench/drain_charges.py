@@ -9,7 +9,9 @@ prefix, deleted afterwards). Users (and for orders, 100 products with ample stoc
 are created with SQL, keeping the books consistent for `shopflow check`. The commands
 are produced first, then a `shopflow worker` subprocess starts and the clock runs from
 its first result to its last. The script then checks that every command was accepted
-exactly once and that balances (and stock) moved by exactly what was sent.
+exactly once and that balances (and stock) moved by exactly what was sent, and measures
+in the same run the ceiling of a bare aiokafka loop over the same records
+(`tests.bench.ceilings`), printing shopflow's rate as a ratio of it.
 """
 
 import argparse
@@ -34,6 +36,7 @@ from persistence.tables import point_balances, point_transactions, products, use
 from producers.client import topic_partitions
 from shopflow.kafka_admin import ensure_topics
 from shopflow.settings import Settings
+from tests.bench.ceilings import bare_drain
 
 ORDER_BALANCE = 10**12
 PRODUCT_COUNT = 100
@@ -157,6 +160,13 @@ async def run(kind: str, count: int, user_count: int, amount: int) -> None:
         await worker.wait()
         await consumer.stop()
 
+    ceiling = await bare_drain(
+        settings.kafka_bootstrap,
+        topics.name(route.topic),
+        count,
+        settings.command_partitions,
+    )
+
     async with engine.connect() as connection:
         balances = (
             await connection.execute(
@@ -181,6 +191,10 @@ async def run(kind: str, count: int, user_count: int, amount: int) -> None:
     drain = last_at - first_at
     print(f"worker start to first result: {first_at - started:.2f} s")
     print(f"drained {count} commands in {drain:.2f} s: {count / drain:,.0f} commands/s")
+    print(
+        f"bare aiokafka consume + produce + commit per batch, same records, same run: "
+        f"{ceiling:,.0f} records/s (shopflow = {count / drain / ceiling:.2f} of it)"
+    )
     print(
         f"results: {len(seen)} commands answered, {accepted} accepted, "
         f"{sum(seen.values()) - len(seen)} duplicates"
