@@ -48,6 +48,8 @@ test: $(STAMP) lint typecheck
 
 bench: $(STAMP) up
 	$(BIN)/python -m tests.bench.drain_charges
+	$(BIN)/python -m tests.bench.drain_charges --kind orders
+	$(BIN)/python -m tests.bench.latency --rates 500,3000
 	$(BIN)/python -m tests.bench.top_products
 
 clean:

@@ -43,7 +43,7 @@ PRODUCT_COUNT = 100
 PRODUCT_STOCK = 10**9
 
 
-async def _seed(
+async def seed(
     engine: AsyncEngine, user_ids: list[int], balance: int, product_ids: list[int]
 ) -> None:
     async with engine.begin() as connection:
@@ -101,7 +101,7 @@ async def run(kind: str, count: int, user_count: int, amount: int) -> None:
     first_id = secrets.randbelow(2**60) + 1
     user_ids = [first_id + i for i in range(user_count)]
     product_ids = [first_id + i for i in range(PRODUCT_COUNT)] if kind == "orders" else []
-    await _seed(engine, user_ids, ORDER_BALANCE if kind == "orders" else 0, product_ids)
+    await seed(engine, user_ids, ORDER_BALANCE if kind == "orders" else 0, product_ids)
     await ensure_topics(settings)
     commands = _commands(kind, count, run_id, user_ids, product_ids, amount)
     route = ROUTES_BY_TYPE[type(commands[0])]

@@ -1,0 +1,284 @@
+"""Benchmark: open-loop latency of ChargePoints, from the intended send time to the
+arrival of the result event (so a slow service cannot hide its queueing: no coordinated
+omission), recorded with HdrHistogram; beside it, in the same run, a bare aiokafka echo
+(consume, produce one result each, commit per batch) at the same rate.
+
+    .venv/bin/python -m tests.bench.latency                    # 500/s for 10 s
+    .venv/bin/python -m tests.bench.latency --rates 500,3000 --seconds 20
+
+Uses the servers of `make up` and the default database, on topics of its own (a fresh
+prefix, deleted afterwards), with one `shopflow worker` subprocess.
+"""
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from hdrh.histogram import HdrHistogram
+
+from contracts.commands import ChargePoints
+from contracts.topics import POINTS_CHARGE, POINTS_EVENTS, Topics
+from persistence.database import create_engine
+from persistence.migrate import upgrade_to_head
+from shopflow.kafka_admin import ensure_topics
+from shopflow.settings import Settings
+from tests.bench.drain_charges import seed
+
+USERS = 1000
+
+
+@dataclass(frozen=True)
+class Latency:
+    rate: int
+    sent: int
+    answered: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+    def line(self, what: str) -> str:
+        return (
+            f"{what} at {self.rate}/s: p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, "
+            f"max {self.max_ms:.1f} ms ({self.answered} of {self.sent} answered)"
+        )
+
+
+async def _open_loop(
+    producer: AIOKafkaProducer,
+    topic: str,
+    values: list[tuple[str, bytes, bytes]],
+    rate: int,
+    arrivals: dict[str, float],
+    result_reader: Callable[[], Coroutine[Any, Any, None]],
+) -> Latency:
+    """Send `values` (id, key, value) at `rate`, each at its intended time; the latency
+    of each is its result's arrival minus that intended time."""
+    intended: dict[str, float] = {}
+    reader = asyncio.create_task(result_reader())
+    start = time.perf_counter() + 0.2
+    for i, (command_id, key, value) in enumerate(values):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        intended[command_id] = due
+        await producer.send(topic, value, key=key)
+    deadline = time.perf_counter() + 30
+
+    def all_answered() -> bool:
+        return len(arrivals.keys() & intended.keys()) == len(intended)
+
+    # Polls what the reader task fills in.
+    while not all_answered() and time.perf_counter() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    reader.cancel()
+    histogram = HdrHistogram(1, 120_000_000, 3)  # microseconds, 1 us to 120 s
+    answered = 0
+    for command_id, due in intended.items():
+        if command_id in arrivals:
+            answered += 1
+            histogram.record_value(max(1, int((arrivals[command_id] - due) * 1e6)))
+    return Latency(
+        rate,
+        len(intended),
+        answered,
+        histogram.get_value_at_percentile(50) / 1000,
+        histogram.get_value_at_percentile(99) / 1000,
+        histogram.get_max_value() / 1000,
+    )
+
+
+def _reader(
+    consumer: AIOKafkaConsumer, arrivals: dict[str, float], id_of: Callable[[bytes], str]
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def read() -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=50)
+            now = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    if record.value is not None:
+                        arrivals.setdefault(id_of(record.value), now)
+
+    return read
+
+
+def _command_id_of_event(value: bytes) -> str:
+    # Cheaper than parsing the event: the result's command_id field, as serialized.
+    start = value.index(b'"command_id":"') + len(b'"command_id":"')
+    return value[start : value.index(b'"', start)].decode()
+
+
+async def _echo(bootstrap: str, source: str, target: str, stop: asyncio.Event) -> None:
+    """The bare ceiling: consume, produce one result per record, commit per batch."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5
+    )
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=f"echo-{secrets.token_hex(3)}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=20, max_records=500)
+            pending = [
+                await producer.send(
+                    target, b'{"command_id":"' + _command_id_of_command(r.value) + b'"}', key=r.key
+                )
+                for records in batches.values()
+                for r in records
+                if r.value is not None
+            ]
+            if pending:
+                await asyncio.gather(*pending)
+                await consumer.commit()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def _command_id_of_command(value: bytes) -> bytes:
+    start = value.index(b'"command_id":"') + len(b'"command_id":"')
+    return value[start : value.index(b'"', start)]
+
+
+async def run(rates: list[int], seconds: float) -> list[str]:
+    run_id = secrets.token_hex(3)
+    settings = Settings().model_copy(
+        update={"topic_prefix": f"bench-{run_id}.", "consumer_group": f"bench-{run_id}"}
+    )
+    topics = Topics(settings.topic_prefix)
+    command_topic, result_topic = topics.name(POINTS_CHARGE), topics.name(POINTS_EVENTS)
+    echo_source, echo_target = f"{command_topic}.echo-in", f"{command_topic}.echo-out"
+    engine = create_engine(settings.database_url)
+    await upgrade_to_head(engine)
+    first_id = secrets.randbelow(2**60) + 1
+    user_ids = [first_id + i for i in range(USERS)]
+    await seed(engine, user_ids, 0, [])
+    await engine.dispose()
+    await ensure_topics(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    await admin.create_topics(
+        [NewTopic(t, settings.command_partitions, 1) for t in (echo_source, echo_target)]
+    )
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, linger_ms=1
+    )
+    await producer.start()
+
+    def commands(label: str, count: int) -> list[tuple[str, bytes, bytes]]:
+        out = []
+        for i in range(count):
+            user_id = user_ids[i % USERS]
+            command = ChargePoints(
+                command_id=f"lat-{run_id}-{label}-{i}", user_id=user_id, amount=1
+            )
+            out.append(
+                (command.command_id, str(user_id).encode(), command.model_dump_json().encode())
+            )
+        return out
+
+    async def results_consumer(topic: str) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=settings.kafka_bootstrap,
+            auto_offset_reset="latest",
+            group_id=f"lat-{secrets.token_hex(3)}",
+        )
+        await consumer.start()
+        while not consumer.assignment():
+            await consumer.getmany(timeout_ms=100)
+        return consumer
+
+    lines = []
+    try:
+        # The bare echo first, at each rate.
+        stop = asyncio.Event()
+        echo = asyncio.create_task(_echo(settings.kafka_bootstrap, echo_source, echo_target, stop))
+        out = await results_consumer(echo_target)
+        for rate in rates:
+            arrivals: dict[str, float] = {}
+            measured = await _open_loop(
+                producer,
+                echo_source,
+                commands(f"echo{rate}", int(rate * seconds)),
+                rate,
+                arrivals,
+                _reader(out, arrivals, lambda v: _command_id_of_command(v).decode()),
+            )
+            lines.append(measured.line("bare aiokafka echo"))
+            print(lines[-1], flush=True)
+        stop.set()
+        await echo
+        await out.stop()
+
+        # Then shopflow, one worker process.
+        env = {
+            **os.environ,
+            "SHOPFLOW_TOPIC_PREFIX": settings.topic_prefix,
+            "SHOPFLOW_CONSUMER_GROUP": settings.consumer_group,
+        }
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "shopflow", "worker", "--log-level", "warning", env=env
+        )
+        try:
+            out = await results_consumer(result_topic)
+            warm: dict[str, float] = {}
+            await _open_loop(
+                producer,
+                command_topic,
+                commands("warm", 200),
+                100,
+                warm,
+                _reader(out, warm, _command_id_of_event),
+            )
+            for rate in rates:
+                arrivals = {}
+                measured = await _open_loop(
+                    producer,
+                    command_topic,
+                    commands(f"sf{rate}", int(rate * seconds)),
+                    rate,
+                    arrivals,
+                    _reader(out, arrivals, _command_id_of_event),
+                )
+                lines.append(measured.line("shopflow, 1 worker"))
+                print(lines[-1], flush=True)
+            await out.stop()
+        finally:
+            worker.terminate()
+            await worker.wait()
+    finally:
+        await producer.stop()
+        await admin.delete_topics(
+            [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+        )
+        await admin.close()
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rates", default="500", help="comma-separated commands per second")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    asyncio.run(run([int(r) for r in args.rates.split(",")], args.seconds))
+
+
+if __name__ == "__main__":
+    main()
