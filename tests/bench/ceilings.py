@@ -10,6 +10,7 @@ database work, at its cheapest.
 import asyncio
 import secrets
 import time
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -20,46 +21,70 @@ _RESULT = b'{"event_id":"%s","type":"PointsCharged","command_id":"%s","balance":
 )
 
 
-async def bare_drain(bootstrap: str, topic: str, count: int, partitions: int) -> float:
-    """Records per second for a bare consume + produce + commit loop over `count`
-    records already on `topic` (read from the beginning, in a group of its own)."""
-    scratch = f"{topic}.ceiling-{secrets.token_hex(3)}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(scratch, partitions, 1)])
+async def bare_loop(
+    bootstrap: str,
+    source: str,
+    target: str,
+    *,
+    result_of: Callable[[bytes], bytes],
+    done: Callable[[int], bool],
+    poll_ms: int,
+) -> float:
+    """The bare loop: consume `source` from the beginning in batches (a group of its own),
+    produce `result_of(value)` to `target` for each record, wait for every
+    acknowledgement, commit, until `done(records so far)`. Returns when the first batch
+    arrived (`time.perf_counter()`)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5
     )
     consumer = AIOKafkaConsumer(
-        topic,
+        source,
         bootstrap_servers=bootstrap,
-        group_id=f"ceiling-{secrets.token_hex(3)}",
+        group_id=f"bare-{secrets.token_hex(3)}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
     await producer.start()
     await consumer.start()
-    done = 0
+    handled = 0
     first_at = 0.0
     try:
-        async with asyncio.timeout(300):
-            while done < count:
-                batches = await consumer.getmany(timeout_ms=100, max_records=500)
-                if not batches:
-                    continue
-                if not first_at:
-                    first_at = time.perf_counter()
-                pending = [
-                    await producer.send(scratch, _RESULT, key=record.key)
-                    for records in batches.values()
-                    for record in records
-                ]
-                await asyncio.gather(*pending)
-                await consumer.commit()
-                done += len(pending)
-        return count / (time.perf_counter() - first_at)
+        while not done(handled):
+            batches = await consumer.getmany(timeout_ms=poll_ms, max_records=500)
+            if not batches:
+                continue
+            first_at = first_at or time.perf_counter()
+            pending = [
+                await producer.send(target, result_of(record.value or b""), key=record.key)
+                for records in batches.values()
+                for record in records
+            ]
+            await asyncio.gather(*pending)
+            await consumer.commit()
+            handled += len(pending)
+        return first_at
     finally:
         await consumer.stop()
         await producer.stop()
+
+
+async def bare_drain(bootstrap: str, topic: str, count: int, partitions: int) -> float:
+    """Records per second of `bare_loop` over `count` records already on `topic`."""
+    scratch = f"{topic}.ceiling-{secrets.token_hex(3)}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(scratch, partitions, 1)])
+    try:
+        async with asyncio.timeout(300):
+            first_at = await bare_loop(
+                bootstrap,
+                topic,
+                scratch,
+                result_of=lambda _: _RESULT,
+                done=lambda handled: handled >= count,
+                poll_ms=100,
+            )
+        return count / (time.perf_counter() - first_at)
+    finally:
         await admin.delete_topics([scratch])
         await admin.close()

@@ -30,6 +30,7 @@ from persistence.database import create_engine
 from persistence.migrate import upgrade_to_head
 from shopflow.kafka_admin import ensure_topics
 from shopflow.settings import Settings
+from tests.bench.ceilings import bare_loop
 from tests.bench.drain_charges import seed
 
 USERS = 1000
@@ -111,48 +112,14 @@ def _reader(
     return read
 
 
-def _command_id_of_event(value: bytes) -> str:
-    # Cheaper than parsing the event: the result's command_id field, as serialized.
-    start = value.index(b'"command_id":"') + len(b'"command_id":"')
-    return value[start : value.index(b'"', start)].decode()
-
-
-async def _echo(bootstrap: str, source: str, target: str, stop: asyncio.Event) -> None:
-    """The bare ceiling: consume, produce one result per record, commit per batch."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5
-    )
-    consumer = AIOKafkaConsumer(
-        source,
-        bootstrap_servers=bootstrap,
-        group_id=f"echo-{secrets.token_hex(3)}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await producer.start()
-    await consumer.start()
-    try:
-        while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=20, max_records=500)
-            pending = [
-                await producer.send(
-                    target, b'{"command_id":"' + _command_id_of_command(r.value) + b'"}', key=r.key
-                )
-                for records in batches.values()
-                for r in records
-                if r.value is not None
-            ]
-            if pending:
-                await asyncio.gather(*pending)
-                await consumer.commit()
-    finally:
-        await consumer.stop()
-        await producer.stop()
-
-
-def _command_id_of_command(value: bytes) -> bytes:
+def _command_id_of(value: bytes) -> bytes:
+    # Cheaper than parsing: the command_id field, as serialized (commands and events).
     start = value.index(b'"command_id":"') + len(b'"command_id":"')
     return value[start : value.index(b'"', start)]
+
+
+def _echo_result(value: bytes) -> bytes:
+    return b'{"command_id":"' + _command_id_of(value) + b'"}'
 
 
 async def run(rates: list[int], seconds: float) -> list[str]:
@@ -209,7 +176,16 @@ async def run(rates: list[int], seconds: float) -> list[str]:
     try:
         # The bare echo first, at each rate.
         stop = asyncio.Event()
-        echo = asyncio.create_task(_echo(settings.kafka_bootstrap, echo_source, echo_target, stop))
+        echo = asyncio.create_task(
+            bare_loop(
+                settings.kafka_bootstrap,
+                echo_source,
+                echo_target,
+                result_of=_echo_result,
+                done=lambda _: stop.is_set(),
+                poll_ms=20,
+            )
+        )
         out = await results_consumer(echo_target)
         for rate in rates:
             arrivals: dict[str, float] = {}
@@ -219,7 +195,7 @@ async def run(rates: list[int], seconds: float) -> list[str]:
                 commands(f"echo{rate}", int(rate * seconds)),
                 rate,
                 arrivals,
-                _reader(out, arrivals, lambda v: _command_id_of_command(v).decode()),
+                _reader(out, arrivals, lambda v: _command_id_of(v).decode()),
             )
             lines.append(measured.line("bare aiokafka echo"))
             print(lines[-1], flush=True)
@@ -245,7 +221,7 @@ async def run(rates: list[int], seconds: float) -> list[str]:
                 commands("warm", 200),
                 100,
                 warm,
-                _reader(out, warm, _command_id_of_event),
+                _reader(out, warm, lambda v: _command_id_of(v).decode()),
             )
             for rate in rates:
                 arrivals = {}
@@ -255,7 +231,7 @@ async def run(rates: list[int], seconds: float) -> list[str]:
                     commands(f"sf{rate}", int(rate * seconds)),
                     rate,
                     arrivals,
-                    _reader(out, arrivals, _command_id_of_event),
+                    _reader(out, arrivals, lambda v: _command_id_of(v).decode()),
                 )
                 lines.append(measured.line("shopflow, 1 worker"))
                 print(lines[-1], flush=True)
