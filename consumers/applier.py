@@ -2,23 +2,24 @@
 command isolated, exactly one result per command.
 
 Per batch: claim every command_id in one statement; replay the stored result of ids
-already spent (or answer `idempotency_conflict` when the payload differs); lock the
-rows the batch will change, in one global order; run the newly claimed commands in
-offset order, as one set (set-based handlers, one savepoint for the set) or each in its
-own savepoint; store every result beside its claim; commit. Results are published only
-after the commit.
+already spent (or answer `idempotency_conflict` when the payload differs); run the
+newly claimed commands through their type's handler as one set, in offset order, in a
+savepoint; store every result beside its claim; commit. Results are published only
+after the commit. The transaction is reached through the `consumers.ports` protocols
+only, so all of this is unit-tested in memory; the SQL lives in `persistence`.
 
 The batch's dead letters are recorded in the same transaction (the outbox for them), and
 what is recorded is returned for publishing: a redelivered batch republishes the letters
 of its first delivery, never new ones.
 
 Failures, as DESIGN.md promises them (`consumers.failures` tells transient from poison):
-- a business rejection changes nothing (set-based handlers decide before writing; the
-  one-by-one path rolls the command's savepoint back) and is recorded as its result;
-- an error in a set rolls the set back and runs its commands one by one;
-- a transient error inside one command (deadlock, lock timeout) rolls back its savepoint
-  and is retried up to `retries` more times; then the command is answered
-  `temporarily_unavailable` and its claim is released, so its id is not spent;
+- a business rejection changes nothing (handlers decide before writing) and is recorded
+  as its result;
+- a transient error in the set (deadlock, lock timeout) rolls the set back, and its
+  commands are run again one at a time, by the same handler on a batch of one, each
+  in its own savepoint and retried up to `retries` more times; a command that still
+  fails is answered `temporarily_unavailable` and its claim is released, so its id is
+  not spent;
 - a transient error of the whole transaction (lost connection, failed commit) retries the
   whole batch up to `retries` more times (claims make that safe); then every command of
   the batch is answered `temporarily_unavailable`, or, when the batch has dead letters
@@ -37,19 +38,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from consumers.decoding import DecodedCommand
 from consumers.failures import TransientError, is_transient
-from consumers.handlers import HANDLERS, SET_HANDLERS, EventMeta
-from consumers.locking import plan_locks
-from consumers.ports import UnitOfWork
+from consumers.handlers import HANDLERS, Answer, EventMeta, Handler
+from consumers.ports import Database, UnitOfWork
 from contracts.events import RejectionReason, ResultEvent
 from domain.errors import Rejected
-from persistence.dead_letter_store import DeadLetterEntry, DeadLetterStore, StoredDeadLetter
-from persistence.ledger import Claim, Ledger, ResultRecord, StoredResult
-from persistence.locks import lock_in_order
-from persistence.unit_of_work import PgUnitOfWork
+from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
+from persistence.ledger import Claim, ResultRecord, StoredResult
 
 log = logging.getLogger(__name__)
 
@@ -113,16 +109,14 @@ class ClaimedWithoutResult(TransientError):
 class BatchApplier:
     def __init__(
         self,
-        engine: AsyncEngine,
+        database: Database,
         *,
         clock: Clock = utc_now,
         retries: int = 3,
         backoff_seconds: float = 0.05,
         after_commit: Callable[[], Awaitable[None]] | None = None,
-        unit_of_work: Callable[[AsyncConnection], UnitOfWork] = PgUnitOfWork,
     ) -> None:
-        self._engine = engine
-        self._unit_of_work = unit_of_work
+        self._database = database
         self._clock = clock
         self._retries = retries
         self._backoff = backoff_seconds
@@ -181,15 +175,15 @@ class BatchApplier:
 
     async def replace_dead_letter(self, entry: DeadLetterEntry) -> StoredDeadLetter:
         """Record the letter of a record isolated as poison, in a transaction of its own."""
-        async with self._engine.begin() as connection:
-            return await DeadLetterStore(connection).replace(entry)
+        async with self._database.begin() as uow:
+            return await uow.dead_letters.replace(entry)
 
     async def _apply_once(
         self, batch: Sequence[DecodedCommand], dead_letters: Sequence[DeadLetterEntry]
     ) -> Applied:
-        async with self._engine.begin() as connection:
-            recorded = await DeadLetterStore(connection).record(dead_letters)
-            ledger = Ledger(connection)
+        async with self._database.begin() as uow:
+            recorded = await uow.dead_letters.record(dead_letters)
+            ledger = uow.ledger
             first_of_id: dict[str, DecodedCommand] = {}
             for cmd in batch:
                 first_of_id.setdefault(cmd.command_id, cmd)
@@ -201,8 +195,7 @@ class BatchApplier:
             )
             stored = await ledger.load(set(first_of_id) - claimed)
             to_run = [c for c in first_of_id.values() if c.command_id in claimed]
-            uow = self._unit_of_work(connection)
-            ran = await self._run_claimed(connection, uow, to_run)
+            ran = await self._run_claimed(uow, to_run)
 
             outcomes: list[Outcome] = []
             decided: dict[str, tuple[DecodedCommand, Outcome]] = {}
@@ -236,57 +229,45 @@ class BatchApplier:
         return Applied(outcomes, recorded)
 
     async def _run_claimed(
-        self, connection: AsyncConnection, uow: UnitOfWork, commands: Sequence[DecodedCommand]
+        self, uow: UnitOfWork, commands: Sequence[DecodedCommand]
     ) -> dict[str, Outcome]:
-        """Outcomes of the newly claimed commands, in offset order.
+        """Outcomes of the newly claimed commands, decided in offset order by their type's
+        handler, as one set in one savepoint.
 
-        Command types with a set-based handler run as one set (a few statements for the
-        whole batch) in one savepoint; if that fails, the savepoint is rolled back and
-        the commands run one by one, each in its own savepoint. The set-based try counts
-        as each command's first attempt, so no command gets more than 1 + `retries`.
-        """
+        If the set fails transiently, it is rolled back and each command is run again
+        alone (the same handler, on a batch of one). The set counts as each command's
+        first attempt, so no command gets more than 1 + `retries`. Any other error is
+        raised: it is poison, and the pipeline isolates it."""
         if not commands:
             return {}
-        attempts = self._retries + 1
-        set_handler = SET_HANDLERS.get(type(commands[0].command))
-        if set_handler is not None and all(
-            type(c.command) is type(commands[0].command) for c in commands
-        ):
-            metas = [EventMeta(uuid.uuid4(), c.command_id, self._clock()) for c in commands]
-            savepoint = await connection.begin_nested()
-            try:
-                answers = await set_handler(
+        handler = HANDLERS[type(commands[0].command)]
+        if any(HANDLERS[type(c.command)] is not handler for c in commands):
+            raise ValueError("a batch holds the commands of one topic")
+        metas = [EventMeta(uuid.uuid4(), c.command_id, self._clock()) for c in commands]
+        try:
+            async with uow.savepoint():
+                answers = await handler(
                     uow, [(c.command, m) for c, m in zip(commands, metas, strict=True)]
                 )
-            except Exception:
-                await savepoint.rollback()
-                log.warning(
-                    "set-based batch of %d commands failed; applying them one by one",
-                    len(commands),
-                    exc_info=True,
-                )
-                attempts = self._retries
-            else:
-                await savepoint.commit()
-                return {
-                    c.command_id: self._answered(c, meta, answer)
-                    for c, meta, answer in zip(commands, metas, answers, strict=True)
-                }
-        # One by one, a batch would lock rows command after command, in offset order, and
-        # could deadlock with another batch; so the rows are locked first, in the global
-        # order. (A set-based handler loads its rows sorted in that same order itself.)
-        plan = plan_locks(commands)
-        await lock_in_order(
-            connection,
-            user_ids=plan.user_ids,
-            product_ids=plan.product_ids,
-            carts_of=plan.carts_of,
-        )
-        return {c.command_id: await self._run(connection, uow, c, attempts) for c in commands}
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning(
+                "batch of %d commands failed transiently; applying them one at a time",
+                len(commands),
+                exc_info=True,
+            )
+        else:
+            return {
+                c.command_id: self._answered(c, meta, answer)
+                for c, meta, answer in zip(commands, metas, answers, strict=True)
+            }
+        return {
+            c.command_id: await self._run_alone(uow, c, meta, handler)
+            for c, meta in zip(commands, metas, strict=True)
+        }
 
-    def _answered(
-        self, cmd: DecodedCommand, meta: EventMeta, answer: ResultEvent | Rejected
-    ) -> Outcome:
+    def _answered(self, cmd: DecodedCommand, meta: EventMeta, answer: Answer) -> Outcome:
         if isinstance(answer, Rejected):
             rejected = cmd.route.rejection(
                 cmd.command, answer.reason, product_id=answer.product_id, **meta.envelope()
@@ -294,37 +275,29 @@ class BatchApplier:
             return _outcome(cmd, OutcomeKind.REJECTED, rejected)
         return _outcome(cmd, OutcomeKind.ACCEPTED, answer)
 
-    async def _run(
-        self, connection: AsyncConnection, uow: UnitOfWork, cmd: DecodedCommand, attempts: int
+    async def _run_alone(
+        self, uow: UnitOfWork, cmd: DecodedCommand, meta: EventMeta, handler: Handler
     ) -> Outcome:
-        """Run one claimed command's handler in a savepoint; retry it on errors."""
-        handler = HANDLERS[type(cmd.command)]
-        meta = EventMeta(uuid.uuid4(), cmd.command_id, self._clock())
-        for attempt in range(attempts):
-            savepoint = await connection.begin_nested()
+        """One command, in its own savepoint, retried `retries` times on transient errors."""
+        for attempt in range(self._retries):
             try:
-                event = await handler(uow, cmd.command, meta)
-            except Rejected as rejection:
-                await savepoint.rollback()
-                return self._answered(cmd, meta, rejection)
+                async with uow.savepoint():
+                    [answer] = await handler(uow, [(cmd.command, meta)])
             except Exception as exc:
-                # If the connection itself is gone this raises too, and the batch retries.
-                await savepoint.rollback()
+                # If the connection itself is gone, the rollback raises too, and the
+                # batch retries.
                 if not is_transient(exc):
-                    # Poison: retrying it here would fail alike. The batch fails, and the
-                    # pipeline isolates this command and dead-letters it.
                     raise
                 log.warning(
-                    "command %s failed (attempt %d of %d here)",
+                    "command %s failed (attempt %d of %d alone)",
                     cmd.command_id,
                     attempt + 1,
-                    attempts,
+                    self._retries,
                     exc_info=True,
                 )
                 await asyncio.sleep(self._backoff * 2**attempt)
                 continue
-            await savepoint.commit()
-            return self._answered(cmd, meta, event)
+            return self._answered(cmd, meta, answer)
         return self._unavailable(cmd)
 
     def _answer_spent(self, cmd: DecodedCommand, stored: StoredResult | None) -> Outcome:

@@ -1,7 +1,9 @@
 """Products: a name, a unit price in points, and units in stock (never negative)."""
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from contracts.commands import UpsertProduct
 from domain.errors import OutOfStock
 
 
@@ -26,5 +28,20 @@ class Product:
         return Product(self.product_id, self.name, self.price, self.stock - quantity)
 
 
-def new_product(product_id: int, name: str, price: int, stock_added: int) -> Product:
-    return Product(product_id, name, price, stock_added)
+def decide_upserts(
+    products: Mapping[int, Product], commands: Sequence[UpsertProduct]
+) -> list[Product]:
+    """Each product as its upsert leaves it, in offset order: a new one is created with
+    `stock_added` units, an existing one renamed, repriced and restocked. An upsert is
+    never refused (the contract bounds price and stock_added)."""
+    current = dict(products)
+    decisions: list[Product] = []
+    for cmd in commands:
+        existing = current.get(cmd.product_id)
+        if existing is None:
+            product = Product(cmd.product_id, cmd.name, cmd.price, cmd.stock_added)
+        else:
+            product = existing.restocked(cmd.name, cmd.price, cmd.stock_added)
+        current[cmd.product_id] = product
+        decisions.append(product)
+    return decisions

@@ -5,9 +5,10 @@ then do stock, points and the order change, all together."""
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from contracts.commands import PlaceOrder
 from domain import points
 from domain.catalog import Product
-from domain.errors import UnknownProduct
+from domain.errors import EmptyCart, PaymentFailed, Rejected, UnknownProduct, UnknownUser
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,53 @@ def settle(order: PricedOrder, balance: int, products: Mapping[int, Product]) ->
     new_balance = points.spend(balance, order.total)
     taken = tuple(products[line.product_id].take(line.quantity) for line in order.lines)
     return SettledOrder(order, new_balance, taken)
+
+
+def decide_orders(
+    balances: Mapping[int, int],
+    carts: Mapping[int, Sequence[tuple[int, int]]],
+    products: Mapping[int, Product],
+    commands: Sequence[PlaceOrder],
+    declined: Mapping[str, str],
+) -> list[SettledOrder | Rejected]:
+    """Each order settled, or why it is refused, in offset order against the state the
+    earlier accepted orders left (their points spent, their stock taken, their carts
+    emptied). None of the mappings is changed.
+
+    `balances` holds the registered users' balances, `carts` the (product id, units)
+    lines of the users ordering from their cart, and `products` every product named.
+    `declined` maps the command_id of each order whose payment did not go through (after
+    its retries) to why: such an order passes every other check and is then refused
+    `payment_failed`, and changes nothing.
+
+    Monotone in `declined`: declining one more order only leaves more points, more stock
+    and fuller carts to the orders after it, so an order settled for a set of declines
+    is settled, identically, for any larger set. The order handler relies on this to pay
+    in rounds (`consumers.handlers.place_orders`)."""
+    balance_of = dict(balances)
+    cart_of = {user_id: list(lines) for user_id, lines in carts.items()}
+    stock = dict(products)
+    decisions: list[SettledOrder | Rejected] = []
+    for cmd in commands:
+        try:
+            balance = balance_of.get(cmd.user_id)
+            if balance is None:
+                raise UnknownUser(f"user {cmd.user_id} is not registered")
+            if cmd.items is not None:
+                requested = [(line.product_id, line.quantity) for line in cmd.items]
+            else:
+                requested = cart_of.get(cmd.user_id, [])
+                if not requested:
+                    raise EmptyCart(f"user {cmd.user_id}'s cart is empty")
+            settled = settle(price_order(requested, stock), balance, stock)
+            if cmd.command_id in declined:
+                raise PaymentFailed(declined[cmd.command_id])
+        except Rejected as rejection:
+            decisions.append(rejection)
+            continue
+        balance_of[cmd.user_id] = settled.balance
+        stock.update({product.product_id: product for product in settled.products})
+        if cmd.from_cart:
+            cart_of[cmd.user_id] = []
+        decisions.append(settled)
+    return decisions

@@ -1,12 +1,19 @@
-"""The payment port. The seed retries a failed payment up to 3 times; if the first try and
-its 3 retries all fail the order is refused with `payment_failed` and nothing changes."""
+"""The payment port, and the seed's retry rule in its one place: a payment is tried, and
+tried again up to 3 more times while it is declined; if all four attempts are declined
+the order is refused with `payment_failed` and changes nothing."""
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
-
-from domain.errors import PaymentFailed
+from dataclasses import dataclass
+from typing import Protocol
 
 PAYMENT_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class Payment:
+    user_id: int
+    amount: int
+    reference: str  # the order's command_id
 
 
 class PaymentDeclined(Exception):
@@ -14,31 +21,41 @@ class PaymentDeclined(Exception):
 
 
 class PaymentGateway(Protocol):
-    async def pay(self, user_id: int, amount: int, reference: str) -> None:
-        """Take `amount` points from the user for the order named `reference`, or raise
-        PaymentDeclined. Must be idempotent per `reference` if it leaves the transaction."""
+    @property
+    def pays_in_transaction(self) -> bool:
+        """True when payments are rows of the order's own transaction, undone with it.
+
+        False for a gateway outside the database (a card processor): what it took stays
+        taken when the transaction rolls back and the batch is retried, so it must treat
+        a repeated `reference` as the payment already made."""
         ...
 
-
-@runtime_checkable
-class LedgerPaymentGateway(PaymentGateway, Protocol):
-    """A gateway that records payments in the order's own transaction and never declines
-    (the default one, paying in points). It can take a whole batch's payments at once."""
-
-    async def pay_many(self, payments: Sequence[tuple[int, int, str]]) -> None:
-        """Record (user id, amount, reference) payments, all or none."""
+    async def pay_all(self, payments: Sequence[Payment]) -> Sequence[PaymentDeclined | None]:
+        """One attempt at each payment; per payment, in order, None when it went through
+        or why it was declined. An error raised (not returned) fails the whole batch."""
         ...
 
 
 async def pay_with_retries(
-    gateway: PaymentGateway, user_id: int, amount: int, reference: str
-) -> None:
-    failures: list[str] = []
+    gateway: PaymentGateway, payments: Sequence[Payment]
+) -> dict[str, str]:
+    """Make every payment, retrying the declined ones (all of a round's in one call) up
+    to `PAYMENT_RETRIES` times; returns, by reference, why each payment that never went
+    through failed."""
+    pending = list(payments)
+    last_decline: dict[str, str] = {}
     for _ in range(1 + PAYMENT_RETRIES):
-        try:
-            await gateway.pay(user_id, amount, reference)
-        except PaymentDeclined as declined:
-            failures.append(str(declined) or "declined")
-            continue
-        return
-    raise PaymentFailed(f"payment of {amount} failed {len(failures)} times: {failures[-1]}")
+        if not pending:
+            break
+        answers = await gateway.pay_all(pending)
+        declined = []
+        for payment, answer in zip(pending, answers, strict=True):
+            if answer is not None:
+                last_decline[payment.reference] = str(answer) or "declined"
+                declined.append(payment)
+        pending = declined
+    return {
+        p.reference: f"payment of {p.amount} failed {1 + PAYMENT_RETRIES} times: "
+        f"{last_decline[p.reference]}"
+        for p in pending
+    }

@@ -1,7 +1,10 @@
 """Point balances: whole points, never negative, never above the contract's ceiling."""
 
+from collections.abc import Mapping, Sequence
+
+from contracts.commands import ChargePoints
 from contracts.limits import MAX_BALANCE
-from domain.errors import BalanceLimitExceeded, InsufficientPoints
+from domain.errors import BalanceLimitExceeded, InsufficientPoints, Rejected, UnknownUser
 
 
 def charge(balance: int, amount: int) -> int:
@@ -21,3 +24,23 @@ def spend(balance: int, amount: int) -> int:
     if amount > balance:
         raise InsufficientPoints(f"balance {balance} does not cover {amount}")
     return balance - amount
+
+
+def decide_charges(
+    balances: Mapping[int, int], commands: Sequence[ChargePoints]
+) -> list[int | Rejected]:
+    """Each charge's new balance, or why it is refused, deciding in offset order: a user's
+    second charge sees the first. `balances` holds the registered users' balances (a
+    user without one is unknown); it is not changed."""
+    current = dict(balances)
+    decisions: list[int | Rejected] = []
+    for cmd in commands:
+        try:
+            if cmd.user_id not in current:
+                raise UnknownUser(f"user {cmd.user_id} is not registered")
+            current[cmd.user_id] = charge(current[cmd.user_id], cmd.amount)
+        except Rejected as rejection:
+            decisions.append(rejection)
+            continue
+        decisions.append(current[cmd.user_id])
+    return decisions

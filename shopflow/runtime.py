@@ -2,7 +2,6 @@
 subscribers from settings, and starts and stops them in order. Nothing here runs at
 import time, so tests build as many runtimes as they need."""
 
-import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -19,10 +18,10 @@ from consumers.pipeline import CommandPipeline
 from consumers.subscribers import register_command_subscriber
 from contracts.topics import COMMAND_ROUTES, ORDERS_EVENTS, Topics
 from persistence.database import create_engine
-from persistence.payments import PgPaymentGateway
+from persistence.payments import PointsPaymentGateway
 from persistence.sales_rebuild import rebuild_sales_view
 from persistence.sales_view import SalesView
-from persistence.unit_of_work import GatewayFactory, PgUnitOfWork
+from persistence.unit_of_work import GatewayFactory, PgDatabase
 from producers.dead_letters import DeadLetterLimits, dead_letter_room
 from producers.publisher import KafkaMessageSink
 from shopflow.kafka_admin import topic_max_message_bytes
@@ -70,7 +69,7 @@ class Runtime:
         *,
         consume: bool = True,
         clock: Clock = utc_now,
-        payment_gateway: GatewayFactory = PgPaymentGateway,
+        payment_gateway: GatewayFactory = PointsPaymentGateway,
         after_apply: Callable[[], Awaitable[None]] | None = None,
     ) -> "Runtime":
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
@@ -90,10 +89,9 @@ class Runtime:
             sink = KafkaMessageSink(broker, topics)
             for route in COMMAND_ROUTES:
                 applier = BatchApplier(
-                    engine,
+                    PgDatabase(engine, gateway=payment_gateway),
                     clock=clock,
                     after_commit=after_commit,
-                    unit_of_work=functools.partial(PgUnitOfWork, gateway=payment_gateway),
                 )
                 register_command_subscriber(
                     broker,

@@ -4,7 +4,7 @@ The service here runs with a gateway that declines a scripted number of attempts
 user before handing over to the real (PostgreSQL) gateway.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from contracts.commands import OrderLine, PlaceOrder
 from contracts.events import OrderPlaced, OrderRejected, RejectionReason
 from contracts.topics import Topics
-from domain.payment import PaymentDeclined
-from persistence.payments import PgPaymentGateway
+from domain.payment import Payment, PaymentDeclined
+from persistence.payments import PointsPaymentGateway
 from persistence.tables import payments
 from producers.client import ShopflowClient
 from shopflow.app import prepare
@@ -39,16 +39,22 @@ class DeclineScript:
 
 
 class ScriptedGateway:
+    pays_in_transaction = True
+
     def __init__(self, connection: AsyncConnection, script: DeclineScript) -> None:
-        self._real = PgPaymentGateway(connection)
+        self._real = PointsPaymentGateway(connection)
         self._script = script
 
-    async def pay(self, user_id: int, amount: int, reference: str) -> None:
-        self._script.attempts[user_id] = self._script.attempts.get(user_id, 0) + 1
-        if self._script.remaining.get(user_id, 0) > 0:
-            self._script.remaining[user_id] -= 1
-            raise PaymentDeclined("scripted decline")
-        await self._real.pay(user_id, amount, reference)
+    async def pay_all(self, payments: Sequence[Payment]) -> list[PaymentDeclined | None]:
+        answers: list[PaymentDeclined | None] = []
+        for p in payments:
+            self._script.attempts[p.user_id] = self._script.attempts.get(p.user_id, 0) + 1
+            if self._script.remaining.get(p.user_id, 0) > 0:
+                self._script.remaining[p.user_id] -= 1
+                answers.append(PaymentDeclined("scripted decline"))
+            else:
+                answers.extend(await self._real.pay_all([p]))
+        return answers
 
 
 @pytest.fixture

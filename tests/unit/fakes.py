@@ -1,138 +1,255 @@
-"""In-memory implementations of the handlers' ports (consumers.ports), for fast tests of
-the use cases without a database. Integration tests cover the PostgreSQL versions."""
+"""In-memory implementations of `consumers.ports`, for fast tests of the handlers and of
+the applier without a database. Integration tests cover the PostgreSQL versions.
 
-from collections.abc import Mapping, Sequence
+The whole database is one `FakeState`; `FakeDatabase.begin()` and `savepoint()` take a
+deep copy of it and put it back if their block raises, as a rollback would. `Faults`
+sits outside the state (it is not rolled back, like the sequence the integration tests'
+fault trigger counts with) and makes named operations raise a transient error.
+"""
+
+import copy
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from uuid import UUID
 
+from consumers.failures import TransientError
 from domain.catalog import Product
 from domain.orders import PricedOrder
-from domain.payment import PaymentDeclined
+from domain.payment import Payment, PaymentDeclined
+from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
+from persistence.ledger import Claim, ResultRecord, StoredResult
+
+
+class InjectedFault(TransientError):
+    pass
 
 
 @dataclass
-class FakeUsers:
-    names: dict[int, str] = field(default_factory=dict)
+class Faults:
+    """Operation name -> how many more calls of it fail transiently."""
 
-    async def add(self, user_id: int, name: str) -> bool:
-        if user_id in self.names:
-            return False
-        self.names[user_id] = name
-        return True
+    remaining: dict[str, int] = field(default_factory=dict)
+    declines: dict[str, int] = field(default_factory=dict)  # payment reference -> declines
+    payment_attempts: list[str] = field(default_factory=list)
+
+    def check(self, operation: str) -> None:
+        if self.remaining.get(operation, 0) > 0:
+            self.remaining[operation] -= 1
+            raise InjectedFault(f"injected failure of {operation}")
 
 
 @dataclass
-class FakePoints:
+class FakeState:
+    users: dict[int, str] = field(default_factory=dict)
     balances: dict[int, int] = field(default_factory=dict)
     transactions: list[tuple[int, str, int, str]] = field(default_factory=list)
+    products: dict[int, Product] = field(default_factory=dict)
+    cart: dict[tuple[int, int], int] = field(default_factory=dict)
+    orders: list[tuple[int, str, PricedOrder]] = field(default_factory=list)
+    payments: list[tuple[int, int, str]] = field(default_factory=list)
+    ledger: dict[str, StoredResult] = field(default_factory=dict)
+    dead_letters: dict[UUID, StoredDeadLetter] = field(default_factory=dict)
 
-    async def open_account(self, user_id: int) -> None:
-        self.balances[user_id] = 0
+    def restore(self, snapshot: "FakeState") -> None:
+        self.__dict__.update(copy.deepcopy(snapshot.__dict__))
 
-    async def balance_for_update(self, user_id: int) -> int | None:
-        return self.balances.get(user_id)
+    def comparable(self) -> dict[str, object]:
+        """Everything but the ledger and the dead letters (whose rows carry event ids)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("ledger", "dead_letters")}
 
-    async def set_balance(self, user_id: int, balance: int) -> None:
-        self.balances[user_id] = balance
 
-    async def record_transaction(
-        self, user_id: int, kind: str, amount: int, command_id: str
-    ) -> int:
-        self.transactions.append((user_id, kind, amount, command_id))
-        return len(self.transactions)
+@dataclass
+class _Repository:
+    state: FakeState
+    faults: Faults
+
+
+class FakeUsers(_Repository):
+    async def existing(self, user_ids: Sequence[int]) -> set[int]:
+        return {u for u in user_ids if u in self.state.users}
+
+    async def add_all(self, users: Sequence[tuple[int, str]]) -> int:
+        new = [(u, n) for u, n in users if u not in self.state.users]
+        self.state.users.update(new)
+        return len(new)
+
+
+class FakePoints(_Repository):
+    async def open_accounts(self, user_ids: Sequence[int]) -> None:
+        for user_id in user_ids:
+            assert user_id not in self.state.balances, "primary key"
+            self.state.balances[user_id] = 0
 
     async def balances_for_update(self, user_ids: Sequence[int]) -> dict[int, int]:
-        return {u: self.balances[u] for u in user_ids if u in self.balances}
+        return {
+            u: self.state.balances[u] for u in sorted(set(user_ids)) if u in self.state.balances
+        }
 
     async def set_balances(self, balances: Mapping[int, int]) -> None:
-        self.balances.update(balances)
+        self.faults.check("set_balances")
+        self.state.balances.update(balances)
 
     async def record_transactions(self, rows: Sequence[tuple[int, str, int, str]]) -> list[int]:
-        return [await self.record_transaction(*row) for row in rows]
+        self.faults.check("record_transactions")
+        first = len(self.state.transactions) + 1
+        self.state.transactions.extend(rows)
+        return list(range(first, first + len(rows)))
 
 
-@dataclass
-class FakeProducts:
-    rows: dict[int, Product] = field(default_factory=dict)
-
-    async def get(self, product_id: int) -> Product | None:
-        return self.rows.get(product_id)
-
-    async def get_for_update(self, product_id: int) -> Product | None:
-        return self.rows.get(product_id)
+class FakeProducts(_Repository):
+    async def get_many(self, product_ids: Sequence[int]) -> dict[int, Product]:
+        return {i: self.state.products[i] for i in product_ids if i in self.state.products}
 
     async def lock_many(self, product_ids: Sequence[int]) -> dict[int, Product]:
-        return {i: self.rows[i] for i in sorted(set(product_ids)) if i in self.rows}
+        return await self.get_many(sorted(set(product_ids)))
+
+    async def add_all(self, created: Sequence[Product]) -> int:
+        new = [p for p in created if p.product_id not in self.state.products]
+        self.state.products.update({p.product_id: p for p in new})
+        return len(new)
+
+    async def update_all(self, changed: Sequence[Product]) -> None:
+        self.state.products.update({p.product_id: p for p in changed})
 
     async def set_stocks(self, changed: Sequence[Product]) -> None:
-        for product in changed:
-            self.rows[product.product_id] = product
-
-    async def save(self, product: Product) -> None:
-        self.rows[product.product_id] = product
+        self.faults.check("set_stocks")
+        self.state.products.update({p.product_id: p for p in changed})
 
 
-@dataclass
-class FakeCarts:
-    lines: dict[tuple[int, int], int] = field(default_factory=dict)
-
-    async def quantity_for_update(self, user_id: int, product_id: int) -> int:
-        return self.lines.get((user_id, product_id), 0)
-
-    async def set_quantity(self, user_id: int, product_id: int, quantity: int) -> None:
-        if quantity == 0:
-            self.lines.pop((user_id, product_id), None)
-        else:
-            self.lines[(user_id, product_id)] = quantity
-
-    async def lines_for_update(self, user_id: int) -> list[tuple[int, int]]:
-        return sorted((p, q) for (u, p), q in self.lines.items() if u == user_id)
-
+class FakeCarts(_Repository):
     async def lines_of_users_for_update(
         self, user_ids: Sequence[int]
     ) -> dict[int, list[tuple[int, int]]]:
-        found = {u: await self.lines_for_update(u) for u in user_ids}
-        return {u: lines for u, lines in found.items() if lines}
+        lines: dict[int, list[tuple[int, int]]] = {}
+        for (user_id, product_id), units in sorted(self.state.cart.items()):
+            if user_id in user_ids:
+                lines.setdefault(user_id, []).append((product_id, units))
+        return lines
 
-    async def remove_lines(self, user_id: int, product_ids: Sequence[int]) -> None:
-        for product_id in product_ids:
-            self.lines.pop((user_id, product_id), None)
+    async def set_quantities(self, quantities: Mapping[tuple[int, int], int]) -> None:
+        for line, units in quantities.items():
+            if units == 0:
+                self.state.cart.pop(line, None)
+            else:
+                self.state.cart[line] = units
 
 
-@dataclass
-class FakeOrders:
-    placed: list[tuple[int, str, PricedOrder]] = field(default_factory=list)
-
-    async def add(
-        self, user_id: int, command_id: str, order: PricedOrder, placed_at: datetime
-    ) -> int:
-        self.placed.append((user_id, command_id, order))
-        return len(self.placed)
-
+class FakeOrders(_Repository):
     async def add_many(self, placed: Sequence[tuple[int, str, PricedOrder, datetime]]) -> list[int]:
-        return [await self.add(*row) for row in placed]
+        first = len(self.state.orders) + 1
+        self.state.orders.extend((u, c, o) for u, c, o, _ in placed)
+        return list(range(first, first + len(placed)))
 
 
-@dataclass
-class FakePayments:
-    """Declines the first `failures` attempts, then records payments."""
+class FakePayments(_Repository):
+    """Pays in the transaction; declines a reference as often as `faults.declines` says."""
 
-    failures: int = 0
-    attempts: int = 0
-    paid: list[tuple[int, int, str]] = field(default_factory=list)
+    pays_in_transaction = True
 
-    async def pay(self, user_id: int, amount: int, reference: str) -> None:
-        self.attempts += 1
-        if self.attempts <= self.failures:
-            raise PaymentDeclined(f"declined (attempt {self.attempts})")
-        self.paid.append((user_id, amount, reference))
+    async def pay_all(self, payments: Sequence[Payment]) -> list[PaymentDeclined | None]:
+        answers: list[PaymentDeclined | None] = []
+        for p in payments:
+            self.faults.payment_attempts.append(p.reference)
+            if self.faults.declines.get(p.reference, 0) > 0:
+                self.faults.declines[p.reference] -= 1
+                answers.append(PaymentDeclined("declined by the fake"))
+                continue
+            self.state.payments.append((p.user_id, p.amount, p.reference))
+            answers.append(None)
+        return answers
 
 
-@dataclass
+class FakeLedger(_Repository):
+    async def claim(self, claims: Sequence[Claim]) -> set[str]:
+        self.faults.check("claim")
+        claimed = set()
+        for c in claims:
+            if c.command_id not in self.state.ledger:
+                self.state.ledger[c.command_id] = StoredResult(
+                    c.command_id, c.command_type, c.payload_sha256, None, None, c.entity_key, None
+                )
+                claimed.add(c.command_id)
+        return claimed
+
+    async def load(self, command_ids: Iterable[str]) -> dict[str, StoredResult]:
+        return {i: self.state.ledger[i] for i in command_ids if i in self.state.ledger}
+
+    async def record(self, results: Sequence[ResultRecord]) -> None:
+        for r in results:
+            row = self.state.ledger[r.command_id]
+            self.state.ledger[r.command_id] = StoredResult(
+                row.command_id,
+                row.command_type,
+                row.payload_sha256,
+                r.event_id,
+                r.result_topic,
+                row.entity_key,
+                r.result_json,
+            )
+
+    async def release(self, command_ids: Sequence[str]) -> None:
+        for command_id in command_ids:
+            del self.state.ledger[command_id]
+
+
+class FakeDeadLetters(_Repository):
+    async def record(self, entries: Sequence[DeadLetterEntry]) -> list[StoredDeadLetter]:
+        for e in entries:
+            self.state.dead_letters.setdefault(
+                e.letter.dead_letter_id,
+                StoredDeadLetter(e.letter.dead_letter_id, e.message_key, e.message_json),
+            )
+        return [self.state.dead_letters[e.letter.dead_letter_id] for e in entries]
+
+    async def replace(self, entry: DeadLetterEntry) -> StoredDeadLetter:
+        stored = StoredDeadLetter(
+            entry.letter.dead_letter_id, entry.message_key, entry.message_json
+        )
+        self.state.dead_letters[stored.dead_letter_id] = stored
+        return stored
+
+
 class FakeUnitOfWork:
-    users: FakeUsers = field(default_factory=FakeUsers)
-    points: FakePoints = field(default_factory=FakePoints)
-    products: FakeProducts = field(default_factory=FakeProducts)
-    carts: FakeCarts = field(default_factory=FakeCarts)
-    orders: FakeOrders = field(default_factory=FakeOrders)
-    payments: FakePayments = field(default_factory=FakePayments)
+    def __init__(self, state: FakeState | None = None, faults: Faults | None = None) -> None:
+        self.state = state if state is not None else FakeState()
+        self.faults = faults if faults is not None else Faults()
+        self.users = FakeUsers(self.state, self.faults)
+        self.points = FakePoints(self.state, self.faults)
+        self.products = FakeProducts(self.state, self.faults)
+        self.carts = FakeCarts(self.state, self.faults)
+        self.orders = FakeOrders(self.state, self.faults)
+        self.payments = FakePayments(self.state, self.faults)
+        self.ledger = FakeLedger(self.state, self.faults)
+        self.dead_letters = FakeDeadLetters(self.state, self.faults)
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[object]:
+        snapshot = copy.deepcopy(self.state)
+        try:
+            yield self
+        except BaseException:
+            self.state.restore(snapshot)
+            raise
+
+
+class FakeDatabase:
+    """One in-memory database; `begin()` is a transaction over it."""
+
+    def __init__(self, state: FakeState | None = None, faults: Faults | None = None) -> None:
+        self.state = state if state is not None else FakeState()
+        self.faults = faults if faults is not None else Faults()
+        self.transactions = 0
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[FakeUnitOfWork]:
+        snapshot = copy.deepcopy(self.state)
+        uow = FakeUnitOfWork(self.state, self.faults)
+        try:
+            yield uow
+            self.faults.check("commit")
+        except BaseException:
+            self.state.restore(snapshot)
+            raise
+        self.transactions += 1

@@ -1,90 +1,117 @@
-"""The use cases against in-memory ports: what each command changes and answers."""
+"""The handlers of users, products and points against in-memory ports: what a batch
+changes and what each command of it is answered."""
 
 import uuid
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import pytest
 
 from consumers.handlers import (
+    Answer,
     EventMeta,
+    LostInsertRace,
     charge_points,
-    charge_points_set,
-    register_user,
-    upsert_product,
+    register_users,
+    upsert_products,
 )
 from contracts.commands import ChargePoints, RegisterUser, UpsertProduct
-from contracts.events import PointsCharged
+from contracts.events import PointsCharged, ProductUpserted, UserRegistered
 from contracts.limits import MAX_BALANCE
+from domain.catalog import Product
 from domain.errors import UnknownUser, UserExists
 from tests.unit.fakes import FakeUnitOfWork
+
+C = TypeVar("C", RegisterUser, UpsertProduct, ChargePoints)
 
 
 def _meta(command_id: str = "c") -> EventMeta:
     return EventMeta(uuid.uuid4(), command_id, datetime(2026, 11, 29, tzinfo=UTC))
 
 
-async def test_register_opens_a_zero_balance() -> None:
+def _with_meta(*commands: C) -> list[tuple[C, EventMeta]]:
+    return [(cmd, _meta(cmd.command_id)) for cmd in commands]
+
+
+def _names(answers: list[Answer]) -> list[str]:
+    return [type(a).__name__ for a in answers]
+
+
+async def test_registration_opens_a_zero_balance_and_a_taken_id_is_user_exists() -> None:
+    uow = FakeUnitOfWork()
+    uow.state.users[7] = "Old"
+    uow.state.balances[7] = 3
+
+    answers = await register_users(
+        uow,
+        _with_meta(
+            RegisterUser(command_id="a", user_id=1, name="A"),
+            RegisterUser(command_id="b", user_id=7, name="B"),  # taken before
+            RegisterUser(command_id="c", user_id=1, name="C"),  # taken by "a"
+        ),
+    )
+
+    assert _names(answers) == ["UserRegistered", "UserExists", "UserExists"]
+    assert isinstance(answers[0], UserRegistered)
+    assert answers[0].name == "A"
+    assert uow.state.users == {7: "Old", 1: "A"}
+    assert uow.state.balances == {7: 3, 1: 0}
+
+
+async def test_a_registration_that_loses_an_insert_race_is_retried_not_answered() -> None:
     uow = FakeUnitOfWork()
 
-    event = await register_user(uow, RegisterUser(command_id="c", user_id=1, name="A"), _meta())
+    class Racing:  # another transaction inserts the user between the read and the insert
+        async def existing(self, user_ids: list[int]) -> set[int]:
+            return set()
 
-    assert (event.user_id, event.name) == (1, "A")
-    assert uow.points.balances == {1: 0}
+        async def add_all(self, users: list[tuple[int, str]]) -> int:
+            return 0
+
+    uow.users = Racing()  # type: ignore[assignment]
+
+    with pytest.raises(LostInsertRace):
+        await register_users(uow, _with_meta(RegisterUser(command_id="a", user_id=1, name="A")))
 
 
-async def test_register_twice_is_user_exists() -> None:
+async def test_upserts_create_then_restock_and_write_the_last_state_once() -> None:
     uow = FakeUnitOfWork()
-    await register_user(uow, RegisterUser(command_id="a", user_id=1, name="A"), _meta())
+    uow.state.products[4] = Product(4, "Tea", 5, 1)
 
-    with pytest.raises(UserExists):
-        await register_user(uow, RegisterUser(command_id="b", user_id=1, name="B"), _meta())
+    answers = await upsert_products(
+        uow,
+        _with_meta(
+            UpsertProduct(command_id="a", product_id=3, name="Mug", price=9, stock_added=2),
+            UpsertProduct(command_id="b", product_id=3, name="Mug2", price=8, stock_added=5),
+            UpsertProduct(command_id="c", product_id=4, name="Tea", price=6, stock_added=0),
+        ),
+    )
 
-
-async def test_charge_raises_the_balance_and_records_a_charge_transaction() -> None:
-    uow = FakeUnitOfWork()
-    uow.points.balances[1] = 10
-    meta = _meta("charge-1")
-
-    event = await charge_points(uow, ChargePoints(command_id="charge-1", user_id=1, amount=5), meta)
-
-    assert (event.balance, event.amount, event.transaction_id) == (15, 5, 1)
-    assert event.event_id == meta.event_id
-    assert uow.points.transactions == [(1, "charge", 5, "charge-1")]
-
-
-async def test_charge_for_an_unknown_user_is_refused_and_writes_nothing() -> None:
-    uow = FakeUnitOfWork()
-
-    with pytest.raises(UnknownUser):
-        await charge_points(uow, ChargePoints(command_id="c", user_id=1, amount=5), _meta())
-    assert uow.points.transactions == []
-
-
-async def test_upsert_creates_then_adds_stock() -> None:
-    uow = FakeUnitOfWork()
-    command = UpsertProduct(command_id="a", product_id=3, name="Mug", price=9, stock_added=2)
-
-    first = await upsert_product(uow, command, _meta())
-    second = await upsert_product(uow, command.model_copy(update={"stock_added": 5}), _meta())
-
-    assert (first.stock, second.stock) == (2, 7)
-
-
-async def test_set_based_charges_apply_in_order_and_answer_each_command() -> None:
-    uow = FakeUnitOfWork()
-    uow.points.balances[1] = 0
-    uow.points.balances[2] = MAX_BALANCE - 10
-    commands = [
-        (ChargePoints(command_id="a", user_id=1, amount=5), _meta("a")),
-        (ChargePoints(command_id="b", user_id=9, amount=5), _meta("b")),  # unknown user
-        (ChargePoints(command_id="c", user_id=1, amount=7), _meta("c")),
-        (ChargePoints(command_id="d", user_id=2, amount=11), _meta("d")),  # past the ceiling
-        (ChargePoints(command_id="e", user_id=2, amount=10), _meta("e")),
+    assert all(isinstance(a, ProductUpserted) for a in answers)
+    assert [(a.name, a.price, a.stock) for a in answers if isinstance(a, ProductUpserted)] == [
+        ("Mug", 9, 2),
+        ("Mug2", 8, 7),
+        ("Tea", 6, 1),
     ]
+    assert uow.state.products == {3: Product(3, "Mug2", 8, 7), 4: Product(4, "Tea", 6, 1)}
 
-    answers = await charge_points_set(uow, commands)
 
-    assert [type(a).__name__ for a in answers] == [
+async def test_charges_apply_in_order_and_answer_each_command() -> None:
+    uow = FakeUnitOfWork()
+    uow.state.balances.update({1: 0, 2: MAX_BALANCE - 10})
+
+    answers = await charge_points(
+        uow,
+        _with_meta(
+            ChargePoints(command_id="a", user_id=1, amount=5),
+            ChargePoints(command_id="b", user_id=9, amount=5),  # unknown user
+            ChargePoints(command_id="c", user_id=1, amount=7),
+            ChargePoints(command_id="d", user_id=2, amount=11),  # past the ceiling
+            ChargePoints(command_id="e", user_id=2, amount=10),
+        ),
+    )
+
+    assert _names(answers) == [
         "PointsCharged",
         "UnknownUser",
         "PointsCharged",
@@ -92,29 +119,30 @@ async def test_set_based_charges_apply_in_order_and_answer_each_command() -> Non
         "PointsCharged",
     ]
     charged = [a for a in answers if isinstance(a, PointsCharged)]
-    assert [(a.command_id, a.balance) for a in charged] == [
-        ("a", 5),
-        ("c", 12),
-        ("e", MAX_BALANCE),
+    assert [(a.command_id, a.balance, a.transaction_id) for a in charged] == [
+        ("a", 5, 1),
+        ("c", 12, 2),
+        ("e", MAX_BALANCE, 3),
     ]
-    assert [a.transaction_id for a in charged] == [1, 2, 3]
-    assert uow.points.balances == {1: 12, 2: MAX_BALANCE}
-    assert [t[3] for t in uow.points.transactions] == ["a", "c", "e"]
-
-
-async def test_set_based_charges_agree_with_the_one_by_one_handler() -> None:
-    one_by_one, as_set = FakeUnitOfWork(), FakeUnitOfWork()
-    for uow in (one_by_one, as_set):
-        uow.points.balances.update({1: 0, 2: 100})
-    commands = [
-        (ChargePoints(command_id=f"c{i}", user_id=1 + i % 2, amount=10 + i), _meta(f"c{i}"))
-        for i in range(10)
+    assert uow.state.balances == {1: 12, 2: MAX_BALANCE}
+    assert uow.state.transactions == [
+        (1, "charge", 5, "a"),
+        (1, "charge", 7, "c"),
+        (2, "charge", 10, "e"),
     ]
 
-    singles = [await charge_points(one_by_one, cmd, meta) for cmd, meta in commands]
-    batch = await charge_points_set(as_set, commands)
 
-    assert [(e.balance, e.transaction_id) for e in singles] == [
-        (e.balance, e.transaction_id) for e in batch if isinstance(e, PointsCharged)
-    ]
-    assert one_by_one.points.balances == as_set.points.balances
+async def test_a_batch_of_refused_charges_writes_nothing() -> None:
+    uow = FakeUnitOfWork()
+
+    answers = await charge_points(
+        uow, _with_meta(ChargePoints(command_id="a", user_id=1, amount=5))
+    )
+
+    assert isinstance(answers[0], UnknownUser)
+    assert uow.state.transactions == []
+    assert uow.state.balances == {}
+
+
+def test_user_exists_is_a_rejection() -> None:
+    assert UserExists().reason.value == "user_exists"
