@@ -9,7 +9,7 @@ fault trigger counts with) and makes named operations raise a transient error.
 
 import copy
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
@@ -28,13 +28,17 @@ class InjectedFault(TransientError):
 
 @dataclass
 class Faults:
-    """Operation name -> how many more calls of it fail transiently."""
+    """Operation name -> how many more calls of it fail transiently (or, `poisoned`,
+    fail every time with an error that is not transient)."""
 
     remaining: dict[str, int] = field(default_factory=dict)
+    poisoned: set[str] = field(default_factory=set)  # operations that always fail, for good
     declines: dict[str, int] = field(default_factory=dict)  # payment reference -> declines
     payment_attempts: list[str] = field(default_factory=list)
 
     def check(self, operation: str) -> None:
+        if operation in self.poisoned:
+            raise RuntimeError(f"{operation} is broken")
         if self.remaining.get(operation, 0) > 0:
             self.remaining[operation] -= 1
             raise InjectedFault(f"injected failure of {operation}")
@@ -242,8 +246,11 @@ class FakeDatabase:
         self.faults = faults if faults is not None else Faults()
         self.transactions = 0
 
+    def begin(self) -> AbstractAsyncContextManager[FakeUnitOfWork]:
+        return self._transaction()
+
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[FakeUnitOfWork]:
+    async def _transaction(self) -> AsyncIterator[FakeUnitOfWork]:
         snapshot = copy.deepcopy(self.state)
         uow = FakeUnitOfWork(self.state, self.faults)
         try:
