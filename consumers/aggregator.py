@@ -19,7 +19,7 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from consumers.applier import Clock
-from consumers.subscribers import Records, register_batch_subscriber
+from consumers.subscribers import ConsumerOptions, Records, register_batch_subscriber
 from contracts.events import OrderPlaced
 from domain.top_products import Sale
 from persistence.sales_view import SalesView
@@ -68,9 +68,7 @@ def register_sales_aggregator(
     topic: str,
     group_id: str,
     clock: Clock,
-    max_records: int,
-    batch_timeout_ms: int,
-    session_timeout_ms: int,
+    options: ConsumerOptions,
     after_apply: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     async def aggregate(records: Records) -> None:
@@ -86,9 +84,7 @@ def register_sales_aggregator(
         topic,
         aggregate,
         group_id=group_id,
-        max_records=max_records,
-        batch_timeout_ms=batch_timeout_ms,
-        session_timeout_ms=session_timeout_ms,
+        options=options,
         title=f"{topic}:aggregate",
         description="Counts OrderPlaced units into the Redis top-products view.",
     )

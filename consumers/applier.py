@@ -1,10 +1,12 @@
 """Applies a batch of decoded commands to PostgreSQL: one transaction per batch, each
 command isolated, exactly one result per command.
 
-Per batch: claim every command_id in one statement; replay the stored result of ids
-already spent (or answer `idempotency_conflict` when the payload differs); run the
-newly claimed commands through their type's handler as one set, in offset order, in a
-savepoint; store every result beside its claim; commit. Results are published only
+Per batch: look up which command_ids are spent, in one statement, and replay their
+stored results (or answer `idempotency_conflict` when the payload differs); run the
+others through their type's handler as one set, in offset order, in a savepoint; spend
+their ids with their results in one statement; commit. If a concurrent transaction
+spent one of those ids meanwhile (a duplicate consumed twice during a rebalance), the
+batch is rolled back and retried, and the retry replays it. Results are published only
 after the commit. The transaction is reached through the `consumers.ports` protocols
 only, so all of this is unit-tested in memory; the SQL lives in `persistence`.
 
@@ -18,10 +20,9 @@ Failures, as DESIGN.md promises them (`consumers.failures` tells transient from 
 - a transient error in the set (deadlock, lock timeout) rolls the set back, and its
   commands are run again one at a time, by the same handler on a batch of one, each
   in its own savepoint and retried up to `retries` more times; a command that still
-  fails is answered `temporarily_unavailable` and its claim is released, so its id is
-  not spent;
+  fails is answered `temporarily_unavailable` and its id is not spent;
 - a transient error of the whole transaction (lost connection, failed commit) retries the
-  whole batch up to `retries` more times (claims make that safe); then every command of
+  whole batch up to `retries` more times (nothing of it was kept); then every command of
   the batch is answered `temporarily_unavailable`, or, when the batch has dead letters
   (which must be recorded before they are published), the error is raised and the batch
   is redelivered later;
@@ -45,7 +46,7 @@ from consumers.ports import Database, UnitOfWork
 from contracts.events import RejectionReason, ResultEvent
 from domain.errors import Rejected
 from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
-from persistence.ledger import Claim, ResultRecord, StoredResult
+from persistence.ledger import LedgerEntry
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +103,9 @@ class BatchFailed(Exception):
     """A batch failed on every attempt with an error that is not transient."""
 
 
-class ClaimedWithoutResult(TransientError):
-    """A spent command_id whose row has no result yet: another transaction is deciding."""
+class SpentMeanwhile(TransientError):
+    """A concurrent transaction spent a command_id of this batch after it looked: roll
+    back and retry, and the retry replays that command."""
 
 
 class BatchApplier:
@@ -183,49 +185,46 @@ class BatchApplier:
     ) -> Applied:
         async with self._database.begin() as uow:
             recorded = await uow.dead_letters.record(dead_letters)
-            ledger = uow.ledger
             first_of_id: dict[str, DecodedCommand] = {}
             for cmd in batch:
                 first_of_id.setdefault(cmd.command_id, cmd)
-            claimed = await ledger.claim(
-                [
-                    Claim(c.command_id, c.route.type_name, c.entity_key, c.payload_sha256)
-                    for c in first_of_id.values()
-                ]
-            )
-            stored = await ledger.load(set(first_of_id) - claimed)
-            to_run = [c for c in first_of_id.values() if c.command_id in claimed]
+            spent = await uow.ledger.load(first_of_id)
+            to_run = [c for c in first_of_id.values() if c.command_id not in spent]
             ran = await self._run_claimed(uow, to_run)
 
             outcomes: list[Outcome] = []
             decided: dict[str, tuple[DecodedCommand, Outcome]] = {}
-            to_record: list[ResultRecord] = []
-            to_release: list[str] = []
+            to_record: list[LedgerEntry] = []
             for cmd in batch:
                 if cmd.command_id in decided:
                     # The same command_id twice in one batch: answer as a redelivery would.
                     first, first_outcome = decided[cmd.command_id]
                     outcomes.append(self._answer_repeat(cmd, first, first_outcome))
                     continue
-                if cmd.command_id in claimed:
+                if cmd.command_id in spent:
+                    outcome = self._answer_spent(cmd, spent[cmd.command_id])
+                else:
                     outcome = ran[cmd.command_id]
-                    if outcome.kind is OutcomeKind.UNAVAILABLE:
-                        to_release.append(cmd.command_id)
-                    else:
+                    if outcome.kind is not OutcomeKind.UNAVAILABLE:
                         to_record.append(
-                            ResultRecord(
+                            LedgerEntry(
                                 cmd.command_id,
+                                cmd.route.type_name,
+                                cmd.entity_key,
+                                cmd.payload_sha256,
                                 outcome.event_id,
                                 outcome.result_topic,
                                 outcome.value.decode(),
                             )
                         )
-                else:
-                    outcome = self._answer_spent(cmd, stored.get(cmd.command_id))
                 decided[cmd.command_id] = (cmd, outcome)
                 outcomes.append(outcome)
-            await ledger.record(to_record)
-            await ledger.release(to_release)
+            newly_spent = await uow.ledger.record(to_record)
+            if len(newly_spent) < len(to_record):
+                raise SpentMeanwhile(
+                    f"{len(to_record) - len(newly_spent)} command ids of the batch were "
+                    "spent by a concurrent transaction; the retry replays them"
+                )
         return Applied(outcomes, recorded)
 
     async def _run_claimed(
@@ -300,10 +299,7 @@ class BatchApplier:
             return self._answered(cmd, meta, answer)
         return self._unavailable(cmd)
 
-    def _answer_spent(self, cmd: DecodedCommand, stored: StoredResult | None) -> Outcome:
-        if stored is None or stored.result_json is None or stored.event_id is None:
-            # Claimed by a transaction that then released it: let the batch retry.
-            raise ClaimedWithoutResult(f"command {cmd.command_id} is claimed but has no result yet")
+    def _answer_spent(self, cmd: DecodedCommand, stored: LedgerEntry) -> Outcome:
         if stored.payload_sha256 != cmd.payload_sha256:
             return self._conflict(cmd)
         return Outcome(

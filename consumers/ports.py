@@ -17,7 +17,7 @@ from domain.catalog import Product
 from domain.orders import PricedOrder
 from domain.payment import PaymentGateway
 from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
-from persistence.ledger import Claim, ResultRecord, StoredResult
+from persistence.ledger import LedgerEntry
 
 
 class Users(Protocol):
@@ -61,10 +61,14 @@ class Orders(Protocol):
 
 
 class Ledger(Protocol):
-    async def claim(self, claims: Sequence[Claim]) -> set[str]: ...
-    async def load(self, command_ids: Iterable[str]) -> dict[str, StoredResult]: ...
-    async def record(self, results: Sequence[ResultRecord]) -> None: ...
-    async def release(self, command_ids: Sequence[str]) -> None: ...
+    async def load(self, command_ids: Iterable[str]) -> dict[str, LedgerEntry]:
+        """The entries of those ids that are spent."""
+        ...
+
+    async def record(self, entries: Sequence[LedgerEntry]) -> set[str]:
+        """Spend the ids with their results; returns those spent now, not meanwhile by
+        another transaction."""
+        ...
 
 
 class DeadLetterRecords(Protocol):

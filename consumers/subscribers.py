@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -58,6 +59,16 @@ async def records_as_is(message: Any, original: Any) -> Any:
 Records = tuple[ConsumerRecord[Any, Any], ...]
 
 
+@dataclass(frozen=True)
+class ConsumerOptions:
+    """How each batch consumer polls and stays in its group (the SHOPFLOW_* settings)."""
+
+    max_records: int
+    batch_timeout_ms: int
+    session_timeout_ms: int
+    heartbeat_interval_ms: int
+
+
 def _record_progress(message: KafkaMessage, records: Records) -> None:
     last: dict[int, int] = {}
     for record in records:
@@ -80,11 +91,10 @@ def register_batch_subscriber(
     work: Callable[[Records], Awaitable[None]],
     *,
     group_id: str,
-    max_records: int,
-    batch_timeout_ms: int,
-    session_timeout_ms: int,
+    options: ConsumerOptions,
     title: str,
     description: str,
+    include_in_schema: bool = True,
 ) -> None:
     """A batch subscriber that commits its offsets only after `work` finished the batch,
     and seeks the batch back (redelivery, after a pause) when `work` raises."""
@@ -122,15 +132,17 @@ def register_batch_subscriber(
         topic,
         batch=True,
         group_id=group_id,
-        max_records=max_records,
-        batch_timeout_ms=batch_timeout_ms,
-        session_timeout_ms=session_timeout_ms,
+        max_records=options.max_records,
+        batch_timeout_ms=options.batch_timeout_ms,
+        session_timeout_ms=options.session_timeout_ms,
+        heartbeat_interval_ms=options.heartbeat_interval_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,
         parser=parse_without_headers,
         decoder=records_as_is,
         title=title,
         description=description,
+        include_in_schema=include_in_schema,
     )(handle_batch)
 
 
@@ -140,10 +152,11 @@ def register_command_subscriber(
     *,
     topic: str,
     group_id: str,
-    max_records: int,
-    batch_timeout_ms: int,
-    session_timeout_ms: int,
+    options: ConsumerOptions,
+    include_in_schema: bool = True,
 ) -> None:
+    """One consumer of a command topic; register several in one group to apply batches
+    of different partitions at the same time (`SHOPFLOW_CONSUMERS_PER_TOPIC`)."""
     contract_topic = pipeline.route.topic
 
     async def apply_commands(records: Records) -> None:
@@ -162,10 +175,9 @@ def register_command_subscriber(
         topic,
         apply_commands,
         group_id=group_id,
-        max_records=max_records,
-        batch_timeout_ms=batch_timeout_ms,
-        session_timeout_ms=session_timeout_ms,
+        options=options,
         title=f"{topic}:consume",
         description=f"Applies {pipeline.route.type_name} commands; answers on "
         f"{pipeline.route.result_topic}.",
+        include_in_schema=include_in_schema,
     )

@@ -36,9 +36,7 @@ class PaymentGateway(Protocol):
         ...
 
 
-async def pay_with_retries(
-    gateway: PaymentGateway, payments: Sequence[Payment]
-) -> dict[str, str]:
+async def pay_with_retries(gateway: PaymentGateway, payments: Sequence[Payment]) -> dict[str, str]:
     """Make every payment, retrying the declined ones (all of a round's in one call) up
     to `PAYMENT_RETRIES` times; returns, by reference, why each payment that never went
     through failed."""

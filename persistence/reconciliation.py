@@ -17,8 +17,8 @@ The rules:
   user, whose amount is the order's total.
 - `order_points_used_once`: every order has exactly one point transaction of kind
   'use' with its command_id, of its user, whose amount is -total.
-- `ledger_result_stored`: every spent command_id has its result stored (event_id,
-  result_topic and result_json are filled in the claiming transaction; the primary
+- `ledger_result_stored`: every spent command_id has its result stored (the ledger
+  writes event_id, result_topic and result_json in the row's one INSERT; the primary
   key already guarantees at most one row per command_id).
 
 Not checked: that every order's / point transaction's command_id is in

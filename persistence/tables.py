@@ -96,7 +96,9 @@ processed_commands = Table(
     Column("command_type", String(32), nullable=False),
     Column("entity_key", String(20), nullable=False),
     Column("payload_sha256", LargeBinary(32), nullable=False),
-    # Filled in the same transaction as the claim; NULL only inside that transaction.
+    # Written with the row, in its one INSERT (persistence.ledger); `shopflow check`
+    # reports a row without them. Nullable only because rows of before 2026-12-02 were
+    # claimed first and filled in later in their transaction.
     Column("event_id", UUID(as_uuid=True), nullable=True),
     Column("result_topic", String(64), nullable=True),
     Column("result_json", Text, nullable=True),

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from consumers.aggregator import register_sales_aggregator
 from consumers.applier import BatchApplier, Clock, utc_now
 from consumers.pipeline import CommandPipeline
-from consumers.subscribers import register_command_subscriber
+from consumers.subscribers import ConsumerOptions, register_command_subscriber
 from contracts.topics import COMMAND_ROUTES, ORDERS_EVENTS, Topics
 from persistence.database import create_engine
 from persistence.payments import PointsPaymentGateway
@@ -87,30 +87,35 @@ class Runtime:
                 else None
             )
             sink = KafkaMessageSink(broker, topics)
+            options = ConsumerOptions(
+                max_records=settings.batch_max_records,
+                batch_timeout_ms=settings.batch_timeout_ms,
+                session_timeout_ms=settings.session_timeout_ms,
+                heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            )
             for route in COMMAND_ROUTES:
                 applier = BatchApplier(
                     PgDatabase(engine, gateway=payment_gateway),
                     clock=clock,
                     after_commit=after_commit,
                 )
-                register_command_subscriber(
-                    broker,
-                    CommandPipeline(route, applier, sink, limits=limits, clock=clock),
-                    topic=topics.name(route.topic),
-                    group_id=f"{settings.consumer_group}.{topics.name(route.topic)}",
-                    max_records=settings.batch_max_records,
-                    batch_timeout_ms=settings.batch_timeout_ms,
-                    session_timeout_ms=settings.session_timeout_ms,
-                )
+                pipeline = CommandPipeline(route, applier, sink, limits=limits, clock=clock)
+                for consumer in range(settings.consumers_per_topic):
+                    register_command_subscriber(
+                        broker,
+                        pipeline,
+                        topic=topics.name(route.topic),
+                        group_id=f"{settings.consumer_group}.{topics.name(route.topic)}",
+                        options=options,
+                        include_in_schema=consumer == 0,
+                    )
             register_sales_aggregator(
                 broker,
                 sales_view,
                 topic=topics.name(ORDERS_EVENTS),
                 group_id=f"{settings.consumer_group}.top-products",
                 clock=clock,
-                max_records=settings.batch_max_records,
-                batch_timeout_ms=settings.batch_timeout_ms,
-                session_timeout_ms=settings.session_timeout_ms,
+                options=options,
                 after_apply=after_apply,
             )
         return cls(settings, engine, redis, broker, topics, sales_view, clock, limits, consume)

@@ -46,8 +46,23 @@ class Settings(BaseSettings):
     )
 
     batch_max_records: int = Field(default=500, ge=1)
+    consumers_per_topic: int = Field(
+        default=1,
+        ge=1,
+        description="Kafka consumers per command topic in one worker process, in one group: "
+        "each takes its share of the partitions, so one's batch is applied while another's "
+        "results are being acknowledged (per-partition order holds: a partition has one "
+        "consumer). More than one makes each start slower: every consumer that joins its "
+        "group makes the group rebalance.",
+    )
     batch_timeout_ms: int = Field(default=100, ge=1)
     session_timeout_ms: int = Field(default=10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(
+        default=500,
+        ge=100,
+        description="How often each consumer heartbeats; a rebalance (a consumer joining or "
+        "leaving) completes within about one interval.",
+    )
     graceful_timeout_s: float = 30.0
     db_pool_size: int = Field(default=10, ge=1)
 

@@ -19,6 +19,7 @@ import asyncio
 import os
 import random
 import secrets
+import signal
 import sys
 import time
 
@@ -90,7 +91,7 @@ def _commands(
     ]
 
 
-async def run(kind: str, count: int, user_count: int, amount: int) -> None:
+async def run(kind: str, count: int, user_count: int, amount: int, profile: str | None) -> None:
     run_id = secrets.token_hex(3)
     settings = Settings().model_copy(
         update={"topic_prefix": f"bench-{run_id}.", "consumer_group": f"bench-{run_id}"}
@@ -136,9 +137,19 @@ async def run(kind: str, count: int, user_count: int, amount: int) -> None:
         "SHOPFLOW_CONSUMER_GROUP": settings.consumer_group,
     }
     started = time.perf_counter()
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shopflow", "worker", "--log-level", "warning", env=env
-    )
+    command = [
+        sys.executable,
+        "-m",
+        "shopflow",
+        "worker",
+        "--log-level",
+        os.environ.get("BENCH_WORKER_LOG", "warning"),
+    ]
+    if profile:
+        # py-spy samples the worker (100 Hz, idle frames included) into collapsed stacks.
+        py_spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+        command = [py_spy, "record", "--format", "raw", "-o", profile, "--", *command]
+    worker = await asyncio.create_subprocess_exec(*command, env=env)
     seen: dict[str, int] = {}
     accepted = 0
     first_at = last_at = 0.0
@@ -156,7 +167,10 @@ async def run(kind: str, count: int, user_count: int, amount: int) -> None:
                             first_at = time.perf_counter()
                 last_at = time.perf_counter()
     finally:
-        worker.terminate()
+        if profile:
+            os.kill(worker.pid, signal.SIGINT)  # py-spy writes its profile and stops the worker
+        else:
+            worker.terminate()
         await worker.wait()
         await consumer.stop()
 
@@ -214,8 +228,11 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=10_000)
     parser.add_argument("--users", type=int, default=1_000)
     parser.add_argument("--amount", type=int, default=3)
+    parser.add_argument(
+        "--profile", metavar="PATH", help="sample the worker with py-spy into PATH (collapsed)"
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.kind, args.commands, args.users, args.amount))
+    asyncio.run(run(args.kind, args.commands, args.users, args.amount, args.profile))
 
 
 if __name__ == "__main__":

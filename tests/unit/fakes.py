@@ -8,7 +8,7 @@ fault trigger counts with) and makes named operations raise a transient error.
 """
 
 import copy
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +19,7 @@ from domain.catalog import Product
 from domain.orders import PricedOrder
 from domain.payment import Payment, PaymentDeclined
 from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
-from persistence.ledger import Claim, ResultRecord, StoredResult
+from persistence.ledger import LedgerEntry
 
 
 class InjectedFault(TransientError):
@@ -35,6 +35,8 @@ class Faults:
     poisoned: set[str] = field(default_factory=set)  # operations that always fail, for good
     declines: dict[str, int] = field(default_factory=dict)  # payment reference -> declines
     payment_attempts: list[str] = field(default_factory=list)
+    # Run once each, when the ledger is about to record (another transaction's moment).
+    before_record: list[Callable[[], None]] = field(default_factory=list)
 
     def check(self, operation: str) -> None:
         if operation in self.poisoned:
@@ -53,7 +55,7 @@ class FakeState:
     cart: dict[tuple[int, int], int] = field(default_factory=dict)
     orders: list[tuple[int, str, PricedOrder]] = field(default_factory=list)
     payments: list[tuple[int, int, str]] = field(default_factory=list)
-    ledger: dict[str, StoredResult] = field(default_factory=dict)
+    ledger: dict[str, LedgerEntry] = field(default_factory=dict)
     dead_letters: dict[UUID, StoredDeadLetter] = field(default_factory=dict)
 
     def restore(self, snapshot: "FakeState") -> None:
@@ -166,36 +168,19 @@ class FakePayments(_Repository):
 
 
 class FakeLedger(_Repository):
-    async def claim(self, claims: Sequence[Claim]) -> set[str]:
-        self.faults.check("claim")
-        claimed = set()
-        for c in claims:
-            if c.command_id not in self.state.ledger:
-                self.state.ledger[c.command_id] = StoredResult(
-                    c.command_id, c.command_type, c.payload_sha256, None, None, c.entity_key, None
-                )
-                claimed.add(c.command_id)
-        return claimed
-
-    async def load(self, command_ids: Iterable[str]) -> dict[str, StoredResult]:
+    async def load(self, command_ids: Iterable[str]) -> dict[str, LedgerEntry]:
         return {i: self.state.ledger[i] for i in command_ids if i in self.state.ledger}
 
-    async def record(self, results: Sequence[ResultRecord]) -> None:
-        for r in results:
-            row = self.state.ledger[r.command_id]
-            self.state.ledger[r.command_id] = StoredResult(
-                row.command_id,
-                row.command_type,
-                row.payload_sha256,
-                r.event_id,
-                r.result_topic,
-                row.entity_key,
-                r.result_json,
-            )
-
-    async def release(self, command_ids: Sequence[str]) -> None:
-        for command_id in command_ids:
-            del self.state.ledger[command_id]
+    async def record(self, entries: Sequence[LedgerEntry]) -> set[str]:
+        self.faults.check("record")
+        while self.faults.before_record:
+            self.faults.before_record.pop(0)()
+        spent = set()
+        for e in entries:
+            if e.command_id not in self.state.ledger:
+                self.state.ledger[e.command_id] = e
+                spent.add(e.command_id)
+        return spent
 
 
 class FakeDeadLetters(_Repository):
@@ -216,9 +201,15 @@ class FakeDeadLetters(_Repository):
 
 
 class FakeUnitOfWork:
-    def __init__(self, state: FakeState | None = None, faults: Faults | None = None) -> None:
+    def __init__(
+        self,
+        state: FakeState | None = None,
+        faults: Faults | None = None,
+        snapshots: list[FakeState] | None = None,
+    ) -> None:
         self.state = state if state is not None else FakeState()
         self.faults = faults if faults is not None else Faults()
+        self._snapshots = snapshots if snapshots is not None else []
         self.users = FakeUsers(self.state, self.faults)
         self.points = FakePoints(self.state, self.faults)
         self.products = FakeProducts(self.state, self.faults)
@@ -231,11 +222,15 @@ class FakeUnitOfWork:
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[object]:
         snapshot = copy.deepcopy(self.state)
+        self._snapshots.append(snapshot)
         try:
             yield self
         except BaseException:
             self.state.restore(snapshot)
             raise
+        finally:
+            ended = self._snapshots.pop()
+            assert ended is snapshot  # nested: the innermost ends first
 
 
 class FakeDatabase:
@@ -245,6 +240,12 @@ class FakeDatabase:
         self.state = state if state is not None else FakeState()
         self.faults = faults if faults is not None else Faults()
         self.transactions = 0
+        self._snapshots: list[FakeState] = []  # of the open transaction and savepoints
+
+    def commit_elsewhere(self, change: Callable[[FakeState], None]) -> None:
+        """Another transaction's committed change: no rollback of ours undoes it."""
+        for state in (self.state, *self._snapshots):
+            change(state)
 
     def begin(self) -> AbstractAsyncContextManager[FakeUnitOfWork]:
         return self._transaction()
@@ -252,11 +253,15 @@ class FakeDatabase:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[FakeUnitOfWork]:
         snapshot = copy.deepcopy(self.state)
-        uow = FakeUnitOfWork(self.state, self.faults)
+        self._snapshots.append(snapshot)
+        uow = FakeUnitOfWork(self.state, self.faults, self._snapshots)
         try:
             yield uow
             self.faults.check("commit")
         except BaseException:
             self.state.restore(snapshot)
             raise
+        finally:
+            ended = self._snapshots.pop()
+            assert ended is snapshot  # nested: the innermost ends first
         self.transactions += 1

@@ -2,16 +2,17 @@
 its savepoints, the ledger and the dead-letter records are the in-memory fakes of
 `consumers.ports` (`tests.unit.fakes`), which roll back as PostgreSQL would.
 
-Covered: a claim applies a command once and stores its result; a spent id is replayed
-(same event) or, with another payload, answered idempotency_conflict; the same id twice
-in one batch; transient failures of a command (retried, then temporarily_unavailable
-with the claim released) and of the whole transaction (the batch retried); a claim
-without a result (another transaction deciding) waited out; poison raised for the
-pipeline to isolate; dead letters recorded once, in the batch's transaction.
+Covered: a new command is applied once and its id spent with its result; a spent id is
+replayed (same event) or, with another payload, answered idempotency_conflict; the same
+id twice in one batch; transient failures of a command (retried, then
+temporarily_unavailable, its id not spent) and of the whole transaction (the batch
+retried); an id spent meanwhile by a concurrent transaction (retried, then replayed);
+poison raised for the pipeline to isolate; dead letters recorded once, in the batch's
+transaction.
 """
 
 import json
-from contextlib import AbstractAsyncContextManager
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,9 +24,9 @@ from contracts.commands import ChargePoints, Command
 from contracts.dead_letters import DeadLetterReason
 from contracts.topics import ROUTES_BY_TYPE
 from persistence.dead_letter_store import DeadLetterEntry
-from persistence.ledger import StoredResult
+from persistence.ledger import LedgerEntry
 from producers.dead_letters import build_dead_letter
-from tests.unit.fakes import FakeDatabase, FakeState, FakeUnitOfWork
+from tests.unit.fakes import FakeDatabase, FakeState
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 _offsets = iter(range(10**9))
@@ -59,7 +60,7 @@ def _event(outcome: Outcome) -> dict[str, Any]:
     return document
 
 
-async def test_a_claimed_command_is_applied_once_and_its_result_stored() -> None:
+async def test_a_new_command_is_applied_once_and_its_id_spent_with_its_result() -> None:
     database = _shop()
 
     [outcome] = (await _applier(database).apply([_charge("c1")])).outcomes
@@ -146,7 +147,7 @@ async def test_a_command_failing_four_times_is_unavailable_and_its_id_not_spent(
 
     assert outcome.kind is OutcomeKind.UNAVAILABLE
     assert _event(outcome)["reason"] == "temporarily_unavailable"
-    assert "c1" not in database.state.ledger  # the claim was released
+    assert "c1" not in database.state.ledger  # the id is not spent
     assert database.state.balances == {1: 0}
     [resent] = (await applier.apply([_charge("c1")])).outcomes
     assert resent.kind is OutcomeKind.ACCEPTED
@@ -186,32 +187,25 @@ async def test_a_transaction_failing_on_every_retry_answers_every_command_unavai
     assert database.state.balances == {1: 0}
 
 
-class _ClaimReleasedAfterFirstLook(FakeDatabase):
-    """Another transaction holds c1's claim without a result, and gives it back after
-    this applier's first transaction looked at it."""
+async def test_an_id_spent_meanwhile_by_another_transaction_is_retried_and_replayed() -> None:
+    database = _shop()
+    theirs = LedgerEntry(
+        "c1", "ChargePoints", "1", _charge("c1").payload_sha256, uuid.uuid4(), "t", "{}"
+    )
 
-    def __init__(self) -> None:
-        super().__init__(FakeState(users={1: "A"}, balances={1: 0}))
-        self.state.ledger["c1"] = StoredResult(
-            "c1", "ChargePoints", _charge("c1").payload_sha256, None, None, "1", None
-        )
-        self.begun = 0
+    def they_commit(state: FakeState) -> None:  # the same command, consumed elsewhere
+        state.ledger["c1"] = theirs
+        state.balances[1] += 10
 
-    def begin(self) -> AbstractAsyncContextManager[FakeUnitOfWork]:
-        self.begun += 1
-        if self.begun == 2:
-            self.state.ledger.pop("c1")
-        return super().begin()
-
-
-async def test_a_claim_without_a_result_is_waited_out_until_it_is_released() -> None:
-    database = _ClaimReleasedAfterFirstLook()
+    database.faults.before_record.append(lambda: database.commit_elsewhere(they_commit))
 
     [outcome] = (await _applier(database).apply([_charge("c1")])).outcomes
 
-    assert database.begun == 2
-    assert outcome.kind is OutcomeKind.ACCEPTED
-    assert database.state.balances == {1: 10}
+    assert outcome.kind is OutcomeKind.REPLAYED
+    assert outcome.event_id == theirs.event_id
+    assert database.state.balances == {1: 10}  # charged once, by them
+    assert database.state.transactions == []  # ours was rolled back
+    assert database.transactions == 1  # the retry, which only replayed
 
 
 async def test_poison_is_raised_after_its_retries_and_leaves_nothing_behind() -> None:
