@@ -3,10 +3,11 @@ so a rolled-back order leaves no payment behind. It never declines."""
 
 from collections.abc import Sequence
 
-from sqlalchemy import insert
+from sqlalchemy import BigInteger, String, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.payment import Payment, PaymentDeclined
+from persistence.arrays import bound, rows_of
 from persistence.tables import payments
 
 
@@ -17,8 +18,14 @@ class PointsPaymentGateway:
         self._connection = connection
 
     async def pay_all(self, paid: Sequence[Payment]) -> list[PaymentDeclined | None]:
+        given = rows_of("pay", user_id=BigInteger(), amount=BigInteger(), command_id=String())
         await self._connection.execute(
-            insert(payments),
-            [{"user_id": p.user_id, "amount": p.amount, "command_id": p.reference} for p in paid],
+            insert(payments).from_select(["user_id", "amount", "command_id"], select(given)),
+            bound(
+                "pay",
+                user_id=[p.user_id for p in paid],
+                amount=[p.amount for p in paid],
+                command_id=[p.reference for p in paid],
+            ),
         )
         return [None] * len(paid)

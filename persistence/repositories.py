@@ -1,18 +1,21 @@
 """Repositories over one connection (the batch's transaction).
 
-Reads that precede a write lock their row (`FOR UPDATE`), so two commands on the same
-user or product settle in turn instead of overwriting each other.
+Every method takes or returns a whole batch, in one statement: rows are bound as one
+array per column (`persistence.arrays`). Reads that precede a write lock their rows
+(`FOR UPDATE`), sorted by key, so two batches touching the same users or products
+settle in turn instead of overwriting each other, and cannot deadlock.
 """
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import BigInteger, DateTime, String, delete, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.catalog import Product
 from domain.orders import PricedOrder
+from persistence.arrays import any_of, bound, rows_of
 from persistence.tables import (
     cart_items,
     order_lines,
@@ -23,25 +26,31 @@ from persistence.tables import (
     users,
 )
 
+_ID = BigInteger()
+_TEXT = String()
+_MOMENT = DateTime(timezone=True)
+
 
 class UserRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
     async def existing(self, user_ids: Sequence[int]) -> set[int]:
-        statement = select(users.c.user_id).where(users.c.user_id.in_(sorted(set(user_ids))))
-        return set((await self._connection.execute(statement)).scalars())
+        statement = select(users.c.user_id).where(any_of(users.c.user_id, "ids", _ID))
+        return set((await self._connection.execute(statement, {"ids": list(user_ids)})).scalars())
 
     async def add_all(self, new: Sequence[tuple[int, str]]) -> int:
         """Insert (user id, name) rows, skipping ids taken meanwhile (the primary key
         settles races); returns how many were inserted."""
+        rows = rows_of("u", user_id=_ID, name=_TEXT)
         statement = (
             pg_insert(users)
+            .from_select(["user_id", "name"], select(rows).order_by(rows.c.user_id))
             .on_conflict_do_nothing(index_elements=[users.c.user_id])
             .returning(users.c.user_id)
         )
         result = await self._connection.execute(
-            statement, [{"user_id": u, "name": n} for u, n in sorted(new)]
+            statement, bound("u", user_id=[u for u, _ in new], name=[n for _, n in new])
         )
         return len(result.scalars().all())
 
@@ -51,9 +60,11 @@ class PointsRepository:
         self._connection = connection
 
     async def open_accounts(self, user_ids: Sequence[int]) -> None:
-        await self._connection.execute(
-            insert(point_balances), [{"user_id": u, "balance": 0} for u in sorted(user_ids)]
+        rows = rows_of("a", user_id=_ID)
+        statement = insert(point_balances).from_select(
+            ["user_id", "balance"], select(rows.c.user_id, literal(0)).order_by(rows.c.user_id)
         )
+        await self._connection.execute(statement, bound("a", user_id=user_ids))
 
     async def balances_for_update(self, user_ids: Sequence[int]) -> dict[int, int]:
         """Balances of those users that exist, rows locked in user id order."""
@@ -61,38 +72,62 @@ class PointsRepository:
             return {}
         statement = (
             select(point_balances.c.user_id, point_balances.c.balance)
-            .where(point_balances.c.user_id.in_(sorted(set(user_ids))))
+            .where(any_of(point_balances.c.user_id, "ids", _ID))
             .order_by(point_balances.c.user_id)
             .with_for_update()
         )
-        return {row.user_id: row.balance for row in await self._connection.execute(statement)}
+        rows = await self._connection.execute(statement, {"ids": list(user_ids)})
+        return {row.user_id: row.balance for row in rows}
 
     async def set_balances(self, balances: Mapping[int, int]) -> None:
         if not balances:
             return
-        await self._connection.execute(
+        rows = rows_of("b", user_id=_ID, balance=_ID)
+        statement = (
             update(point_balances)
-            .where(point_balances.c.user_id == bindparam("b_user_id"))
-            .values(balance=bindparam("b_balance"), updated_at=func.now()),
-            [{"b_user_id": u, "b_balance": b} for u, b in sorted(balances.items())],
+            .where(point_balances.c.user_id == rows.c.user_id)
+            .values(balance=rows.c.balance, updated_at=func.now())
+        )
+        await self._connection.execute(
+            statement, bound("b", user_id=list(balances), balance=list(balances.values()))
         )
 
     async def record_transactions(self, rows: Sequence[tuple[int, str, int, str]]) -> list[int]:
         """Record (user id, kind, signed amount, command id) rows in one statement; returns
-        their transaction ids in the same order."""
+        their transaction ids in the same order (a command has one row per call)."""
         if not rows:
             return []
-        statement = insert(point_transactions).returning(
-            point_transactions.c.transaction_id, sort_by_parameter_order=True
+        given = rows_of("t", user_id=_ID, kind=_TEXT, amount=_ID, command_id=_TEXT)
+        statement = (
+            insert(point_transactions)
+            .from_select(["user_id", "kind", "amount", "command_id"], select(given))
+            .returning(point_transactions.c.transaction_id, point_transactions.c.command_id)
         )
         result = await self._connection.execute(
             statement,
-            [{"user_id": u, "kind": k, "amount": a, "command_id": c} for u, k, a, c in rows],
+            bound(
+                "t",
+                user_id=[r[0] for r in rows],
+                kind=[r[1] for r in rows],
+                amount=[r[2] for r in rows],
+                command_id=[r[3] for r in rows],
+            ),
         )
-        return [int(i) for i in result.scalars().all()]
+        ids = {command_id: int(transaction_id) for transaction_id, command_id in result}
+        return [ids[command_id] for *_, command_id in rows]
 
 
 _PRODUCT_COLUMNS = (products.c.product_id, products.c.name, products.c.price, products.c.stock)
+
+
+def _products(rows: Sequence[Product]) -> dict[str, list[object]]:
+    return bound(
+        "p",
+        product_id=[p.product_id for p in rows],
+        name=[p.name for p in rows],
+        price=[p.price for p in rows],
+        stock=[p.stock for p in rows],
+    )
 
 
 class ProductRepository:
@@ -103,10 +138,8 @@ class ProductRepository:
         """The products that exist among `product_ids`, not locked."""
         if not product_ids:
             return {}
-        statement = select(*_PRODUCT_COLUMNS).where(
-            products.c.product_id.in_(sorted(set(product_ids)))
-        )
-        rows = (await self._connection.execute(statement)).all()
+        statement = select(*_PRODUCT_COLUMNS).where(any_of(products.c.product_id, "ids", _ID))
+        rows = await self._connection.execute(statement, {"ids": list(product_ids)})
         return {r.product_id: Product(r.product_id, r.name, r.price, r.stock) for r in rows}
 
     async def lock_many(self, product_ids: Sequence[int]) -> dict[int, Product]:
@@ -115,62 +148,59 @@ class ProductRepository:
             return {}
         statement = (
             select(*_PRODUCT_COLUMNS)
-            .where(products.c.product_id.in_(sorted(set(product_ids))))
+            .where(any_of(products.c.product_id, "ids", _ID))
             .order_by(products.c.product_id)
             .with_for_update()
         )
-        rows = (await self._connection.execute(statement)).all()
+        rows = await self._connection.execute(statement, {"ids": list(product_ids)})
         return {r.product_id: Product(r.product_id, r.name, r.price, r.stock) for r in rows}
 
     async def add_all(self, created: Sequence[Product]) -> int:
         """Insert new products, skipping ids created meanwhile; returns how many were
         inserted."""
+        given = rows_of("p", product_id=_ID, name=_TEXT, price=_ID, stock=_ID)
         statement = (
             pg_insert(products)
+            .from_select(
+                ["product_id", "name", "price", "stock"],
+                select(given).order_by(given.c.product_id),
+            )
             .on_conflict_do_nothing(index_elements=[products.c.product_id])
             .returning(products.c.product_id)
         )
-        result = await self._connection.execute(
-            statement,
-            [
-                {"product_id": p.product_id, "name": p.name, "price": p.price, "stock": p.stock}
-                for p in sorted(created, key=lambda p: p.product_id)
-            ],
-        )
+        result = await self._connection.execute(statement, _products(created))
         return len(result.scalars().all())
 
     async def update_all(self, changed: Sequence[Product]) -> None:
         """Write name, price and stock of existing (locked) products."""
         if not changed:
             return
-        await self._connection.execute(
+        given = rows_of("p", product_id=_ID, name=_TEXT, price=_ID, stock=_ID)
+        statement = (
             update(products)
-            .where(products.c.product_id == bindparam("b_product_id"))
+            .where(products.c.product_id == given.c.product_id)
             .values(
-                name=bindparam("b_name"),
-                price=bindparam("b_price"),
-                stock=bindparam("b_stock"),
-                updated_at=func.now(),
-            ),
-            [
-                {
-                    "b_product_id": p.product_id,
-                    "b_name": p.name,
-                    "b_price": p.price,
-                    "b_stock": p.stock,
-                }
-                for p in sorted(changed, key=lambda p: p.product_id)
-            ],
+                name=given.c.name, price=given.c.price, stock=given.c.stock, updated_at=func.now()
+            )
         )
+        await self._connection.execute(statement, _products(changed))
 
     async def set_stocks(self, changed: Sequence[Product]) -> None:
         if not changed:
             return
-        await self._connection.execute(
+        given = rows_of("s", product_id=_ID, stock=_ID)
+        statement = (
             update(products)
-            .where(products.c.product_id == bindparam("b_product_id"))
-            .values(stock=bindparam("b_stock"), updated_at=func.now()),
-            [{"b_product_id": p.product_id, "b_stock": p.stock} for p in changed],
+            .where(products.c.product_id == given.c.product_id)
+            .values(stock=given.c.stock, updated_at=func.now())
+        )
+        await self._connection.execute(
+            statement,
+            bound(
+                "s",
+                product_id=[p.product_id for p in changed],
+                stock=[p.stock for p in changed],
+            ),
         )
 
 
@@ -187,12 +217,12 @@ class CartRepository:
             return {}
         statement = (
             select(cart_items.c.user_id, cart_items.c.product_id, cart_items.c.quantity)
-            .where(cart_items.c.user_id.in_(sorted(set(user_ids))))
+            .where(any_of(cart_items.c.user_id, "ids", _ID))
             .order_by(cart_items.c.user_id, cart_items.c.product_id)
             .with_for_update()
         )
         lines: dict[int, list[tuple[int, int]]] = {}
-        for row in await self._connection.execute(statement):
+        for row in await self._connection.execute(statement, {"ids": list(user_ids)}):
             lines.setdefault(row.user_id, []).append((row.product_id, row.quantity))
         return lines
 
@@ -201,22 +231,32 @@ class CartRepository:
         kept = sorted((line, q) for line, q in quantities.items() if q > 0)
         gone = sorted(line for line, q in quantities.items() if q == 0)
         if kept:
-            statement = pg_insert(cart_items)
-            statement = statement.on_conflict_do_update(
+            given = rows_of("k", user_id=_ID, product_id=_ID, quantity=_ID)
+            upsert = pg_insert(cart_items).from_select(
+                ["user_id", "product_id", "quantity"], select(given)
+            )
+            upsert = upsert.on_conflict_do_update(
                 index_elements=[cart_items.c.user_id, cart_items.c.product_id],
-                set_={"quantity": statement.excluded.quantity, "updated_at": func.now()},
+                set_={"quantity": upsert.excluded.quantity, "updated_at": func.now()},
+            )
+            await self._connection.execute(
+                upsert,
+                bound(
+                    "k",
+                    user_id=[u for (u, _), _ in kept],
+                    product_id=[p for (_, p), _ in kept],
+                    quantity=[q for _, q in kept],
+                ),
+            )
+        if gone:
+            lines = rows_of("g", user_id=_ID, product_id=_ID)
+            statement = delete(cart_items).where(
+                cart_items.c.user_id == lines.c.user_id,
+                cart_items.c.product_id == lines.c.product_id,
             )
             await self._connection.execute(
                 statement,
-                [{"user_id": u, "product_id": p, "quantity": q} for (u, p), q in kept],
-            )
-        if gone:
-            await self._connection.execute(
-                delete(cart_items).where(
-                    cart_items.c.user_id == bindparam("b_user_id"),
-                    cart_items.c.product_id == bindparam("b_product_id"),
-                ),
-                [{"b_user_id": u, "b_product_id": p} for u, p in gone],
+                bound("g", user_id=[u for u, _ in gone], product_id=[p for _, p in gone]),
             )
 
 
@@ -229,28 +269,41 @@ class OrderRepository:
         statements; returns the order ids in the same order."""
         if not placed:
             return []
-        statement = insert(orders).returning(orders.c.order_id, sort_by_parameter_order=True)
+        given = rows_of("o", user_id=_ID, command_id=_TEXT, total=_ID, placed_at=_MOMENT)
+        statement = (
+            insert(orders)
+            .from_select(["user_id", "command_id", "total", "placed_at"], select(given))
+            .returning(orders.c.order_id, orders.c.command_id)
+        )
         result = await self._connection.execute(
             statement,
-            [
-                {"user_id": u, "command_id": c, "total": o.total, "placed_at": at}
-                for u, c, o, at in placed
-            ],
+            bound(
+                "o",
+                user_id=[u for u, _, _, _ in placed],
+                command_id=[c for _, c, _, _ in placed],
+                total=[o.total for _, _, o, _ in placed],
+                placed_at=[at for _, _, _, at in placed],
+            ),
         )
-        order_ids = [int(i) for i in result.scalars().all()]
+        ids = {command_id: int(order_id) for order_id, command_id in result}
+        order_ids = [ids[command_id] for _, command_id, _, _ in placed]
+        lines = [
+            (order_id, line.product_id, user_id, line.quantity, line.unit_price, placed_at)
+            for order_id, (user_id, _, order, placed_at) in zip(order_ids, placed, strict=True)
+            for line in order.lines
+        ]
+        given_lines = rows_of(
+            "l",
+            order_id=_ID,
+            product_id=_ID,
+            user_id=_ID,
+            quantity=_ID,
+            unit_price=_ID,
+            placed_at=_MOMENT,
+        )
+        columns = ["order_id", "product_id", "user_id", "quantity", "unit_price", "placed_at"]
         await self._connection.execute(
-            insert(order_lines),
-            [
-                {
-                    "order_id": order_id,
-                    "product_id": line.product_id,
-                    "user_id": user_id,
-                    "quantity": line.quantity,
-                    "unit_price": line.unit_price,
-                    "placed_at": placed_at,
-                }
-                for order_id, (user_id, _, order, placed_at) in zip(order_ids, placed, strict=True)
-                for line in order.lines
-            ],
+            insert(order_lines).from_select(columns, select(given_lines)),
+            bound("l", **{name: [line[i] for line in lines] for i, name in enumerate(columns)}),
         )
         return order_ids

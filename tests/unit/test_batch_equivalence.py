@@ -1,0 +1,434 @@
+"""Batching changes nothing: applying a history of commands in batches (one
+`BatchApplier.apply` per batch) answers every command exactly as applying the same
+commands one at a time, in the same order, and leaves the same state.
+
+Hypothesis draws a small shop (users 1-6, products 1-5, scarce stock, modest balances,
+some near the balance ceiling) and a history over it: registrations (some of taken ids),
+product upserts, charges (some of unknown users, some past the ceiling), cart adds and
+removes (some of more than the cart holds), orders of explicit items or of the cart,
+some of them declined by the payment gateway (4 declines fail the payment, 1-3 are
+retried through), re-sent duplicates (same command_id, same payload; later, or in the
+same batch) and idempotency conflicts (same command_id, another payload). The history
+is cut into batches of one topic each (at every change of topic, and at random points).
+Everything is in memory (`tests.unit.fakes`); no server is involved.
+"""
+
+import asyncio
+import copy
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import Phase, event, find, given, settings, target
+from hypothesis import strategies as st
+
+from consumers.applier import Applied, BatchApplier, Outcome, OutcomeKind
+from consumers.decoding import DecodedCommand, RawRecord, decode_record
+from contracts.commands import (
+    AddCartItem,
+    ChargePoints,
+    Command,
+    OrderLine,
+    PlaceOrder,
+    RegisterUser,
+    RemoveCartItem,
+    UpsertProduct,
+)
+from contracts.limits import MAX_BALANCE, MAX_CHARGE_AMOUNT
+from contracts.topics import ROUTES_BY_TYPE
+from domain.catalog import Product
+from tests.unit.fakes import FakeDatabase, FakeState, Faults
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+COMMAND_TYPES: tuple[type[Command], ...] = (
+    RegisterUser,
+    UpsertProduct,
+    ChargePoints,
+    AddCartItem,
+    RemoveCartItem,
+    PlaceOrder,
+)
+
+# Small id spaces, so that commands collide on users, products and stock.
+USER_IDS = st.integers(min_value=1, max_value=6)
+PRODUCT_IDS = st.integers(min_value=1, max_value=5)
+NAMES = st.sampled_from(["Ann", "Bob", "Cy"])
+QUANTITIES = st.integers(min_value=1, max_value=3)
+# Modest balances against prices of 1-30, and now and then one close to the ceiling.
+BALANCES = st.one_of(
+    st.integers(min_value=0, max_value=60),
+    st.integers(min_value=MAX_BALANCE - 2 * MAX_CHARGE_AMOUNT, max_value=MAX_BALANCE),
+)
+CHARGE_AMOUNTS = st.one_of(st.integers(min_value=1, max_value=50), st.just(MAX_CHARGE_AMOUNT))
+# How often an order's payment is declined: 4 is payment_failed (1 try + 3 retries).
+DECLINES = st.sampled_from([0, 0, 0, 0, 1, 3, 4, 4])
+
+
+def fixed_clock() -> datetime:
+    return NOW
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A shop, a history over it, the payment declines, and how the history is batched."""
+
+    initial: FakeState
+    batches: list[list[Command]]
+    declines: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def history(self) -> list[Command]:
+        return [cmd for batch in self.batches for cmd in batch]
+
+
+def _fresh_command(command_type: type[Command], command_id: str) -> st.SearchStrategy[Command]:
+    cid = st.just(command_id)
+    if command_type is RegisterUser:
+        return st.builds(RegisterUser, command_id=cid, user_id=USER_IDS, name=NAMES)
+    if command_type is UpsertProduct:
+        return st.builds(
+            UpsertProduct,
+            command_id=cid,
+            product_id=PRODUCT_IDS,
+            name=NAMES,
+            price=st.integers(min_value=1, max_value=30),
+            stock_added=st.integers(min_value=0, max_value=3),
+        )
+    if command_type is ChargePoints:
+        return st.builds(ChargePoints, command_id=cid, user_id=USER_IDS, amount=CHARGE_AMOUNTS)
+    if command_type is AddCartItem:
+        return st.builds(
+            AddCartItem,
+            command_id=cid,
+            user_id=USER_IDS,
+            product_id=PRODUCT_IDS,
+            quantity=QUANTITIES,
+        )
+    if command_type is RemoveCartItem:
+        return st.builds(
+            RemoveCartItem,
+            command_id=cid,
+            user_id=USER_IDS,
+            product_id=PRODUCT_IDS,
+            quantity=st.integers(min_value=1, max_value=4),
+        )
+    assert command_type is PlaceOrder
+    lines = st.lists(
+        st.builds(OrderLine, product_id=PRODUCT_IDS, quantity=QUANTITIES),
+        min_size=1,
+        max_size=3,
+        unique_by=lambda line: line.product_id,
+    )
+    return st.one_of(
+        st.builds(PlaceOrder, command_id=cid, user_id=USER_IDS, items=lines),
+        st.builds(PlaceOrder, command_id=cid, user_id=USER_IDS, from_cart=st.just(True)),
+    )
+
+
+@st.composite
+def initial_states(draw: st.DrawFn) -> FakeState:
+    balances = draw(st.dictionaries(USER_IDS, BALANCES, max_size=4))
+    products = draw(
+        st.dictionaries(
+            PRODUCT_IDS,
+            st.tuples(
+                NAMES,
+                st.integers(min_value=1, max_value=30),
+                st.integers(min_value=0, max_value=3),
+            ),
+            max_size=4,
+        )
+    )
+    return FakeState(
+        users={user_id: f"user{user_id}" for user_id in balances},
+        balances=balances,
+        products={
+            product_id: Product(product_id, name, price, stock)
+            for product_id, (name, price, stock) in products.items()
+        },
+    )
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> Scenario:
+    initial = draw(initial_states())
+    size = draw(st.integers(min_value=0, max_value=30))
+    history: list[Command] = []
+    declines: dict[str, int] = {}
+    command_type: type[Command] = draw(st.sampled_from(COMMAND_TYPES))
+    for index in range(size):
+        how = draw(st.sampled_from(["fresh"] * 6 + ["resend", "resend-last", "conflict"]))
+        if how == "fresh" or not history:
+            # Types come in runs, so that batches hold several commands.
+            if draw(st.integers(min_value=0, max_value=2)) == 0:
+                command_type = draw(st.sampled_from(COMMAND_TYPES))
+            command = draw(_fresh_command(command_type, f"c{index}"))
+            if isinstance(command, PlaceOrder):
+                times = draw(DECLINES)
+                if times:
+                    declines[command.command_id] = times
+        elif how == "resend-last":
+            command = history[-1]
+        elif how == "resend":
+            command = history[draw(st.integers(min_value=0, max_value=len(history) - 1))]
+        else:
+            earlier = history[draw(st.integers(min_value=0, max_value=len(history) - 1))]
+            # Mostly the same type (so it can share a batch with the original), sometimes
+            # another type: a command_id is unique across all command types.
+            other_type = (
+                type(earlier)
+                if draw(st.integers(min_value=0, max_value=3))
+                else draw(st.sampled_from(COMMAND_TYPES))
+            )
+            fresh = draw(_fresh_command(other_type, earlier.command_id))
+            command = fresh  # may equal `earlier` by chance: then it is a duplicate
+        history.append(command)
+        command_type = type(command)
+
+    batches: list[list[Command]] = []
+    for command in history:
+        same_topic = bool(batches) and type(batches[-1][-1]) is type(command)
+        if same_topic and not draw(st.integers(min_value=0, max_value=3)) == 0:
+            batches[-1].append(command)
+        else:
+            batches.append([command])
+    return Scenario(initial, batches, declines)
+
+
+def _decoded(command: Command, offset: int) -> DecodedCommand:
+    route = ROUTES_BY_TYPE[type(command)]
+    key = str(route.entity_id(command)).encode()
+    record = RawRecord(route.topic, 0, offset, key, command.model_dump_json().encode())
+    decoded = decode_record(route, record)
+    assert isinstance(decoded, DecodedCommand), decoded
+    return decoded
+
+
+def _decoded_batches(scenario: Scenario) -> list[list[DecodedCommand]]:
+    offset = 0
+    batches: list[list[DecodedCommand]] = []
+    for batch in scenario.batches:
+        decoded = []
+        for command in batch:
+            decoded.append(_decoded(command, offset))
+            offset += 1
+        batches.append(decoded)
+    return batches
+
+
+@dataclass
+class Side:
+    outcomes: list[Outcome]
+    state: FakeState
+    batch_sizes: list[int]
+
+
+async def _apply(scenario: Scenario, batches: Sequence[Sequence[DecodedCommand]]) -> Side:
+    database = FakeDatabase(
+        copy.deepcopy(scenario.initial), Faults(declines=dict(scenario.declines))
+    )
+    applier = BatchApplier(database, clock=fixed_clock, backoff_seconds=0)
+    outcomes: list[Outcome] = []
+    for batch in batches:
+        applied: Applied = await applier.apply(batch)
+        assert len(applied.outcomes) == len(batch)
+        assert [o.command_id for o in applied.outcomes] == [c.command_id for c in batch]
+        assert applied.dead_letters == []
+        outcomes.extend(applied.outcomes)
+    return Side(outcomes, database.state, [len(b) for b in batches])
+
+
+async def _both_sides(scenario: Scenario) -> tuple[Side, Side]:
+    batches = _decoded_batches(scenario)
+    batched = await _apply(scenario, batches)
+    alone = await _apply(scenario, [[cmd] for batch in batches for cmd in batch])
+    return batched, alone
+
+
+def _event(outcome: Outcome) -> dict[str, Any]:
+    document = json.loads(outcome.value)
+    assert isinstance(document, dict)
+    return document
+
+
+def _comparable_event(outcome: Outcome) -> dict[str, Any]:
+    """The result event without what differs by construction: `event_id` is a fresh
+    uuid4 per side (replays and conflicts are checked separately) and `occurred_at` is
+    the clock's (fixed here, but not part of what batching must preserve)."""
+    document = _event(outcome)
+    document.pop("event_id")
+    document.pop("occurred_at")
+    return document
+
+
+def _label(outcome: Outcome) -> str:
+    reason = _event(outcome).get("reason")
+    return f"{outcome.kind.value}:{reason}" if reason else outcome.kind.value
+
+
+def _assert_replays_repeat_the_first_answer(side: Side, name: str) -> None:
+    first: dict[str, Outcome] = {}
+    for outcome in side.outcomes:
+        earlier = first.get(outcome.command_id)
+        if outcome.kind in (OutcomeKind.ACCEPTED, OutcomeKind.REJECTED):
+            assert earlier is None, f"{name}: {outcome.command_id} decided twice"
+            first[outcome.command_id] = outcome
+        elif outcome.kind is OutcomeKind.REPLAYED:
+            assert earlier is not None, f"{name}: {outcome.command_id} replayed, never decided"
+            assert outcome.event_id == earlier.event_id, name
+            assert outcome.value == earlier.value, name
+            assert (outcome.result_topic, outcome.key) == (earlier.result_topic, earlier.key)
+        else:
+            assert outcome.kind is OutcomeKind.CONFLICT, f"{name}: {outcome}"
+            assert earlier is not None, f"{name}: {outcome.command_id} conflicts with nothing"
+            assert outcome.event_id != earlier.event_id, name
+
+
+def _assert_equivalent(scenario: Scenario, batched: Side, alone: Side) -> None:
+    history = scenario.history
+    assert len(batched.outcomes) == len(alone.outcomes) == len(history)
+    for index, (command, a, b) in enumerate(
+        zip(history, batched.outcomes, alone.outcomes, strict=True)
+    ):
+        where = f"command #{index} {command!r}: batched {_label(a)}, alone {_label(b)}"
+        assert a.command_id == b.command_id == command.command_id, where
+        assert a.kind is b.kind, where
+        assert (a.result_topic, a.key) == (b.result_topic, b.key), where
+        # order_id and transaction_id come from the fakes' counters; both sides insert
+        # the same rows in the same order, so they match too.
+        assert _comparable_event(a) == _comparable_event(b), where
+        if a.kind is OutcomeKind.CONFLICT:  # deterministic ids: equal on both sides
+            assert a.event_id == b.event_id, where
+    _assert_replays_repeat_the_first_answer(batched, "batched")
+    _assert_replays_repeat_the_first_answer(alone, "alone")
+
+    state_a, state_b = batched.state.comparable(), alone.state.comparable()
+    # Payments are the one legitimate difference of order: a batch of orders pays in
+    # rounds (`consumers.handlers.place_orders`), so an order settled only once an
+    # earlier one's payment failed is paid after the orders of the first round, while
+    # one at a time pays in offset order. The set of payments must be the same; its
+    # order is only the payment rows' ids.
+    payments_a, payments_b = state_a.pop("payments"), state_b.pop("payments")
+    assert isinstance(payments_a, list)
+    assert isinstance(payments_b, list)
+    assert Counter(payments_a) == Counter(payments_b)
+    assert state_a == state_b
+
+    ledger_a, ledger_b = batched.state.ledger, alone.state.ledger
+    assert set(ledger_a) == set(ledger_b)
+    for command_id, entry in ledger_a.items():
+        other = ledger_b[command_id]
+        assert (entry.command_type, entry.entity_key, entry.payload_sha256) == (
+            other.command_type,
+            other.entity_key,
+            other.payload_sha256,
+        )
+        assert entry.result_topic == other.result_topic
+        stored_a, stored_b = json.loads(entry.result_json), json.loads(other.result_json)
+        for stored in (stored_a, stored_b):
+            stored.pop("event_id")
+            stored.pop("occurred_at")
+        assert stored_a == stored_b
+
+
+def _check(scenario: Scenario) -> tuple[Side, Side]:
+    batched, alone = asyncio.run(_both_sides(scenario))
+    _assert_equivalent(scenario, batched, alone)
+    return batched, alone
+
+
+@settings(max_examples=200, deadline=None)
+@given(scenarios())
+def test_batches_answer_and_change_exactly_as_one_command_at_a_time(scenario: Scenario) -> None:
+    batched, alone = _check(scenario)
+
+    labels = {_label(o) for o in alone.outcomes}
+    for label in sorted(labels):
+        event(label)
+    if any(size > 1 for size in batched.batch_sizes):
+        event("a batch of several commands")
+    target(float(len(labels)), label="distinct outcomes")
+
+
+def _placed_order(command_id: str, user_id: int, product_id: int) -> PlaceOrder:
+    return PlaceOrder(
+        command_id=command_id,
+        user_id=user_id,
+        items=[OrderLine(product_id=product_id, quantity=1)],
+    )
+
+
+def test_an_order_placed_only_because_an_earlier_one_of_its_batch_failed_to_pay() -> None:
+    """One unit of stock, two orders of it in one batch: the first one's payment is
+    declined 4 times (payment_failed), which leaves the unit to the second. A third
+    order, declined 3 times, is paid on its last try."""
+    scenario = Scenario(
+        FakeState(
+            users={1: "Ann", 2: "Bob"},
+            balances={1: 50, 2: 50},
+            products={7: Product(7, "Mug", 10, 1), 8: Product(8, "Tea", 5, 1)},
+        ),
+        [
+            [
+                _placed_order("declined", 1, 7),
+                _placed_order("freed", 2, 7),
+                _placed_order("retried", 1, 8),
+                _placed_order("freed", 2, 7),  # a duplicate in the same batch
+            ]
+        ],
+        declines={"declined": 4, "retried": 3},
+    )
+
+    batched, _ = _check(scenario)
+
+    assert [_label(o) for o in batched.outcomes] == [
+        "rejected:payment_failed",
+        "accepted",
+        "accepted",
+        "replayed",
+    ]
+    assert _event(batched.outcomes[1])["balance"] == 40
+    assert batched.state.products[7].stock == 0
+    assert batched.state.balances == {1: 45, 2: 40}
+    # Paid in rounds: "retried" in the first (with "declined"), "freed" in the second.
+    assert batched.state.payments == [(1, 5, "retried"), (2, 10, "freed")]
+
+
+_REACHABLE = [
+    "accepted",
+    "replayed",
+    "conflict:idempotency_conflict",
+    "rejected:user_exists",
+    "rejected:unknown_user",
+    "rejected:unknown_product",
+    "rejected:insufficient_points",
+    "rejected:out_of_stock",
+    "rejected:insufficient_cart_quantity",
+    "rejected:empty_cart",
+    "rejected:balance_limit_exceeded",
+    "rejected:payment_failed",
+]
+
+
+def test_the_histories_drawn_reach_every_outcome() -> None:
+    """Not vacuous: the strategy reaches each outcome, within one batch of several
+    commands that holds another command as well."""
+    quick = settings(max_examples=500, phases=[Phase.generate], database=None, derandomize=True)
+
+    def reaches(label: str) -> Any:
+        def condition(scenario: Scenario) -> bool:
+            batched, _ = asyncio.run(_both_sides(scenario))
+            outcomes = iter(batched.outcomes)
+            labels_by_batch = [
+                [_label(next(outcomes)) for _ in batch] for batch in scenario.batches
+            ]
+            return any(len(labels) > 1 and label in labels for labels in labels_by_batch)
+
+        return condition
+
+    for label in _REACHABLE:
+        find(scenarios(), reaches(label), settings=quick)
