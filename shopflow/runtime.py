@@ -36,8 +36,8 @@ async def _exit_abruptly() -> None:
 
 
 def build_broker(settings: Settings) -> KafkaBroker:
-    # Idempotent producer with acks=all: a retried send never duplicates or reorders a
-    # result within its partition.
+    # Results and dead letters go through the sink's own producer (producers.publisher);
+    # FastStream's, configured alike (idempotent, acks=all), publishes nothing of ours.
     return KafkaBroker(
         settings.kafka_bootstrap,
         enable_idempotence=True,
@@ -60,7 +60,7 @@ class Runtime:
     sales_view: SalesView
     clock: Clock
     dead_letter_limits: DeadLetterLimits
-    consumes: bool
+    sink: KafkaMessageSink | None  # publishes results and dead letters, when consuming
 
     @classmethod
     def build(
@@ -80,13 +80,19 @@ class Runtime:
             redis, prefix=settings.redis_key_prefix, cache_ms=settings.top_cache_ms
         )
         limits = DeadLetterLimits()
+        sink = None
         if consume:
             after_commit = (
                 _exit_abruptly
                 if settings.fault_injection is FaultInjection.EXIT_AFTER_DB_COMMIT
                 else None
             )
-            sink = KafkaMessageSink(broker, topics)
+            sink = KafkaMessageSink(
+                settings.kafka_bootstrap,
+                topics,
+                max_request_size=settings.producer_max_request_size,
+                client_id="shopflow",
+            )
             options = ConsumerOptions(
                 max_records=settings.batch_max_records,
                 batch_timeout_ms=settings.batch_timeout_ms,
@@ -118,14 +124,15 @@ class Runtime:
                 options=options,
                 after_apply=after_apply,
             )
-        return cls(settings, engine, redis, broker, topics, sales_view, clock, limits, consume)
+        return cls(settings, engine, redis, broker, topics, sales_view, clock, limits, sink)
 
     async def rebuild_sales_view(self, now: datetime | None = None) -> bool:
         return await rebuild_sales_view(self.sales_view, self.engine, now or self.clock())
 
     async def start(self) -> None:
-        if self.consumes:
+        if self.sink is not None:
             await self._size_dead_letters()
+            await self.sink.start()
         await self.broker.start()
 
     async def _size_dead_letters(self) -> None:
@@ -148,5 +155,7 @@ class Runtime:
         # The broker first: in-flight batches finish (or are left unacknowledged, to be
         # redelivered) while the database is still there.
         await self.broker.stop()
+        if self.sink is not None:
+            await self.sink.stop()
         await self.redis.aclose()
         await self.engine.dispose()
