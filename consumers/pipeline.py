@@ -17,6 +17,7 @@ batch after a pause (a server that is down is an outage to wait out, not poison)
 """
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
@@ -154,8 +155,8 @@ class CommandPipeline:
                 d.error,
             )
             metrics.DEAD_LETTERS.labels(self.route.topic, d.reason.value).inc()
-        for o in applied.outcomes:
-            metrics.COMMANDS.labels(self.route.topic, o.kind.value).inc()
+        for kind, count in Counter(o.kind.value for o in applied.outcomes).items():
+            metrics.COMMANDS.labels(self.route.topic, kind).inc(count)
 
     def _entry(
         self,

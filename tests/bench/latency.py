@@ -31,7 +31,7 @@ from persistence.migrate import upgrade_to_head
 from shopflow.kafka_admin import ensure_topics
 from shopflow.settings import Settings
 from tests.bench.ceilings import bare_loop
-from tests.bench.drain_charges import seed
+from tests.bench.drain import seed
 
 USERS = 1000
 

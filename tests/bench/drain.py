@@ -1,0 +1,411 @@
+"""Benchmark: how fast shopflow's worker processes drain commands already on their topics.
+
+    .venv/bin/python -m tests.bench.drain                       # 20,000 ChargePoints
+    .venv/bin/python -m tests.bench.drain --kind orders --commands 10000
+    .venv/bin/python -m tests.bench.drain --kind mix --workers 2
+    .venv/bin/python -m tests.bench.drain --profile /tmp/worker.txt   # py-spy, collapsed
+
+Kinds: `charges`, `orders` (two lines each), `register`, `upsert`, `add-item`,
+`remove-item`, and `mix` (50 % AddCartItem, 25 % ChargePoints, 25 % PlaceOrder).
+
+Uses the servers of `make up` and the default database, on topics of its own (a fresh
+prefix, deleted afterwards). What the commands need (users, balances, products with
+ample stock, cart lines) is created with SQL first, keeping the books consistent for
+`shopflow check`. The commands are produced, then the `shopflow worker` subprocesses
+start, and the clock runs from the first result to the last. The script checks that
+every command was accepted exactly once and that balances, stock and carts moved by
+exactly what was sent; for a single-topic kind it then measures, in the same run, a
+bare aiokafka loop over the same records (`tests.bench.ceilings`) and gives shopflow's
+rate as a ratio of it. The workers' resident memory is read just before they stop.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.commands import (
+    AddCartItem,
+    ChargePoints,
+    Command,
+    OrderLine,
+    PlaceOrder,
+    RegisterUser,
+    RemoveCartItem,
+    UpsertProduct,
+)
+from contracts.events import parse_event
+from contracts.topics import ROUTES_BY_TYPE, Topics
+from persistence.database import create_engine
+from persistence.migrate import upgrade_to_head
+from persistence.tables import (
+    cart_items,
+    point_balances,
+    point_transactions,
+    products,
+    users,
+)
+from producers.client import topic_partitions
+from shopflow.kafka_admin import ensure_topics
+from shopflow.settings import Settings
+from tests.bench.ceilings import bare_drain
+
+KINDS = ("charges", "orders", "register", "upsert", "add-item", "remove-item", "mix")
+BALANCE = 10**12
+PRODUCT_COUNT = 100
+PRODUCT_STOCK = 10**9
+CART_UNITS = 10**6
+
+
+@dataclass(frozen=True)
+class Drain:
+    kind: str
+    workers: int
+    commands: int
+    seconds: float
+    per_second: float
+    ceiling_per_second: float | None  # the bare aiokafka loop, same records, same run
+    worker_rss_mb: float | None  # the largest worker's, at the end of the drain
+    start_to_first_result_s: float
+
+    @property
+    def ratio(self) -> float | None:
+        return None if not self.ceiling_per_second else self.per_second / self.ceiling_per_second
+
+    def line(self) -> str:
+        text = (
+            f"{self.kind}, {self.workers} worker(s): {self.commands} commands in "
+            f"{self.seconds:.2f} s = {self.per_second:,.0f}/s"
+        )
+        if self.ceiling_per_second:
+            text += f"; bare loop {self.ceiling_per_second:,.0f}/s (ratio {self.ratio:.2f})"
+        if self.worker_rss_mb:
+            text += f"; worker RSS {self.worker_rss_mb:.0f} MB"
+        return text
+
+
+async def seed(
+    engine: AsyncEngine,
+    user_ids: list[int],
+    balance: int,
+    product_ids: list[int],
+    cart_units: int = 0,
+) -> None:
+    """Users with `balance` points (and the charge that explains it), products with ample
+    stock, and (`cart_units`) a cart line of every product for every user."""
+    async with engine.begin() as connection:
+        if user_ids:
+            await connection.execute(
+                insert(users), [{"user_id": u, "name": "bench"} for u in user_ids]
+            )
+            await connection.execute(
+                insert(point_balances), [{"user_id": u, "balance": balance} for u in user_ids]
+            )
+        if user_ids and balance:
+            await connection.execute(
+                insert(point_transactions),
+                [
+                    {"user_id": u, "kind": "charge", "amount": balance, "command_id": "bench-seed"}
+                    for u in user_ids
+                ],
+            )
+        if product_ids:
+            await connection.execute(
+                insert(products),
+                [
+                    {"product_id": p, "name": "bench", "price": 1, "stock": PRODUCT_STOCK}
+                    for p in product_ids
+                ],
+            )
+        if cart_units:
+            await connection.execute(
+                insert(cart_items),
+                [
+                    {"user_id": u, "product_id": p, "quantity": cart_units}
+                    for u in user_ids
+                    for p in product_ids
+                ],
+            )
+
+
+def commands_of(
+    kind: str, count: int, run_id: str, user_ids: list[int], product_ids: list[int]
+) -> list[Command]:
+    rng = random.Random(11)
+
+    def make(i: int, what: str) -> Command:
+        command_id = f"bench-{run_id}-{i}"
+        user_id = user_ids[i % len(user_ids)]
+        if what == "charges":
+            return ChargePoints(command_id=command_id, user_id=user_id, amount=3)
+        if what == "orders":
+            lines = [OrderLine(product_id=p, quantity=1) for p in rng.sample(product_ids, 2)]
+            return PlaceOrder(command_id=command_id, user_id=user_id, items=lines)
+        if what == "register":
+            return RegisterUser(command_id=command_id, user_id=user_id, name="bench")
+        if what == "upsert":
+            product_id = product_ids[i % len(product_ids)]
+            return UpsertProduct(
+                command_id=command_id, product_id=product_id, name="bench", price=5, stock_added=1
+            )
+        product_id = rng.choice(product_ids)
+        if what == "add-item":
+            return AddCartItem(
+                command_id=command_id, user_id=user_id, product_id=product_id, quantity=1
+            )
+        return RemoveCartItem(
+            command_id=command_id, user_id=user_id, product_id=product_id, quantity=1
+        )
+
+    if kind != "mix":
+        return [make(i, kind) for i in range(count)]
+    share = ["add-item", "add-item", "charges", "orders"]
+    return [make(i, share[i % 4]) for i in range(count)]
+
+
+@dataclass(frozen=True)
+class _Shop:
+    user_ids: list[int]
+    product_ids: list[int]
+
+
+async def _prepare(engine: AsyncEngine, kind: str, count: int, user_count: int) -> _Shop:
+    first_id = secrets.randbelow(2**60) + 1
+    user_ids = [first_id + i for i in range(user_count if kind != "register" else count)]
+    product_count = PRODUCT_COUNT if kind != "upsert" else 1_000
+    product_ids = [first_id + i for i in range(product_count)]
+    if kind == "register" or kind == "upsert":
+        await seed(engine, [], 0, [])
+    elif kind == "remove-item":
+        # Each user's cart holds every product, so any removal of one unit succeeds.
+        small = product_ids[:10]
+        await seed(engine, user_ids, 0, small, cart_units=CART_UNITS)
+        product_ids = small
+    else:
+        await seed(engine, user_ids, BALANCE, product_ids)
+    return _Shop(user_ids, product_ids)
+
+
+async def _totals(engine: AsyncEngine, shop: _Shop) -> tuple[int, int, int]:
+    async with engine.connect() as connection:
+        balance = (
+            await connection.execute(
+                select(func.coalesce(func.sum(point_balances.c.balance), 0)).where(
+                    point_balances.c.user_id.in_(shop.user_ids)
+                )
+            )
+        ).scalar_one()
+        stock = (
+            await connection.execute(
+                select(func.coalesce(func.sum(products.c.stock), 0)).where(
+                    products.c.product_id.in_(shop.product_ids)
+                )
+            )
+        ).scalar_one()
+        in_carts = (
+            await connection.execute(
+                select(func.coalesce(func.sum(cart_items.c.quantity), 0)).where(
+                    cart_items.c.user_id.in_(shop.user_ids)
+                )
+            )
+        ).scalar_one()
+    return int(balance), int(stock), int(in_carts)
+
+
+def _expected_change(commands: list[Command]) -> tuple[int, int, int]:
+    """How much the balances, the stock and the carts must move if every command is
+    accepted once (registrations are checked by their answers alone)."""
+    balance = stock = carts = 0
+    for c in commands:
+        if isinstance(c, ChargePoints):
+            balance += c.amount
+        elif isinstance(c, PlaceOrder):
+            units = sum(line.quantity for line in c.items or ())
+            balance -= units  # every bench product costs 1 point
+            stock -= units
+        elif isinstance(c, UpsertProduct):
+            stock += c.stock_added
+        elif isinstance(c, AddCartItem):
+            carts += c.quantity
+        elif isinstance(c, RemoveCartItem):
+            carts -= c.quantity
+    return balance, stock, carts
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+async def run(
+    kind: str,
+    count: int,
+    user_count: int = 2_000,
+    *,
+    workers: int = 1,
+    profile: str | None = None,
+    ceiling: bool = True,
+) -> Drain:
+    run_id = secrets.token_hex(3)
+    settings = Settings().model_copy(
+        update={"topic_prefix": f"bench-{run_id}.", "consumer_group": f"bench-{run_id}"}
+    )
+    topics = Topics(settings.topic_prefix)
+    engine = create_engine(settings.database_url)
+    await upgrade_to_head(engine)
+    shop = await _prepare(engine, kind, count, user_count)
+    before = await _totals(engine, shop)
+    await ensure_topics(settings)
+    commands = commands_of(kind, count, run_id, shop.user_ids, shop.product_ids)
+    routes = {ROUTES_BY_TYPE[type(c)] for c in commands}
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, linger_ms=5
+    )
+    await producer.start()
+    pending = []
+    for command in commands:
+        route = ROUTES_BY_TYPE[type(command)]
+        pending.append(
+            await producer.send(
+                topics.name(route.topic),
+                command.model_dump_json(exclude_none=True).encode(),
+                key=str(route.entity_id(command)).encode(),
+            )
+        )
+    await asyncio.gather(*pending)
+    partitions = [
+        TopicPartition(topic, p)
+        for topic in sorted({topics.name(r.result_topic) for r in routes})
+        for p in await topic_partitions(producer, topic)
+    ]
+    await producer.stop()
+    print(f"produced {count} {kind} commands", flush=True)
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    env = {
+        **os.environ,
+        "SHOPFLOW_TOPIC_PREFIX": settings.topic_prefix,
+        "SHOPFLOW_CONSUMER_GROUP": settings.consumer_group,
+    }
+    started = time.perf_counter()
+    argv = [
+        sys.executable,
+        *("-m", "shopflow", "worker", "--log-level"),
+        os.environ.get("BENCH_WORKER_LOG", "warning"),
+    ]
+    if profile:
+        # py-spy samples the (first) worker at 100 Hz into collapsed stacks.
+        py_spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+        argv = [py_spy, "record", "--format", "raw", "-o", profile, "--", *argv]
+    processes = [await asyncio.create_subprocess_exec(*argv, env=env) for _ in range(workers)]
+    wanted = {c.command_id for c in commands}
+    seen: dict[str, int] = {}
+    accepted = 0
+    first_at = last_at = 0.0
+    rss: list[float] = []
+    try:
+        async with asyncio.timeout(600):
+            while len(seen) < count:
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    for record in records:
+                        assert record.value is not None
+                        event = parse_event(record.value)
+                        if event.command_id not in wanted:
+                            continue
+                        seen[event.command_id] = seen.get(event.command_id, 0) + 1
+                        accepted += "Rejected" not in type(event).__name__
+                        first_at = first_at or time.perf_counter()
+                last_at = time.perf_counter()
+        rss = [m for p in processes if (m := _rss_mb(p.pid)) is not None]
+    finally:
+        for process in processes:
+            if profile:
+                os.kill(process.pid, signal.SIGINT)  # py-spy writes its profile, stops
+            else:
+                process.terminate()
+        for process in processes:
+            await process.wait()
+        await consumer.stop()
+
+    after = await _totals(engine, shop)
+    await engine.dispose()
+    bare = None
+    if ceiling and len(routes) == 1:
+        bare = await bare_drain(
+            settings.kafka_bootstrap,
+            topics.name(next(iter(routes)).topic),
+            count,
+            settings.command_partitions,
+        )
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    await admin.delete_topics(
+        [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+    )
+    await admin.close()
+
+    assert accepted == count, f"{count - accepted} commands not accepted"
+    duplicates = sum(seen.values()) - len(seen)
+    moved = tuple(a - b for a, b in zip(after, before, strict=True))
+    assert moved == _expected_change(commands), f"balances, stock, carts moved by {moved}"
+    drain = last_at - first_at
+    result = Drain(
+        kind=kind,
+        workers=workers,
+        commands=count,
+        seconds=drain,
+        per_second=count / drain,
+        ceiling_per_second=bare,
+        worker_rss_mb=None if profile or not rss else max(rss),
+        start_to_first_result_s=first_at - started,
+    )
+    print(
+        f"{result.line()}\n  checks: every command accepted exactly once ({duplicates} "
+        "results repeated); balances, stock and carts moved by what was sent",
+        flush=True,
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--kind", choices=KINDS, default="charges")
+    parser.add_argument("--commands", type=int, default=20_000)
+    parser.add_argument("--users", type=int, default=2_000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--profile", metavar="PATH", help="sample the worker with py-spy into PATH (collapsed)"
+    )
+    args = parser.parse_args()
+    result = asyncio.run(
+        run(args.kind, args.commands, args.users, workers=args.workers, profile=args.profile)
+    )
+    if args.json:
+        print(json.dumps(asdict(result)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Ceiling: the SQL shopflow issues per batch, sent by bare asyncpg.
+
+    .venv/bin/python -m tests.bench.sql_ceiling --kind charges --commands 10000
+
+The applier runs in this process on batches of 500 decoded commands (no Kafka), on
+users (and products) of its own: shopflow's rate with the database alone. Then, on
+another such set, it runs again with every transaction rolled back, while a SQLAlchemy
+event hook records each statement and its parameters as they go to the driver; those
+statements are replayed with bare asyncpg, batch by batch, each batch in a transaction
+that commits, as shopflow's do.
+"""
+
+import argparse
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+
+from consumers.applier import BatchApplier
+from consumers.decoding import DecodedCommand, RawRecord, decode_record
+from contracts.topics import ROUTES_BY_TYPE
+from persistence.database import create_engine
+from persistence.migrate import upgrade_to_head
+from persistence.unit_of_work import PgDatabase, PgUnitOfWork
+from shopflow.settings import Settings
+from tests.bench.drain import _prepare, commands_of
+
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class SqlCeiling:
+    kind: str
+    commands: int
+    applier_per_second: float  # shopflow's applier with PostgreSQL, no Kafka
+    bare_sql_per_second: float  # the same statements, bare asyncpg
+    statements_per_batch: float
+
+    def line(self) -> str:
+        return (
+            f"{self.kind}: applier alone {self.applier_per_second:,.0f}/s; its SQL by bare "
+            f"asyncpg {self.bare_sql_per_second:,.0f}/s ({self.statements_per_batch:.0f} "
+            "statements a batch)"
+        )
+
+
+class _RolledBack(PgDatabase):
+    """Transactions that roll back when they would commit: the SQL runs, nothing stays."""
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[PgUnitOfWork]:
+        async with self._engine.connect() as connection:
+            transaction = await connection.begin()
+            yield PgUnitOfWork(connection)
+            await transaction.rollback()
+
+
+def _decoded(commands: list[Any]) -> list[DecodedCommand]:
+    out = []
+    for offset, command in enumerate(commands):
+        route = ROUTES_BY_TYPE[type(command)]
+        record = RawRecord(
+            route.topic,
+            0,
+            offset,
+            str(route.entity_id(command)).encode(),
+            command.model_dump_json(exclude_none=True).encode(),
+        )
+        decoded = decode_record(route, record)
+        assert isinstance(decoded, DecodedCommand)
+        out.append(decoded)
+    return out
+
+
+async def run(kind: str, count: int, user_count: int = 2_000) -> SqlCeiling:
+    settings = Settings()
+    engine = create_engine(settings.database_url)
+    await upgrade_to_head(engine)
+
+    async def batches() -> list[list[DecodedCommand]]:
+        shop = await _prepare(engine, kind, count, user_count)
+        run_id = secrets.token_hex(3)
+        decoded = _decoded(commands_of(kind, count, run_id, shop.user_ids, shop.product_ids))
+        return [decoded[i : i + BATCH] for i in range(0, count, BATCH)]
+
+    applier = BatchApplier(PgDatabase(engine))
+    timed = await batches()
+    started = time.perf_counter()
+    for batch in timed:
+        await applier.apply(batch)
+    applier_seconds = time.perf_counter() - started
+
+    recorded: list[list[tuple[str, Any]]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        recorded[-1].append((statement, parameters))
+
+    rolled_back = BatchApplier(_RolledBack(engine))
+    captured = await batches()
+    # Sequences do not roll back: note where the order ids stand, so that the replay,
+    # rewound to here, inserts order lines under the order ids it was recorded with.
+    async with engine.connect() as connection:
+        order_ids_at = (
+            await connection.execute(text("SELECT last_value FROM orders_order_id_seq"))
+        ).scalar_one()
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    for batch in captured:
+        recorded.append([])
+        await rolled_back.apply(batch)
+    event.remove(engine.sync_engine, "before_cursor_execute", record)
+    await engine.dispose()
+
+    url = make_url(settings.database_url)
+    connection = await asyncpg.connect(
+        user=url.username,
+        password=url.password,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+    )
+    await connection.execute("SELECT setval('orders_order_id_seq', $1)", order_ids_at)
+    started = time.perf_counter()
+    for statements in recorded:
+        async with connection.transaction():
+            for statement, parameters in statements:
+                if parameters and isinstance(parameters, list):
+                    await connection.executemany(statement, parameters)
+                else:
+                    await connection.fetch(statement, *(parameters or ()))
+    bare_seconds = time.perf_counter() - started
+    await connection.close()
+
+    result = SqlCeiling(
+        kind=kind,
+        commands=count,
+        applier_per_second=count / applier_seconds,
+        bare_sql_per_second=count / bare_seconds,
+        statements_per_batch=sum(len(s) for s in recorded) / len(recorded),
+    )
+    print(result.line(), flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--kind", default="charges")
+    parser.add_argument("--commands", type=int, default=10_000)
+    args = parser.parse_args()
+    asyncio.run(run(args.kind, args.commands))
+
+
+if __name__ == "__main__":
+    main()
