@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test up down status lint typecheck unit integration bench clean up-docker
+.PHONY: run test up down status lint typecheck unit integration bench soak clean up-docker
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,12 +45,18 @@ unit: $(STAMP)
 test: $(STAMP) lint typecheck
 	@if [ "$${SHOPFLOW_TEST_INFRA:-local}" = "local" ]; then bash scripts/infra.sh up; fi
 	$(BIN)/pytest -q
+	@# The benchmark suite with a few hundred commands each, so that it cannot rot (it
+	@# runs against the servers of scripts/infra.sh).
+	@if [ "$${SHOPFLOW_TEST_INFRA:-local}" = "local" ]; then \
+		$(BIN)/python -m tests.bench.suite --smoke --out $(VENV)/bench-smoke; fi
 
+# Every benchmark in one run: a table, and JSON under benchmarks/results/ (BENCH_OUT=...).
 bench: $(STAMP) up
-	$(BIN)/python -m tests.bench.drain_charges
-	$(BIN)/python -m tests.bench.drain_charges --kind orders
-	$(BIN)/python -m tests.bench.latency --rates 500,3000
-	$(BIN)/python -m tests.bench.top_products
+	$(BIN)/python -m tests.bench.suite --out $${BENCH_OUT:-benchmarks/results}
+
+# Five minutes of steady load on one worker, watching its memory.
+soak: $(STAMP) up
+	$(BIN)/python -m tests.bench.soak
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -33,6 +33,7 @@ Failures, as DESIGN.md promises them (`consumers.failures` tells transient from 
 
 import asyncio
 import logging
+import os
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,13 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _random_uuids(count: int) -> list[uuid.UUID]:
+    """`count` version-4 UUIDs, as `uuid.uuid4()` makes them, from one read of the OS's
+    randomness rather than one system call each."""
+    entropy = os.urandom(16 * count)
+    return [uuid.UUID(bytes=entropy[i : i + 16], version=4) for i in range(0, 16 * count, 16)]
 
 
 class OutcomeKind(StrEnum):
@@ -193,31 +201,34 @@ class BatchApplier:
             ran = await self._run_claimed(uow, to_run)
 
             outcomes: list[Outcome] = []
-            decided: dict[str, tuple[DecodedCommand, Outcome]] = {}
+            # Per id: the payload that spent it (or that ran first, in this batch) and the
+            # answer that payload gets; a repeat in the batch is answered against it.
+            references: dict[str, tuple[bytes, Outcome]] = {}
             to_record: list[LedgerEntry] = []
             for cmd in batch:
-                if cmd.command_id in decided:
-                    # The same command_id twice in one batch: answer as a redelivery would.
-                    first, first_outcome = decided[cmd.command_id]
-                    outcomes.append(self._answer_repeat(cmd, first, first_outcome))
+                if cmd.command_id in references:
+                    outcomes.append(self._answer_repeat(cmd, *references[cmd.command_id]))
                     continue
                 if cmd.command_id in spent:
-                    outcome = self._answer_spent(cmd, spent[cmd.command_id])
-                else:
-                    outcome = ran[cmd.command_id]
-                    if outcome.kind is not OutcomeKind.UNAVAILABLE:
-                        to_record.append(
-                            LedgerEntry(
-                                cmd.command_id,
-                                cmd.route.type_name,
-                                cmd.entity_key,
-                                cmd.payload_sha256,
-                                outcome.event_id,
-                                outcome.result_topic,
-                                outcome.value.decode(),
-                            )
+                    stored = spent[cmd.command_id]
+                    replay = self._replay(cmd, stored)
+                    references[cmd.command_id] = (stored.payload_sha256, replay)
+                    outcomes.append(self._answer_repeat(cmd, stored.payload_sha256, replay))
+                    continue
+                outcome = ran[cmd.command_id]
+                if outcome.kind is not OutcomeKind.UNAVAILABLE:
+                    to_record.append(
+                        LedgerEntry(
+                            cmd.command_id,
+                            cmd.route.type_name,
+                            cmd.entity_key,
+                            cmd.payload_sha256,
+                            outcome.event_id,
+                            outcome.result_topic,
+                            outcome.value.decode(),
                         )
-                decided[cmd.command_id] = (cmd, outcome)
+                    )
+                references[cmd.command_id] = (cmd.payload_sha256, outcome)
                 outcomes.append(outcome)
             newly_spent = await uow.ledger.record(to_record)
             if len(newly_spent) < len(to_record):
@@ -242,7 +253,10 @@ class BatchApplier:
         handler = HANDLERS[type(commands[0].command)]
         if any(HANDLERS[type(c.command)] is not handler for c in commands):
             raise ValueError("a batch holds the commands of one topic")
-        metas = [EventMeta(uuid.uuid4(), c.command_id, self._clock()) for c in commands]
+        metas = [
+            EventMeta(event_id, c.command_id, self._clock())
+            for c, event_id in zip(commands, _random_uuids(len(commands)), strict=True)
+        ]
         try:
             async with uow.savepoint():
                 answers = await handler(
@@ -299,9 +313,8 @@ class BatchApplier:
             return self._answered(cmd, meta, answer)
         return self._unavailable(cmd)
 
-    def _answer_spent(self, cmd: DecodedCommand, stored: LedgerEntry) -> Outcome:
-        if stored.payload_sha256 != cmd.payload_sha256:
-            return self._conflict(cmd)
+    def _replay(self, cmd: DecodedCommand, stored: LedgerEntry) -> Outcome:
+        """The stored result of a spent id, republished as it was."""
         return Outcome(
             command_id=cmd.command_id,
             kind=OutcomeKind.REPLAYED,
@@ -312,24 +325,22 @@ class BatchApplier:
         )
 
     def _answer_repeat(
-        self, cmd: DecodedCommand, first: DecodedCommand, first_outcome: Outcome
+        self, cmd: DecodedCommand, payload_sha256: bytes, answer: Outcome
     ) -> Outcome:
-        if cmd.payload_sha256 != first.payload_sha256:
+        """A command whose id was spent (or ran earlier in this batch) by the payload
+        `payload_sha256`, which got `answer`: the same answer again for the same
+        payload, `idempotency_conflict` for any other."""
+        if cmd.payload_sha256 != payload_sha256:
             return self._conflict(cmd)
-        if first_outcome.kind is OutcomeKind.UNAVAILABLE:
+        if answer.kind is OutcomeKind.UNAVAILABLE:
             return self._unavailable(cmd)
-        kind = (
-            OutcomeKind.CONFLICT
-            if first_outcome.kind is OutcomeKind.CONFLICT
-            else (OutcomeKind.REPLAYED)
-        )
         return Outcome(
             cmd.command_id,
-            kind,
-            first_outcome.result_topic,
-            first_outcome.key,
-            first_outcome.event_id,
-            first_outcome.value,
+            OutcomeKind.REPLAYED,
+            answer.result_topic,
+            answer.key,
+            answer.event_id,
+            answer.value,
         )
 
     def _conflict(self, cmd: DecodedCommand) -> Outcome:

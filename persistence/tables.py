@@ -84,8 +84,8 @@ products = Table(
     CheckConstraint("price > 0", name="price_positive"),
 )
 
-# The idempotency ledger, and the outbox at once: a command's claim, its effects and
-# its serialized result event commit in one transaction. The result is republished
+# The idempotency ledger, and the outbox at once: the row that spends a command's id,
+# its effects and its serialized result event commit in one transaction. The result is republished
 # byte for byte (same event_id) on every redelivery or resend of the command, so a
 # crash between commit and publish loses nothing: the redelivered command finds its
 # row and publishes the stored result.

@@ -122,7 +122,8 @@ def _echo_result(value: bytes) -> bytes:
     return b'{"command_id":"' + _command_id_of(value) + b'"}'
 
 
-async def run(rates: list[int], seconds: float) -> list[str]:
+async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
+    """(what, its latency) of the bare echo at each rate, then of shopflow at each."""
     run_id = secrets.token_hex(3)
     settings = Settings().model_copy(
         update={"topic_prefix": f"bench-{run_id}.", "consumer_group": f"bench-{run_id}"}
@@ -172,7 +173,7 @@ async def run(rates: list[int], seconds: float) -> list[str]:
             await consumer.getmany(timeout_ms=100)
         return consumer
 
-    lines = []
+    results: list[tuple[str, Latency]] = []
     try:
         # The bare echo first, at each rate.
         stop = asyncio.Event()
@@ -197,8 +198,8 @@ async def run(rates: list[int], seconds: float) -> list[str]:
                 arrivals,
                 _reader(out, arrivals, lambda v: _command_id_of(v).decode()),
             )
-            lines.append(measured.line("bare aiokafka echo"))
-            print(lines[-1], flush=True)
+            results.append(("bare aiokafka echo", measured))
+            print(measured.line("bare aiokafka echo"), flush=True)
         stop.set()
         await echo
         await out.stop()
@@ -233,8 +234,8 @@ async def run(rates: list[int], seconds: float) -> list[str]:
                     arrivals,
                     _reader(out, arrivals, lambda v: _command_id_of(v).decode()),
                 )
-                lines.append(measured.line("shopflow, 1 worker"))
-                print(lines[-1], flush=True)
+                results.append(("shopflow, 1 worker", measured))
+                print(measured.line("shopflow, 1 worker"), flush=True)
             await out.stop()
         finally:
             worker.terminate()
@@ -245,7 +246,7 @@ async def run(rates: list[int], seconds: float) -> list[str]:
             [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
         )
         await admin.close()
-    return lines
+    return results
 
 
 def main() -> None:
