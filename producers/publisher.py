@@ -55,28 +55,38 @@ class KafkaMessageSink:
         self, bootstrap: str, topics: Topics, *, max_request_size: int, client_id: str
     ) -> None:
         self._topics = topics
+        self._bootstrap = bootstrap
+        self._max_request_size = max_request_size
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        # Made here, not in __init__: aiokafka wants its objects made in the running loop
+        # (the HTTP process builds its runtime before uvicorn starts the loop).
         # Idempotent with acks=all: a retried send never duplicates or reorders a result
         # within its partition.
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+            bootstrap_servers=self._bootstrap,
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
-            max_request_size=max_request_size,
-            client_id=client_id,
+            max_request_size=self._max_request_size,
+            client_id=self._client_id,
             partitioner=keyed_partitioner,
         )
-
-    async def start(self) -> None:
         await self._producer.start()
 
     async def stop(self) -> None:
-        await self._producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
 
     async def publish_all(self, messages: Sequence[OutgoingMessage]) -> None:
         # Enqueue everything first (in order: the idempotent producer keeps per-partition
         # order of sends), then wait for every acknowledgement at once, so a batch costs
         # one round of broker acknowledgements rather than one per message.
+        if self._producer is None:
+            raise RuntimeError("the sink publishes only between start() and stop()")
         send = self._producer.send
         name = self._topics.name
         pending = [

@@ -1,0 +1,175 @@
+"""`make bench`: every benchmark in one run, printed as a table and written as JSON.
+
+    .venv/bin/python -m tests.bench.suite                       # the full run, ~10 min
+    .venv/bin/python -m tests.bench.suite --smoke --out /tmp/b  # a few hundred commands
+
+In one run, so that the ratios hold on a noisy machine:
+- the drains of every command kind and of the mix, with 1 and with 2 worker processes,
+  each beside the bare aiokafka consume + produce + commit loop over the same records
+  (`tests.bench.drain`, `tests.bench.ceilings`), and the workers' RSS;
+- the applier alone with PostgreSQL, and the same SQL sent by bare asyncpg
+  (`tests.bench.sql_ceiling`);
+- open-loop latency at 500/s and at half the measured ChargePoints drain rate, beside a
+  bare aiokafka echo at the same rates (`tests.bench.latency`, HdrHistogram);
+- the aggregator's rate, and GET /products/top and /users/{id}/points over real HTTP
+  at 32 concurrent clients (`tests.bench.http_queries`).
+
+The JSON goes to `<out>/bench-<UTC time>.json` (`benchmarks/results` by default), with
+the machine and the commit it ran on. The smoke variant (`--smoke`, in `make test`)
+runs every part with a few hundred commands, so that none of them can rot; its
+figures mean nothing.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tests.bench import drain, http_queries, latency, sql_ceiling
+
+FULL_DRAINS = {
+    "charges": 20_000,
+    "orders": 10_000,
+    "register": 10_000,
+    "upsert": 10_000,
+    "add-item": 10_000,
+    "remove-item": 10_000,
+    "mix": 20_000,
+}
+TARGETS = {  # the issue's, commands per second with one worker
+    "charges": 10_000,
+    "orders": 5_000,
+    "register": 3_000,
+    "upsert": 3_000,
+    "add-item": 3_000,
+    "remove-item": 3_000,
+    "mix": 7_000,
+}
+
+
+def _machine() -> dict[str, Any]:
+    memory_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            memory_kib = int(line.split()[1])
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kib / 2**20, 1),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+        "commit": commit or None,
+    }
+
+
+async def run(smoke: bool) -> dict[str, Any]:
+    sizes = {kind: 300 for kind in FULL_DRAINS} if smoke else FULL_DRAINS
+    users = 200 if smoke else 2_000
+    started = time.perf_counter()
+    drains = []
+    for workers in (1, 2):
+        for kind, count in sizes.items():
+            if smoke and workers == 2 and kind != "charges":
+                continue
+            drains.append(await drain.run(kind, count, users, workers=workers))
+    sql = [
+        await sql_ceiling.run(kind, 1_000 if smoke else 10_000, users)
+        for kind in ("charges", "orders")
+    ]
+    charges = next(d for d in drains if d.kind == "charges" and d.workers == 1)
+    rates = [100] if smoke else [500, int(charges.per_second / 2)]
+    latencies = await latency.run(rates, 2.0 if smoke else 15.0)
+    http = await (http_queries.run(events=300, seconds=1.0) if smoke else http_queries.run())
+    return {
+        "smoke": smoke,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "seconds": round(time.perf_counter() - started, 1),
+        "drains": [asdict(d) | {"ratio": d.ratio} for d in drains],
+        "sql": [asdict(s) for s in sql],
+        "latency": [{"what": what} | asdict(measured) for what, measured in latencies],
+        "http": asdict(http),
+        "targets_per_second": TARGETS,
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    """The run as a Markdown table, the README's performance section."""
+    rows = ["| what | shopflow | same run, for comparison |", "| --- | --- | --- |"]
+    for d in result["drains"]:
+        ceiling = (
+            f"bare aiokafka loop {d['ceiling_per_second']:,.0f}/s; shopflow = "
+            f"{d['ratio']:.2f} of it"
+            if d["ceiling_per_second"]
+            else ""
+        )
+        target = TARGETS[d["kind"]] if d["workers"] == 1 else None
+        aim = f" (target {target:,}/s)" if target else ""
+        rss = f", RSS {d['worker_rss_mb']:.0f} MB" if d["worker_rss_mb"] else ""
+        rows.append(
+            f"| drain `{d['kind']}`, {d['commands']:,} commands, {d['workers']} worker(s) "
+            f"| {d['per_second']:,.0f}/s{aim}{rss} | {ceiling} |"
+        )
+    for s in result["sql"]:
+        rows.append(
+            f"| `{s['kind']}` applier alone with PostgreSQL, no Kafka | "
+            f"{s['applier_per_second']:,.0f}/s | its SQL ({s['statements_per_batch']:.0f} "
+            f"statements a batch of 500) by bare asyncpg: {s['bare_sql_per_second']:,.0f}/s |"
+        )
+    echo = {m["rate"]: m for m in result["latency"] if m["what"].startswith("bare")}
+    for m in result["latency"]:
+        if m["what"].startswith("bare"):
+            continue
+        e = echo.get(m["rate"])
+        beside = f"bare echo p50 {e['p50_ms']:.1f} ms, p99 {e['p99_ms']:.1f} ms" if e else ""
+        rows.append(
+            f"| open-loop `ChargePoints` at {m['rate']:,}/s (p50 / p99 / max) | "
+            f"{m['p50_ms']:.1f} / {m['p99_ms']:.1f} / {m['max_ms']:.1f} ms | {beside} |"
+        )
+    h = result["http"]
+    rows.append(
+        f"| aggregator, `OrderPlaced` applied | {h['aggregator_events_per_second']:,.0f}/s "
+        "(target 20,000/s) | |"
+    )
+    for name, path in (("top", "/products/top"), ("points", "/users/{id}/points")):
+        rows.append(
+            f"| `GET {path}`, {h['clients']} clients over HTTP (p50 / p99) | "
+            f"{h[name + '_p50_ms']:.2f} / {h[name + '_p99_ms']:.2f} ms (target p99 5 ms) | "
+            f"{h[name + '_requests_per_second']:,.0f} requests/s |"
+        )
+    m = result["machine"]
+    rows.append("")
+    rows.append(
+        f"{m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, commit "
+        f"{m['commit']}, {result['at']}; {result['seconds']:.0f} s in all."
+    )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--smoke", action="store_true", help="a few hundred commands each")
+    parser.add_argument("--out", default="benchmarks/results", help="folder for the JSON")
+    args = parser.parse_args()
+    result = asyncio.run(run(args.smoke))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = result["at"].replace(":", "").replace("+0000", "Z")
+    path = out / f"bench-{'smoke-' if args.smoke else ''}{stamp}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print()
+    print(table(result))
+    print(f"\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    main()
