@@ -43,7 +43,9 @@ class TopProductView:
 
 class ReadModel:
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        # Every read is one statement, consistent on its own: in autocommit it is one
+        # round trip, where a transaction would add a BEGIN and a ROLLBACK.
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def balance(self, user_id: int) -> int | None:
         statement = select(point_balances.c.balance).where(point_balances.c.user_id == user_id)

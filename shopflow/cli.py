@@ -12,6 +12,7 @@ from uuid import uuid4
 
 import typer
 import uvicorn
+import uvloop
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
@@ -91,7 +92,9 @@ def worker(log_level: LogLevel = "info") -> None:
         await stop.wait()
         await runtime.stop()
 
-    asyncio.run(main())
+    # uvloop: the worker is event-loop bound (sockets to Kafka and PostgreSQL, many small
+    # callbacks), and uvloop runs that loop in C. `serve` gets it from uvicorn.
+    uvloop.run(main())
 
 
 @app.command()

@@ -64,7 +64,12 @@ class Settings(BaseSettings):
         "leaving) completes within about one interval.",
     )
     graceful_timeout_s: float = 30.0
-    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_size: int = Field(
+        default=32,
+        ge=1,
+        description="PostgreSQL connections kept per process (as many again may be opened "
+        "under load); enough for 32 concurrent HTTP queries without opening new ones.",
+    )
 
     redis_key_prefix: str = Field(
         default="shopflow:top", description="Namespace of the top-products view in Redis."
