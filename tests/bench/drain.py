@@ -317,7 +317,7 @@ async def run(
     if profile:
         # py-spy samples the (first) worker at 100 Hz into collapsed stacks.
         py_spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
-        argv = [py_spy, "record", "--format", "raw", "-o", profile, "--", *argv]
+        argv = [py_spy, "record", "--idle", "--format", "raw", "-o", profile, "--", *argv]
     processes = [await asyncio.create_subprocess_exec(*argv, env=env) for _ in range(workers)]
     wanted = {c.command_id for c in commands}
     seen: dict[str, int] = {}
