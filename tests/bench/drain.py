@@ -28,6 +28,7 @@ import secrets
 import signal
 import sys
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -321,7 +322,8 @@ async def run(
     processes = [await asyncio.create_subprocess_exec(*argv, env=env) for _ in range(workers)]
     wanted = {c.command_id for c in commands}
     seen: dict[str, int] = {}
-    accepted = 0
+    event_ids: dict[str, uuid.UUID] = {}
+    accepted: set[str] = set()
     first_at = last_at = 0.0
     rss: list[float] = []
     try:
@@ -335,7 +337,12 @@ async def run(
                         if event.command_id not in wanted:
                             continue
                         seen[event.command_id] = seen.get(event.command_id, 0) + 1
-                        accepted += "Rejected" not in type(event).__name__
+                        first_event = event_ids.setdefault(event.command_id, event.event_id)
+                        # A repeat (a batch redelivered after a rebalance) must be the
+                        # same result: one outcome per command.
+                        assert first_event == event.event_id, f"two results for {event}"
+                        if "Rejected" not in type(event).__name__:
+                            accepted.add(event.command_id)
                         first_at = first_at or time.perf_counter()
                 last_at = time.perf_counter()
         rss = [m for p in processes if (m := _rss_mb(p.pid)) is not None]
@@ -366,7 +373,7 @@ async def run(
     )
     await admin.close()
 
-    assert accepted == count, f"{count - accepted} commands not accepted"
+    assert len(accepted) == count, f"{count - len(accepted)} commands not accepted"
     duplicates = sum(seen.values()) - len(seen)
     moved = tuple(a - b for a, b in zip(after, before, strict=True))
     assert moved == _expected_change(commands), f"balances, stock, carts moved by {moved}"
