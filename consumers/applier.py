@@ -17,10 +17,11 @@ of its first delivery, never new ones.
 Failures, as DESIGN.md promises them (`consumers.failures` tells transient from poison):
 - a business rejection changes nothing (handlers decide before writing) and is recorded
   as its result;
-- a transient error in the set (deadlock, lock timeout) rolls the set back, and its
-  commands are run again one at a time, by the same handler on a batch of one, each
-  in its own savepoint and retried up to `retries` more times; a command that still
-  fails is answered `temporarily_unavailable` and its id is not spent;
+- a transient error in the set (deadlock, lock timeout) rolls the set back, and the set
+  is tried once more; then its commands are run one at a time, by the same handler on a
+  batch of one, each in its own savepoint, up to 1 + `retries` attempts in all; a
+  command that still fails is answered `temporarily_unavailable` and its id is not
+  spent;
 - a transient error of the whole transaction (lost connection, failed commit) retries the
   whole batch up to `retries` more times (nothing of it was kept); then every command of
   the batch is answered `temporarily_unavailable`, or, when the batch has dead letters
@@ -241,13 +242,17 @@ class BatchApplier:
     async def _run_claimed(
         self, uow: UnitOfWork, commands: Sequence[DecodedCommand]
     ) -> dict[str, Outcome]:
-        """Outcomes of the newly claimed commands, decided in offset order by their type's
-        handler, as one set in one savepoint.
+        """Outcomes of the new commands, decided in offset order by their type's handler,
+        as one set in one savepoint.
 
-        If the set fails transiently, it is rolled back and each command is run again
-        alone (the same handler, on a batch of one). The set counts as each command's
-        first attempt, so no command gets more than 1 + `retries`. Any other error is
-        raised: it is poison, and the pipeline isolates it."""
+        A set that fails transiently (a lock timeout, a deadlock) is rolled back and
+        tried once more, after a pause: its handler locks rows in the one global order,
+        so a second try usually passes. If that fails too, each command is run alone
+        (the same handler, on a batch of one) with the attempts it has left: the two
+        tries of the set count as each command's first two, so none gets more than
+        1 + `retries`. Run alone, in offset order, a batch's commands take their locks
+        command by command, which is not the global order; that is why it is the last
+        resort. Any other error is raised: it is poison, and the pipeline isolates it."""
         if not commands:
             return {}
         handler = HANDLERS[type(commands[0].command)]
@@ -257,26 +262,32 @@ class BatchApplier:
             EventMeta(event_id, c.command_id, self._clock())
             for c, event_id in zip(commands, _random_uuids(len(commands)), strict=True)
         ]
-        try:
-            async with uow.savepoint():
-                answers = await handler(
-                    uow, [(c.command, m) for c, m in zip(commands, metas, strict=True)]
+        set_attempts = min(2, self._retries + 1)
+        for attempt in range(set_attempts):
+            try:
+                async with uow.savepoint():
+                    answers = await handler(
+                        uow, [(c.command, m) for c, m in zip(commands, metas, strict=True)]
+                    )
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning(
+                    "batch of %d commands failed transiently (attempt %d of %d as a set)",
+                    len(commands),
+                    attempt + 1,
+                    set_attempts,
+                    exc_info=True,
                 )
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            log.warning(
-                "batch of %d commands failed transiently; applying them one at a time",
-                len(commands),
-                exc_info=True,
-            )
-        else:
+                await asyncio.sleep(self._backoff * 2**attempt)
+                continue
             return {
                 c.command_id: self._answered(c, meta, answer)
                 for c, meta, answer in zip(commands, metas, answers, strict=True)
             }
+        left = self._retries + 1 - set_attempts
         return {
-            c.command_id: await self._run_alone(uow, c, meta, handler)
+            c.command_id: await self._run_alone(uow, c, meta, handler, left)
             for c, meta in zip(commands, metas, strict=True)
         }
 
@@ -289,10 +300,11 @@ class BatchApplier:
         return _outcome(cmd, OutcomeKind.ACCEPTED, answer)
 
     async def _run_alone(
-        self, uow: UnitOfWork, cmd: DecodedCommand, meta: EventMeta, handler: Handler
+        self, uow: UnitOfWork, cmd: DecodedCommand, meta: EventMeta, handler: Handler, attempts: int
     ) -> Outcome:
-        """One command, in its own savepoint, retried `retries` times on transient errors."""
-        for attempt in range(self._retries):
+        """One command, in its own savepoint, tried up to `attempts` times while it fails
+        transiently; then `temporarily_unavailable`."""
+        for attempt in range(attempts):
             try:
                 async with uow.savepoint():
                     [answer] = await handler(uow, [(cmd.command, meta)])
@@ -305,7 +317,7 @@ class BatchApplier:
                     "command %s failed (attempt %d of %d alone)",
                     cmd.command_id,
                     attempt + 1,
-                    self._retries,
+                    attempts,
                     exc_info=True,
                 )
                 await asyncio.sleep(self._backoff * 2**attempt)

@@ -11,12 +11,14 @@ Kinds: `charges`, `orders` (two lines each), `register`, `upsert`, `add-item`,
 Uses the servers of `make up` and the default database, on topics of its own (a fresh
 prefix, deleted afterwards). What the commands need (users, balances, products with
 ample stock, cart lines) is created with SQL first, keeping the books consistent for
-`shopflow check`. The commands are produced, then the `shopflow worker` subprocesses
-start, and the clock runs from the first result to the last. The script checks that
-every command was accepted exactly once and that balances, stock and carts moved by
-exactly what was sent; for a single-topic kind it then measures, in the same run, a
-bare aiokafka loop over the same records (`tests.bench.ceilings`) and gives shopflow's
-rate as a ratio of it. The workers' resident memory is read just before they stop.
+`shopflow check`. The commands are produced, then the `shopflow worker` subprocess
+starts (several workers start first and are given 6 s to join their groups, and the
+commands are produced then), and the clock runs from the first result to the last.
+The script checks that every command was accepted exactly once and that balances,
+stock and carts moved by exactly what was sent; for a single-topic kind it then
+measures, in the same run, a bare aiokafka loop over the same records
+(`tests.bench.ceilings`) and gives shopflow's rate as a ratio of it. The workers'
+resident memory is read just before they stop.
 """
 
 import argparse
@@ -68,6 +70,7 @@ BALANCE = 10**12
 PRODUCT_COUNT = 100
 PRODUCT_STOCK = 10**9
 CART_UNITS = 10**6
+SETTLE_SECONDS = 6.0
 
 
 @dataclass(frozen=True)
@@ -277,39 +280,36 @@ async def run(
     commands = commands_of(kind, count, run_id, shop.user_ids, shop.product_ids)
     routes = {ROUTES_BY_TYPE[type(c)] for c in commands}
 
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, linger_ms=5
-    )
-    await producer.start()
-    pending = []
-    for command in commands:
-        route = ROUTES_BY_TYPE[type(command)]
-        pending.append(
-            await producer.send(
-                topics.name(route.topic),
-                command.model_dump_json(exclude_none=True).encode(),
-                key=str(route.entity_id(command)).encode(),
-            )
+    async def produce() -> list[TopicPartition]:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, linger_ms=5
         )
-    await asyncio.gather(*pending)
-    partitions = [
-        TopicPartition(topic, p)
-        for topic in sorted({topics.name(r.result_topic) for r in routes})
-        for p in await topic_partitions(producer, topic)
-    ]
-    await producer.stop()
-    print(f"produced {count} {kind} commands", flush=True)
+        await producer.start()
+        pending = []
+        for command in commands:
+            route = ROUTES_BY_TYPE[type(command)]
+            pending.append(
+                await producer.send(
+                    topics.name(route.topic),
+                    command.model_dump_json(exclude_none=True).encode(),
+                    key=str(route.entity_id(command)).encode(),
+                )
+            )
+        await asyncio.gather(*pending)
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in sorted({topics.name(r.result_topic) for r in routes})
+            for p in await topic_partitions(producer, topic)
+        ]
+        await producer.stop()
+        print(f"produced {count} {kind} commands", flush=True)
+        return partitions
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    consumer.assign(partitions)
-    await consumer.seek_to_beginning(*partitions)
     env = {
         **os.environ,
         "SHOPFLOW_TOPIC_PREFIX": settings.topic_prefix,
         "SHOPFLOW_CONSUMER_GROUP": settings.consumer_group,
     }
-    started = time.perf_counter()
     argv = [
         sys.executable,
         *("-m", "shopflow", "worker", "--log-level"),
@@ -319,7 +319,26 @@ async def run(
         # py-spy samples the (first) worker at 100 Hz into collapsed stacks.
         py_spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
         argv = [py_spy, "record", "--idle", "--format", "raw", "-o", profile, "--", *argv]
-    processes = [await asyncio.create_subprocess_exec(*argv, env=env) for _ in range(workers)]
+
+    async def launch() -> list[asyncio.subprocess.Process]:
+        return [await asyncio.create_subprocess_exec(*argv, env=env) for _ in range(workers)]
+
+    started = time.perf_counter()
+    if workers > 1:
+        # Several workers: started first, and given time to join their groups (each
+        # joining consumer rebalances its group), so the drain measures them sharing
+        # the partitions rather than a rebalance; the commands are produced then.
+        processes = await launch()
+        await asyncio.sleep(SETTLE_SECONDS)
+        partitions = await produce()
+    else:
+        partitions = await produce()
+        started = time.perf_counter()
+        processes = await launch()
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
     wanted = {c.command_id for c in commands}
     seen: dict[str, int] = {}
     event_ids: dict[str, uuid.UUID] = {}

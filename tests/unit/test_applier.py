@@ -130,7 +130,7 @@ async def test_the_same_id_twice_in_one_batch_is_applied_once() -> None:
 
 async def test_a_command_failing_transiently_three_times_is_retried_and_applied() -> None:
     database = _shop()
-    database.faults.remaining["record_transactions"] = 3  # the set, then two alone
+    database.faults.remaining["record_transactions"] = 3  # the set twice, then once alone
 
     [outcome] = (await _applier(database).apply([_charge("c1")])).outcomes
 
@@ -156,7 +156,7 @@ async def test_a_command_failing_four_times_is_unavailable_and_its_id_not_spent(
 
 async def test_a_transient_failure_in_a_set_reruns_its_commands_one_at_a_time() -> None:
     database = _shop()
-    database.faults.remaining["set_balances"] = 1  # only the set's attempt fails
+    database.faults.remaining["set_balances"] = 2  # both tries of the set fail
 
     outcomes = (await _applier(database).apply([_charge("a"), _charge("b", amount=5)])).outcomes
 
