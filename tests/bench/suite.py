@@ -12,7 +12,8 @@ In one run, so that the ratios hold on a noisy machine:
 - open-loop latency at 500/s and at half the measured ChargePoints drain rate, beside a
   bare aiokafka echo at the same rates (`tests.bench.latency`, HdrHistogram);
 - the aggregator's rate, and GET /products/top and /users/{id}/points over real HTTP
-  at 32 concurrent clients (`tests.bench.http_queries`).
+  at 32 concurrent clients (`tests.bench.http_queries`);
+- then `shopflow check`'s invariants over the whole database, which must hold.
 
 The JSON goes to `<out>/bench-<UTC time>.json` (`benchmarks/results` by default), with
 the machine and the commit it ran on. The smoke variant (`--smoke`, in `make test`)
