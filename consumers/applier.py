@@ -199,7 +199,7 @@ class BatchApplier:
                 first_of_id.setdefault(cmd.command_id, cmd)
             spent = await uow.ledger.load(first_of_id)
             to_run = [c for c in first_of_id.values() if c.command_id not in spent]
-            ran = await self._run_claimed(uow, to_run)
+            ran = await self._run_new(uow, to_run)
 
             outcomes: list[Outcome] = []
             # Per id: the payload that spent it (or that ran first, in this batch) and the
@@ -239,7 +239,7 @@ class BatchApplier:
                 )
         return Applied(outcomes, recorded)
 
-    async def _run_claimed(
+    async def _run_new(
         self, uow: UnitOfWork, commands: Sequence[DecodedCommand]
     ) -> dict[str, Outcome]:
         """Outcomes of the new commands, decided in offset order by their type's handler,
