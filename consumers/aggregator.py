@@ -11,16 +11,16 @@ own, so that would be a bug to fix, not a reason to stall the view).
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
 from prometheus_client import Counter
-from pydantic import ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from consumers.applier import Clock
 from consumers.subscribers import ConsumerOptions, Records, register_batch_subscriber
-from contracts.events import OrderPlaced
+from contracts.events import OrderPlaced, OrderRejected
 from domain.top_products import Sale
 from persistence.sales_view import SalesView
 
@@ -37,19 +37,37 @@ UNREADABLE_EVENTS = Counter(
 )
 
 
+# The orders' result topic carries OrderPlaced and OrderRejected: one parse, by `type`
+# (JSON is parsed a second time only for what fails it).
+_ORDER_EVENTS: TypeAdapter[OrderPlaced | OrderRejected] = TypeAdapter(
+    Annotated[OrderPlaced | OrderRejected, Field(discriminator="type")]
+)
+
+
+def _is_other_type(value: bytes | None) -> bool:
+    """JSON that is not an OrderPlaced (an OrderRejected, say): nothing to count, and
+    not an error. Only what does not parse, or an OrderPlaced that is not valid, is."""
+    try:
+        document = json.loads(value or b"")
+    except ValueError:
+        return False
+    return not isinstance(document, dict) or document.get("type") != "OrderPlaced"
+
+
 def sales_of(records: Sequence[ConsumerRecord[Any, Any]]) -> list[Sale]:
     sales = []
     for record in records:
         try:
-            document = json.loads(record.value or b"")
-            if not isinstance(document, dict) or document.get("type") != "OrderPlaced":
+            event = _ORDER_EVENTS.validate_json(record.value or b"")
+        except ValidationError:
+            if _is_other_type(record.value):
                 continue
-            event = OrderPlaced.model_validate_json(record.value or b"")
-        except (ValueError, ValidationError):
             UNREADABLE_EVENTS.inc()
             log.error(
                 "unreadable record %s[%d]@%d skipped", record.topic, record.partition, record.offset
             )
+            continue
+        if not isinstance(event, OrderPlaced):
             continue
         sales.append(
             Sale(

@@ -258,8 +258,9 @@ class BatchApplier:
         handler = HANDLERS[type(commands[0].command)]
         if any(HANDLERS[type(c.command)] is not handler for c in commands):
             raise ValueError("a batch holds the commands of one topic")
+        decided_at = self._clock()  # one instant for the batch: it is decided at once
         metas = [
-            EventMeta(event_id, c.command_id, self._clock())
+            EventMeta(event_id, c.command_id, decided_at)
             for c, event_id in zip(commands, _random_uuids(len(commands)), strict=True)
         ]
         set_attempts = min(2, self._retries + 1)

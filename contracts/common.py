@@ -1,5 +1,6 @@
 """Field types shared by commands and events."""
 
+import functools
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -19,8 +20,10 @@ def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=4096)
 def _rfc3339(value: datetime) -> str:
     # Always UTC with a "Z" and microseconds, so equal instants serialize to equal bytes.
+    # Memoised: a batch's result events share one `occurred_at`, and strftime is slow.
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

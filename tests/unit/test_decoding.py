@@ -165,8 +165,12 @@ def test_aggregator_reads_order_placed_and_skips_other_and_unreadable_records() 
     def record(value: bytes) -> "ConsumerRecord[bytes, bytes]":
         return ConsumerRecord("t", 0, 1, 0, 0, b"1", value, None, 1, len(value), ())
 
+    from consumers.aggregator import UNREADABLE_EVENTS
+
+    unreadable = UNREADABLE_EVENTS._value.get()
     sales = sales_of([record(placed), record(rejected), record(b"{broken"), record(b"[]")])
 
+    assert UNREADABLE_EVENTS._value.get() - unreadable == 1  # only the broken JSON
     assert len(sales) == 1
     assert sales[0].lines == ((7, 2),)
     assert sales[0].event_id == "8f0e0d6c-1b7e-4c55-9a43-3e8e7f1d2c11"
