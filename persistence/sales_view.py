@@ -10,9 +10,9 @@ The `{H}` is a Redis Cluster hash tag: one sale touches keys of one slot only, s
 apply script stays valid when Redis becomes a cluster. Buckets expire 72 hours after
 their hour ends (plus a margin); nothing grows without bound.
 
-Applying a sale is one Lua script: add the event id to `seen`, and only if it was new,
-add its units to the hour and minute buckets. The id and the increments change
-together, so a redelivered or replayed event counts once.
+Applying sales is one Lua script per minute bucket: for each sale, add the event id to
+`seen`, and only if it was new, add its units to the hour and minute buckets. The id
+and the increments change together, so a redelivered or replayed event counts once.
 
 Reading: the window (see domain.top_products) is the minute buckets of its partial
 first and last hours and the hour buckets in between, summed with ZUNIONSTORE (at most
@@ -41,18 +41,29 @@ from domain.top_products import (
 
 _EXPIRY_MARGIN = timedelta(minutes=10)
 
-_APPLY_SALE = """
-if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then
-  return 0
+# One call per minute bucket: KEYS are that minute's `seen`, hour and minute keys;
+# ARGV[1] the expiry (ms), then per sale its event id, its number of lines, and the
+# (product id, units) of each line.
+_APPLY_SALES = """
+local new = 0
+local i = 2
+while i <= #ARGV do
+  local lines = tonumber(ARGV[i + 1])
+  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
+    new = new + 1
+    for j = i + 2, i + 2 * lines, 2 do
+      redis.call('ZINCRBY', KEYS[2], ARGV[j + 1], ARGV[j])
+      redis.call('ZINCRBY', KEYS[3], ARGV[j + 1], ARGV[j])
+    end
+  end
+  i = i + 2 + 2 * lines
 end
-for i = 3, #ARGV, 2 do
-  redis.call('ZINCRBY', KEYS[2], ARGV[i + 1], ARGV[i])
-  redis.call('ZINCRBY', KEYS[3], ARGV[i + 1], ARGV[i])
+if new > 0 then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+  redis.call('PEXPIREAT', KEYS[2], ARGV[1])
+  redis.call('PEXPIREAT', KEYS[3], ARGV[1])
 end
-redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-redis.call('PEXPIREAT', KEYS[2], ARGV[2])
-redis.call('PEXPIREAT', KEYS[3], ARGV[2])
-return 1
+return new
 """
 
 
@@ -69,7 +80,7 @@ class SalesView:
         self._redis = redis
         self._prefix = prefix
         self._cache_ms = cache_ms
-        self._apply_script = redis.register_script(_APPLY_SALE)
+        self._apply_script = redis.register_script(_APPLY_SALES)
 
     def _hour_key(self, hour: datetime) -> str:
         return f"{self._prefix}:{{{_hour_tag(hour)}}}:h"
@@ -85,25 +96,24 @@ class SalesView:
         return f"{self._prefix}:built"
 
     async def apply(self, sales: Sequence[Sale], *, now: datetime) -> int:
-        """Count each sale once (pipelined); returns how many were new. Sales already out
-        of the window are skipped: their buckets would expire on arrival."""
-        live = [s for s in sales if _expires_at(s.occurred_at) > now and s.lines]
-        if not live:
+        """Count each sale once; returns how many were new. Sales already out of the
+        window are skipped: their buckets would expire on arrival. One script call per
+        minute bucket (a batch of live traffic is mostly one), pipelined."""
+        by_minute: dict[datetime, list[Sale]] = {}
+        for sale in sales:
+            if sale.lines and _expires_at(sale.occurred_at) > now:
+                by_minute.setdefault(floor_minute(sale.occurred_at), []).append(sale)
+        if not by_minute:
             return 0
         async with self._redis.pipeline(transaction=False) as pipe:
-            for sale in live:
-                args: list[str | int] = [
-                    sale.event_id,
-                    int(_expires_at(sale.occurred_at).timestamp() * 1000),
-                ]
-                for product_id, quantity in sale.lines:
-                    args += [str(product_id), quantity]
+            for minute, group in by_minute.items():
+                args: list[str | int] = [int(_expires_at(minute).timestamp() * 1000)]
+                for sale in group:
+                    args += [sale.event_id, len(sale.lines)]
+                    for product_id, quantity in sale.lines:
+                        args += [str(product_id), quantity]
                 await self._apply_script(
-                    keys=[
-                        self._seen_key(sale.occurred_at),
-                        self._hour_key(sale.occurred_at),
-                        self._minute_key(sale.occurred_at),
-                    ],
+                    keys=[self._seen_key(minute), self._hour_key(minute), self._minute_key(minute)],
                     args=args,
                     client=pipe,
                 )
