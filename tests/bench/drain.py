@@ -77,6 +77,8 @@ SETTLE_SECONDS = 6.0
 class Drain:
     kind: str
     workers: int
+    consumers_per_topic: int  # in each worker (SHOPFLOW_CONSUMERS_PER_TOPIC)
+    settled: bool  # the workers joined their groups before the commands were produced
     commands: int
     seconds: float
     per_second: float
@@ -90,7 +92,8 @@ class Drain:
 
     def line(self) -> str:
         text = (
-            f"{self.kind}, {self.workers} worker(s): {self.commands} commands in "
+            f"{self.kind}, {self.workers} worker(s) x {self.consumers_per_topic} consumer(s)"
+            f"{', settled' if self.settled else ''}: {self.commands} commands in "
             f"{self.seconds:.2f} s = {self.per_second:,.0f}/s"
         )
         if self.ceiling_per_second:
@@ -266,6 +269,8 @@ async def run(
     workers: int = 1,
     profile: str | None = None,
     ceiling: bool = True,
+    settle: bool = False,
+    consumers_per_topic: int = 1,
 ) -> Drain:
     run_id = secrets.token_hex(3)
     settings = Settings().model_copy(
@@ -309,6 +314,7 @@ async def run(
         **os.environ,
         "SHOPFLOW_TOPIC_PREFIX": settings.topic_prefix,
         "SHOPFLOW_CONSUMER_GROUP": settings.consumer_group,
+        "SHOPFLOW_CONSUMERS_PER_TOPIC": str(consumers_per_topic),
     }
     argv = [
         sys.executable,
@@ -324,7 +330,7 @@ async def run(
         return [await asyncio.create_subprocess_exec(*argv, env=env) for _ in range(workers)]
 
     started = time.perf_counter()
-    if workers > 1:
+    if settle or workers > 1:
         # Several workers: started first, and given time to join their groups (each
         # joining consumer rebalances its group), so the drain measures them sharing
         # the partitions rather than a rebalance; the commands are produced then.
@@ -400,6 +406,8 @@ async def run(
     result = Drain(
         kind=kind,
         workers=workers,
+        consumers_per_topic=consumers_per_topic,
+        settled=settle or workers > 1,
         commands=count,
         seconds=drain,
         per_second=count / drain,
@@ -421,13 +429,27 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=20_000)
     parser.add_argument("--users", type=int, default=2_000)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--consumers", type=int, default=1, help="per topic, in each worker")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--settle",
+        action="store_true",
+        help="start the worker first and produce once its consumers joined (as with 2+)",
+    )
     parser.add_argument(
         "--profile", metavar="PATH", help="sample the worker with py-spy into PATH (collapsed)"
     )
     args = parser.parse_args()
     result = asyncio.run(
-        run(args.kind, args.commands, args.users, workers=args.workers, profile=args.profile)
+        run(
+            args.kind,
+            args.commands,
+            args.users,
+            workers=args.workers,
+            profile=args.profile,
+            settle=args.settle,
+            consumers_per_topic=args.consumers,
+        )
     )
     if args.json:
         print(json.dumps(asdict(result)))

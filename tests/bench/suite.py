@@ -6,7 +6,9 @@
 In one run, so that the ratios hold on a noisy machine:
 - the drains of every command kind and of the mix, with 1 and with 2 worker processes,
   each beside the bare aiokafka consume + produce + commit loop over the same records
-  (`tests.bench.drain`, `tests.bench.ceilings`), and the workers' RSS;
+  (`tests.bench.drain`, `tests.bench.ceilings`), and the workers' RSS; then, settled
+  (the worker started and joined before the commands come), charges, orders and the
+  mix with 1 and with 3 consumers per topic in one worker;
 - the applier alone with PostgreSQL, and the same SQL sent by bare asyncpg
   (`tests.bench.sql_ceiling`);
 - open-loop latency at 500/s and at half the measured ChargePoints drain rate, beside a
@@ -82,6 +84,21 @@ async def run(smoke: bool) -> dict[str, Any]:
             if smoke and workers == 2 and kind != "charges":
                 continue
             drains.append(await drain.run(kind, count, users, workers=workers))
+    # Steady state in one worker: started first, then the commands; with 1 and with 3
+    # consumers per topic (whose batches overlap).
+    for consumers in (1, 3):
+        for kind in ("charges", "orders", "mix"):
+            if smoke and (kind != "charges" or consumers == 1):
+                continue
+            drains.append(
+                await drain.run(
+                    kind,
+                    sizes[kind] if smoke else 20_000,
+                    users,
+                    settle=True,
+                    consumers_per_topic=consumers,
+                )
+            )
     sql = [
         await sql_ceiling.run(kind, 1_000 if smoke else 10_000, users)
         for kind in ("charges", "orders")
@@ -116,8 +133,13 @@ def table(result: dict[str, Any]) -> str:
         target = TARGETS[d["kind"]] if d["workers"] == 1 else None
         aim = f" (target {target:,}/s)" if target else ""
         rss = f", RSS {d['worker_rss_mb']:.0f} MB" if d["worker_rss_mb"] else ""
+        how = f"{d['workers']} worker(s)"
+        if d["consumers_per_topic"] > 1:
+            how += f" x {d['consumers_per_topic']} consumers per topic"
+        if d["settled"]:
+            how += ", settled"
         rows.append(
-            f"| drain `{d['kind']}`, {d['commands']:,} commands, {d['workers']} worker(s) "
+            f"| drain `{d['kind']}`, {d['commands']:,} commands, {how} "
             f"| {d['per_second']:,.0f}/s{aim}{rss} | {ceiling} |"
         )
     for s in result["sql"]:
