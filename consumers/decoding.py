@@ -19,11 +19,14 @@ from contracts.commands import Command
 from contracts.dead_letters import DeadLetterReason
 from contracts.limits import MAX_MESSAGE_BYTES
 from contracts.topics import CommandRoute
+from producers.dead_letters import SourceRecord
 
 
 @dataclass(frozen=True)
 class RawRecord:
-    """The parts of a Kafka record that decoding looks at."""
+    """A record made by hand (tests, tools): the parts of a Kafka record that decoding
+    looks at. The worker hands aiokafka's records over as they come; both are
+    `SourceRecord`s."""
 
     topic: str
     partition: int
@@ -48,7 +51,7 @@ class DecodedCommand:
 class Undeliverable:
     """A record that becomes a dead letter, and why."""
 
-    record: RawRecord
+    record: SourceRecord
     reason: DeadLetterReason
     error: str
 
@@ -60,7 +63,7 @@ def payload_fingerprint(route: CommandRoute, command: Command) -> bytes:
     return hashlib.sha256(f"{route.type_name}\n{canonical}".encode()).digest()
 
 
-def decode_record(route: CommandRoute, record: RawRecord) -> DecodedCommand | Undeliverable:
+def decode_record(route: CommandRoute, record: SourceRecord) -> DecodedCommand | Undeliverable:
     def dead(reason: DeadLetterReason, error: str) -> Undeliverable:
         return Undeliverable(record, reason, error)
 

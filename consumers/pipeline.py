@@ -24,12 +24,12 @@ from typing import Protocol
 
 from consumers import metrics
 from consumers.applier import Applied, BatchFailed, Clock, utc_now
-from consumers.decoding import DecodedCommand, RawRecord, Undeliverable, decode_record
+from consumers.decoding import DecodedCommand, Undeliverable, decode_record
 from consumers.failures import describe, is_transient
 from contracts.dead_letters import DeadLetterReason
 from contracts.topics import DEAD_LETTERS, CommandRoute
 from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
-from producers.dead_letters import DeadLetterLimits, build_dead_letter
+from producers.dead_letters import DeadLetterLimits, SourceRecord, build_dead_letter
 from producers.publisher import MessageSink, OutgoingMessage
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class StageFailed(Exception):
         self.stage = stage
 
 
-def _span(records: Sequence[RawRecord]) -> str:
+def _span(records: Sequence[SourceRecord]) -> str:
     """'topic[p]@first-last, ...' of the records, per partition."""
     offsets: dict[tuple[str, int], list[int]] = {}
     for r in records:
@@ -79,11 +79,11 @@ class CommandPipeline:
         self._limits = limits or DeadLetterLimits()
         self._clock = clock
 
-    async def handle(self, records: Sequence[RawRecord]) -> None:
+    async def handle(self, records: Sequence[SourceRecord]) -> None:
         await self._settle(records, self._clock(), retries=None)
 
     async def _settle(
-        self, records: Sequence[RawRecord], received_at: datetime, *, retries: int | None
+        self, records: Sequence[SourceRecord], received_at: datetime, *, retries: int | None
     ) -> None:
         """Handle `records`, isolating any record that makes them fail for good.
 
@@ -113,7 +113,7 @@ class CommandPipeline:
             await self._settle(records[middle:], received_at, retries=0)
 
     async def _process(
-        self, records: Sequence[RawRecord], received_at: datetime, *, retries: int | None
+        self, records: Sequence[SourceRecord], received_at: datetime, *, retries: int | None
     ) -> None:
         try:
             commands: list[DecodedCommand] = []
@@ -160,7 +160,7 @@ class CommandPipeline:
 
     def _entry(
         self,
-        record: RawRecord,
+        record: SourceRecord,
         reason: DeadLetterReason,
         error: str,
         received_at: datetime,
@@ -178,7 +178,7 @@ class CommandPipeline:
         return DeadLetterEntry(built.letter, record.key, record.value, built.kafka_key, built.value)
 
     async def _dead_letter_poison(
-        self, record: RawRecord, exc: BaseException, received_at: datetime
+        self, record: SourceRecord, exc: BaseException, received_at: datetime
     ) -> None:
         """Dead-letter a record that failed alone, on every attempt, as processing_failed.
 

@@ -31,7 +31,6 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from consumers import metrics
-from consumers.decoding import RawRecord
 from consumers.pipeline import CommandPipeline
 from consumers.progress import PROGRESS
 
@@ -163,9 +162,7 @@ def register_command_subscriber(
         metrics.BATCH_SIZE.labels(contract_topic).observe(len(records))
         try:
             with metrics.BATCH_SECONDS.labels(contract_topic).time():
-                await pipeline.handle(
-                    [RawRecord(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
-                )
+                await pipeline.handle(records)
         except Exception:
             metrics.BATCH_FAILURES.labels(contract_topic).inc()
             raise
