@@ -23,6 +23,7 @@ from contracts.commands import Command
 from contracts.dead_letters import DeadLetter
 from contracts.events import ResultEvent, parse_event
 from contracts.topics import DEAD_LETTERS, EVENT_TOPICS, ROUTES_BY_TYPE, Topics
+from producers.publisher import reliable_producer
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +76,11 @@ class ShopflowClient:
         await self.stop()
 
     async def start(self) -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=2,
+        self._producer = reliable_producer(
+            self._bootstrap,
             max_request_size=self._max_request_size,
+            linger_ms=2,
+            client_id="shopflow-client",
         )
         await self._producer.start()
         if self._watch:

@@ -12,7 +12,7 @@ itself, for nothing shopflow uses.
 
 import asyncio
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,6 +50,28 @@ def keyed_partitioner(key: bytes | None, all_partitions: list[int], available: l
     return all_partitions[_partition_index(key, len(all_partitions))]
 
 
+def reliable_producer(
+    bootstrap: str,
+    *,
+    max_request_size: int,
+    linger_ms: int,
+    client_id: str,
+    partitioner: Callable[[bytes | None, list[int], list[int]], int] = keyed_partitioner,
+) -> AIOKafkaProducer:
+    """The producer every shopflow sender uses: idempotent with acks=all, so a retried
+    send never duplicates or reorders a message within its partition. Make it inside the
+    running event loop (aiokafka insists)."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=linger_ms,
+        max_request_size=max_request_size,
+        partitioner=partitioner,
+        client_id=client_id,
+    )
+
+
 class KafkaMessageSink:
     def __init__(
         self, bootstrap: str, topics: Topics, *, max_request_size: int, client_id: str
@@ -63,16 +85,11 @@ class KafkaMessageSink:
     async def start(self) -> None:
         # Made here, not in __init__: aiokafka wants its objects made in the running loop
         # (the HTTP process builds its runtime before uvicorn starts the loop).
-        # Idempotent with acks=all: a retried send never duplicates or reorders a result
-        # within its partition.
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=5,
+        self._producer = reliable_producer(
+            self._bootstrap,
             max_request_size=self._max_request_size,
+            linger_ms=5,
             client_id=self._client_id,
-            partitioner=keyed_partitioner,
         )
         await self._producer.start()
 

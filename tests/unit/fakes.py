@@ -200,6 +200,22 @@ class FakeDeadLetters(_Repository):
         return stored
 
 
+@asynccontextmanager
+async def _undone_on_error(state: FakeState, snapshots: list[FakeState]) -> AsyncIterator[None]:
+    """A transaction or savepoint: if the block raises, `state` is put back as it was.
+    `snapshots` lists the open ones, innermost last (see `commit_elsewhere`)."""
+    snapshot = copy.deepcopy(state)
+    snapshots.append(snapshot)
+    try:
+        yield
+    except BaseException:
+        state.restore(snapshot)
+        raise
+    finally:
+        ended = snapshots.pop()
+        assert ended is snapshot  # nested: the innermost ends first
+
+
 class FakeUnitOfWork:
     def __init__(
         self,
@@ -219,18 +235,8 @@ class FakeUnitOfWork:
         self.ledger = FakeLedger(self.state, self.faults)
         self.dead_letters = FakeDeadLetters(self.state, self.faults)
 
-    @asynccontextmanager
-    async def savepoint(self) -> AsyncIterator[object]:
-        snapshot = copy.deepcopy(self.state)
-        self._snapshots.append(snapshot)
-        try:
-            yield self
-        except BaseException:
-            self.state.restore(snapshot)
-            raise
-        finally:
-            ended = self._snapshots.pop()
-            assert ended is snapshot  # nested: the innermost ends first
+    def savepoint(self) -> AbstractAsyncContextManager[object]:
+        return _undone_on_error(self.state, self._snapshots)
 
 
 class FakeDatabase:
@@ -252,16 +258,7 @@ class FakeDatabase:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[FakeUnitOfWork]:
-        snapshot = copy.deepcopy(self.state)
-        self._snapshots.append(snapshot)
-        uow = FakeUnitOfWork(self.state, self.faults, self._snapshots)
-        try:
-            yield uow
+        async with _undone_on_error(self.state, self._snapshots):
+            yield FakeUnitOfWork(self.state, self.faults, self._snapshots)
             self.faults.check("commit")
-        except BaseException:
-            self.state.restore(snapshot)
-            raise
-        finally:
-            ended = self._snapshots.pop()
-            assert ended is snapshot  # nested: the innermost ends first
         self.transactions += 1
