@@ -35,7 +35,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -62,8 +61,8 @@ from persistence.tables import (
 )
 from producers.client import topic_partitions
 from shopflow.kafka_admin import ensure_topics
-from shopflow.settings import Settings
 from tests.bench.ceilings import bare_drain
+from tests.bench.scratch import delete_scratch_topics, scratch_settings, service_env
 
 KINDS = ("charges", "orders", "register", "upsert", "add-item", "remove-item", "mix")
 BALANCE = 10**12
@@ -272,10 +271,8 @@ async def run(
     settle: bool = False,
     consumers_per_topic: int = 1,
 ) -> Drain:
-    run_id = secrets.token_hex(3)
-    settings = Settings().model_copy(
-        update={"topic_prefix": f"bench-{run_id}.", "consumer_group": f"bench-{run_id}"}
-    )
+    settings = scratch_settings()
+    run_id = settings.consumer_group
     topics = Topics(settings.topic_prefix)
     engine = create_engine(settings.database_url)
     await upgrade_to_head(engine)
@@ -310,12 +307,7 @@ async def run(
         print(f"produced {count} {kind} commands", flush=True)
         return partitions
 
-    env = {
-        **os.environ,
-        "SHOPFLOW_TOPIC_PREFIX": settings.topic_prefix,
-        "SHOPFLOW_CONSUMER_GROUP": settings.consumer_group,
-        "SHOPFLOW_CONSUMERS_PER_TOPIC": str(consumers_per_topic),
-    }
+    env = service_env(settings, SHOPFLOW_CONSUMERS_PER_TOPIC=str(consumers_per_topic))
     argv = [
         sys.executable,
         *("-m", "shopflow", "worker", "--log-level"),
@@ -391,12 +383,7 @@ async def run(
             count,
             settings.command_partitions,
         )
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    await admin.delete_topics(
-        [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
-    )
-    await admin.close()
+    await delete_scratch_topics(settings)
 
     assert len(accepted) == count, f"{count - len(accepted)} commands not accepted"
     duplicates = sum(seen.values()) - len(seen)

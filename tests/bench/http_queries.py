@@ -54,7 +54,6 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from hdrh.histogram import HdrHistogram
 from redis.asyncio import Redis
 
@@ -67,6 +66,7 @@ from persistence.sales_view import SalesView
 from shopflow.kafka_admin import ensure_topics
 from shopflow.settings import Settings
 from tests.bench.drain import seed
+from tests.bench.scratch import delete_scratch_topics, scratch_settings, service_env
 
 PRODUCTS = 200
 USERS = 1_000
@@ -295,14 +295,9 @@ async def _load(
 async def run(events: int = 20_000, seconds: float = 5.0, clients: int = 32) -> HttpQueries:
     if events < 1 or seconds <= 0 or clients < 1:
         raise ValueError(f"events {events}, seconds {seconds}, clients {clients}")
-    run_id = secrets.token_hex(3)
-    settings = Settings().model_copy(
-        update={
-            "topic_prefix": f"bench-{run_id}.",
-            "consumer_group": f"bench-{run_id}",
-            "redis_key_prefix": f"bench-{run_id}:top",
-        }
-    )
+    settings = scratch_settings()
+    run_id = settings.consumer_group
+    settings = settings.model_copy(update={"redis_key_prefix": f"{run_id}:top"})
     engine = create_engine(settings.database_url, pool_size=2)
     redis = Redis.from_url(settings.redis_url)
     view = SalesView(redis, prefix=settings.redis_key_prefix, cache_ms=0)
@@ -323,14 +318,12 @@ async def run(events: int = 20_000, seconds: float = 5.0, clients: int = 32) -> 
 
         port = _free_port()
         base_url = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "SHOPFLOW_TOPIC_PREFIX": settings.topic_prefix,
-            "SHOPFLOW_CONSUMER_GROUP": settings.consumer_group,
-            "SHOPFLOW_REDIS_KEY_PREFIX": settings.redis_key_prefix,
-            "SHOPFLOW_HTTP_HOST": "127.0.0.1",
-            "SHOPFLOW_HTTP_PORT": str(port),
-        }
+        env = service_env(
+            settings,
+            SHOPFLOW_REDIS_KEY_PREFIX=settings.redis_key_prefix,
+            SHOPFLOW_HTTP_HOST="127.0.0.1",
+            SHOPFLOW_HTTP_PORT=str(port),
+        )
         launched = time.perf_counter()
         worker = await _launch("worker", env)
         processes.append(worker)
@@ -392,14 +385,7 @@ async def run(events: int = 20_000, seconds: float = 5.0, clients: int = 32) -> 
         await redis.delete(f"{settings.redis_key_prefix}.rebuild-lock")
         await redis.aclose()
         await engine.dispose()
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-        await admin.start()
-        try:
-            ours = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
-            if ours:
-                await admin.delete_topics(ours)
-        finally:
-            await admin.close()
+        await delete_scratch_topics(settings)
 
 
 async def _launch(command: str, env: dict[str, str], *options: str) -> asyncio.subprocess.Process:

@@ -12,7 +12,6 @@ prefix, deleted afterwards), with one `shopflow worker` subprocess.
 
 import argparse
 import asyncio
-import os
 import secrets
 import sys
 import time
@@ -29,9 +28,9 @@ from contracts.topics import POINTS_CHARGE, POINTS_EVENTS, Topics
 from persistence.database import create_engine
 from persistence.migrate import upgrade_to_head
 from shopflow.kafka_admin import ensure_topics
-from shopflow.settings import Settings
 from tests.bench.ceilings import bare_loop
 from tests.bench.drain import seed
+from tests.bench.scratch import delete_scratch_topics, scratch_settings, service_env
 
 USERS = 1000
 
@@ -124,10 +123,8 @@ def _echo_result(value: bytes) -> bytes:
 
 async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
     """(what, its latency) of the bare echo at each rate, then of shopflow at each."""
-    run_id = secrets.token_hex(3)
-    settings = Settings().model_copy(
-        update={"topic_prefix": f"bench-{run_id}.", "consumer_group": f"bench-{run_id}"}
-    )
+    settings = scratch_settings()
+    run_id = settings.consumer_group
     topics = Topics(settings.topic_prefix)
     command_topic, result_topic = topics.name(POINTS_CHARGE), topics.name(POINTS_EVENTS)
     echo_source, echo_target = f"{command_topic}.echo-in", f"{command_topic}.echo-out"
@@ -174,6 +171,20 @@ async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
         return consumer
 
     results: list[tuple[str, Latency]] = []
+
+    async def measure(what: str, topic: str, out: AIOKafkaConsumer, label: str, rate: int) -> None:
+        arrivals: dict[str, float] = {}
+        measured = await _open_loop(
+            producer,
+            topic,
+            commands(label, int(rate * seconds)),
+            rate,
+            arrivals,
+            _reader(out, arrivals, lambda v: _command_id_of(v).decode()),
+        )
+        results.append((what, measured))
+        print(measured.line(what), flush=True)
+
     try:
         # The bare echo first, at each rate.
         stop = asyncio.Event()
@@ -189,29 +200,15 @@ async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
         )
         out = await results_consumer(echo_target)
         for rate in rates:
-            arrivals: dict[str, float] = {}
-            measured = await _open_loop(
-                producer,
-                echo_source,
-                commands(f"echo{rate}", int(rate * seconds)),
-                rate,
-                arrivals,
-                _reader(out, arrivals, lambda v: _command_id_of(v).decode()),
-            )
-            results.append(("bare aiokafka echo", measured))
-            print(measured.line("bare aiokafka echo"), flush=True)
+            await measure("bare aiokafka echo", echo_source, out, f"echo{rate}", rate)
         stop.set()
         await echo
         await out.stop()
 
         # Then shopflow, one worker process.
-        env = {
-            **os.environ,
-            "SHOPFLOW_TOPIC_PREFIX": settings.topic_prefix,
-            "SHOPFLOW_CONSUMER_GROUP": settings.consumer_group,
-        }
         worker = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "shopflow", "worker", "--log-level", "warning", env=env
+            *(sys.executable, "-m", "shopflow", "worker", "--log-level", "warning"),
+            env=service_env(settings),
         )
         try:
             out = await results_consumer(result_topic)
@@ -225,27 +222,15 @@ async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
                 _reader(out, warm, lambda v: _command_id_of(v).decode()),
             )
             for rate in rates:
-                arrivals = {}
-                measured = await _open_loop(
-                    producer,
-                    command_topic,
-                    commands(f"sf{rate}", int(rate * seconds)),
-                    rate,
-                    arrivals,
-                    _reader(out, arrivals, lambda v: _command_id_of(v).decode()),
-                )
-                results.append(("shopflow, 1 worker", measured))
-                print(measured.line("shopflow, 1 worker"), flush=True)
+                await measure("shopflow, 1 worker", command_topic, out, f"sf{rate}", rate)
             await out.stop()
         finally:
             worker.terminate()
             await worker.wait()
     finally:
         await producer.stop()
-        await admin.delete_topics(
-            [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
-        )
         await admin.close()
+        await delete_scratch_topics(settings)
     return results
 
 

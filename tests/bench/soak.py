@@ -13,22 +13,20 @@ MB of the first-minute figure.
 
 import argparse
 import asyncio
-import os
 import secrets
 import sys
 import time
 from dataclasses import asdict, dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.commands import ChargePoints
 from contracts.topics import POINTS_CHARGE, POINTS_EVENTS, Topics
 from persistence.database import create_engine
 from persistence.migrate import upgrade_to_head
 from shopflow.kafka_admin import ensure_topics
-from shopflow.settings import Settings
 from tests.bench.drain import _rss_mb, seed
+from tests.bench.scratch import delete_scratch_topics, scratch_settings, service_env
 
 USERS = 2_000
 SAMPLE_SECONDS = 5.0
@@ -65,10 +63,8 @@ def _slope(samples: list[tuple[float, float]]) -> float:
 
 
 async def run(rate: int, seconds: float) -> Soak:
-    run_id = secrets.token_hex(3)
-    settings = Settings().model_copy(
-        update={"topic_prefix": f"soak-{run_id}.", "consumer_group": f"soak-{run_id}"}
-    )
+    settings = scratch_settings("soak")
+    run_id = settings.consumer_group
     topics = Topics(settings.topic_prefix)
     engine = create_engine(settings.database_url)
     await upgrade_to_head(engine)
@@ -77,13 +73,9 @@ async def run(rate: int, seconds: float) -> Soak:
     await seed(engine, user_ids, 0, [])
     await engine.dispose()
     await ensure_topics(settings)
-    env = {
-        **os.environ,
-        "SHOPFLOW_TOPIC_PREFIX": settings.topic_prefix,
-        "SHOPFLOW_CONSUMER_GROUP": settings.consumer_group,
-    }
     worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shopflow", "worker", "--log-level", "warning", env=env
+        *(sys.executable, "-m", "shopflow", "worker", "--log-level", "warning"),
+        env=service_env(settings),
     )
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2)
     consumer = AIOKafkaConsumer(
@@ -136,19 +128,14 @@ async def run(rate: int, seconds: float) -> Soak:
         await worker.wait()
         await consumer.stop()
         await producer.stop()
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-        await admin.start()
-        await admin.delete_topics(
-            [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
-        )
-        await admin.close()
+        await delete_scratch_topics(settings)
     warm = [(t, m) for t, m in samples if t >= 60] or samples
     result = Soak(
         rate=rate,
         seconds=seconds,
         sent=sent,
         answered=answered,
-        rss_after_first_minute_mb=warm[0][1] if warm else 0.0,
+        rss_after_first_minute_mb=warm[0][1] if warm else end_rss,  # a run too short to sample
         rss_at_end_mb=end_rss,
         rss_slope_mb_per_minute=_slope(warm),
     )
