@@ -212,19 +212,14 @@ async def place_orders(
         failed = await pay_with_retries(uow.payments, unpaid)
         paid.update(p.reference for p in unpaid if p.reference not in failed)
         declined.update(failed)
-    placed_ids = {
-        cmd.command_id
-        for cmd, d in zip(cmds, decisions, strict=True)
-        if isinstance(d, SettledOrder)
-    }
-    if not paid <= placed_ids:  # cannot happen while decide_orders is monotone
-        raise RuntimeError(f"orders paid but not placed: {sorted(paid - placed_ids)}")
-
     placed = [
         (cmd, meta, d)
         for (cmd, meta), d in zip(commands, decisions, strict=True)
         if isinstance(d, SettledOrder)
     ]
+    unplaced = paid - {cmd.command_id for cmd, _, _ in placed}
+    if unplaced:  # cannot happen while decide_orders is monotone
+        raise RuntimeError(f"orders paid but not placed: {sorted(unplaced)}")
     order_ids: list[int] = []
     if placed:
         final_stock: dict[int, Product] = {}
