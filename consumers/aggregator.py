@@ -19,10 +19,11 @@ from prometheus_client import Counter
 from pydantic import Field, TypeAdapter, ValidationError
 
 from consumers.applier import Clock
-from consumers.subscribers import ConsumerOptions, Records, register_batch_subscriber
+from consumers.subscribers import ConsumerOptions, InFlight, Records, register_batch_subscriber
 from contracts.events import OrderPlaced, OrderRejected
 from domain.top_products import Sale
 from persistence.sales_view import SalesView
+from producers.publisher import DELIVERED, Delivery
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +88,18 @@ def register_sales_aggregator(
     group_id: str,
     clock: Clock,
     options: ConsumerOptions,
+    in_flight: InFlight,
     after_apply: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    async def aggregate(records: Records) -> None:
+    async def aggregate(records: Records, after: Delivery, wait: bool) -> Delivery:
+        # Nothing to send: the view is applied, and the offsets can follow.
         sales = sales_of(records)
         new = await view.apply(sales, now=clock())
         if after_apply is not None:
             await after_apply()
         SALES_APPLIED.labels("new").inc(new)
         SALES_APPLIED.labels("duplicate").inc(len(sales) - new)
+        return DELIVERED
 
     register_batch_subscriber(
         broker,
@@ -103,6 +107,7 @@ def register_sales_aggregator(
         aggregate,
         group_id=group_id,
         options=options,
+        in_flight=in_flight,
         title=f"{topic}:aggregate",
         description="Counts OrderPlaced units into the Redis top-products view.",
     )

@@ -1,8 +1,13 @@
 """One command topic's batch: decode, apply, publish, in that order; and the isolation
 of a record that makes its batch fail.
 
-Acknowledging is the subscriber's job and happens only after `handle` returns, i.e.
-after the batch's transaction committed and every result and dead letter was delivered.
+Acknowledging is the subscriber's job. `handle` returns once the batch's transaction
+committed and its results and dead letters were handed to the producer, with their
+`Delivery`; the subscriber commits the offsets only after that delivery completed, and
+meanwhile handles the next batch (`consumers.subscribers`). So that one key's results
+go out in order, a batch's messages are sent only once the batch before it on the same
+consumer (`after`) was delivered; if that one was not, `PreviousUndelivered` is raised
+and both go back for redelivery.
 
 Poison isolation. A batch can fail in a way no per-command savepoint contains: an
 exception escaping decoding, a database error at commit, a message the broker refuses.
@@ -13,7 +18,10 @@ so on, until the record that fails is alone. That record, after its own retries,
 becomes a `processing_failed` dead letter naming the error; its transaction rolled back,
 so its `command_id` is not spent. Everything else in the batch is applied and answered.
 A transient error is never isolated: it is raised, and the subscriber redelivers the
-batch after a pause (a server that is down is an outage to wait out, not poison).
+batch after a pause (a server that is down is an outage to wait out, not poison). A
+failure to deliver is only seen here when the batch waits for its delivery (`wait`):
+the halves of a split always do, and the subscriber asks it of a redelivered batch
+whose delivery failed before, so that a message Kafka refuses for good is isolated too.
 """
 
 import logging
@@ -30,7 +38,7 @@ from contracts.dead_letters import DeadLetterReason
 from contracts.topics import DEAD_LETTERS, CommandRoute
 from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
 from producers.dead_letters import DeadLetterLimits, SourceRecord, build_dead_letter
-from producers.publisher import MessageSink, OutgoingMessage
+from producers.publisher import DELIVERED, Delivery, MessageSink, OutgoingMessage
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,18 @@ class Applier(Protocol):
     ) -> Applied: ...
 
     async def replace_dead_letter(self, entry: DeadLetterEntry) -> StoredDeadLetter: ...
+
+
+class PreviousUndelivered(Exception):
+    """The batch before this one on its consumer was not delivered (the cause says why):
+    this batch's messages were not sent, and both batches must be redelivered."""
+
+
+async def _delivered(previous: Delivery) -> None:
+    try:
+        await previous.wait()
+    except Exception as exc:
+        raise PreviousUndelivered("the batch before was not delivered") from exc
 
 
 class StageFailed(Exception):
@@ -79,27 +99,43 @@ class CommandPipeline:
         self._limits = limits or DeadLetterLimits()
         self._clock = clock
 
-    async def handle(self, records: Sequence[SourceRecord]) -> None:
-        await self._settle(records, self._clock(), retries=None)
+    async def handle(
+        self, records: Sequence[SourceRecord], *, after: Delivery = DELIVERED, wait: bool = False
+    ) -> Delivery:
+        """Apply `records` and, once `after` is delivered, send their results and dead
+        letters; their delivery is returned, and awaited here only if `wait`."""
+        return await self._settle(records, self._clock(), retries=None, after=after, wait=wait)
 
     async def _settle(
-        self, records: Sequence[SourceRecord], received_at: datetime, *, retries: int | None
-    ) -> None:
+        self,
+        records: Sequence[SourceRecord],
+        received_at: datetime,
+        *,
+        retries: int | None,
+        after: Delivery,
+        wait: bool,
+    ) -> Delivery:
         """Handle `records`, isolating any record that makes them fail for good.
 
         The whole batch gets the applier's retries; the halves of a split get none for a
         failure that is not transient (it already repeated), except a record alone,
-        which gets them again before it is condemned."""
+        which gets them again before it is condemned. The halves wait for their
+        deliveries, so a message refused for good is isolated like any other failure."""
         if len(records) == 1:
             retries = None
         try:
-            await self._process(records, received_at, retries=retries)
+            return await self._process(
+                records, received_at, retries=retries, after=after, wait=wait
+            )
+        except PreviousUndelivered:
+            raise
         except Exception as exc:
             if is_transient(exc):
                 raise
+            await _delivered(after)  # nothing of this batch is sent before that
             if len(records) == 1:
                 await self._dead_letter_poison(records[0], exc, received_at)
-                return
+                return DELIVERED
             metrics.ISOLATIONS.labels(self.route.topic).inc()
             log.error(
                 "batch of %d records (%s) failed and will not succeed as it is; "
@@ -109,12 +145,19 @@ class CommandPipeline:
                 exc_info=True,
             )
             middle = len(records) // 2
-            await self._settle(records[:middle], received_at, retries=0)
-            await self._settle(records[middle:], received_at, retries=0)
+            for half in (records[:middle], records[middle:]):
+                await self._settle(half, received_at, retries=0, after=DELIVERED, wait=True)
+            return DELIVERED
 
     async def _process(
-        self, records: Sequence[SourceRecord], received_at: datetime, *, retries: int | None
-    ) -> None:
+        self,
+        records: Sequence[SourceRecord],
+        received_at: datetime,
+        *,
+        retries: int | None,
+        after: Delivery,
+        wait: bool,
+    ) -> Delivery:
         try:
             commands: list[DecodedCommand] = []
             dead: list[Undeliverable] = []
@@ -140,8 +183,11 @@ class CommandPipeline:
         messages += [
             OutgoingMessage(o.result_topic, o.key.encode(), o.value) for o in applied.outcomes
         ]
+        await _delivered(after)
         try:
-            await self._sink.publish_all(messages)
+            delivery = await self._sink.send_all(messages)
+            if wait:
+                await delivery.wait()
         except Exception as exc:
             raise StageFailed("publishing (after the commit)") from exc
 
@@ -157,6 +203,7 @@ class CommandPipeline:
             metrics.DEAD_LETTERS.labels(self.route.topic, d.reason.value).inc()
         for kind, count in Counter(o.kind.value for o in applied.outcomes).items():
             metrics.COMMANDS.labels(self.route.topic, kind).inc(count)
+        return delivery
 
     def _entry(
         self,
@@ -207,9 +254,8 @@ class CommandPipeline:
             )
             stored = await self._applier.replace_dead_letter(entry)
             try:
-                await self._sink.publish_all(
-                    [OutgoingMessage(DEAD_LETTERS, stored.message_key, stored.message_json)]
-                )
+                letter = OutgoingMessage(DEAD_LETTERS, stored.message_key, stored.message_json)
+                await (await self._sink.send_all([letter])).wait()
             except Exception as publish_error:
                 if is_transient(publish_error) or not with_payload:
                     raise

@@ -1,12 +1,24 @@
 """The FastStream wiring: one batch subscriber per command topic.
 
 Choices (see README, "Delivery guarantees"):
-- `AckPolicy.MANUAL`: the offset is committed by `message.ack()` only after the batch
-  committed in PostgreSQL and every result was delivered to Kafka. FastStream's default
-  (ACK_FIRST, auto commit) would be at-most-once; ACK / REJECT_ON_ERROR would commit
-  after a failure; NACK_ON_ERROR would retry a poison batch forever.
-- Any error escaping the pipeline seeks the batch back (`nack`) and backs off: the batch
-  is redelivered and the idempotency ledger turns what was already applied into replays.
+- `AckPolicy.MANUAL`: a batch's offsets are committed (explicitly, its own offsets only)
+  after the batch committed in PostgreSQL and every result was delivered to Kafka.
+  FastStream's default (ACK_FIRST, auto commit) would be at-most-once; ACK /
+  REJECT_ON_ERROR would commit after a failure; NACK_ON_ERROR would retry a poison batch
+  forever.
+- One batch overlaps the next. The handler returns once its batch is committed in
+  PostgreSQL and its messages are handed to the producer; their delivery and then the
+  offset commit go on in the background (`_Flight`) while FastStream fetches, decodes
+  and applies the next batch. That batch's messages are sent only once the batch before
+  was delivered (the pipeline waits for it), and its offsets committed only after the
+  ones before, so one key's results keep their order and an offset is never committed
+  ahead of its results. Profiling showed a consumer's loop idle for about half of each
+  cycle while results were acknowledged and offsets committed one after the other.
+- Any error escaping the pipeline seeks the batch back (and the batch before it, if that
+  one was not delivered) and backs off: the batches are redelivered and the idempotency
+  ledger turns what was already applied into replays. Redelivered records whose delivery
+  had failed wait for their delivery inside the pipeline, so that a message Kafka refuses
+  for good is isolated there rather than failing in the background again and again.
   Only transient errors get that far (a server down: wait it out): malformed records
   become dead letters inside the pipeline, and a record that fails for good is isolated
   there and dead-lettered as processing_failed (`consumers.pipeline`).
@@ -22,10 +34,11 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import IllegalStateError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -33,6 +46,7 @@ from faststream.middlewares import AckPolicy
 from consumers import metrics
 from consumers.pipeline import CommandPipeline
 from consumers.progress import PROGRESS
+from producers.publisher import DELIVERED, Delivery
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +72,32 @@ async def records_as_is(message: Any, original: Any) -> Any:
 Records = tuple[ConsumerRecord[Any, Any], ...]
 
 
+class BatchWork(Protocol):
+    async def __call__(self, records: Records, after: Delivery, wait: bool) -> Delivery:
+        """Apply `records`; send their messages once `after` (the batch before) is
+        delivered; return their delivery, awaited first if `wait`."""
+        ...
+
+
+class InFlight:
+    """A process's batches whose messages are being delivered and offsets committed in
+    the background, so that a stop can finish them first."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[bool]] = set()
+        self.closing = False
+
+    def track(self, task: "asyncio.Task[bool]") -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """From now on every batch finishes before its handler returns; wait for those
+        already in the background."""
+        self.closing = True
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
 @dataclass(frozen=True)
 class ConsumerOptions:
     """How each batch consumer polls and stays in its group (the SHOPFLOW_* settings)."""
@@ -68,64 +108,188 @@ class ConsumerOptions:
     heartbeat_interval_ms: int
 
 
-def _record_progress(message: KafkaMessage, records: Records) -> None:
-    last: dict[int, int] = {}
-    for record in records:
-        last[record.partition] = max(record.offset, last.get(record.partition, -1))
-    consumer = getattr(message, "consumer", None)
-    topic = records[0].topic
-    for partition, offset in last.items():
-        highwater = None
-        if consumer is not None:
+def _record_progress(consumer: "BatchConsumer", topic: str, committed: dict[int, int]) -> None:
+    for partition, next_offset in committed.items():
+        try:
+            highwater = consumer.highwater(TopicPartition(topic, partition))
+        except Exception:  # not every consumer (FastStream's test one) knows it
+            highwater = None
+        PROGRESS.advanced(topic, partition, None if highwater is None else highwater - next_offset)
+
+
+@dataclass
+class _Span:
+    """A batch's offsets, per partition: where it starts, and what to commit after it."""
+
+    first: dict[int, int] = field(default_factory=dict)
+    next: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, records: Records) -> "_Span":
+        span = cls()
+        for r in records:
+            if r.partition not in span.first or r.offset < span.first[r.partition]:
+                span.first[r.partition] = r.offset
+            span.next[r.partition] = max(r.offset + 1, span.next.get(r.partition, 0))
+        return span
+
+
+@dataclass
+class _Flight:
+    """A batch applied in PostgreSQL whose messages are being delivered; `done` is True
+    once they are and its offsets are committed, False if its delivery failed."""
+
+    span: _Span
+    delivery: Delivery
+    done: "asyncio.Task[bool]"
+
+
+class BatchConsumer(Protocol):
+    """What a lane needs of aiokafka's consumer."""
+
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+
+    def highwater(self, partition: TopicPartition) -> int | None: ...
+
+
+class ConsumerLane:
+    """One consumer's batches, in order, each overlapping the next: see the module's
+    docstring. `handle` is called with each batch as FastStream delivers it."""
+
+    def __init__(
+        self,
+        topic: str,
+        work: BatchWork,
+        in_flight: InFlight,
+        *,
+        backoff_seconds: float = _NACK_BACKOFF_SECONDS,
+    ) -> None:
+        self._topic = topic
+        self._work = work
+        self._in_flight = in_flight
+        self._backoff = backoff_seconds
+        self._flight: _Flight | None = None  # the batch before, still in the background
+        # Per partition, up to which offset redelivered records must wait for their
+        # delivery inside the pipeline (their delivery failed once).
+        self._wait_through: dict[int, int] = {}
+
+    async def handle(self, records: Records, consumer: BatchConsumer) -> None:
+        before, self._flight = self._flight, None
+        span = _Span.of(records)
+        if before is not None and before.done.done() and not before.done.result():
+            # The batch before was not delivered, and its partitions were rewound. This
+            # batch is their redelivery, or was fetched before the rewind: then it goes
+            # back too, so that nothing is worked on ahead of the undelivered records.
+            if any(span.first.get(p, o) != o for p, o in before.span.first.items()):
+                self._rewind(consumer, _earliest(span.first, before.span.first))
+                return
+            before = None
+        wait = self._in_flight.closing or any(
+            r.offset <= self._wait_through.get(r.partition, -1) for r in records
+        )
+        try:
+            delivery = await self._work(
+                records, DELIVERED if before is None else before.delivery, wait
+            )
+        except Exception:
+            rewind = span.first
+            if before is not None and not await before.done:
+                rewind = _earliest(rewind, before.span.first)
+            self._rewind(consumer, rewind)
+            stalled = PROGRESS.failed(self._topic, set(span.first))
+            log.exception(
+                "batch of %d records from %s failed; seeking back for redelivery "
+                "(partition stalled for %.1f s)",
+                len(records),
+                self._topic,
+                stalled,
+            )
+            await asyncio.sleep(self._backoff)
+            return
+        done = asyncio.create_task(self._deliver_then_commit(consumer, span, delivery, before))
+        self._in_flight.track(done)
+        self._flight = _Flight(span, delivery, done)
+        if wait:
+            await done
+
+    async def _deliver_then_commit(
+        self, consumer: BatchConsumer, span: _Span, delivery: Delivery, before: _Flight | None
+    ) -> bool:
+        """Commit the batch's offsets once its messages are delivered and the batch
+        before committed; if the delivery fails, seek back to redeliver the batch (when
+        a next batch is already being worked on, it fails on this too and seeks back as
+        far)."""
+        try:
+            await delivery.wait()
+        except Exception:
+            log.warning(
+                "results of a batch from %s were not delivered; seeking back to redeliver it",
+                self._topic,
+                exc_info=True,
+            )
+            for partition, next_offset in span.next.items():
+                self._wait_through[partition] = max(
+                    next_offset - 1, self._wait_through.get(partition, -1)
+                )
+            self._rewind(consumer, span.first)
+            return False
+        if before is not None:
+            await before.done  # offsets are committed in order
+        try:
+            await consumer.commit({TopicPartition(self._topic, p): o for p, o in span.next.items()})
+        except Exception:
+            # Typically a rebalance took the partitions away: their new owner redelivers
+            # the batch, and idempotence (the ledger, the view's dedupe) absorbs it.
+            log.warning(
+                "offset commit failed for %s; the batch will be replayed",
+                self._topic,
+                exc_info=True,
+            )
+            return True
+        for partition, next_offset in span.next.items():
+            if self._wait_through.get(partition, -1) < next_offset:
+                self._wait_through.pop(partition, None)
+        _record_progress(consumer, self._topic, span.next)
+        return True
+
+    def _rewind(self, consumer: BatchConsumer, offsets: dict[int, int]) -> None:
+        for partition, offset in offsets.items():
             try:
-                highwater = consumer.highwater(TopicPartition(topic, partition))
-            except Exception:  # not every consumer (FastStream's test one) knows it
-                highwater = None
-        PROGRESS.advanced(topic, partition, None if highwater is None else highwater - (offset + 1))
+                consumer.seek(TopicPartition(self._topic, partition), offset)
+            except IllegalStateError:
+                # No longer ours (a rebalance): its new owner starts from the committed
+                # offset, which is at or before this one.
+                log.info("%s[%d] was revoked before it could be rewound", self._topic, partition)
+
+
+def _earliest(a: dict[int, int], b: dict[int, int]) -> dict[int, int]:
+    return {p: min(o for o in (a.get(p), b.get(p)) if o is not None) for p in a.keys() | b.keys()}
 
 
 def register_batch_subscriber(
     broker: KafkaBroker,
     topic: str,
-    work: Callable[[Records], Awaitable[None]],
+    work: BatchWork,
     *,
     group_id: str,
     options: ConsumerOptions,
+    in_flight: InFlight,
     title: str,
     description: str,
     include_in_schema: bool = True,
 ) -> None:
-    """A batch subscriber that commits its offsets only after `work` finished the batch,
-    and seeks the batch back (redelivery, after a pause) when `work` raises."""
+    """A batch subscriber whose batches go through a `ConsumerLane`: offsets committed
+    only after `work` applied a batch and its messages were delivered, while the next
+    batch is already being worked on; a batch seeked back (redelivery, after a pause)
+    when `work` raises."""
+    lane = ConsumerLane(topic, work, in_flight)
 
     async def handle_batch(body: Any, message: KafkaMessage) -> None:
         records = message.raw_message
-        if not isinstance(records, tuple) or not records:
-            return
-        try:
-            await work(records)
-        except Exception:
-            stalled = PROGRESS.failed(topic, {r.partition for r in records})
-            log.exception(
-                "batch of %d records from %s failed; seeking back for redelivery "
-                "(partition stalled for %.1f s)",
-                len(records),
-                topic,
-                stalled,
-            )
-            await message.nack()
-            await asyncio.sleep(_NACK_BACKOFF_SECONDS)
-            return
-        try:
-            await message.ack()
-        except Exception:
-            # Typically a rebalance took the partitions away: their new owner redelivers
-            # the batch, and idempotence (the ledger, the view's dedupe) absorbs it.
-            log.warning(
-                "offset commit failed for %s; the batch will be replayed", topic, exc_info=True
-            )
-            return
-        _record_progress(message, records)
+        if isinstance(records, tuple) and records:
+            await lane.handle(records, message.consumer)  # type: ignore[arg-type]
 
     broker.subscriber(
         topic,
@@ -152,17 +316,18 @@ def register_command_subscriber(
     topic: str,
     group_id: str,
     options: ConsumerOptions,
+    in_flight: InFlight,
     include_in_schema: bool = True,
 ) -> None:
     """One consumer of a command topic; register several in one group to apply batches
     of different partitions at the same time (`SHOPFLOW_CONSUMERS_PER_TOPIC`)."""
     contract_topic = pipeline.route.topic
 
-    async def apply_commands(records: Records) -> None:
+    async def apply_commands(records: Records, after: Delivery, wait: bool) -> Delivery:
         metrics.BATCH_SIZE.labels(contract_topic).observe(len(records))
         try:
             with metrics.BATCH_SECONDS.labels(contract_topic).time():
-                await pipeline.handle(records)
+                return await pipeline.handle(records, after=after, wait=wait)
         except Exception:
             metrics.BATCH_FAILURES.labels(contract_topic).inc()
             raise
@@ -173,6 +338,7 @@ def register_command_subscriber(
         apply_commands,
         group_id=group_id,
         options=options,
+        in_flight=in_flight,
         title=f"{topic}:consume",
         description=f"Applies {pipeline.route.type_name} commands; answers on "
         f"{pipeline.route.result_topic}.",

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from consumers.aggregator import register_sales_aggregator
 from consumers.applier import BatchApplier, Clock, utc_now
 from consumers.pipeline import CommandPipeline
-from consumers.subscribers import ConsumerOptions, register_command_subscriber
+from consumers.subscribers import ConsumerOptions, InFlight, register_command_subscriber
 from contracts.topics import COMMAND_ROUTES, ORDERS_EVENTS, Topics
 from persistence.database import create_engine
 from persistence.payments import PointsPaymentGateway
@@ -61,6 +61,7 @@ class Runtime:
     clock: Clock
     dead_letter_limits: DeadLetterLimits
     sink: KafkaMessageSink | None  # publishes results and dead letters, when consuming
+    in_flight: InFlight  # batches being delivered and acknowledged in the background
 
     @classmethod
     def build(
@@ -81,6 +82,7 @@ class Runtime:
         )
         limits = DeadLetterLimits()
         sink = None
+        in_flight = InFlight()
         if consume:
             after_commit = (
                 _exit_abruptly
@@ -113,6 +115,7 @@ class Runtime:
                         topic=topics.name(route.topic),
                         group_id=f"{settings.consumer_group}.{topics.name(route.topic)}",
                         options=options,
+                        in_flight=in_flight,
                         include_in_schema=consumer == 0,
                     )
             register_sales_aggregator(
@@ -122,9 +125,12 @@ class Runtime:
                 group_id=f"{settings.consumer_group}.top-products",
                 clock=clock,
                 options=options,
+                in_flight=in_flight,
                 after_apply=after_apply,
             )
-        return cls(settings, engine, redis, broker, topics, sales_view, clock, limits, sink)
+        return cls(
+            settings, engine, redis, broker, topics, sales_view, clock, limits, sink, in_flight
+        )
 
     async def rebuild_sales_view(self, now: datetime | None = None) -> bool:
         return await rebuild_sales_view(self.sales_view, self.engine, now or self.clock())
@@ -152,8 +158,10 @@ class Runtime:
         )
 
     async def stop(self) -> None:
-        # The broker first: in-flight batches finish (or are left unacknowledged, to be
-        # redelivered) while the database is still there.
+        # The consumers first: batches whose results are being delivered are finished and
+        # acknowledged; then the broker, whose batches in flight finish (or are left
+        # unacknowledged, to be redelivered) while the database is still there.
+        await self.in_flight.close()
         await self.broker.stop()
         if self.sink is not None:
             await self.sink.stop()

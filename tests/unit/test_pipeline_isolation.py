@@ -2,6 +2,7 @@
 record becomes a processing_failed dead letter, everything else is applied and answered
 once, in offset order; a transient failure is never isolated."""
 
+import asyncio
 import base64
 import json
 import uuid
@@ -15,7 +16,7 @@ from consumers.decoding import DecodedCommand, RawRecord, decode_record
 from contracts.dead_letters import DeadLetter, DeadLetterReason, dead_letter_id
 from contracts.topics import DEAD_LETTERS, ROUTES_BY_TOPIC
 from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
-from producers.publisher import OutgoingMessage
+from producers.publisher import Delivery, OutgoingMessage
 
 ROUTE = ROUTES_BY_TOPIC["shop.points.charge"]
 TOPIC = "shop.points.charge"
@@ -78,15 +79,29 @@ class FakeApplier:
 
 
 class FakeSink:
-    def __init__(self, refuse: bytes | None = None) -> None:
+    """Refuses at once what holds `refuse` (as aiokafka's size check does); fails the
+    delivery of what holds `undeliverable` (as a broker refusing it does). What it
+    refuses is not published."""
+
+    def __init__(self, refuse: bytes | None = None, undeliverable: bytes | None = None) -> None:
         self.published: list[OutgoingMessage] = []
         self.refuse = refuse
+        self.undeliverable = undeliverable
 
-    async def publish_all(self, messages: Sequence[OutgoingMessage]) -> None:
+    async def send_all(self, messages: Sequence[OutgoingMessage]) -> Delivery:
         for m in messages:
             if self.refuse is not None and self.refuse in m.value:
                 raise ValueError("message refused for its size")
-        self.published += messages
+        acks: list[asyncio.Future[None]] = []
+        for m in messages:
+            ack = asyncio.get_running_loop().create_future()
+            if self.undeliverable is not None and self.undeliverable in m.value:
+                ack.set_exception(ValueError("the broker refused the message"))
+            else:
+                ack.set_result(None)
+                self.published.append(m)
+            acks.append(ack)
+        return Delivery(acks)
 
 
 def _records(count: int, *, bad_at: int | None = None) -> list[RawRecord]:
@@ -201,3 +216,55 @@ async def test_a_transient_failure_is_raised_for_redelivery_not_isolated() -> No
 
     assert applier.calls == 1
     assert sink.published == []
+
+
+async def test_a_message_the_broker_refuses_is_isolated_when_the_batch_waits_for_it() -> None:
+    applier, sink = FakeApplier(poison=set()), FakeSink(undeliverable=b"ok:c-2")
+    pipeline = pipeline_module.CommandPipeline(ROUTE, applier, sink)
+
+    await pipeline.handle(_records(4), wait=True)
+
+    # The others were delivered on the first try and again (replays) by the halves.
+    assert set(_results(sink)) == {"c-0", "c-1", "c-3"}
+    (letter,) = _dead_letters(sink)
+    assert (letter.offset, letter.reason) == (102, DeadLetterReason.PROCESSING_FAILED)
+    assert "publishing" in letter.error
+
+
+async def test_a_batch_that_does_not_wait_returns_its_failed_delivery() -> None:
+    applier, sink = FakeApplier(poison=set()), FakeSink(undeliverable=b"ok:c-2")
+    pipeline = pipeline_module.CommandPipeline(ROUTE, applier, sink)
+
+    delivery = await pipeline.handle(_records(4))
+
+    with pytest.raises(ValueError, match="refused"):
+        await delivery.wait()
+    assert _dead_letters(sink) == []  # the subscriber redelivers it, waiting then
+
+
+async def test_a_batch_is_sent_only_once_the_batch_before_is_delivered() -> None:
+    applier, sink = FakeApplier(poison=set()), FakeSink()
+    pipeline = pipeline_module.CommandPipeline(ROUTE, applier, sink)
+    before: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    handling = asyncio.create_task(pipeline.handle(_records(3), after=Delivery([before])))
+    await asyncio.sleep(0.01)
+
+    assert applier.applied == ["c-0", "c-1", "c-2"]  # applied meanwhile
+    assert sink.published == []
+    before.set_result(None)
+    await (await handling).wait()
+    assert _results(sink) == ["c-0", "c-1", "c-2"]
+
+
+async def test_a_batch_after_an_undelivered_one_sends_nothing_and_says_so() -> None:
+    applier, sink = FakeApplier(poison=set()), FakeSink()
+    pipeline = pipeline_module.CommandPipeline(ROUTE, applier, sink)
+    before: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    before.set_exception(ConnectionResetError("broker went away"))
+
+    with pytest.raises(pipeline_module.PreviousUndelivered):
+        await pipeline.handle(_records(3, bad_at=1), after=Delivery([before]))
+
+    assert sink.published == []  # neither results nor dead letters, not even split
+    assert applier.calls == 1

@@ -1,0 +1,198 @@
+"""A consumer's batches overlap (no I/O): the next batch is worked on while the one
+before is delivered, yet offsets are committed only after delivery and in order, and a
+batch whose delivery failed goes back, with any batch after it, for redelivery."""
+
+import asyncio
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from consumers.subscribers import ConsumerLane, InFlight, Records
+from producers.publisher import DELIVERED, Delivery
+
+TOPIC = "shop.points.charge"
+
+
+def _batch(partition: int, first: int, count: int) -> Records:
+    return tuple(
+        ConsumerRecord(TOPIC, partition, first + i, 0, 0, b"7", b"{}", None, 1, 2, ())
+        for i in range(count)
+    )
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.log: list[tuple[str, dict[int, int]]] = []
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.log.append(("seek", {partition.partition: offset}))
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.log.append(("commit", {tp.partition: o for tp, o in offsets.items()}))
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        return None
+
+
+class FakeWork:
+    """Each batch's delivery is a future the test settles; `after` is awaited before
+    'sending', as the pipeline does; records what it was asked."""
+
+    def __init__(self) -> None:
+        self.acks: list[asyncio.Future[None]] = []
+        self.calls: list[tuple[int, bool]] = []  # (first offset, wait)
+
+    async def __call__(self, records: Records, after: Delivery, wait: bool) -> Delivery:
+        self.calls.append((records[0].offset, wait))
+        await after.wait()
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.acks.append(ack)
+        delivery = Delivery([ack])
+        if wait:
+            await delivery.wait()
+        return delivery
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_the_next_batch_is_worked_on_while_the_one_before_is_delivered() -> None:
+    work, consumer = FakeWork(), FakeConsumer()
+    lane = ConsumerLane(TOPIC, work, InFlight(), backoff_seconds=0)
+
+    await lane.handle(_batch(0, 10, 5), consumer)  # returns before its delivery
+    assert consumer.log == []
+    second = asyncio.create_task(lane.handle(_batch(0, 15, 5), consumer))
+    await _settle()
+    assert work.calls == [(10, False), (15, False)]
+    assert not second.done()  # waits for the first delivery before sending its own
+
+    work.acks[0].set_result(None)
+    await second
+    await _settle()
+    assert consumer.log == [("commit", {0: 15})]
+    work.acks[1].set_result(None)
+    await _settle()
+    assert consumer.log == [("commit", {0: 15}), ("commit", {0: 20})]
+
+
+async def test_offsets_are_committed_in_order_even_when_deliveries_finish_out_of_order() -> None:
+    consumer = FakeConsumer()
+    # Work that does not wait for `after` before sending, so deliveries can finish in any
+    # order.
+    acks: list[asyncio.Future[None]] = []
+
+    async def sends_at_once(records: Records, after: Delivery, wait: bool) -> Delivery:
+        acks.append(asyncio.get_running_loop().create_future())
+        return Delivery([acks[-1]])
+
+    lane = ConsumerLane(TOPIC, sends_at_once, InFlight(), backoff_seconds=0)
+    await lane.handle(_batch(0, 0, 3), consumer)
+    await lane.handle(_batch(1, 0, 4), consumer)
+    acks[1].set_result(None)
+    await _settle()
+    assert consumer.log == []  # the second waits for the first's commit
+    acks[0].set_result(None)
+    await _settle()
+    assert consumer.log == [("commit", {0: 3}), ("commit", {1: 4})]
+
+
+async def test_a_failed_delivery_rewinds_its_batch_and_the_redelivery_waits_for_its_own() -> None:
+    work, consumer = FakeWork(), FakeConsumer()
+    lane = ConsumerLane(TOPIC, work, InFlight(), backoff_seconds=0)
+
+    await lane.handle(_batch(0, 10, 5), consumer)
+    work.acks[0].set_exception(ConnectionResetError("broker went away"))
+    await _settle()
+    assert consumer.log == [("seek", {0: 10})]  # nothing committed
+
+    # Fetched before the rewind: goes back too, unworked.
+    await lane.handle(_batch(0, 15, 5), consumer)
+    assert consumer.log[-1] == ("seek", {0: 10})
+    assert work.calls == [(10, False)]
+
+    redelivered = asyncio.create_task(lane.handle(_batch(0, 10, 5), consumer))
+    await _settle()
+    assert work.calls[-1] == (10, True)
+    assert not redelivered.done()
+    work.acks[1].set_result(None)
+    await redelivered  # waited for its delivery and its commit
+    assert consumer.log[-1] == ("commit", {0: 15})
+
+    await lane.handle(_batch(0, 15, 5), consumer)  # past it: overlapping again
+    assert work.calls[-1] == (15, False)
+
+
+async def test_a_batch_after_an_undelivered_one_rewinds_both() -> None:
+    work, consumer = FakeWork(), FakeConsumer()
+    lane = ConsumerLane(TOPIC, work, InFlight(), backoff_seconds=0)
+
+    await lane.handle(_batch(0, 10, 5) + _batch(1, 40, 2), consumer)
+    second = asyncio.create_task(lane.handle(_batch(0, 15, 5) + _batch(2, 7, 1), consumer))
+    await _settle()
+    work.acks[0].set_exception(ConnectionResetError("broker went away"))
+    await second
+
+    seeks: dict[int, int] = {}
+    for what, offsets in consumer.log:
+        assert what == "seek"
+        for partition, offset in offsets.items():
+            seeks[partition] = min(offset, seeks.get(partition, offset))
+    # Each partition back to the first record not delivered; nothing committed.
+    assert seeks == {0: 10, 1: 40, 2: 7}
+    assert len(work.acks) == 1  # the second batch never sent anything
+
+
+async def test_a_failing_batch_is_rewound_while_the_one_before_still_commits() -> None:
+    consumer = FakeConsumer()
+    acks: list[asyncio.Future[None]] = []
+
+    async def fails_second(records: Records, after: Delivery, wait: bool) -> Delivery:
+        if records[0].offset == 15:
+            raise ConnectionResetError("database went away")
+        acks.append(asyncio.get_running_loop().create_future())
+        return Delivery([acks[-1]])
+
+    lane = ConsumerLane(TOPIC, fails_second, InFlight(), backoff_seconds=0)
+    await lane.handle(_batch(0, 10, 5), consumer)
+    second = asyncio.create_task(lane.handle(_batch(0, 15, 5), consumer))
+    await _settle()
+    acks[0].set_result(None)
+    await second
+
+    assert ("commit", {0: 15}) in consumer.log
+    assert ("seek", {0: 15}) in consumer.log
+    assert ("seek", {0: 10}) not in consumer.log
+
+
+async def test_a_stop_finishes_batches_in_the_background_and_then_works_inline() -> None:
+    work, consumer, in_flight = FakeWork(), FakeConsumer(), InFlight()
+    lane = ConsumerLane(TOPIC, work, in_flight, backoff_seconds=0)
+    await lane.handle(_batch(0, 10, 5), consumer)
+
+    closing = asyncio.create_task(in_flight.close())
+    await _settle()
+    assert not closing.done()  # waits for the batch being delivered
+    work.acks[0].set_result(None)
+    await closing
+    assert consumer.log == [("commit", {0: 15})]
+
+    last = asyncio.create_task(lane.handle(_batch(0, 15, 1), consumer))
+    await _settle()
+    assert work.calls[-1] == (15, True)
+    work.acks[1].set_result(None)
+    await last
+    assert consumer.log[-1] == ("commit", {0: 16})  # committed before the handler returned
+
+
+async def test_nothing_to_deliver_commits_at_once() -> None:
+    consumer = FakeConsumer()
+
+    async def aggregate(records: Records, after: Delivery, wait: bool) -> Delivery:
+        return DELIVERED
+
+    lane = ConsumerLane(TOPIC, aggregate, InFlight(), backoff_seconds=0)
+    await lane.handle(_batch(3, 0, 2), consumer)
+    await _settle()
+    assert consumer.log == [("commit", {3: 2})]
