@@ -105,7 +105,6 @@ class ShopflowClient:
 
     async def _read(self) -> None:
         assert self._consumer is not None
-        dead_letter_topic = self._topics.dead_letters
         while True:
             batches = await self._consumer.getmany(timeout_ms=200)
             if not batches:
@@ -113,30 +112,32 @@ class ShopflowClient:
             async with self._changed:
                 for tp, records in batches.items():
                     for record in records:
-                        if record.value is None:
-                            continue
-                        try:
-                            if tp.topic == dead_letter_topic:
-                                self.dead_letters.append(
-                                    DeadLetter.model_validate_json(record.value)
-                                )
-                            else:
-                                event = parse_event(record.value)
-                                self._results[event.command_id].append(event)
-                                self._first_seen.setdefault(
-                                    event.command_id, asyncio.get_running_loop().time()
-                                )
-                        except ValueError:  # pydantic's ValidationError among them
-                            # Someone else's record on our topics (or an older format):
-                            # skipped, so that one unreadable record does not end the
-                            # reader and time out every later wait.
-                            log.warning(
-                                "skipped unreadable record %s[%d]@%d",
-                                tp.topic,
-                                tp.partition,
-                                record.offset,
-                            )
+                        self._take(tp, record.offset, record.value)
                 self._changed.notify_all()
+
+    def _take(self, tp: TopicPartition, offset: int, value: bytes | None) -> None:
+        """Record one result event or dead letter; skip (with a warning) what is neither.
+
+        Our topics may carry someone else's records, an older format, a tombstone, or
+        bytes no JSON parser takes (nesting deep enough for a RecursionError, which is not
+        a ValueError). Any failure to read one record is caught, whatever its class: the
+        reader must outlive it, or every later wait times out."""
+        reason = "no value (a tombstone)"
+        if value is not None:
+            try:
+                if tp.topic == self._topics.dead_letters:
+                    self.dead_letters.append(DeadLetter.model_validate_json(value))
+                else:
+                    event = parse_event(value)
+                    self._results[event.command_id].append(event)
+                    loop_time = asyncio.get_running_loop().time()
+                    self._first_seen.setdefault(event.command_id, loop_time)
+                return
+            except Exception as error:
+                reason = " ".join(f"{type(error).__name__}: {error}".split())[:200]
+        log.warning(
+            "skipped unreadable record %s[%d]@%d: %s", tp.topic, tp.partition, offset, reason
+        )
 
     async def stop(self) -> None:
         if self._reader is not None:

@@ -34,6 +34,7 @@ from persistence.reconciliation import describe, find_violations
 from producers.client import ShopflowClient
 from shopflow.app import create_app, prepare
 from shopflow.asyncapi import asyncapi_json
+from shopflow.kafka_admin import TopicMismatch
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 
@@ -52,6 +53,27 @@ def _logging(level: str) -> None:
 LogLevel = Annotated[str, typer.Option(help="Logging level.")]
 
 
+@contextlib.contextmanager
+def _refusing_to_start() -> Iterator[None]:
+    """A set-up the service will not run on (topics with too few partitions): its one
+    sentence on stderr and exit 1, not a stack trace."""
+    try:
+        yield
+    except TopicMismatch as error:
+        typer.echo(f"shopflow refuses to start: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
+async def _prepare_alone(settings: Settings) -> None:
+    """Topics and migrations, on a runtime of their own that is closed after."""
+    runtime = Runtime.build(settings, consume=False)
+    try:
+        await prepare(settings, runtime)
+    finally:
+        await runtime.engine.dispose()
+        await runtime.redis.aclose()
+
+
 @app.command()
 def serve(
     consume: Annotated[bool, typer.Option(help="Run the command consumers.")] = True,
@@ -60,8 +82,12 @@ def serve(
     """Run the service in the foreground: consumers and the HTTP queries. Ctrl-C stops it."""
     _logging(log_level)
     settings = Settings()
+    # Prepared before uvicorn starts rather than in the app's lifespan: uvicorn reports a
+    # lifespan failure as a stack trace, and a refusal should read as one line.
+    with _refusing_to_start():
+        asyncio.run(_prepare_alone(settings))
     config = uvicorn.Config(
-        create_app(settings, consume=consume),
+        create_app(settings, consume=consume, prepare_first=False),
         host=settings.http_host,
         port=settings.http_port,
         log_level=log_level,
@@ -94,24 +120,16 @@ def worker(log_level: LogLevel = "info") -> None:
 
     # uvloop: the worker is event-loop bound (sockets to Kafka and PostgreSQL, many small
     # callbacks), and uvloop runs that loop in C. `serve` gets it from uvicorn.
-    uvloop.run(main())
+    with _refusing_to_start():
+        uvloop.run(main())
 
 
 @app.command()
 def migrate(log_level: LogLevel = "info") -> None:
     """Create missing topics and apply the database migrations."""
     _logging(log_level)
-
-    async def main() -> None:
-        settings = Settings()
-        runtime = Runtime.build(settings, consume=False)
-        try:
-            await prepare(settings, runtime)
-        finally:
-            await runtime.engine.dispose()
-            await runtime.redis.aclose()
-
-    asyncio.run(main())
+    with _refusing_to_start():
+        asyncio.run(_prepare_alone(Settings()))
     typer.echo("topics and schema are up to date")
 
 

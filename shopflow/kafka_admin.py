@@ -1,9 +1,13 @@
 """Creating the service's topics with explicit partition counts (the broker does not
-auto-create them: a topic created by accident with one partition caps parallelism), and
-reading back the limit that sizes dead letters."""
+auto-create them: a topic created by accident with one partition caps parallelism),
+refusing topics with fewer partitions than configured, and reading back the limit that
+sizes dead letters."""
 
+import asyncio
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -15,29 +19,74 @@ from shopflow.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = "max.message.bytes"
+# How long to wait for the cluster metadata to list a topic another process has just
+# created (it answers UNKNOWN_TOPIC_OR_PARTITION or LEADER_NOT_AVAILABLE until then).
+METADATA_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
 class PlannedTopic:
     partitions: int
+    setting: str  # the variable the partition count comes from (SHOPFLOW_...), for refusals
     configs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ShortTopic:
+    """A topic with fewer partitions than the settings ask for."""
+
+    topic: str
+    partitions: int
+    planned: int
+    setting: str
+
+    def sentence(self) -> str:
+        return (
+            f"topic {self.topic} has {_partitions(self.partitions)}, fewer than the "
+            f"{self.planned} {self.setting} asks for; add partitions or change the setting."
+        )
+
+
+class TopicMismatch(RuntimeError):
+    """Existing topics the service refuses to run on: fewer partitions than configured
+    (the configured count is what the deployment is sized for; running on fewer would
+    silently cap its parallelism). `str()` is the sentence to show the operator."""
+
+    def __init__(self, short: list[ShortTopic]) -> None:
+        self.short = short
+        super().__init__(" ".join(s.sentence() for s in short))
+
+
+def _partitions(count: int) -> str:
+    return f"{count} partition" if count == 1 else f"{count} partitions"
+
+
+def _env_name(setting: str) -> str:
+    return f"{Settings.model_config.get('env_prefix', '')}{setting}".upper()
 
 
 def planned_topics(settings: Settings) -> dict[str, PlannedTopic]:
     """Every deployed topic name with its partition count and explicit configs."""
     topics = Topics(settings.topic_prefix)
-    plan = {topics.name(r.topic): PlannedTopic(settings.command_partitions) for r in COMMAND_ROUTES}
-    plan.update({topics.name(t): PlannedTopic(settings.event_partitions) for t in EVENT_TOPICS})
+    commands = PlannedTopic(settings.command_partitions, _env_name("command_partitions"))
+    events = PlannedTopic(settings.event_partitions, _env_name("event_partitions"))
+    plan = {topics.name(r.topic): commands for r in COMMAND_ROUTES}
+    plan.update({topics.name(t): events for t in EVENT_TOPICS})
     # Set on purpose rather than inherited from the broker: dead letters are sized to it.
     plan[topics.name(DEAD_LETTERS)] = PlannedTopic(
         settings.dead_letter_partitions,
+        _env_name("dead_letter_partitions"),
         {MAX_MESSAGE_BYTES: str(settings.dead_letter_topic_max_message_bytes)},
     )
     return plan
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
-    """Create the topics that are missing; returns the names created."""
+    """Create the topics that are missing and check the partitions of those that were
+    not; returns the names created. Raises the broker's error (aiokafka.errors) if one
+    cannot be created, and TopicMismatch if an existing one has fewer partitions than
+    the settings ask for."""
+    plan = planned_topics(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
@@ -45,29 +94,92 @@ async def ensure_topics(settings: Settings) -> list[str]:
         missing = [
             NewTopic(
                 name,
-                num_partitions=plan.partitions,
+                num_partitions=planned.partitions,
                 replication_factor=settings.replication_factor,
-                topic_configs=plan.configs,
+                topic_configs=planned.configs,
             )
-            for name, plan in planned_topics(settings).items()
+            for name, planned in plan.items()
             if name not in existing
         ]
-        if not missing:
-            return []
-        # aiokafka reports creation errors per topic in the response, not by raising.
-        response = await admin.create_topics(missing)
-        created = []
-        for topic, code, message in response.topic_errors:
-            if code == 0:
-                created.append(topic)
-                continue
-            error = for_code(code)
-            if error is TopicAlreadyExistsError:
-                continue  # another process created it in between: what we wanted anyway
-            raise error(f"creating topic {topic}: {message}")
+        created = _created(await admin.create_topics(missing)) if missing else []
+        # A topic created by this call has the planned count; every other one (existing
+        # before, or created by another process in between) is checked.
+        to_check = [name for name in plan if name not in created]
+        if to_check:
+            counts = await _partition_counts(admin, to_check)
+            _check_partitions({name: plan[name] for name in to_check}, counts)
         return created
     finally:
         await admin.close()
+
+
+def _created(response: Any) -> list[str]:
+    """The topics a CreateTopicsResponse reports created. aiokafka reports creation
+    errors per topic in the response, not by raising: "already exists" means another
+    process created it in between (what we wanted; its partitions are checked after),
+    any other error code is raised, naming the topic."""
+    created = []
+    # v0 entries are (topic, error_code); v1 and later add error_message.
+    for topic, code, *message in response.topic_errors:
+        if code == 0:
+            created.append(topic)
+            continue
+        error = for_code(code)
+        if error is TopicAlreadyExistsError:
+            continue
+        # str() of the error leads with "[Error <code>] <ErrorName>: "; an unknown code
+        # maps to UnknownError (errno -1), so the broker's own code is added then.
+        unknown = f" (broker error code {code})" if error.errno != code else ""
+        detail = f": {message[0]}" if message and message[0] else ""
+        raise error(f"cannot create topic {topic}{unknown}{detail}")
+    return created
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    """Each topic's partition count per the cluster metadata, asking again (for up to
+    METADATA_TIMEOUT_S) while some topic is not listed with its partitions yet."""
+    counts: dict[str, int] = {}
+    try:
+        async with asyncio.timeout(METADATA_TIMEOUT_S):
+            while True:
+                counts.update(_listed(await admin.describe_topics(names)))
+                if len(counts) == len(names):
+                    return counts
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        unlisted = ", ".join(name for name in names if name not in counts)
+        raise TimeoutError(
+            f"the cluster metadata did not list the partitions of {unlisted} "
+            f"within {METADATA_TIMEOUT_S:.0f}s"
+        ) from None
+
+
+def _listed(described: Iterable[dict[str, Any]]) -> dict[str, int]:
+    return {
+        t["topic"]: len(t["partitions"])
+        for t in described
+        if t["error_code"] == 0 and t["partitions"]
+    }
+
+
+def _check_partitions(plan: dict[str, PlannedTopic], counts: dict[str, int]) -> None:
+    """Fewer partitions than planned is refused (all such topics in one message); more is
+    fine: the deployment was sized for at least the planned count."""
+    short = []
+    for name, planned in plan.items():
+        found = counts[name]
+        if found < planned.partitions:
+            short.append(ShortTopic(name, found, planned.partitions, planned.setting))
+        elif found > planned.partitions:
+            log.info(
+                "topic %s has %d partitions, more than the %d %s asks for; using them all",
+                name,
+                found,
+                planned.partitions,
+                planned.setting,
+            )
+    if short:
+        raise TopicMismatch(short)
 
 
 async def topic_max_message_bytes(settings: Settings, topic: str) -> int:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner, Result
 from persistence.reconciliation import describe, find_violations
 from queries.read_model import ReadModel
 from shopflow.cli import DEMO_CHARGE, DEMO_PRODUCTS, DEMO_USERS, app
+from shopflow.kafka_admin import ensure_topics
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from tests.conftest import new_command_id, new_entity_id
@@ -158,13 +159,22 @@ async def test_check_reports_what_find_violations_finds(service: Runtime) -> Non
 
 
 @pytest.mark.usefixtures("cli_env")
-async def test_no_wait_prints_the_command_id_and_a_missed_deadline_exits_2() -> None:
+async def test_no_wait_prints_the_command_id_and_a_missed_deadline_exits_2(
+    monkeypatch: pytest.MonkeyPatch, test_settings: Settings
+) -> None:
     command_id = new_command_id("cli")
+    # Topics no service consumes, so that the deadline is missed for sure (the service
+    # can answer within a few milliseconds).
+    unserved = test_settings.model_copy(
+        update={"topic_prefix": f"{test_settings.topic_prefix}unserved."}
+    )
+    await ensure_topics(unserved)
 
     sent = await shopflow(
         "register-user", new_entity_id(), "Cy", "--command-id", command_id, "--no-wait"
     )
-    late = await shopflow("charge", new_entity_id(), 5, "--timeout", "0.001")
+    monkeypatch.setenv("SHOPFLOW_TOPIC_PREFIX", unserved.topic_prefix)
+    late = await shopflow("charge", new_entity_id(), 5, "--timeout", "0.5")
 
     assert sent.exit_code == 0, explain(sent)
     assert json.loads(sent.stdout) == {"sent": command_id}

@@ -32,6 +32,7 @@ async def _start_worker(settings: Settings, fault: FaultInjection) -> asyncio.su
         "SHOPFLOW_CONSUMER_GROUP": settings.consumer_group,
         "SHOPFLOW_COMMAND_PARTITIONS": str(settings.command_partitions),
         "SHOPFLOW_EVENT_PARTITIONS": str(settings.event_partitions),
+        "SHOPFLOW_DEAD_LETTER_PARTITIONS": str(settings.dead_letter_partitions),
         "SHOPFLOW_SESSION_TIMEOUT_MS": "6000",
         "SHOPFLOW_FAULT_INJECTION": fault.value,
     }

@@ -1,0 +1,144 @@
+"""`ensure_topics` (which `shopflow serve`, `worker` and `migrate` run first) against the
+real broker: topics it cannot use are refused, and what the broker refuses is raised.
+
+Each test has a topic prefix of its own and deletes its topics after. The CLI runs in a
+worker thread, as in test_cli.py (its commands call asyncio.run)."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import InvalidReplicationFactorError
+from typer.testing import CliRunner, Result
+
+from contracts.topics import COMMAND_ROUTES, DEAD_LETTERS, EVENT_TOPICS, POINTS_CHARGE, Topics
+from shopflow.cli import app
+from shopflow.kafka_admin import TopicMismatch, ensure_topics
+from shopflow.settings import Settings
+from tests.integration.helpers import isolated
+
+PARTITIONS = 3
+
+
+@pytest.fixture
+async def settings(test_settings: Settings) -> AsyncIterator[Settings]:
+    """Settings with a topic prefix of the test's own; its topics are deleted after."""
+    own = isolated(
+        test_settings,
+        "topics",
+        command_partitions=PARTITIONS,
+        event_partitions=PARTITIONS,
+        dead_letter_partitions=1,
+    )
+    yield own
+    admin = AIOKafkaAdminClient(bootstrap_servers=own.kafka_bootstrap)
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(own.topic_prefix)]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
+
+
+async def create_topic(settings: Settings, name: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        response = await admin.create_topics([NewTopic(name, partitions, 1)])
+        assert [entry[1] for entry in response.topic_errors] == [0]
+    finally:
+        await admin.close()
+
+
+async def broker_count(settings: Settings) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        return len((await admin.describe_cluster())["brokers"])
+    finally:
+        await admin.close()
+
+
+def all_topics(settings: Settings) -> set[str]:
+    topics = Topics(settings.topic_prefix)
+    names = {topics.name(route.topic) for route in COMMAND_ROUTES}
+    return names | {topics.name(t) for t in (*EVENT_TOPICS, DEAD_LETTERS)}
+
+
+def short_sentence(topic: str) -> str:
+    return (
+        f"topic {topic} has 1 partition, fewer than the {PARTITIONS} "
+        "SHOPFLOW_COMMAND_PARTITIONS asks for; add partitions or change the setting."
+    )
+
+
+async def test_a_topic_with_fewer_partitions_than_configured_is_refused(
+    settings: Settings,
+) -> None:
+    charges = Topics(settings.topic_prefix).name(POINTS_CHARGE)
+    await create_topic(settings, charges, 1)
+
+    with pytest.raises(TopicMismatch) as raised:
+        await ensure_topics(settings)
+
+    assert str(raised.value) == short_sentence(charges)
+
+
+async def test_ensuring_twice_creates_once_and_accepts_what_it_created(
+    settings: Settings,
+) -> None:
+    first = await ensure_topics(settings)
+    second = await ensure_topics(settings)
+
+    assert set(first) == all_topics(settings)
+    assert second == []
+
+
+async def test_a_topic_with_more_partitions_than_configured_is_used(settings: Settings) -> None:
+    charges = Topics(settings.topic_prefix).name(POINTS_CHARGE)
+    await create_topic(settings, charges, PARTITIONS + 2)
+
+    created = await ensure_topics(settings)
+
+    assert set(created) == all_topics(settings) - {charges}
+
+
+async def test_a_creation_the_broker_refuses_raises_naming_the_topic(
+    settings: Settings,
+) -> None:
+    # More replicas than brokers: the broker answers INVALID_REPLICATION_FACTOR per topic.
+    refused = settings.model_copy(update={"replication_factor": await broker_count(settings) + 1})
+
+    with pytest.raises(InvalidReplicationFactorError) as raised:
+        await ensure_topics(refused)
+
+    assert any(topic in str(raised.value) for topic in all_topics(settings))
+
+
+async def shopflow(settings: Settings, *args: str) -> Result:
+    """`shopflow ARGS...` with the SHOPFLOW_* environment of `settings`, in a thread."""
+    env = {
+        "SHOPFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "SHOPFLOW_DATABASE_URL": settings.database_url,
+        "SHOPFLOW_REDIS_URL": settings.redis_url,
+        "SHOPFLOW_TOPIC_PREFIX": settings.topic_prefix,
+        "SHOPFLOW_CONSUMER_GROUP": settings.consumer_group,
+        "SHOPFLOW_COMMAND_PARTITIONS": str(settings.command_partitions),
+        "SHOPFLOW_EVENT_PARTITIONS": str(settings.event_partitions),
+        "SHOPFLOW_DEAD_LETTER_PARTITIONS": str(settings.dead_letter_partitions),
+    }
+    return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
+
+
+@pytest.mark.parametrize("command", ["migrate", "worker", "serve"])
+async def test_the_cli_refuses_to_start_in_one_line(settings: Settings, command: str) -> None:
+    charges = Topics(settings.topic_prefix).name(POINTS_CHARGE)
+    await create_topic(settings, charges, 1)
+
+    result = await shopflow(settings, command)
+
+    assert result.exit_code == 1, f"exit {result.exit_code}\n{result.output}"
+    assert result.stderr == f"shopflow refuses to start: {short_sentence(charges)}\n"
+    assert "Traceback" not in result.output
