@@ -104,6 +104,7 @@ class ConsumerOptions:
 
     max_records: int
     batch_timeout_ms: int
+    linger_ms: int
     session_timeout_ms: int
     heartbeat_interval_ms: int
 
@@ -147,6 +148,10 @@ class _Flight:
 class BatchConsumer(Protocol):
     """What a lane needs of aiokafka's consumer."""
 
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]: ...
+
     def seek(self, partition: TopicPartition, offset: int) -> None: ...
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
@@ -164,11 +169,15 @@ class ConsumerLane:
         work: BatchWork,
         in_flight: InFlight,
         *,
+        max_records: int = 500,
+        linger_ms: int = 0,
         backoff_seconds: float = _NACK_BACKOFF_SECONDS,
     ) -> None:
         self._topic = topic
         self._work = work
         self._in_flight = in_flight
+        self._max_records = max_records
+        self._linger_ms = linger_ms
         self._backoff = backoff_seconds
         self._flight: _Flight | None = None  # the batch before, still in the background
         # Per partition, up to which offset redelivered records must wait for their
@@ -176,6 +185,7 @@ class ConsumerLane:
         self._wait_through: dict[int, int] = {}
 
     async def handle(self, records: Records, consumer: BatchConsumer) -> None:
+        records = await self._topped_up(records, consumer)
         before, self._flight = self._flight, None
         span = _Span.of(records)
         if before is not None and before.done.done() and not before.done.result():
@@ -213,6 +223,20 @@ class ConsumerLane:
         self._flight = _Flight(span, delivery, done)
         if wait:
             await done
+
+    async def _topped_up(self, records: Records, consumer: BatchConsumer) -> Records:
+        """The batch with what the broker got meanwhile, if it has room: consuming its
+        records set off the next fetch, whose records would otherwise wait for the whole
+        next batch (`SHOPFLOW_BATCH_LINGER_MS`). FastStream's loop is awaiting this
+        handler, so nothing else polls the consumer meanwhile; per partition, the records
+        come after those of the batch."""
+        room = self._max_records - len(records)
+        if room <= 0 or self._linger_ms <= 0:
+            return records
+        more = await consumer.getmany(timeout_ms=self._linger_ms, max_records=room)
+        if not more:
+            return records
+        return records + tuple(r for partition in more.values() for r in partition)
 
     async def _deliver_then_commit(
         self, consumer: BatchConsumer, span: _Span, delivery: Delivery, before: _Flight | None
@@ -284,7 +308,9 @@ def register_batch_subscriber(
     only after `work` applied a batch and its messages were delivered, while the next
     batch is already being worked on; a batch seeked back (redelivery, after a pause)
     when `work` raises."""
-    lane = ConsumerLane(topic, work, in_flight)
+    lane = ConsumerLane(
+        topic, work, in_flight, max_records=options.max_records, linger_ms=options.linger_ms
+    )
 
     async def handle_batch(body: Any, message: KafkaMessage) -> None:
         records = message.raw_message

@@ -98,6 +98,7 @@ class Runtime:
             options = ConsumerOptions(
                 max_records=settings.batch_max_records,
                 batch_timeout_ms=settings.batch_timeout_ms,
+                linger_ms=settings.batch_linger_ms,
                 session_timeout_ms=settings.session_timeout_ms,
                 heartbeat_interval_ms=settings.heartbeat_interval_ms,
             )

@@ -56,6 +56,16 @@ class Settings(BaseSettings):
         "group makes the group rebalance.",
     )
     batch_timeout_ms: int = Field(default=100, ge=1)
+    batch_linger_ms: int = Field(
+        default=2,
+        ge=0,
+        description="How long a batch that is not full waits for the records the broker "
+        "got meanwhile before it is applied. Consuming a batch's records sets off the next "
+        "fetch, which returns within a millisecond or two: without the wait, those records "
+        "would wait for the whole next batch. `python -m tests.bench.latency`, p50 / p99 at "
+        "500 commands/s: 13.8 / 20.8 ms with 0, 9.9 / 19.9 with 2, 10.4 / 22.3 with 5; "
+        "at 100/s the wait costs about 2 ms of p50.",
+    )
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     heartbeat_interval_ms: int = Field(
         default=500,

@@ -20,8 +20,19 @@ def _batch(partition: int, first: int, count: int) -> Records:
 
 
 class FakeConsumer:
-    def __init__(self) -> None:
+    def __init__(self, fetched: Records = ()) -> None:
         self.log: list[tuple[str, dict[int, int]]] = []
+        self.fetched = list(fetched)  # what the broker got meanwhile
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        taken, self.fetched = self.fetched[:max_records], self.fetched[max_records:]
+        self.log.append(("getmany", {0: len(taken)}))
+        out: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+        for record in taken:
+            out.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
+        return out
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self.log.append(("seek", {partition.partition: offset}))
@@ -196,3 +207,23 @@ async def test_nothing_to_deliver_commits_at_once() -> None:
     await lane.handle(_batch(3, 0, 2), consumer)
     await _settle()
     assert consumer.log == [("commit", {3: 2})]
+
+
+async def test_a_batch_with_room_takes_what_the_broker_got_meanwhile() -> None:
+    consumer = FakeConsumer(fetched=_batch(0, 13, 4) + _batch(1, 0, 2))
+    seen: list[tuple[int, int]] = []
+
+    async def work(records: Records, after: Delivery, wait: bool) -> Delivery:
+        seen.extend((r.partition, r.offset) for r in records)
+        return DELIVERED
+
+    lane = ConsumerLane(TOPIC, work, InFlight(), max_records=8, linger_ms=2, backoff_seconds=0)
+    await lane.handle(_batch(0, 10, 3), consumer)
+    await _settle()
+
+    # Up to the batch's room (8), each partition's records after those it had.
+    assert seen == [(0, 10), (0, 11), (0, 12), (0, 13), (0, 14), (0, 15), (0, 16), (1, 0)]
+    assert consumer.log[-1] == ("commit", {0: 17, 1: 1})
+    await lane.handle(_batch(1, 1, 8), consumer)  # a full batch does not wait
+    await _settle()
+    assert [what for what, _ in consumer.log] == ["getmany", "commit", "commit"]
