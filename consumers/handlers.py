@@ -211,6 +211,8 @@ async def place_orders(
             break
         failed = await pay_with_retries(uow.payments, unpaid)
         paid.update(p.reference for p in unpaid if p.reference not in failed)
+        if not failed:
+            break  # no new decline: deciding again would give the same decisions
         declined.update(failed)
     placed = [
         (cmd, meta, d)

@@ -10,6 +10,9 @@ from domain.payment import Payment, PaymentDeclined
 from persistence.arrays import bound, rows_of
 from persistence.tables import payments
 
+_paid = rows_of("pay", user_id=BigInteger(), amount=BigInteger(), command_id=String())
+_RECORD_PAYMENTS = insert(payments).from_select(["user_id", "amount", "command_id"], select(_paid))
+
 
 class PointsPaymentGateway:
     pays_in_transaction = True
@@ -18,9 +21,8 @@ class PointsPaymentGateway:
         self._connection = connection
 
     async def pay_all(self, paid: Sequence[Payment]) -> list[PaymentDeclined | None]:
-        given = rows_of("pay", user_id=BigInteger(), amount=BigInteger(), command_id=String())
         await self._connection.execute(
-            insert(payments).from_select(["user_id", "amount", "command_id"], select(given)),
+            _RECORD_PAYMENTS,
             bound(
                 "pay",
                 user_id=[p.user_id for p in paid],
