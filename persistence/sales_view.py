@@ -10,8 +10,9 @@ The `{H}` is a Redis Cluster hash tag: one sale touches keys of one slot only, s
 apply script stays valid when Redis becomes a cluster. Buckets expire 72 hours after
 their hour ends (plus a margin); nothing grows without bound.
 
-Applying sales is one Lua script per minute bucket: for each sale, add the event id to
-`seen`, and only if it was new, add its units to the hour and minute buckets. The id
+Applying sales is one Lua script per hour (all its keys share the hash tag): for each
+sale, add the event id to `seen`, and only if it was new, add its units to the hour and
+minute buckets. The id
 and the increments change together, so a redelivered or replayed event counts once.
 
 Reading: the window (see domain.top_products) is the minute buckets of its partial
@@ -41,27 +42,35 @@ from domain.top_products import (
 
 _EXPIRY_MARGIN = timedelta(minutes=10)
 
-# One call per minute bucket: KEYS are that minute's `seen`, hour and minute keys;
-# ARGV[1] the expiry (ms), then per sale its event id, its number of lines, and the
-# (product id, units) of each line.
+# One call per hour: KEYS are the hour's `seen` and hour keys, then the minute keys its
+# sales fall in; ARGV[1] the expiry (ms, the same for every key of the hour), then per
+# sale its event id, the index in KEYS of its minute key, its number of lines, and the
+# (product id, units) of each line. One call per hour rather than per minute: a batch
+# replaying older sales (a rebuild, a consumer catching up) spreads over many minutes,
+# and redis-py's cost per call was what bounded the aggregator.
 _APPLY_SALES = """
 local new = 0
+local touched = {}
 local i = 2
 while i <= #ARGV do
-  local lines = tonumber(ARGV[i + 1])
+  local minute = KEYS[tonumber(ARGV[i + 1])]
+  local lines = tonumber(ARGV[i + 2])
   if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
     new = new + 1
-    for j = i + 2, i + 2 * lines, 2 do
+    touched[minute] = true
+    for j = i + 3, i + 1 + 2 * lines, 2 do
       redis.call('ZINCRBY', KEYS[2], ARGV[j + 1], ARGV[j])
-      redis.call('ZINCRBY', KEYS[3], ARGV[j + 1], ARGV[j])
+      redis.call('ZINCRBY', minute, ARGV[j + 1], ARGV[j])
     end
   end
-  i = i + 2 + 2 * lines
+  i = i + 3 + 2 * lines
 end
 if new > 0 then
   redis.call('PEXPIREAT', KEYS[1], ARGV[1])
   redis.call('PEXPIREAT', KEYS[2], ARGV[1])
-  redis.call('PEXPIREAT', KEYS[3], ARGV[1])
+  for key in pairs(touched) do
+    redis.call('PEXPIREAT', key, ARGV[1])
+  end
 end
 return new
 """
@@ -98,25 +107,27 @@ class SalesView:
     async def apply(self, sales: Sequence[Sale], *, now: datetime) -> int:
         """Count each sale once; returns how many were new. Sales already out of the
         window are skipped: their buckets would expire on arrival. One script call per
-        minute bucket (a batch of live traffic is mostly one), pipelined."""
-        by_minute: dict[datetime, list[Sale]] = {}
+        hour (a batch of live traffic is mostly one), pipelined."""
+        by_hour: dict[datetime, list[Sale]] = {}
         for sale in sales:
             if sale.lines and _expires_at(sale.occurred_at) > now:
-                by_minute.setdefault(floor_minute(sale.occurred_at), []).append(sale)
-        if not by_minute:
+                by_hour.setdefault(floor_hour(sale.occurred_at), []).append(sale)
+        if not by_hour:
             return 0
         async with self._redis.pipeline(transaction=False) as pipe:
-            for minute, group in by_minute.items():
-                args: list[str | int] = [int(_expires_at(minute).timestamp() * 1000)]
+            for hour, group in by_hour.items():
+                keys = [self._seen_key(hour), self._hour_key(hour)]
+                key_index: dict[datetime, int] = {}
+                args: list[str | int] = [int(_expires_at(hour).timestamp() * 1000)]
                 for sale in group:
-                    args += [sale.event_id, len(sale.lines)]
+                    minute = floor_minute(sale.occurred_at)
+                    if minute not in key_index:
+                        keys.append(self._minute_key(minute))
+                        key_index[minute] = len(keys)  # Lua's KEYS count from 1
+                    args += [sale.event_id, key_index[minute], len(sale.lines)]
                     for product_id, quantity in sale.lines:
                         args += [str(product_id), quantity]
-                await self._apply_script(
-                    keys=[self._seen_key(minute), self._hour_key(minute), self._minute_key(minute)],
-                    args=args,
-                    client=pipe,
-                )
+                await self._apply_script(keys=keys, args=args, client=pipe)
             results = await pipe.execute()
         return sum(int(r) for r in results)
 
