@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -53,6 +54,19 @@ def _logging(level: str) -> None:
 LogLevel = Annotated[str, typer.Option(help="Logging level.")]
 
 
+def _tune_garbage_collector(settings: Settings) -> None:
+    """A long-running process's collector: what is there now (modules, the runtime) is
+    frozen out of collections, and young objects are collected less often
+    (`SHOPFLOW_GC_THRESHOLD`). Reference counting frees nearly everything a batch makes;
+    the collector only finds cycles."""
+    if settings.gc_threshold <= 0:
+        return
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(settings.gc_threshold, older, oldest)
+
+
 @contextlib.contextmanager
 def _refusing_to_start() -> Iterator[None]:
     """A set-up the service will not run on (topics with too few partitions): its one
@@ -94,6 +108,7 @@ def serve(
         lifespan="on",
         log_config=None,
     )
+    _tune_garbage_collector(settings)
     uvicorn.Server(config).run()
 
 
@@ -112,6 +127,7 @@ def worker(log_level: LogLevel = "info") -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await runtime.start()
+        _tune_garbage_collector(settings)
         logging.getLogger("shopflow").info(
             "worker started; consuming from %s", settings.kafka_bootstrap
         )

@@ -74,6 +74,17 @@ class Settings(BaseSettings):
         "leaving) completes within about one interval.",
     )
     graceful_timeout_s: float = 30.0
+    gc_threshold: int = Field(
+        default=50_000,
+        ge=0,
+        description="Objects a worker or server process allocates between two collections "
+        "of Python's youngest generation (Python's default is 700; 0 keeps the default). "
+        "What the process holds once started is frozen out of collections too. Each batch "
+        "allocates tens of thousands of short-lived objects, and the default collected "
+        "every few hundred: `python -m tests.bench.drain --settle`, one worker, went from "
+        "14,400-14,600 to 17,400-17,800 ChargePoints/s and from 4,900-5,200 to "
+        "5,900-6,200 PlaceOrder/s, with the same RSS.",
+    )
     db_pool_size: int = Field(
         default=32,
         ge=1,

@@ -1,9 +1,13 @@
 """The composition root builds without a running event loop, as `shopflow serve` does it
-(uvicorn starts the loop only after the app exists); nothing connects before start."""
+(uvicorn starts the loop only after the app exists); nothing connects before start. A
+process's garbage collector is tuned as configured."""
+
+import gc
 
 from fastapi import FastAPI
 
 from shopflow.app import create_app
+from shopflow.cli import _tune_garbage_collector
 from shopflow.settings import Settings
 
 
@@ -12,3 +16,14 @@ def test_the_http_app_with_its_consumers_builds_before_the_loop_runs() -> None:
 
     assert isinstance(app, FastAPI)
     assert any(getattr(route, "path", None) == "/products/top" for route in app.routes)
+
+
+def test_a_process_collects_young_objects_as_configured_with_what_it_holds_frozen() -> None:
+    before = gc.get_threshold()
+    try:
+        _tune_garbage_collector(Settings(gc_threshold=12_345))
+        assert gc.get_threshold() == (12_345, before[1], before[2])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
