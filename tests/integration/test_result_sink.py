@@ -55,18 +55,23 @@ async def _read_all(settings: Settings, topic: str, count: int) -> dict[int, lis
         await consumer.stop()
 
 
+async def _started_sink(settings: Settings, *, max_request_size: int) -> KafkaMessageSink:
+    sink = KafkaMessageSink(
+        settings.kafka_bootstrap,
+        Topics(settings.topic_prefix),
+        max_request_size=max_request_size,
+        client_id="sink-test",
+    )
+    await sink.start()
+    return sink
+
+
 @pytest.mark.usefixtures("service")
 async def test_a_batch_lands_in_key_order_across_several_record_batches(
     test_settings: Settings,
 ) -> None:
     topic = await _scratch_topic(test_settings)
-    sink = KafkaMessageSink(
-        test_settings.kafka_bootstrap,
-        Topics(test_settings.topic_prefix),
-        max_request_size=1 << 20,
-        client_id="sink-test",
-    )
-    await sink.start()
+    sink = await _started_sink(test_settings, max_request_size=1 << 20)
     try:
         # 600 messages of ~300 bytes on 3 partitions: well over one 16 KiB batch each.
         messages = [
@@ -92,13 +97,7 @@ async def test_a_message_over_the_limit_is_refused_before_anything_is_sent(
     test_settings: Settings,
 ) -> None:
     topic = await _scratch_topic(test_settings)
-    sink = KafkaMessageSink(
-        test_settings.kafka_bootstrap,
-        Topics(test_settings.topic_prefix),
-        max_request_size=10_000,
-        client_id="sink-test",
-    )
-    await sink.start()
+    sink = await _started_sink(test_settings, max_request_size=10_000)
     try:
         with pytest.raises(MessageSizeTooLargeError):
             await sink.send_all(
