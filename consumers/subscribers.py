@@ -93,9 +93,11 @@ class InFlight:
 
     async def close(self) -> None:
         """From now on every batch finishes before its handler returns; wait for those
-        already in the background."""
+        already in the background (and for any that a handler busy when this was called
+        hands over meanwhile)."""
         self.closing = True
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,7 @@ class ConsumerLane:
         done = asyncio.create_task(self._deliver_then_commit(consumer, span, delivery, before))
         self._in_flight.track(done)
         self._flight = _Flight(span, delivery, done)
-        if wait:
+        if wait or self._in_flight.closing:  # closing may have begun while it worked
             await done
 
     async def _topped_up(self, records: Records, consumer: BatchConsumer) -> Records:

@@ -227,3 +227,27 @@ async def test_a_batch_with_room_takes_what_the_broker_got_meanwhile() -> None:
     await lane.handle(_batch(1, 1, 8), consumer)  # a full batch does not wait
     await _settle()
     assert [what for what, _ in consumer.log] == ["getmany", "commit", "commit"]
+
+
+async def test_a_batch_being_worked_on_when_the_stop_begins_commits_before_it_returns() -> None:
+    consumer, in_flight = FakeConsumer(), InFlight()
+    release = asyncio.Event()
+    ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def slow(records: Records, after: Delivery, wait: bool) -> Delivery:
+        await release.wait()
+        return Delivery([ack])
+
+    lane = ConsumerLane(TOPIC, slow, in_flight, backoff_seconds=0)
+    handling = asyncio.create_task(lane.handle(_batch(0, 10, 5), consumer))
+    await _settle()
+    closing = asyncio.create_task(in_flight.close())
+    await _settle()
+    release.set()
+    await _settle()
+
+    assert not handling.done()  # waits for its delivery and commit, the stop having begun
+    ack.set_result(None)
+    await handling
+    assert consumer.log == [("commit", {0: 15})]
+    await closing
