@@ -5,6 +5,7 @@ gets the command again, finds it in the ledger and publishes the stored result."
 import asyncio
 import os
 import sys
+from uuid import UUID
 
 import pytest
 from sqlalchemy import insert, select
@@ -21,7 +22,11 @@ from tests.conftest import new_command_id, new_entity_id
 from tests.integration.helpers import balance_of, isolated, transactions_of
 
 
-async def _start_worker(settings: Settings, fault: FaultInjection) -> asyncio.subprocess.Process:
+async def _start_worker(
+    settings: Settings, fault: FaultInjection, **overrides: str
+) -> asyncio.subprocess.Process:
+    """`shopflow worker` in a process of its own; `overrides` are further SHOPFLOW_*
+    settings (BATCH_MAX_RECORDS="10" sets SHOPFLOW_BATCH_MAX_RECORDS)."""
     env = {
         **os.environ,
         "SHOPFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
@@ -35,6 +40,7 @@ async def _start_worker(settings: Settings, fault: FaultInjection) -> asyncio.su
         "SHOPFLOW_DEAD_LETTER_PARTITIONS": str(settings.dead_letter_partitions),
         "SHOPFLOW_SESSION_TIMEOUT_MS": "6000",
         "SHOPFLOW_FAULT_INJECTION": fault.value,
+        **{f"SHOPFLOW_{name}": value for name, value in overrides.items()},
     }
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "shopflow", "worker", "--log-level", "warning", env=env
@@ -103,6 +109,33 @@ async def test_crash_after_db_commit_then_restart_applies_once_and_publishes_the
     assert await transactions_of(engine, user_id) == [("charge", 250, command.command_id)]
 
 
+async def _ledger(engine: AsyncEngine, command_ids: list[str]) -> dict[str, UUID | None]:
+    """command_id -> stored event_id of each of `command_ids` the ledger holds."""
+    async with engine.connect() as connection:
+        c = processed_commands.c
+        rows = await connection.execute(
+            select(c.command_id, c.event_id).where(c.command_id.in_(command_ids))
+        )
+        return {row.command_id: row.event_id for row in rows}
+
+
+async def _first_answer(client: ShopflowClient, command_ids: list[str], timeout: float) -> None:
+    """Return as soon as any of `command_ids` has a result. Not the first command's: the
+    worker takes the partitions in no set order, and by the time a given command is
+    answered, hundreds of others may have been (measured: up to 560 of 1,000). Polled:
+    the client offers no event for "any result", and 5 ms is short next to the stream."""
+    async with asyncio.timeout(timeout):
+        while all(client.first_seen_at(i) is None for i in command_ids):  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+
+async def _balances(engine: AsyncEngine, user_ids: list[int]) -> dict[int, int]:
+    async with engine.connect() as connection:
+        c = point_balances.c
+        rows = await connection.execute(select(c.user_id, c.balance).where(c.user_id.in_(user_ids)))
+        return {row.user_id: row.balance for row in rows}
+
+
 async def test_sigterm_mid_stream_then_restart_applies_every_command_once(
     own_service_settings: Settings, engine: AsyncEngine
 ) -> None:
@@ -116,17 +149,31 @@ async def test_sigterm_mid_stream_then_restart_applies_every_command_once(
         ChargePoints(command_id=new_command_id("term"), user_id=user_ids[i % 20], amount=i + 1)
         for i in range(1_000)
     ]
+    command_ids = [c.command_id for c in commands]
 
     async with ShopflowClient(
         own_service_settings.kafka_bootstrap, topics=Topics(own_service_settings.topic_prefix)
     ) as client:
-        for command in commands:
-            await client.send(command)
-        first = await _start_worker(own_service_settings, FaultInjection.NONE)
-        await client.wait_for_result(commands[0].command_id, timeout=60)
-        first.terminate()  # stop while the rest is being consumed
-        assert await _wait_exit(first, timeout=60) == 0
-        answered_by_first = sum(1 for c in commands if client.results(c.command_id))
+        await asyncio.gather(*(client.send(command) for command in commands))
+        # Stopped mid-stream for sure: batches of 10 stretch the stream over 100 batches,
+        # and the signal goes out on the first result of any command. With the default
+        # 500 and a wait for commands[0], the first worker had answered all 1,000 by the
+        # time it stopped (measured, every run); like this it applied 20 to 60.
+        first = await _start_worker(
+            own_service_settings, FaultInjection.NONE, BATCH_MAX_RECORDS="10"
+        )
+        try:
+            await _first_answer(client, command_ids, timeout=60)
+            first.terminate()  # stop while the rest is being consumed
+            assert await _wait_exit(first, timeout=60) == 0
+        finally:
+            if first.returncode is None:
+                first.kill()
+        # What the first worker applied, from the ledger (its commit is the truth; the
+        # results it published may still be on their way to this client).
+        applied_by_first = await _ledger(engine, command_ids)
+        balances_at_stop = await _balances(engine, user_ids)
+        answered_by_first = {i for i in command_ids if client.results(i)}
 
         second = await _start_worker(own_service_settings, FaultInjection.NONE)
         try:
@@ -136,14 +183,31 @@ async def test_sigterm_mid_stream_then_restart_applies_every_command_once(
             second.terminate()
             await _wait_exit(second, timeout=60)
 
-    # Every command has exactly one outcome (redeliveries repeat the same event id) ...
+    # The stop came mid-stream: the first worker applied and answered some commands, not
+    # all of them; it published no result of a command it had not applied ...
+    assert 0 < len(answered_by_first) <= len(applied_by_first) < len(commands)
+    assert answered_by_first <= applied_by_first.keys()
+    # ... and it left no command half-applied: each balance is the sum of exactly the
+    # charges the ledger had recorded for it.
+    assert balances_at_stop == {
+        u: sum(c.amount for c in commands if c.user_id == u and c.command_id in applied_by_first)
+        for u in user_ids
+    }
+    # Every command has exactly one outcome (any redelivery repeats the stored event id).
+    # The stop finishes the offset commits of batches in flight before the consumers
+    # close; before it did, it sometimes lost the last one ("Error sending
+    # OffsetCommitRequest ... Connection closed") and the second worker got that batch
+    # again.
+    stored = await _ledger(engine, command_ids)
+    assert stored.keys() == set(command_ids)
     for command in commands:
         results = client.results(command.command_id)
-        assert len({r.event_id for r in results}) == 1
+        assert {r.event_id for r in results} == {stored[command.command_id]}
         assert isinstance(results[0], PointsCharged)
-    # ... and was applied once.
+    # ... and was applied once: each user's ledger holds its 50 charges, each once.
     for index, user_id in enumerate(user_ids):
         expected = sum(i + 1 for i in range(index, 1_000, 20))
         assert await balance_of(engine, user_id) == expected
-        assert len(await transactions_of(engine, user_id)) == 50
-    assert 0 < answered_by_first <= len(commands)
+        assert sorted(await transactions_of(engine, user_id)) == sorted(
+            ("charge", c.amount, c.command_id) for c in commands if c.user_id == user_id
+        )

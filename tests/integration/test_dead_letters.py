@@ -17,7 +17,7 @@ from persistence.dead_letter_store import DeadLetterStore
 from producers.client import ShopflowClient
 from shopflow.settings import Settings
 from tests.conftest import new_command_id
-from tests.integration.helpers import registered_user
+from tests.integration.helpers import dead_letter_rows, registered_user
 
 
 def _charge_json(user_id: int, **overrides: object) -> bytes:
@@ -120,3 +120,7 @@ async def test_dead_letter_records_where_the_message_was_and_keeps_it(
         kept = await DeadLetterStore(connection).kept_record(dead.dead_letter_id)
     assert kept is not None
     assert (kept.key, kept.value) == (str(user_id).encode(), value)
+    # The row was found by its id, which only hashes the coordinates: its own partition
+    # and offset columns are checked here, against where Kafka put the record.
+    recorded = await dead_letter_rows(engine, topic)
+    assert recorded.get((placed.partition, placed.offset)) == DeadLetterReason.INVALID_JSON.value
