@@ -16,7 +16,7 @@ from persistence.migrate import upgrade_to_head
 from queries.http import create_http_app
 from queries.read_model import ReadModel
 from queries.top_products import TopProducts
-from shopflow.kafka_admin import ensure_topics
+from shopflow.kafka_admin import check_session_timeout, ensure_topics
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 
@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 
 
 async def prepare(settings: Settings, runtime: Runtime) -> None:
-    """Create missing topics and migrate the schema (both idempotent, safe concurrently)."""
+    """Create missing topics and migrate the schema (both idempotent, safe concurrently);
+    refuse (`StartRefused`) a set-up the service cannot run on."""
+    await check_session_timeout(settings)
     created = await ensure_topics(settings)
     if created:
         log.info("created topics: %s", ", ".join(created))

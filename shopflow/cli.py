@@ -35,7 +35,7 @@ from persistence.reconciliation import describe, find_violations
 from producers.client import ShopflowClient
 from shopflow.app import create_app, prepare
 from shopflow.asyncapi import asyncapi_json
-from shopflow.kafka_admin import TopicMismatch
+from shopflow.kafka_admin import StartRefused
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 
@@ -69,11 +69,12 @@ def _tune_garbage_collector(settings: Settings) -> None:
 
 @contextlib.contextmanager
 def _refusing_to_start() -> Iterator[None]:
-    """A set-up the service will not run on (topics with too few partitions): its one
-    sentence on stderr and exit 1, not a stack trace."""
+    """A set-up the service will not run on (topics with too few partitions, a session
+    timeout the brokers refuse): its one sentence on stderr and exit 1, not a stack
+    trace."""
     try:
         yield
-    except TopicMismatch as error:
+    except StartRefused as error:
         typer.echo(f"shopflow refuses to start: {error}", err=True)
         raise typer.Exit(1) from None
 

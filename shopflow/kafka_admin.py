@@ -47,7 +47,12 @@ class ShortTopic:
         )
 
 
-class TopicMismatch(RuntimeError):
+class StartRefused(RuntimeError):
+    """A set-up the service refuses to run on; `str()` is the one sentence to show the
+    operator."""
+
+
+class TopicMismatch(StartRefused):
     """Existing topics the service refuses to run on: fewer partitions than configured
     (the configured count is what the deployment is sized for; running on fewer would
     silently cap its parallelism). `str()` is the sentence to show the operator."""
@@ -180,6 +185,51 @@ def _check_partitions(plan: dict[str, PlannedTopic], counts: dict[str, int]) -> 
             )
     if short:
         raise TopicMismatch(short)
+
+
+GROUP_MIN_SESSION_TIMEOUT = "group.min.session.timeout.ms"
+GROUP_MAX_SESSION_TIMEOUT = "group.max.session.timeout.ms"
+
+
+class SessionTimeoutRefused(StartRefused):
+    """The brokers would refuse the consumers' session timeout: they could not join their
+    groups, and would keep trying without consuming anything."""
+
+
+async def check_session_timeout(settings: Settings) -> None:
+    """Refuse a `SHOPFLOW_SESSION_TIMEOUT_MS` outside what every broker allows (Kafka's
+    default minimum is 6,000 ms; shopflow's default, 2,000, needs it lowered)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        brokers = (await admin.describe_cluster())["brokers"]
+        wanted = {GROUP_MIN_SESSION_TIMEOUT: None, GROUP_MAX_SESSION_TIMEOUT: None}
+        responses = await admin.describe_configs(
+            [
+                ConfigResource(ConfigResourceType.BROKER, str(b["node_id"]), dict(wanted))
+                for b in brokers
+            ]
+        )
+    finally:
+        await admin.close()
+    lowest, highest = 0, 2**31
+    for response in responses:
+        for resource in response.resources:
+            error_code, error_message, _, name, entries = resource[:5]
+            if error_code:
+                raise for_code(error_code)(f"describing broker {name}: {error_message}")
+            for entry in entries:
+                if entry[0] == GROUP_MIN_SESSION_TIMEOUT:
+                    lowest = max(lowest, int(entry[1]))
+                elif entry[0] == GROUP_MAX_SESSION_TIMEOUT:
+                    highest = min(highest, int(entry[1]))
+    timeout = settings.session_timeout_ms
+    if not lowest <= timeout <= highest:
+        raise SessionTimeoutRefused(
+            f"{_env_name('session_timeout_ms')} is {timeout} ms, outside the {lowest}-"
+            f"{highest} ms that the brokers' {GROUP_MIN_SESSION_TIMEOUT} and "
+            f"{GROUP_MAX_SESSION_TIMEOUT} allow; change the setting or the brokers'."
+        )
 
 
 async def topic_max_message_bytes(settings: Settings, topic: str) -> int:

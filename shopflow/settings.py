@@ -66,7 +66,19 @@ class Settings(BaseSettings):
         "500 commands/s: 13.8 / 20.8 ms with 0, 9.9 / 19.9 with 2, 10.4 / 22.3 with 5; "
         "at 100/s the wait costs about 2 ms of p50.",
     )
-    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    session_timeout_ms: int = Field(
+        default=2_000,
+        ge=1000,
+        description="How long a consumer's group waits without a heartbeat before it hands "
+        "the consumer's partitions to the others: a killed worker's commands wait about "
+        "this plus half a second. `python -m tests.bench.failover` (two workers, one "
+        "SIGKILLed, charges at 300/s), longest wait: 10.6 s at 10,000 ms, 3.5 at 3,000, 2.5 "
+        "at 2,000, 2.0 at 1,500; a worker frozen for 1.8 s (SIGSTOP, as a long pause) kept "
+        "its partitions at 2,000 and lost them (a rebalance, 254 results repeated) at 1,500. "
+        "The brokers' group.min.session.timeout.ms must allow it (Kafka's default minimum "
+        "is 6,000; scripts/infra.sh and docker-compose.kafka.yml set 1,000); a worker "
+        "refuses to start when they do not.",
+    )
     heartbeat_interval_ms: int = Field(
         default=500,
         ge=100,

@@ -20,11 +20,18 @@ def scratch_settings(label: str = "bench", **overrides: object) -> Settings:
 
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     """This process's environment, with a `shopflow` subprocess pointed at `settings`'
-    topics and groups (and `extra` SHOPFLOW_* variables)."""
+    servers, topics and groups (and `extra` SHOPFLOW_* variables)."""
     return {
         **os.environ,
+        "SHOPFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "SHOPFLOW_DATABASE_URL": settings.database_url,
+        "SHOPFLOW_REDIS_URL": settings.redis_url,
+        "SHOPFLOW_REDIS_KEY_PREFIX": settings.redis_key_prefix,
         "SHOPFLOW_TOPIC_PREFIX": settings.topic_prefix,
         "SHOPFLOW_CONSUMER_GROUP": settings.consumer_group,
+        "SHOPFLOW_COMMAND_PARTITIONS": str(settings.command_partitions),
+        "SHOPFLOW_EVENT_PARTITIONS": str(settings.event_partitions),
+        "SHOPFLOW_DEAD_LETTER_PARTITIONS": str(settings.dead_letter_partitions),
         **extra,
     }
 

@@ -128,6 +128,7 @@ async def shopflow(settings: Settings, *args: str) -> Result:
         "SHOPFLOW_COMMAND_PARTITIONS": str(settings.command_partitions),
         "SHOPFLOW_EVENT_PARTITIONS": str(settings.event_partitions),
         "SHOPFLOW_DEAD_LETTER_PARTITIONS": str(settings.dead_letter_partitions),
+        "SHOPFLOW_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
     }
     return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
 
@@ -142,3 +143,19 @@ async def test_the_cli_refuses_to_start_in_one_line(settings: Settings, command:
     assert result.exit_code == 1, f"exit {result.exit_code}\n{result.output}"
     assert result.stderr == f"shopflow refuses to start: {short_sentence(charges)}\n"
     assert "Traceback" not in result.output
+
+
+async def test_a_session_timeout_the_broker_refuses_stops_the_worker_in_one_line(
+    settings: Settings,
+) -> None:
+    # The broker allows 1,000 to 1,800,000 ms (scripts/infra.sh; Kafka's default maximum).
+    refused = settings.model_copy(update={"session_timeout_ms": 1_800_001})
+
+    result = await shopflow(refused, "worker")
+
+    assert result.exit_code == 1, f"exit {result.exit_code}\n{result.output}"
+    assert result.stderr == (
+        "shopflow refuses to start: SHOPFLOW_SESSION_TIMEOUT_MS is 1800001 ms, outside the "
+        "1000-1800000 ms that the brokers' group.min.session.timeout.ms and "
+        "group.max.session.timeout.ms allow; change the setting or the brokers'.\n"
+    )
