@@ -125,14 +125,16 @@ class BatchApplier:
         clock: Clock = utc_now,
         retries: int = 3,
         backoff_seconds: float = 0.05,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
         after_commit: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._database = database
         self._clock = clock
         self._retries = retries
         self._backoff = backoff_seconds
-        # Fault injection for tests of crash recovery: runs after the commit and before
-        # anything is published or acknowledged.
+        # Fault injection for tests of crash recovery: the last step of the transaction
+        # before its commit, and the first after it (before anything is published).
+        self._before_commit = before_commit
         self._after_commit = after_commit
 
     async def apply(
@@ -237,6 +239,8 @@ class BatchApplier:
                     f"{len(to_record) - len(newly_spent)} command ids of the batch were "
                     "spent by a concurrent transaction; the retry replays them"
                 )
+            if self._before_commit is not None:
+                await self._before_commit()
         return Applied(outcomes, recorded)
 
     async def _run_new(

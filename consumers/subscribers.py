@@ -174,6 +174,7 @@ class ConsumerLane:
         max_records: int = 500,
         linger_ms: int = 0,
         backoff_seconds: float = _NACK_BACKOFF_SECONDS,
+        after_delivery: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._topic = topic
         self._work = work
@@ -181,6 +182,7 @@ class ConsumerLane:
         self._max_records = max_records
         self._linger_ms = linger_ms
         self._backoff = backoff_seconds
+        self._after_delivery = after_delivery  # fault injection: crash before the commit
         self._flight: _Flight | None = None  # the batch before, still in the background
         # Per partition, up to which offset redelivered records must wait for their
         # delivery inside the pipeline (their delivery failed once).
@@ -261,6 +263,8 @@ class ConsumerLane:
                 )
             self._rewind(consumer, span.first)
             return False
+        if self._after_delivery is not None:
+            await self._after_delivery()
         if before is not None:
             await before.done  # offsets are committed in order
         try:
@@ -305,13 +309,19 @@ def register_batch_subscriber(
     title: str,
     description: str,
     include_in_schema: bool = True,
+    after_delivery: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """A batch subscriber whose batches go through a `ConsumerLane`: offsets committed
     only after `work` applied a batch and its messages were delivered, while the next
     batch is already being worked on; a batch seeked back (redelivery, after a pause)
     when `work` raises."""
     lane = ConsumerLane(
-        topic, work, in_flight, max_records=options.max_records, linger_ms=options.linger_ms
+        topic,
+        work,
+        in_flight,
+        max_records=options.max_records,
+        linger_ms=options.linger_ms,
+        after_delivery=after_delivery,
     )
 
     async def handle_batch(body: Any, message: KafkaMessage) -> None:
@@ -346,6 +356,7 @@ def register_command_subscriber(
     options: ConsumerOptions,
     in_flight: InFlight,
     include_in_schema: bool = True,
+    after_delivery: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """One consumer of a command topic; register several in one group to apply batches
     of different partitions at the same time (`SHOPFLOW_CONSUMERS_PER_TOPIC`)."""
@@ -367,6 +378,7 @@ def register_command_subscriber(
         group_id=group_id,
         options=options,
         in_flight=in_flight,
+        after_delivery=after_delivery,
         title=f"{topic}:consume",
         description=f"Applies {pipeline.route.type_name} commands; answers on "
         f"{pipeline.route.result_topic}.",

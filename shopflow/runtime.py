@@ -30,9 +30,17 @@ from shopflow.settings import FaultInjection, Settings
 log = logging.getLogger(__name__)
 
 
-async def _exit_abruptly() -> None:
-    log.error("fault injection: exiting after the database commit, before publishing")
-    os._exit(86)
+def _crash_at(point: FaultInjection) -> Callable[[], Awaitable[None]]:
+    async def exit_abruptly() -> None:
+        log.error("fault injection: exiting abruptly (%s)", point.value)
+        os._exit(86)
+
+    return exit_abruptly
+
+
+def _crash_hook(settings: Settings, point: FaultInjection) -> Callable[[], Awaitable[None]] | None:
+    """The crash of the recovery tests at `point`, if the settings ask for it there."""
+    return _crash_at(point) if settings.fault_injection is point else None
 
 
 def build_broker(settings: Settings) -> KafkaBroker:
@@ -84,11 +92,6 @@ class Runtime:
         sink = None
         in_flight = InFlight()
         if consume:
-            after_commit = (
-                _exit_abruptly
-                if settings.fault_injection is FaultInjection.EXIT_AFTER_DB_COMMIT
-                else None
-            )
             sink = KafkaMessageSink(
                 settings.kafka_bootstrap,
                 topics,
@@ -106,7 +109,8 @@ class Runtime:
                 applier = BatchApplier(
                     PgDatabase(engine, gateway=payment_gateway),
                     clock=clock,
-                    after_commit=after_commit,
+                    before_commit=_crash_hook(settings, FaultInjection.EXIT_BEFORE_DB_COMMIT),
+                    after_commit=_crash_hook(settings, FaultInjection.EXIT_AFTER_DB_COMMIT),
                 )
                 pipeline = CommandPipeline(route, applier, sink, limits=limits, clock=clock)
                 for consumer in range(settings.consumers_per_topic):
@@ -118,6 +122,7 @@ class Runtime:
                         options=options,
                         in_flight=in_flight,
                         include_in_schema=consumer == 0,
+                        after_delivery=_crash_hook(settings, FaultInjection.EXIT_AFTER_PUBLISH),
                     )
             register_sales_aggregator(
                 broker,

@@ -10,7 +10,9 @@ class FaultInjection(StrEnum):
     """Test-only: crash points for the recovery tests. Never set in production."""
 
     NONE = "none"
-    EXIT_AFTER_DB_COMMIT = "exit-after-db-commit"
+    EXIT_BEFORE_DB_COMMIT = "exit-before-db-commit"  # the batch applied, not committed
+    EXIT_AFTER_DB_COMMIT = "exit-after-db-commit"  # committed, nothing published
+    EXIT_AFTER_PUBLISH = "exit-after-publish"  # results delivered, offsets not committed
 
 
 class Settings(BaseSettings):

@@ -1,6 +1,9 @@
-"""A worker that dies after its database commit, before publishing and before
-committing its offsets, loses nothing and applies nothing twice: the restarted worker
-gets the command again, finds it in the ledger and publishes the stored result."""
+"""A worker that dies mid-batch loses nothing and applies nothing twice, wherever it
+dies: before its database commit (nothing applied; the restarted worker applies it),
+after the commit and before publishing (the restarted worker finds the command in the
+ledger and publishes the stored result), or after publishing and before committing its
+offsets (the restarted worker republishes the same result, same event id). A worker
+stopped with SIGTERM mid-stream hands back what it has not finished."""
 
 import asyncio
 import os
@@ -60,8 +63,16 @@ async def own_service_settings(test_settings: Settings) -> Settings:
     return settings
 
 
-async def test_crash_after_db_commit_then_restart_applies_once_and_publishes_the_result(
-    own_service_settings: Settings, engine: AsyncEngine
+@pytest.mark.parametrize(
+    "point",
+    [
+        FaultInjection.EXIT_BEFORE_DB_COMMIT,
+        FaultInjection.EXIT_AFTER_DB_COMMIT,
+        FaultInjection.EXIT_AFTER_PUBLISH,
+    ],
+)
+async def test_a_worker_killed_mid_batch_then_restarted_applies_once_and_answers_alike(
+    own_service_settings: Settings, engine: AsyncEngine, point: FaultInjection
 ) -> None:
     user_id = new_entity_id()
     async with engine.begin() as connection:
@@ -72,7 +83,7 @@ async def test_crash_after_db_commit_then_restart_applies_once_and_publishes_the
     async with ShopflowClient(
         own_service_settings.kafka_bootstrap, topics=Topics(own_service_settings.topic_prefix)
     ) as client:
-        crashing = await _start_worker(own_service_settings, FaultInjection.EXIT_AFTER_DB_COMMIT)
+        crashing = await _start_worker(own_service_settings, point)
         try:
             await client.send(command)
             exit_code = await _wait_exit(crashing, timeout=60)
@@ -80,31 +91,39 @@ async def test_crash_after_db_commit_then_restart_applies_once_and_publishes_the
             if crashing.returncode is None:
                 crashing.kill()
 
-        # Died after the commit: applied, but nothing published and nothing acknowledged.
+        # Died where it was told to: before the commit nothing is applied; after it, the
+        # charge is applied; after publishing, its result is out too, but the offset was
+        # not committed.
         assert exit_code == 86
-        assert await balance_of(engine, user_id) == 250
-        assert client.results(command.command_id) == []
+        applied = point is not FaultInjection.EXIT_BEFORE_DB_COMMIT
+        assert await balance_of(engine, user_id) == (250 if applied else 0)
+        assert (command.command_id in await _ledger(engine, [command.command_id])) == applied
+        if point is FaultInjection.EXIT_AFTER_PUBLISH:
+            await client.wait_for_result(command.command_id, timeout=30)
+        else:
+            assert client.results(command.command_id) == []
 
         restarted = await _start_worker(own_service_settings, FaultInjection.NONE)
         try:
-            result = await client.wait_for_result(command.command_id, timeout=90)
+            await client.wait_for_results(
+                command.command_id,
+                count=2 if point is FaultInjection.EXIT_AFTER_PUBLISH else 1,
+                timeout=90,
+            )
             await asyncio.sleep(1.0)  # room for a duplicate to show up, if there were one
         finally:
             restarted.terminate()
             assert await _wait_exit(restarted, timeout=30) == 0
 
-    async with engine.connect() as connection:
-        stored_event_id = (
-            await connection.execute(
-                select(processed_commands.c.event_id).where(
-                    processed_commands.c.command_id == command.command_id
-                )
-            )
-        ).scalar_one()
-    assert isinstance(result, PointsCharged)
-    assert result.balance == 250
-    assert result.event_id == stored_event_id
-    assert len(client.results(command.command_id)) == 1
+    # Applied once, and every result (the redelivered batch's replay, after publishing)
+    # is the one stored with the command: one outcome, one event id.
+    stored = await _ledger(engine, [command.command_id])
+    results = client.results(command.command_id)
+    assert len(results) == (2 if point is FaultInjection.EXIT_AFTER_PUBLISH else 1)
+    for result in results:
+        assert isinstance(result, PointsCharged)
+        assert result.balance == 250
+        assert result.event_id == stored[command.command_id]
     assert await balance_of(engine, user_id) == 250
     assert await transactions_of(engine, user_id) == [("charge", 250, command.command_id)]
 
