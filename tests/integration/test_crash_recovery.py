@@ -11,7 +11,7 @@ import sys
 from uuid import UUID
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.commands import ChargePoints
@@ -22,7 +22,7 @@ from producers.client import ShopflowClient
 from shopflow.kafka_admin import ensure_topics
 from shopflow.settings import FaultInjection, Settings
 from tests.conftest import new_command_id, new_entity_id
-from tests.integration.helpers import balance_of, isolated, transactions_of
+from tests.integration.helpers import balance_of, isolated, transactions_of, user_in_database
 
 
 async def _start_worker(
@@ -230,3 +230,67 @@ async def test_sigterm_mid_stream_then_restart_applies_every_command_once(
         assert sorted(await transactions_of(engine, user_id)) == sorted(
             ("charge", c.amount, c.command_id) for c in commands if c.user_id == user_id
         )
+
+
+async def _a_query_waits_on_a_lock(engine: AsyncEngine, timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            async with engine.connect() as connection:
+                waiting = await connection.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                    )
+                )
+            if waiting:
+                return
+            await asyncio.sleep(0.1)
+
+
+async def test_a_batch_outlasting_the_graceful_stop_is_handed_back_not_acknowledged(
+    own_service_settings: Settings, engine: AsyncEngine
+) -> None:
+    # FastStream cancels a handler that outlasts its graceful timeout (0.7.0-0.7.4 then
+    # committed the offset anyway). shopflow acknowledges manually, after delivery, so
+    # the cancelled batch must come back to the next worker, applied once.
+    user_id = await user_in_database(engine)
+    command = ChargePoints(command_id=new_command_id("graceful"), user_id=user_id, amount=250)
+
+    async with ShopflowClient(
+        own_service_settings.kafka_bootstrap, topics=Topics(own_service_settings.topic_prefix)
+    ) as client:
+        async with engine.connect() as blocker:
+            # Hold the balance row, so the worker's batch waits on it past the stop.
+            await blocker.execute(
+                select(point_balances.c.balance)
+                .where(point_balances.c.user_id == user_id)
+                .with_for_update()
+            )
+            stopping = await _start_worker(
+                own_service_settings, FaultInjection.NONE, GRACEFUL_TIMEOUT_S="1"
+            )
+            try:
+                await client.send(command)
+                await _a_query_waits_on_a_lock(engine, timeout=60)
+                stopping.terminate()
+                await _wait_exit(stopping, timeout=30)
+            finally:
+                if stopping.returncode is None:
+                    stopping.kill()
+            await blocker.rollback()
+
+        assert await balance_of(engine, user_id) == 0
+        assert await _ledger(engine, [command.command_id]) == {}
+        assert client.results(command.command_id) == []
+
+        restarted = await _start_worker(own_service_settings, FaultInjection.NONE)
+        try:
+            result = await client.wait_for_result(command.command_id, timeout=90)
+        finally:
+            restarted.terminate()
+            await _wait_exit(restarted, timeout=30)
+
+    assert isinstance(result, PointsCharged)
+    assert result.event_id == (await _ledger(engine, [command.command_id]))[command.command_id]
+    assert await balance_of(engine, user_id) == 250
+    assert await transactions_of(engine, user_id) == [("charge", 250, command.command_id)]
