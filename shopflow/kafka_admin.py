@@ -203,26 +203,21 @@ async def check_session_timeout(settings: Settings) -> None:
     await admin.start()
     try:
         brokers = (await admin.describe_cluster())["brokers"]
-        wanted = {GROUP_MIN_SESSION_TIMEOUT: None, GROUP_MAX_SESSION_TIMEOUT: None}
-        responses = await admin.describe_configs(
+        entries = await _configs(
+            admin,
             [
-                ConfigResource(ConfigResourceType.BROKER, str(b["node_id"]), dict(wanted))
+                ConfigResource(
+                    ConfigResourceType.BROKER,
+                    str(b["node_id"]),
+                    {GROUP_MIN_SESSION_TIMEOUT: None, GROUP_MAX_SESSION_TIMEOUT: None},
+                )
                 for b in brokers
-            ]
+            ],
         )
     finally:
         await admin.close()
-    lowest, highest = 0, 2**31
-    for response in responses:
-        for resource in response.resources:
-            error_code, error_message, _, name, entries = resource[:5]
-            if error_code:
-                raise for_code(error_code)(f"describing broker {name}: {error_message}")
-            for entry in entries:
-                if entry[0] == GROUP_MIN_SESSION_TIMEOUT:
-                    lowest = max(lowest, int(entry[1]))
-                elif entry[0] == GROUP_MAX_SESSION_TIMEOUT:
-                    highest = min(highest, int(entry[1]))
+    lowest = max((int(v) for k, v in entries if k == GROUP_MIN_SESSION_TIMEOUT), default=0)
+    highest = min((int(v) for k, v in entries if k == GROUP_MAX_SESSION_TIMEOUT), default=2**31)
     timeout = settings.session_timeout_ms
     if not lowest <= timeout <= highest:
         raise SessionTimeoutRefused(
@@ -237,17 +232,27 @@ async def topic_max_message_bytes(settings: Settings, topic: str) -> int:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        responses = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic, {MAX_MESSAGE_BYTES: None})]
+        entries = await _configs(
+            admin, [ConfigResource(ConfigResourceType.TOPIC, topic, {MAX_MESSAGE_BYTES: None})]
         )
     finally:
         await admin.close()
-    for response in responses:
-        for resource in response.resources:
-            error_code, error_message, _, name, entries = resource[:5]
-            if error_code:
-                raise for_code(error_code)(f"describing topic {name}: {error_message}")
-            for entry in entries:
-                if entry[0] == MAX_MESSAGE_BYTES:
-                    return int(entry[1])
+    for name, value in entries:
+        if name == MAX_MESSAGE_BYTES:
+            return int(value)
     raise LookupError(f"the broker did not report {MAX_MESSAGE_BYTES} of {topic}")
+
+
+async def _configs(
+    admin: AIOKafkaAdminClient, resources: list[ConfigResource]
+) -> list[tuple[str, str]]:
+    """(name, value) of every config entry the brokers report for `resources`; an error
+    for any resource is raised, naming it."""
+    entries: list[tuple[str, str]] = []
+    for response in await admin.describe_configs(resources):
+        for resource in response.resources:
+            error_code, error_message, _, name, found = resource[:5]
+            if error_code:
+                raise for_code(error_code)(f"describing {name}: {error_message}")
+            entries += [(entry[0], entry[1]) for entry in found]
+    return entries
