@@ -1,12 +1,15 @@
-"""Apply the Alembic migrations to head, safely from several processes at once."""
+"""Apply the Alembic migrations to head, safely from several processes at once, as the
+schema's owner; then grant the service's role what it needs and nothing more."""
 
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from persistence.database import create_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Arbitrary constant: serializes concurrent `upgrade_to_head` calls (workers starting together).
@@ -29,3 +32,29 @@ def _upgrade(connection: Connection) -> None:
 async def upgrade_to_head(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
         await connection.run_sync(_upgrade)
+
+
+# The service reads and writes rows; it creates, alters and drops nothing (PostgreSQL 15
+# gives PUBLIC no CREATE on the public schema, and only an owner may alter or drop).
+_SERVICE_GRANTS = (
+    "GRANT USAGE ON SCHEMA public TO {role}",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+    "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+)
+
+
+async def migrate(migration_url: str, service_url: str) -> None:
+    """Migrate to head as the role of `migration_url`, then grant the role of
+    `service_url` the rights on rows of every table (tables a later migration adds are
+    granted when it runs). Idempotent."""
+    engine = create_engine(migration_url, pool_size=1)
+    try:
+        await upgrade_to_head(engine)
+        owner, service = make_url(migration_url).username, make_url(service_url).username
+        if service and service != owner:
+            async with engine.begin() as connection:
+                role = connection.dialect.identifier_preparer.quote(service)
+                for grant in _SERVICE_GRANTS:
+                    await connection.execute(text(grant.format(role=role)))
+    finally:
+        await engine.dispose()

@@ -31,8 +31,12 @@ INFRA_DIR="${SHOPFLOW_INFRA_DIR:-$REPO_DIR/.infra}"
 
 PG_BIN="/usr/lib/postgresql/15/bin"
 PG_OS_USER="shopflow"
+# The service's role reads and writes rows; the owner's creates, alters and drops (the
+# migrations run as it; SHOPFLOW_MIGRATION_DATABASE_URL).
 PG_APP_ROLE="shopflow"
 PG_APP_PASSWORD="shopflow"
+PG_OWNER_ROLE="shopflow_owner"
+PG_OWNER_PASSWORD="shopflow_owner"
 PG_APP_DB="shopflow"
 
 KAFKA_READY_TIMEOUT=60
@@ -458,22 +462,36 @@ pg_psql() {
         -U postgres -d postgres -tA "$@"
 }
 
-pg_ensure_app_database() {
-    local log="$PG_ROOT/setup.log" has_role has_db
-    if ! has_role="$(pg_psql -c "SELECT 1 FROM pg_roles WHERE rolname = '$PG_APP_ROLE'" 2>>"$log")"; then
+pg_ensure_role() {
+    local role="$1" password="$2" options="$3" log="$PG_ROOT/setup.log" has_role
+    if ! has_role="$(pg_psql -c "SELECT 1 FROM pg_roles WHERE rolname = '$role'" 2>>"$log")"; then
         die "could not query PostgreSQL on 127.0.0.1:$PG_PORT as postgres (see $log)"
     fi
     if [[ "$has_role" != "1" ]]; then
-        pg_psql -c "CREATE ROLE $PG_APP_ROLE LOGIN CREATEDB PASSWORD '$PG_APP_PASSWORD'" >>"$log" 2>&1 ||
-            die "could not create the PostgreSQL role $PG_APP_ROLE (see $log)"
+        pg_psql -c "CREATE ROLE $role LOGIN $options PASSWORD '$password'" >>"$log" 2>&1 ||
+            die "could not create the PostgreSQL role $role (see $log)"
+    else
+        pg_psql -c "ALTER ROLE $role $options" >>"$log" 2>&1 ||
+            die "could not set up the PostgreSQL role $role (see $log)"
     fi
+}
+
+pg_ensure_app_database() {
+    local log="$PG_ROOT/setup.log" has_db
+    pg_ensure_role "$PG_OWNER_ROLE" "$PG_OWNER_PASSWORD" "CREATEDB"
+    pg_ensure_role "$PG_APP_ROLE" "$PG_APP_PASSWORD" "NOCREATEDB"
     if ! has_db="$(pg_psql -c "SELECT 1 FROM pg_database WHERE datname = '$PG_APP_DB'" 2>>"$log")"; then
         die "could not query PostgreSQL on 127.0.0.1:$PG_PORT as postgres (see $log)"
     fi
     if [[ "$has_db" != "1" ]]; then
-        pg_psql -c "CREATE DATABASE $PG_APP_DB OWNER $PG_APP_ROLE" >>"$log" 2>&1 ||
+        pg_psql -c "CREATE DATABASE $PG_APP_DB OWNER $PG_OWNER_ROLE" >>"$log" 2>&1 ||
             die "could not create the PostgreSQL database $PG_APP_DB (see $log)"
     fi
+    # A database set up before the two roles (the service's role owned it all): hand
+    # everything to the owner. Idempotent: nothing left to hand over the next time.
+    pg_psql -d "$PG_APP_DB" -c "ALTER DATABASE $PG_APP_DB OWNER TO $PG_OWNER_ROLE" \
+        -c "REASSIGN OWNED BY $PG_APP_ROLE TO $PG_OWNER_ROLE" >>"$log" 2>&1 ||
+        die "could not give the database $PG_APP_DB to $PG_OWNER_ROLE (see $log)"
 }
 
 pg_up() {

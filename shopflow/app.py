@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from persistence.migrate import upgrade_to_head
+from persistence.migrate import migrate
 from queries.http import create_http_app
 from queries.read_model import ReadModel
 from queries.top_products import TopProducts
@@ -23,14 +23,14 @@ from shopflow.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def prepare(settings: Settings, runtime: Runtime) -> None:
+async def prepare(settings: Settings) -> None:
     """Create missing topics and migrate the schema (both idempotent, safe concurrently);
     refuse (`StartRefused`) a set-up the service cannot run on."""
     await check_session_timeout(settings)
     created = await ensure_topics(settings)
     if created:
         log.info("created topics: %s", ", ".join(created))
-    await upgrade_to_head(runtime.engine)
+    await migrate(settings.migration_database_url, settings.database_url)
 
 
 def create_app(settings: Settings, *, consume: bool = True, prepare_first: bool = True) -> FastAPI:
@@ -51,7 +51,7 @@ def create_app(settings: Settings, *, consume: bool = True, prepare_first: bool 
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         rebuild: asyncio.Task[bool] | None = None
         if prepare_first:
-            await prepare(settings, runtime)
+            await prepare(settings)
         await runtime.start()
         if not await runtime.sales_view.is_built():
             # A fresh or flushed Redis: rebuild the top-products view right away rather

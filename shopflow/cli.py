@@ -79,16 +79,6 @@ def _refusing_to_start() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-async def _prepare_alone(settings: Settings) -> None:
-    """Topics and migrations, on a runtime of their own that is closed after."""
-    runtime = Runtime.build(settings, consume=False)
-    try:
-        await prepare(settings, runtime)
-    finally:
-        await runtime.engine.dispose()
-        await runtime.redis.aclose()
-
-
 @app.command()
 def serve(
     consume: Annotated[bool, typer.Option(help="Run the command consumers.")] = True,
@@ -100,7 +90,7 @@ def serve(
     # Prepared before uvicorn starts rather than in the app's lifespan: uvicorn reports a
     # lifespan failure as a stack trace, and a refusal should read as one line.
     with _refusing_to_start():
-        asyncio.run(_prepare_alone(settings))
+        asyncio.run(prepare(settings))
     config = uvicorn.Config(
         create_app(settings, consume=consume, prepare_first=False),
         host=settings.http_host,
@@ -122,7 +112,7 @@ def worker(log_level: LogLevel = "info") -> None:
     async def main() -> None:
         settings = Settings()
         runtime = Runtime.build(settings)
-        await prepare(settings, runtime)
+        await prepare(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -146,7 +136,7 @@ def migrate(log_level: LogLevel = "info") -> None:
     """Create missing topics and apply the database migrations."""
     _logging(log_level)
     with _refusing_to_start():
-        asyncio.run(_prepare_alone(Settings()))
+        asyncio.run(prepare(Settings()))
     typer.echo("topics and schema are up to date")
 
 

@@ -19,7 +19,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHOPFLOW_", extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:9092"
-    database_url: str = "postgresql+asyncpg://shopflow:shopflow@127.0.0.1:5432/shopflow"
+    database_url: str = Field(
+        default="postgresql+asyncpg://shopflow:shopflow@127.0.0.1:5432/shopflow",
+        description="What the service connects as: a role that may read and write the "
+        "tables, and nothing more (it cannot create, alter or drop them).",
+    )
+    migration_database_url: str = Field(
+        default="postgresql+asyncpg://shopflow_owner:shopflow_owner@127.0.0.1:5432/shopflow",
+        description="What migrations run as: the owner of the schema. After migrating, it "
+        "grants the service's role (the user of SHOPFLOW_DATABASE_URL) what it needs. The "
+        "same role in both is allowed (no grants then), but gives the service every right.",
+    )
     redis_url: str = "redis://127.0.0.1:6379/0"
     http_host: str = "127.0.0.1"
     http_port: int = 8000

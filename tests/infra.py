@@ -16,7 +16,7 @@ from shopflow.settings import Settings
 @dataclass(frozen=True)
 class Endpoints:
     kafka_bootstrap: str
-    database_url: str  # a role allowed to create databases
+    database_url: str  # a role allowed to create databases (the schema's owner)
     redis_url: str
 
 
@@ -25,7 +25,9 @@ def test_endpoints() -> Iterator[Endpoints]:
     mode = os.environ.get("SHOPFLOW_TEST_INFRA", "local")
     if mode == "local":
         settings = Settings()
-        yield Endpoints(settings.kafka_bootstrap, settings.database_url, settings.redis_url)
+        yield Endpoints(
+            settings.kafka_bootstrap, settings.migration_database_url, settings.redis_url
+        )
     elif mode == "testcontainers":
         with _containers() as endpoints:
             yield endpoints

@@ -1,5 +1,6 @@
 """Alembic environment. Run through `persistence.migrate` (which hands over a connection)
-or through the `alembic` command with `-x url=...` / SHOPFLOW_DATABASE_URL."""
+or through the `alembic` command with `-x url=...` / SHOPFLOW_MIGRATION_DATABASE_URL (the
+schema owner)."""
 
 import asyncio
 import os
@@ -33,6 +34,7 @@ if shared_connection is not None:
     _run(shared_connection)
 else:
     url = context.get_x_argument(as_dictionary=True).get("url") or os.environ.get(
-        "SHOPFLOW_DATABASE_URL", "postgresql+asyncpg://shopflow:shopflow@127.0.0.1:5432/shopflow"
+        "SHOPFLOW_MIGRATION_DATABASE_URL",
+        "postgresql+asyncpg://shopflow_owner:shopflow_owner@127.0.0.1:5432/shopflow",
     )
     asyncio.run(_run_with_own_engine(url))

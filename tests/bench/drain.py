@@ -51,7 +51,7 @@ from contracts.commands import (
 from contracts.events import parse_event
 from contracts.topics import ROUTES_BY_TYPE, Topics
 from persistence.database import create_engine
-from persistence.migrate import upgrade_to_head
+from persistence.migrate import migrate
 from persistence.tables import (
     cart_items,
     point_balances,
@@ -275,7 +275,7 @@ async def run(
     run_id = settings.consumer_group
     topics = Topics(settings.topic_prefix)
     engine = create_engine(settings.database_url)
-    await upgrade_to_head(engine)
+    await migrate(settings.migration_database_url, settings.database_url)
     shop = await _prepare(engine, kind, count, user_count)
     before = await _totals(engine, shop)
     await ensure_topics(settings)

@@ -35,7 +35,7 @@ from contracts.commands import ChargePoints
 from contracts.events import parse_event
 from contracts.topics import POINTS_CHARGE, POINTS_EVENTS, Topics
 from persistence.database import create_engine
-from persistence.migrate import upgrade_to_head
+from persistence.migrate import migrate
 from persistence.tables import point_balances
 from shopflow.kafka_admin import ensure_topics
 from shopflow.settings import Settings
@@ -90,7 +90,7 @@ async def run(
     settings = settings or scratch_settings("failover")
     topics = Topics(settings.topic_prefix)
     engine = create_engine(settings.database_url)
-    await upgrade_to_head(engine)
+    await migrate(settings.migration_database_url, settings.database_url)
     first = secrets.randbelow(2**60) + 1
     user_ids = [first + i for i in range(USERS)]
     await seed(engine, user_ids, 0, [])

@@ -61,7 +61,7 @@ from contracts.events import OrderPlaced, PlacedOrderLine
 from contracts.topics import ORDERS_EVENTS, Topics
 from domain.top_products import WINDOW_HOURS, Sale, top_of
 from persistence.database import create_engine
-from persistence.migrate import upgrade_to_head
+from persistence.migrate import migrate
 from persistence.sales_view import SalesView
 from shopflow.kafka_admin import ensure_topics
 from shopflow.settings import Settings
@@ -303,7 +303,7 @@ async def run(events: int = 20_000, seconds: float = 5.0, clients: int = 32) -> 
     view = SalesView(redis, prefix=settings.redis_key_prefix, cache_ms=0)
     processes: list[asyncio.subprocess.Process] = []
     try:
-        await upgrade_to_head(engine)
+        await migrate(settings.migration_database_url, settings.database_url)
         await ensure_topics(settings)
         first_id = secrets.randbelow(2**60) + 1
         user_ids = [first_id + i for i in range(USERS)]

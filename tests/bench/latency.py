@@ -26,7 +26,7 @@ from hdrh.histogram import HdrHistogram
 from contracts.commands import ChargePoints
 from contracts.topics import POINTS_CHARGE, POINTS_EVENTS, Topics
 from persistence.database import create_engine
-from persistence.migrate import upgrade_to_head
+from persistence.migrate import migrate
 from shopflow.kafka_admin import ensure_topics
 from tests.bench.ceilings import bare_loop
 from tests.bench.drain import seed
@@ -129,7 +129,7 @@ async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
     command_topic, result_topic = topics.name(POINTS_CHARGE), topics.name(POINTS_EVENTS)
     echo_source, echo_target = f"{command_topic}.echo-in", f"{command_topic}.echo-out"
     engine = create_engine(settings.database_url)
-    await upgrade_to_head(engine)
+    await migrate(settings.migration_database_url, settings.database_url)
     first_id = secrets.randbelow(2**60) + 1
     user_ids = [first_id + i for i in range(USERS)]
     await seed(engine, user_ids, 0, [])

@@ -25,6 +25,7 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         **os.environ,
         "SHOPFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "SHOPFLOW_DATABASE_URL": settings.database_url,
+        "SHOPFLOW_MIGRATION_DATABASE_URL": settings.migration_database_url,
         "SHOPFLOW_REDIS_URL": settings.redis_url,
         "SHOPFLOW_REDIS_KEY_PREFIX": settings.redis_key_prefix,
         "SHOPFLOW_TOPIC_PREFIX": settings.topic_prefix,

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from contracts.commands import ChargePoints
 from contracts.topics import POINTS_CHARGE, POINTS_EVENTS, Topics
 from persistence.database import create_engine
-from persistence.migrate import upgrade_to_head
+from persistence.migrate import migrate
 from shopflow.kafka_admin import ensure_topics
 from tests.bench.drain import _rss_mb, seed
 from tests.bench.scratch import delete_scratch_topics, scratch_settings, service_env
@@ -67,7 +67,7 @@ async def run(rate: int, seconds: float) -> Soak:
     run_id = settings.consumer_group
     topics = Topics(settings.topic_prefix)
     engine = create_engine(settings.database_url)
-    await upgrade_to_head(engine)
+    await migrate(settings.migration_database_url, settings.database_url)
     first_id = secrets.randbelow(2**60) + 1
     user_ids = [first_id + i for i in range(USERS)]
     await seed(engine, user_ids, 0, [])

@@ -8,7 +8,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from contracts.topics import Topics
 from persistence.reconciliation import describe, find_violations
@@ -27,16 +27,34 @@ def endpoints() -> Iterator[Endpoints]:
         yield found
 
 
+async def _ensure_service_role(connection: AsyncConnection) -> None:
+    """The service's role, where the servers do not have it (testcontainers' PostgreSQL;
+    scripts/infra.sh creates it)."""
+    service = make_url(Settings().database_url)
+    exists = await connection.scalar(
+        text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": service.username}
+    )
+    if not exists:
+        await connection.execute(
+            text(f"CREATE ROLE \"{service.username}\" LOGIN PASSWORD '{service.password}'")
+        )
+
+
 @pytest.fixture(scope="session")
 async def test_settings(endpoints: Endpoints) -> AsyncIterator[Settings]:
     database = f"shopflow_test_{_RUN}"
     admin = create_async_engine(endpoints.database_url, isolation_level="AUTOCOMMIT")
     async with admin.connect() as connection:
         await connection.execute(text(f'CREATE DATABASE "{database}"'))
-    url = make_url(endpoints.database_url).set(database=database)
+        await _ensure_service_role(connection)
+    owner_url = make_url(endpoints.database_url).set(database=database)
+    # The service connects as its own role, as deployed: rows only, no schema rights.
+    service = make_url(Settings().database_url)
+    service_url = owner_url.set(username=service.username, password=service.password)
     settings = Settings(
         kafka_bootstrap=endpoints.kafka_bootstrap,
-        database_url=url.render_as_string(hide_password=False),
+        database_url=service_url.render_as_string(hide_password=False),
+        migration_database_url=owner_url.render_as_string(hide_password=False),
         # Redis database 1, so a test may FLUSHDB without touching `make run`'s view (db 0).
         redis_url=str(make_url(endpoints.redis_url).set(database="1")),
         redis_key_prefix=f"test-{_RUN}:top",
@@ -74,7 +92,7 @@ async def service(test_settings: Settings) -> AsyncIterator[Runtime]:
     When the session ends, the reconciliation check runs over everything the tests did
     (as `shopflow check` does): any broken invariant fails the run."""
     runtime = Runtime.build(test_settings)
-    await prepare(test_settings, runtime)
+    await prepare(test_settings)
     await runtime.start()
     yield runtime
     await runtime.stop()
@@ -86,6 +104,14 @@ async def service(test_settings: Settings) -> AsyncIterator[Runtime]:
 @pytest.fixture(scope="session")
 def engine(service: Runtime) -> AsyncEngine:
     return service.engine
+
+
+@pytest.fixture(scope="session")
+async def owner_engine(service: Runtime, test_settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """The schema owner's connections, for a test that changes the schema (a trigger)."""
+    owner = create_async_engine(test_settings.migration_database_url)
+    yield owner
+    await owner.dispose()
 
 
 @pytest.fixture(scope="session")

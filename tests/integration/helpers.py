@@ -154,7 +154,7 @@ async def running(settings: Settings, **build: Any) -> AsyncIterator[Runtime]:
     """A service instance of the test's own (topics created, schema migrated), consuming
     until the block ends."""
     runtime = Runtime.build(settings, **build)
-    await prepare(settings, runtime)
+    await prepare(settings)
     await runtime.start()
     try:
         yield runtime

@@ -30,6 +30,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, test_settings: Settings, service: R
     """Point the CLI (which reads Settings from the environment) at the test servers."""
     monkeypatch.setenv("SHOPFLOW_KAFKA_BOOTSTRAP", test_settings.kafka_bootstrap)
     monkeypatch.setenv("SHOPFLOW_DATABASE_URL", test_settings.database_url)
+    monkeypatch.setenv("SHOPFLOW_MIGRATION_DATABASE_URL", test_settings.migration_database_url)
     monkeypatch.setenv("SHOPFLOW_TOPIC_PREFIX", test_settings.topic_prefix)
 
 

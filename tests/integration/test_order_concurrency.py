@@ -26,7 +26,7 @@ from tests.integration.helpers import funded_users, isolated, new_product, stock
 async def two_instances(test_settings: Settings) -> AsyncIterator[ShopflowClient]:
     settings = isolated(test_settings, "race", batch_max_records=50)
     instances = [Runtime.build(settings) for _ in range(2)]
-    await prepare(settings, instances[0])
+    await prepare(settings)
     await asyncio.gather(*(runtime.start() for runtime in instances))
     try:
         async with ShopflowClient(

@@ -66,7 +66,7 @@ async def declining_service(
     runtime = Runtime.build(
         settings, payment_gateway=lambda connection: ScriptedGateway(connection, script)
     )
-    await prepare(settings, runtime)
+    await prepare(settings)
     await runtime.start()
     try:
         async with ShopflowClient(

@@ -151,16 +151,16 @@ _POISON_TRIGGERS = {
 
 
 @pytest.fixture
-async def poison_triggers(engine: AsyncEngine) -> AsyncIterator[None]:
+async def poison_triggers(owner_engine: AsyncEngine) -> AsyncIterator[None]:
     names = ["test_poison_at_commit", "test_poison_in_statement"]
-    async with engine.begin() as connection:
+    async with owner_engine.begin() as connection:
         await connection.execute(text(_POISON_FUNCTION))
         for name in names:
             await connection.execute(text(f"DROP TRIGGER IF EXISTS {name} ON point_transactions"))
         for _, trigger in _POISON_TRIGGERS.values():
             await connection.execute(text(trigger))
     yield
-    async with engine.begin() as connection:
+    async with owner_engine.begin() as connection:
         for name in names:
             await connection.execute(text(f"DROP TRIGGER IF EXISTS {name} ON point_transactions"))
 

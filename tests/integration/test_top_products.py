@@ -130,7 +130,7 @@ async def crashing_aggregator(
             raise RuntimeError("simulated crash between applying and committing")
 
     runtime = Runtime.build(settings, after_apply=crash_once)
-    await prepare(settings, runtime)
+    await prepare(settings)
     await runtime.start()
     try:
         async with ShopflowClient(

@@ -122,6 +122,7 @@ async def shopflow(settings: Settings, *args: str) -> Result:
     env = {
         "SHOPFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "SHOPFLOW_DATABASE_URL": settings.database_url,
+        "SHOPFLOW_MIGRATION_DATABASE_URL": settings.migration_database_url,
         "SHOPFLOW_REDIS_URL": settings.redis_url,
         "SHOPFLOW_TOPIC_PREFIX": settings.topic_prefix,
         "SHOPFLOW_CONSUMER_GROUP": settings.consumer_group,

@@ -27,16 +27,18 @@ _INSTALL = [
            RAISE EXCEPTION 'injected failure' USING ERRCODE = '40001';
          END IF;
          RETURN NEW;
-       END $$ LANGUAGE plpgsql""",
+       END $$ LANGUAGE plpgsql SECURITY DEFINER""",
     "DROP TRIGGER IF EXISTS test_inject_fault ON point_transactions",
     """CREATE TRIGGER test_inject_fault BEFORE INSERT ON point_transactions
        FOR EACH ROW EXECUTE FUNCTION test_inject_fault()""",
 ]
 
 
-async def _fail_next_inserts(engine: AsyncEngine, user_id: int, failures: int) -> None:
+async def _fail_next_inserts(owner_engine: AsyncEngine, user_id: int, failures: int) -> None:
+    """Installed as the schema's owner (the service's role may not); the trigger runs as
+    its owner too (SECURITY DEFINER), so the service's inserts can read its counters."""
     counter = f"test_fault_{user_id}"
-    async with engine.begin() as connection:
+    async with owner_engine.begin() as connection:
         for statement in _INSTALL:
             await connection.execute(text(statement))
         await connection.execute(text(f"CREATE SEQUENCE {counter}"))
@@ -47,10 +49,10 @@ async def _fail_next_inserts(engine: AsyncEngine, user_id: int, failures: int) -
 
 
 async def test_charge_failing_three_times_is_retried_and_applied_once(
-    client: ShopflowClient, engine: AsyncEngine
+    client: ShopflowClient, engine: AsyncEngine, owner_engine: AsyncEngine
 ) -> None:
     user_id = await registered_user(client)
-    await _fail_next_inserts(engine, user_id, failures=3)
+    await _fail_next_inserts(owner_engine, user_id, failures=3)
     command = ChargePoints(command_id=new_command_id(), user_id=user_id, amount=80)
 
     event = await client.send_and_wait(command)
@@ -61,10 +63,10 @@ async def test_charge_failing_three_times_is_retried_and_applied_once(
 
 
 async def test_charge_failing_four_times_is_temporarily_unavailable_and_can_be_resent(
-    client: ShopflowClient, engine: AsyncEngine
+    client: ShopflowClient, engine: AsyncEngine, owner_engine: AsyncEngine
 ) -> None:
     user_id = await registered_user(client)
-    await _fail_next_inserts(engine, user_id, failures=4)
+    await _fail_next_inserts(owner_engine, user_id, failures=4)
     command = ChargePoints(command_id=new_command_id(), user_id=user_id, amount=80)
 
     first = await client.send_and_wait(command)

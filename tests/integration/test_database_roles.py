@@ -1,0 +1,81 @@
+"""The service connects with a role of its own that reads and writes rows and can change
+nothing of the schema; the migrations run as the schema's owner (issue: a database role
+for the service with only the rights it needs)."""
+
+import pytest
+from sqlalchemy import delete, insert, make_url, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from persistence.tables import users
+from shopflow.settings import Settings
+from tests.conftest import new_entity_id
+
+SCHEMA_CHANGES = [
+    "DROP TABLE users",
+    "ALTER TABLE users ADD COLUMN intruder integer",
+    "ALTER TABLE point_balances DROP CONSTRAINT balance_not_negative",
+    "CREATE TABLE intruder (x integer)",
+    "TRUNCATE processed_commands",
+    "CREATE INDEX intruder ON users (name)",
+]
+
+
+@pytest.mark.usefixtures("service")  # migrated, and the grants given
+@pytest.mark.parametrize("statement", SCHEMA_CHANGES)
+async def test_the_service_role_cannot_change_the_schema(
+    test_settings: Settings, statement: str
+) -> None:
+    engine = create_async_engine(test_settings.database_url)
+    try:
+        async with engine.connect() as connection:
+            with pytest.raises(DBAPIError) as raised:
+                await connection.execute(text(statement))
+            await connection.rollback()
+    finally:
+        await engine.dispose()
+
+    assert getattr(raised.value.orig, "sqlstate", None) == "42501"  # insufficient_privilege
+
+
+@pytest.mark.usefixtures("service")
+async def test_the_service_role_reads_and_writes_rows(test_settings: Settings) -> None:
+    user_id = new_entity_id()
+    engine = create_async_engine(test_settings.database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(insert(users).values(user_id=user_id, name="Row"))
+            await connection.execute(
+                users.update().where(users.c.user_id == user_id).values(name="Row 2")
+            )
+            name = await connection.scalar(select(users.c.name).where(users.c.user_id == user_id))
+            await connection.execute(delete(users).where(users.c.user_id == user_id))
+    finally:
+        await engine.dispose()
+
+    assert name == "Row 2"
+
+
+@pytest.mark.usefixtures("service")
+async def test_the_tables_belong_to_the_migrations_role_not_the_service_role(
+    test_settings: Settings,
+) -> None:
+    engine = create_async_engine(test_settings.database_url)
+    try:
+        async with engine.connect() as connection:
+            owners = set(
+                (
+                    await connection.execute(
+                        text(
+                            "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"
+                        )
+                    )
+                ).scalars()
+            )
+    finally:
+        await engine.dispose()
+
+    service = make_url(test_settings.database_url).username
+    owner = make_url(test_settings.migration_database_url).username
+    assert service != owner
+    assert owners == {owner}
