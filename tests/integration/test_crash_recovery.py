@@ -6,7 +6,6 @@ offsets (the restarted worker republishes the same result, same event id). A wor
 stopped with SIGTERM mid-stream hands back what it has not finished."""
 
 import asyncio
-import os
 import sys
 from uuid import UUID
 
@@ -21,6 +20,7 @@ from persistence.tables import point_balances, processed_commands, users
 from producers.client import ShopflowClient
 from shopflow.kafka_admin import ensure_topics
 from shopflow.settings import FaultInjection, Settings
+from tests.bench.scratch import service_env
 from tests.conftest import new_command_id, new_entity_id
 from tests.integration.helpers import balance_of, isolated, transactions_of, user_in_database
 
@@ -30,22 +30,12 @@ async def _start_worker(
 ) -> asyncio.subprocess.Process:
     """`shopflow worker` in a process of its own; `overrides` are further SHOPFLOW_*
     settings (BATCH_MAX_RECORDS="10" sets SHOPFLOW_BATCH_MAX_RECORDS)."""
-    env = {
-        **os.environ,
-        "SHOPFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "SHOPFLOW_DATABASE_URL": settings.database_url,
-        "SHOPFLOW_MIGRATION_DATABASE_URL": settings.migration_database_url,
-        "SHOPFLOW_REDIS_URL": settings.redis_url,
-        "SHOPFLOW_REDIS_KEY_PREFIX": settings.redis_key_prefix,
-        "SHOPFLOW_TOPIC_PREFIX": settings.topic_prefix,
-        "SHOPFLOW_CONSUMER_GROUP": settings.consumer_group,
-        "SHOPFLOW_COMMAND_PARTITIONS": str(settings.command_partitions),
-        "SHOPFLOW_EVENT_PARTITIONS": str(settings.event_partitions),
-        "SHOPFLOW_DEAD_LETTER_PARTITIONS": str(settings.dead_letter_partitions),
-        "SHOPFLOW_SESSION_TIMEOUT_MS": "6000",
-        "SHOPFLOW_FAULT_INJECTION": fault.value,
+    env = service_env(
+        settings,
+        SHOPFLOW_SESSION_TIMEOUT_MS="6000",
+        SHOPFLOW_FAULT_INJECTION=fault.value,
         **{f"SHOPFLOW_{name}": value for name, value in overrides.items()},
-    }
+    )
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "shopflow", "worker", "--log-level", "warning", env=env
     )

@@ -16,6 +16,7 @@ from contracts.topics import COMMAND_ROUTES, DEAD_LETTERS, EVENT_TOPICS, POINTS_
 from shopflow.cli import app
 from shopflow.kafka_admin import TopicMismatch, ensure_topics
 from shopflow.settings import Settings
+from tests.bench.scratch import service_env
 from tests.integration.helpers import isolated
 
 PARTITIONS = 3
@@ -119,18 +120,7 @@ async def test_a_creation_the_broker_refuses_raises_naming_the_topic(
 
 async def shopflow(settings: Settings, *args: str) -> Result:
     """`shopflow ARGS...` with the SHOPFLOW_* environment of `settings`, in a thread."""
-    env = {
-        "SHOPFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "SHOPFLOW_DATABASE_URL": settings.database_url,
-        "SHOPFLOW_MIGRATION_DATABASE_URL": settings.migration_database_url,
-        "SHOPFLOW_REDIS_URL": settings.redis_url,
-        "SHOPFLOW_TOPIC_PREFIX": settings.topic_prefix,
-        "SHOPFLOW_CONSUMER_GROUP": settings.consumer_group,
-        "SHOPFLOW_COMMAND_PARTITIONS": str(settings.command_partitions),
-        "SHOPFLOW_EVENT_PARTITIONS": str(settings.event_partitions),
-        "SHOPFLOW_DEAD_LETTER_PARTITIONS": str(settings.dead_letter_partitions),
-        "SHOPFLOW_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
-    }
+    env = service_env(settings, SHOPFLOW_SESSION_TIMEOUT_MS=str(settings.session_timeout_ms))
     return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
 
 
