@@ -10,6 +10,8 @@ from datetime import datetime
 
 from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consumers.aggregator import register_sales_aggregator
@@ -82,7 +84,12 @@ class Runtime:
         after_apply: Callable[[], Awaitable[None]] | None = None,
     ) -> "Runtime":
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
-        redis = Redis.from_url(settings.redis_url)
+        # A command on a connection Redis closed (a restart) is tried again on a new one,
+        # twice at most: without it, the first command on each pooled connection after a
+        # restart failed (tests/integration/test_redis_outage.py).
+        redis = Redis.from_url(
+            settings.redis_url, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
+        )
         broker = build_broker(settings)
         topics = Topics(settings.topic_prefix)
         sales_view = SalesView(
