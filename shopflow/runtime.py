@@ -47,12 +47,13 @@ def _crash_hook(settings: Settings, point: FaultInjection) -> Callable[[], Await
 
 def build_broker(settings: Settings) -> KafkaBroker:
     # Results and dead letters go through the sink's own producer (producers.publisher);
-    # FastStream's, configured alike (idempotent, acks=all), publishes nothing of ours.
+    # FastStream's, configured alike (idempotent, acks=all, no linger), publishes nothing
+    # of ours.
     return KafkaBroker(
         settings.kafka_bootstrap,
         enable_idempotence=True,
         acks="all",
-        linger_ms=5,
+        linger_ms=0,
         max_request_size=settings.producer_max_request_size,
         graceful_timeout=settings.graceful_timeout_s,
         client_id="shopflow",
