@@ -16,7 +16,7 @@ from contracts.topics import COMMAND_ROUTES, DEAD_LETTERS, EVENT_TOPICS, POINTS_
 from shopflow.cli import app
 from shopflow.kafka_admin import TopicMismatch, ensure_topics
 from shopflow.settings import Settings
-from tests.bench.scratch import service_env
+from tests.bench.scratch import delete_scratch_topics, service_env
 from tests.integration.helpers import isolated
 
 PARTITIONS = 3
@@ -33,14 +33,7 @@ async def settings(test_settings: Settings) -> AsyncIterator[Settings]:
         dead_letter_partitions=1,
     )
     yield own
-    admin = AIOKafkaAdminClient(bootstrap_servers=own.kafka_bootstrap)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(own.topic_prefix)]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
+    await delete_scratch_topics(own)
 
 
 async def create_topic(settings: Settings, name: str, partitions: int) -> None:
