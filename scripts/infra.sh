@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
-# Local infrastructure for the service: a single-node KRaft Kafka broker,
-# a PostgreSQL 15 cluster of our own and a Redis server, all on 127.0.0.1.
+# Local infrastructure for the service: a KRaft Kafka cluster (one node unless asked
+# for more), a PostgreSQL 15 cluster of our own and a Redis server, all on 127.0.0.1.
 #
-#   scripts/infra.sh up       start what is not running (idempotent), wait until each answers
-#   scripts/infra.sh down     stop what `up` started (by its pid files), nothing else
-#   scripts/infra.sh status   one line per server; exit 0 only if all three answer
-#   scripts/infra.sh reset    down, then delete the data dirs (not the Kafka jar cache)
+#   scripts/infra.sh up [SERVER...] [--brokers N]  start what is not running (idempotent), wait until each answers
+#   scripts/infra.sh down [SERVER|kafka-I ...]     stop what `up` started (by its pid files), nothing else
+#   scripts/infra.sh status [SERVER...]            one line per server and Kafka node; exit 0 only if all answer
+#   scripts/infra.sh kill SERVER|kafka-I ...       fault injection: SIGKILL, wait until gone (postgres: the
+#                                                  postmaster; the next `up` starts it with crash recovery)
+#   scripts/infra.sh reset                         down, then delete the data dirs (not the Kafka jar cache)
+#
+# SERVER is kafka (every node), postgres or redis; none means all three. kafka-I is Kafka node I.
+#
+# --brokers N (or SHOPFLOW_KAFKA_BROKERS=N; 1 to 9, default 1; the flag wins) runs N combined
+# broker+controller nodes with a static quorum: node I has node.id=I, listens on SHOPFLOW_KAFKA_PORT
+# + 2(I-1), its controller on SHOPFLOW_KAFKA_CONTROLLER_PORT + 2(I-1), and keeps its files in
+# kafka/node-I/ (a single node keeps kafka/data, kafka/kafka.pid ...). With 3+ nodes internal and new
+# topics get 3 replicas and min.insync.replicas=2 (2 nodes: 2 and 1). Ready means every node answers
+# and sees all N brokers. The count is recorded when Kafka is formatted (kafka/brokers): down, status,
+# kill and `up` without a count use it; `up` with another count fails until `reset`.
 #
 # Environment (defaults): SHOPFLOW_KAFKA_PORT=9092 SHOPFLOW_KAFKA_CONTROLLER_PORT=9093
 # SHOPFLOW_PG_PORT=5432 SHOPFLOW_REDIS_PORT=6379 SHOPFLOW_INFRA_DIR=<repo>/.infra
+# SHOPFLOW_KAFKA_BROKERS=1
 #
 # No Docker here: Kafka is assembled from Maven Central jars (cached under
 # ${XDG_CACHE_HOME:-~/.cache}/shopflow so later starts are offline), PostgreSQL
@@ -157,12 +170,101 @@ KAFKA_CACHE="${XDG_CACHE_HOME:-$USER_HOME/.cache}/shopflow/kafka-$KAFKA_VERSION"
 KAFKA_LIBS="$KAFKA_CACHE/libs"
 KAFKA_MARKER="$KAFKA_CACHE/complete"   # lists every jar of a finished download
 KAFKA_ROOT="$INFRA_DIR/kafka"
-KAFKA_DATA="$KAFKA_ROOT/data"
-KAFKA_LOGS="$KAFKA_ROOT/logs"
-KAFKA_LOG="$KAFKA_LOGS/server.log"
-KAFKA_OUT="$KAFKA_LOGS/kafka.out"
-KAFKA_PROPS="$KAFKA_ROOT/server.properties"
-KAFKA_PID_FILE="$KAFKA_ROOT/kafka.pid"
+KAFKA_COUNT_FILE="$KAFKA_ROOT/brokers"  # the node count the cluster was formatted with
+KAFKA_MAX_NODES=9
+KAFKA_NODES=1      # the node count this run acts on (kafka_resolve_nodes)
+KAFKA_STARTED=()   # the nodes kafka_launch started (the others were already running)
+
+# Sets the NODE_* variables for node $1 of a KAFKA_NODES-node cluster. A single
+# node keeps the original layout right under $KAFKA_ROOT; node I of a larger
+# cluster lives in $KAFKA_ROOT/node-I and listens 2*(I-1) ports above node 1.
+kafka_node() {
+    NODE_ID="$1"
+    if ((KAFKA_NODES == 1)); then
+        NODE_DIR="$KAFKA_ROOT"
+        NODE_LABEL="kafka"               # down / kill lines
+        NODE_NAME="Kafka"                # errors
+        NODE_TAG="kafka $KAFKA_VERSION"  # up / status lines
+    else
+        NODE_DIR="$KAFKA_ROOT/node-$NODE_ID"
+        NODE_LABEL="kafka node $NODE_ID"
+        NODE_NAME="Kafka node $NODE_ID"
+        NODE_TAG="kafka $KAFKA_VERSION node $NODE_ID/$KAFKA_NODES"
+    fi
+    NODE_DATA="$NODE_DIR/data"
+    NODE_LOGS="$NODE_DIR/logs"
+    NODE_LOG="$NODE_LOGS/server.log"
+    NODE_OUT="$NODE_LOGS/kafka.out"
+    NODE_PROPS="$NODE_DIR/server.properties"
+    NODE_PID_FILE="$NODE_DIR/kafka.pid"
+    NODE_PORT=$((KAFKA_PORT + 2 * (NODE_ID - 1)))
+    NODE_CONTROLLER_PORT=$((KAFKA_CONTROLLER_PORT + 2 * (NODE_ID - 1)))
+}
+
+valid_node_count() {
+    [[ "$1" =~ ^[1-9][0-9]*$ ]] && (($1 <= KAFKA_MAX_NODES))
+}
+
+# Sets KAFKA_RECORDED to the node count Kafka's data was formatted with (empty
+# when there is no data). An unreadable record stops `up`; the other commands
+# then go by the node dirs present, so that `down` and `reset` still work.
+KAFKA_RECORDED=""
+kafka_read_recorded() {
+    local cmd="$1" n dir
+    KAFKA_RECORDED=""
+    if [[ -f "$KAFKA_COUNT_FILE" ]]; then
+        n="$(tr -dc '0-9' <"$KAFKA_COUNT_FILE")"
+        if ! valid_node_count "$n"; then
+            [[ "$cmd" != "up" ]] ||
+                die "$KAFKA_COUNT_FILE does not hold a node count from 1 to $KAFKA_MAX_NODES: run scripts/infra.sh reset (it deletes the local data)"
+            n=1
+            for dir in "$KAFKA_ROOT"/node-*/; do
+                dir="${dir%/}"
+                dir="${dir##*/node-}"
+                if valid_node_count "$dir" && ((dir > n)); then
+                    n="$dir"
+                fi
+            done
+        fi
+        KAFKA_RECORDED="$n"
+    elif [[ -f "$KAFKA_ROOT/data/meta.properties" ]]; then
+        KAFKA_RECORDED=1 # formatted before the count was recorded: always a single node
+    fi
+}
+
+# Sets KAFKA_NODES: `up` takes --brokers, else SHOPFLOW_KAFKA_BROKERS, else the
+# recorded count, else 1; the other commands act on the recorded count.
+kafka_resolve_nodes() {
+    local cmd="$1" recorded requested=""
+    kafka_read_recorded "$cmd"
+    recorded="$KAFKA_RECORDED"
+    if [[ "$cmd" == "up" ]]; then
+        if [[ -n "$BROKERS_FLAG" ]]; then
+            valid_node_count "$BROKERS_FLAG" ||
+                die "--brokers takes a node count from 1 to $KAFKA_MAX_NODES, got '$BROKERS_FLAG'"
+            requested="$BROKERS_FLAG"
+        elif [[ -n "${SHOPFLOW_KAFKA_BROKERS:-}" ]]; then
+            valid_node_count "$SHOPFLOW_KAFKA_BROKERS" ||
+                die "SHOPFLOW_KAFKA_BROKERS must be a node count from 1 to $KAFKA_MAX_NODES, got '$SHOPFLOW_KAFKA_BROKERS'"
+            requested="$SHOPFLOW_KAFKA_BROKERS"
+        fi
+        if [[ -n "$recorded" && -n "$requested" && "$requested" != "$recorded" ]]; then
+            die "Kafka's data in $KAFKA_ROOT was formatted for $recorded node(s), not $requested: run scripts/infra.sh reset first (it stops everything and deletes the local data)"
+        fi
+    fi
+    KAFKA_NODES="${requested:-${recorded:-1}}"
+    local i p seen=" "
+    for ((i = 1; i <= KAFKA_NODES; i++)); do
+        kafka_node "$i"
+        for p in "$NODE_PORT" "$NODE_CONTROLLER_PORT"; do
+            ((p <= 65535)) ||
+                die "$NODE_NAME would listen on port $p, above 65535: lower SHOPFLOW_KAFKA_PORT and SHOPFLOW_KAFKA_CONTROLLER_PORT"
+            [[ "$seen" != *" $p "* ]] ||
+                die "$KAFKA_NODES Kafka node(s) would use port $p twice (node I listens on SHOPFLOW_KAFKA_PORT and SHOPFLOW_KAFKA_CONTROLLER_PORT plus 2*(I-1)): keep the two an odd distance apart"
+            seen+="$p "
+        done
+    done
+}
 
 kafka_jars_complete() {
     local jar
@@ -197,25 +299,68 @@ kafka_fetch_jars() {
     mv "$KAFKA_MARKER.tmp" "$KAFKA_MARKER"
 }
 
-kafka_write_properties() {
-    cat >"$KAFKA_PROPS" <<EOF
-# Written by scripts/infra.sh on every 'up'; edit the script, not this file.
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=$KAFKA_DATA
+# "1@127.0.0.1:9093,2@127.0.0.1:9095,..." for controller.quorum.voters.
+kafka_quorum_voters() {
+    local i voters=""
+    for ((i = 1; i <= KAFKA_NODES; i++)); do
+        voters+="${voters:+,}$i@127.0.0.1:$((KAFKA_CONTROLLER_PORT + 2 * (i - 1)))"
+    done
+    echo "$voters"
+}
 
+# "127.0.0.1:9092,127.0.0.1:9094,..." for clients.
+kafka_bootstrap() {
+    local i servers=""
+    for ((i = 1; i <= KAFKA_NODES; i++)); do
+        servers+="${servers:+,}127.0.0.1:$((KAFKA_PORT + 2 * (i - 1)))"
+    done
+    echo "$servers"
+}
+
+kafka_replication_properties() {
+    if ((KAFKA_NODES == 1)); then
+        cat <<EOF
 # One node: every internal topic has a single replica.
 offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
+EOF
+        return 0
+    fi
+    local rf=2 isr=1
+    if ((KAFKA_NODES >= 3)); then
+        rf=3
+        isr=2
+    fi
+    cat <<EOF
+# $KAFKA_NODES nodes: internal and new topics get $rf replicas; acks=all writes need $isr in sync.
+offsets.topic.replication.factor=$rf
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
+default.replication.factor=$rf
+min.insync.replicas=$isr
+EOF
+}
+
+# Writes the NODE_* node's server.properties.
+kafka_write_properties() {
+    cat >"$NODE_PROPS" <<EOF
+# Written by scripts/infra.sh on every 'up'; edit the script, not this file.
+process.roles=broker,controller
+node.id=$NODE_ID
+controller.quorum.voters=$(kafka_quorum_voters)
+listeners=PLAINTEXT://127.0.0.1:$NODE_PORT,CONTROLLER://127.0.0.1:$NODE_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$NODE_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$NODE_DATA
+
+$(kafka_replication_properties)
 
 # Fast start and fast consumer groups for development and tests.
 group.initial.rebalance.delay.ms=0
@@ -235,14 +380,40 @@ num.partitions=12
 EOF
 }
 
+# The cluster id of the first formatted node, if any.
+kafka_cluster_id() {
+    local i id
+    for ((i = 1; i <= KAFKA_NODES; i++)); do
+        kafka_node "$i"
+        if [[ -f "$NODE_DATA/meta.properties" ]]; then
+            id="$(sed -n 's/^cluster\.id=//p' "$NODE_DATA/meta.properties" | head -n1)"
+            if [[ -n "$id" ]]; then
+                echo "$id"
+                return 0
+            fi
+        fi
+    done
+}
+
+# Formats, in parallel, the log dirs of the given (stopped) nodes that have none,
+# then records the node count. A node that lost its data rejoins under the
+# cluster's id; a new cluster gets a new id. Static quorum (controller.quorum.voters):
+# every node is formatted alike, with no --standalone / --initial-controllers.
 kafka_format_if_needed() {
-    if [[ -f "$KAFKA_DATA/meta.properties" ]]; then
-        return 0
+    local i need=() pids=() cluster_id idx failed=""
+    kafka_read_recorded up
+    if [[ -z "$KAFKA_RECORDED" ]]; then
+        # Nothing was ever formatted completely: start fresh, in either layout.
+        rm -rf "$KAFKA_ROOT/data" "$KAFKA_ROOT"/node-*/data
     fi
-    # A dir without meta.properties was never formatted completely: start fresh.
-    rm -rf "$KAFKA_DATA"
-    local cluster_id
-    cluster_id="$(python3 -c '
+    for i in "$@"; do
+        kafka_node "$i"
+        [[ -f "$NODE_DATA/meta.properties" ]] || need+=("$i")
+    done
+    if ((${#need[@]} > 0)); then
+        cluster_id="$(kafka_cluster_id)"
+        if [[ -z "$cluster_id" ]]; then
+            cluster_id="$(python3 -c '
 import base64, uuid
 while True:
     s = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -250,152 +421,270 @@ while True:
         print(s)
         break
 ')"
-    if ! java -Xmx256m -Dlog4j2.configurationFile="$TEMPLATE_DIR/log4j2.properties" \
-        -Dkafka.logs.dir="$KAFKA_LOGS" -cp "$KAFKA_LIBS/*" \
-        kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_PROPS" >>"$KAFKA_OUT" 2>&1; then
-        tail_log "$KAFKA_OUT"
-        die "could not format the Kafka log dir $KAFKA_DATA (see $KAFKA_OUT)"
+        fi
+        for i in "${need[@]}"; do
+            kafka_node "$i"
+            # A dir without meta.properties was never formatted completely.
+            rm -rf "$NODE_DATA"
+            java -Xmx256m -Dlog4j2.configurationFile="$TEMPLATE_DIR/log4j2.properties" \
+                -Dkafka.logs.dir="$NODE_LOGS" -cp "$KAFKA_LIBS/*" \
+                kafka.tools.StorageTool format -t "$cluster_id" -c "$NODE_PROPS" >>"$NODE_OUT" 2>&1 &
+            pids+=("$!")
+        done
+        for idx in "${!pids[@]}"; do
+            if ! wait "${pids[idx]}"; then
+                failed="${failed:-${need[idx]}}"
+            fi
+        done
+        if [[ -n "$failed" ]]; then
+            kafka_node "$failed"
+            tail_log "$NODE_OUT"
+            die "could not format the Kafka log dir $NODE_DATA (see $NODE_OUT)"
+        fi
+    fi
+    if [[ "$(cat "$KAFKA_COUNT_FILE" 2>/dev/null)" != "$KAFKA_NODES" ]]; then
+        echo "$KAFKA_NODES" >"$KAFKA_COUNT_FILE"
     fi
 }
 
+# The NODE_* node's pid, when that broker runs.
 kafka_pid() {
     local pid
-    pid="$(read_pid_file "$KAFKA_PID_FILE")"
-    if [[ -n "$pid" ]] && pid_matches "$pid" kafka.Kafka "$KAFKA_PROPS"; then
+    pid="$(read_pid_file "$NODE_PID_FILE")"
+    if [[ -n "$pid" ]] && pid_matches "$pid" kafka.Kafka "$NODE_PROPS"; then
         echo "$pid"
     fi
 }
 
-# True when the broker answers an ApiVersions request (a real protocol round
-# trip, not just an open port).
-kafka_answers() {
-    timeout 5 python3 - "$KAFKA_PORT" <<'PY' 2>/dev/null
+# Prints how many live brokers the broker on 127.0.0.1:$1 knows of, after an
+# ApiVersions round trip (a real protocol exchange, not just an open port) and a
+# Metadata request for no topics; fails when it does not answer both.
+kafka_probe() {
+    timeout 5 python3 - "$1" <<'PY' 2>/dev/null
 import socket, struct, sys
 port = int(sys.argv[1])
 client = b"infra-check"
-# ApiVersions v0: api_key 18, api_version 0, correlation id, client id.
-body = struct.pack(">hhih", 18, 0, 7, len(client)) + client
-with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
-    s.sendall(struct.pack(">i", len(body)) + body)
+
+def recv_exact(s, n):
     data = b""
-    while len(data) < 10:
-        chunk = s.recv(65536)
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
         if not chunk:
             sys.exit(1)
         data += chunk
-correlation_id, error_code = struct.unpack(">ih", data[4:10])
-sys.exit(0 if correlation_id == 7 and error_code == 0 else 1)
+    return data
+
+def call(s, api_key, version, correlation_id, body=b""):
+    request = struct.pack(">hhih", api_key, version, correlation_id, len(client)) + client + body
+    s.sendall(struct.pack(">i", len(request)) + request)
+    (size,) = struct.unpack(">i", recv_exact(s, 4))
+    response = recv_exact(s, size)
+    if struct.unpack(">i", response[:4])[0] != correlation_id:
+        sys.exit(1)
+    return response[4:]
+
+with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+    # ApiVersions v0: the error code comes first.
+    if struct.unpack(">h", call(s, 18, 0, 7)[:2])[0] != 0:
+        sys.exit(1)
+    # Metadata v4, empty topic list, no auto-creation: throttle time, then the live brokers.
+    response = call(s, 3, 4, 8, struct.pack(">ib", 0, 0))
+    print(struct.unpack(">i", response[4:8])[0])
 PY
 }
 
+# True when the NODE_* node logged its start in this run, answers, and sees every
+# node of the cluster as a live broker.
 kafka_ready() {
-    [[ -f "$KAFKA_LOG" ]] && grep -q "Kafka Server started" "$KAFKA_LOG" && kafka_answers
+    local brokers
+    [[ -f "$NODE_LOG" ]] && grep -q "Kafka Server started" "$NODE_LOG" &&
+        brokers="$(kafka_probe "$NODE_PORT")" && [[ "$brokers" == "$KAFKA_NODES" ]]
 }
 
-KAFKA_STATE=""   # "started" or "already" after kafka_launch
-
-# Starts the broker without waiting; kafka_wait_ready waits. Split so that
-# PostgreSQL and Redis start while the JVM boots.
+# Starts the nodes that are not running without waiting; kafka_wait_ready waits.
+# Split so that PostgreSQL and Redis start while the JVMs boot, all in parallel.
 kafka_launch() {
-    local pid
-    pid="$(kafka_pid)"
-    if [[ -n "$pid" ]]; then
-        KAFKA_STATE="already"
-        return 0
-    fi
-    rm -f "$KAFKA_PID_FILE"
-    ensure_command java openjdk-17-jre-headless
-    if port_open "$KAFKA_PORT"; then
-        die "port $KAFKA_PORT (Kafka) is already in use by a process this script did not start"
-    fi
-    if port_open "$KAFKA_CONTROLLER_PORT"; then
-        die "port $KAFKA_CONTROLLER_PORT (Kafka controller) is already in use by a process this script did not start"
-    fi
-    kafka_fetch_jars
-    make_dir "$KAFKA_LOGS"
-    # One log per run keeps readiness checks about this run (and the file small).
-    if [[ -f "$KAFKA_LOG" ]]; then
-        mv "$KAFKA_LOG" "$KAFKA_LOG.1"
-    fi
-    if [[ -f "$KAFKA_OUT" ]]; then
-        mv "$KAFKA_OUT" "$KAFKA_OUT.1"
-    fi
-    kafka_write_properties
-    kafka_format_if_needed
-    # The child writes its own pid before exec'ing java, so the pid file is right
-    # whether or not setsid had to fork.
-    (
-        cd "$KAFKA_ROOT"
-        exec 9>&- # the lock fd: the broker must not hold it
-        # shellcheck disable=SC2016 # $$ and $1 expand in the inner shell
-        exec setsid nohup bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$KAFKA_PID_FILE" \
-            java -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
-            -Dlog4j2.configurationFile="$TEMPLATE_DIR/log4j2.properties" \
-            -Dkafka.logs.dir="$KAFKA_LOGS" \
-            -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS" \
-            </dev/null >>"$KAFKA_OUT" 2>&1
-    ) &
-    local i
-    for ((i = 0; i < 50; i++)); do
-        [[ -s "$KAFKA_PID_FILE" ]] && break
-        sleep 0.1
+    local i to_start=()
+    KAFKA_STARTED=()
+    for ((i = 1; i <= KAFKA_NODES; i++)); do
+        kafka_node "$i"
+        if [[ -z "$(kafka_pid)" ]]; then
+            rm -f "$NODE_PID_FILE"
+            to_start+=("$i")
+        fi
     done
-    [[ -s "$KAFKA_PID_FILE" ]] || die "could not launch the Kafka JVM (see $KAFKA_OUT)"
-    KAFKA_STATE="started"
+    ((${#to_start[@]} > 0)) || return 0
+    ensure_command java openjdk-17-jre-headless
+    for i in "${to_start[@]}"; do
+        kafka_node "$i"
+        if port_open "$NODE_PORT"; then
+            die "port $NODE_PORT ($NODE_NAME) is already in use by a process this script did not start"
+        fi
+        if port_open "$NODE_CONTROLLER_PORT"; then
+            die "port $NODE_CONTROLLER_PORT ($NODE_NAME controller) is already in use by a process this script did not start"
+        fi
+    done
+    kafka_fetch_jars
+    for i in "${to_start[@]}"; do
+        kafka_node "$i"
+        make_dir "$NODE_LOGS"
+        # One log per run keeps readiness checks about this run (and the file small).
+        if [[ -f "$NODE_LOG" ]]; then
+            mv "$NODE_LOG" "$NODE_LOG.1"
+        fi
+        if [[ -f "$NODE_OUT" ]]; then
+            mv "$NODE_OUT" "$NODE_OUT.1"
+        fi
+        kafka_write_properties
+    done
+    kafka_format_if_needed "${to_start[@]}"
+    # Two cores for several JVMs: a smaller heap each.
+    local heap="-Xmx512m"
+    ((KAFKA_NODES == 1)) || heap="-Xmx384m"
+    for i in "${to_start[@]}"; do
+        kafka_node "$i"
+        # The child writes its own pid before exec'ing java, so the pid file is right
+        # whether or not setsid had to fork.
+        (
+            cd "$NODE_DIR"
+            exec 9>&- # the lock fd: the broker must not hold it
+            # shellcheck disable=SC2016 # $$ and $1 expand in the inner shell
+            exec setsid nohup bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$NODE_PID_FILE" \
+                java "$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+                -Dlog4j2.configurationFile="$TEMPLATE_DIR/log4j2.properties" \
+                -Dkafka.logs.dir="$NODE_LOGS" \
+                -cp "$KAFKA_LIBS/*" kafka.Kafka "$NODE_PROPS" \
+                </dev/null >>"$NODE_OUT" 2>&1
+        ) &
+    done
+    local n
+    for i in "${to_start[@]}"; do
+        kafka_node "$i"
+        for ((n = 0; n < 50; n++)); do
+            [[ -s "$NODE_PID_FILE" ]] && break
+            sleep 0.1
+        done
+        [[ -s "$NODE_PID_FILE" ]] || die "could not launch the $NODE_NAME JVM (see $NODE_OUT)"
+    done
+    KAFKA_STARTED=("${to_start[@]}")
 }
 
 kafka_wait_ready() {
-    local deadline=$((SECONDS + KAFKA_READY_TIMEOUT)) pid
-    until kafka_ready; do
-        pid="$(kafka_pid)"
-        if [[ -z "$pid" ]]; then
-            tail_log "$KAFKA_LOG"
-            tail_log "$KAFKA_OUT"
-            die "Kafka exited during startup (see $KAFKA_LOG and $KAFKA_OUT)"
-        fi
-        if ((SECONDS >= deadline)); then
-            tail_log "$KAFKA_LOG"
-            die "Kafka did not answer on 127.0.0.1:$KAFKA_PORT within ${KAFKA_READY_TIMEOUT}s (see $KAFKA_LOG)"
-        fi
+    local timeout=$((KAFKA_READY_TIMEOUT + 30 * (KAFKA_NODES - 1)))
+    local deadline=$((SECONDS + timeout)) i pending brokers state
+    while :; do
+        pending=0
+        for ((i = 1; i <= KAFKA_NODES; i++)); do
+            kafka_node "$i"
+            kafka_ready && continue
+            pending=1
+            if [[ -z "$(kafka_pid)" ]]; then
+                tail_log "$NODE_LOG"
+                tail_log "$NODE_OUT"
+                die "$NODE_NAME exited during startup (see $NODE_LOG and $NODE_OUT)"
+            fi
+            if ((SECONDS >= deadline)); then
+                tail_log "$NODE_LOG"
+                if ((KAFKA_NODES == 1)); then
+                    die "Kafka did not answer on 127.0.0.1:$NODE_PORT within ${timeout}s (see $NODE_LOG)"
+                fi
+                brokers="$(kafka_probe "$NODE_PORT")" || brokers="no"
+                die "$NODE_NAME on 127.0.0.1:$NODE_PORT was not ready within ${timeout}s: it sees $brokers of $KAFKA_NODES brokers (see $NODE_LOG)"
+            fi
+            break
+        done
+        ((pending)) || break
         sleep 0.25
     done
-    if [[ "$KAFKA_STATE" == "already" ]]; then
-        echo "kafka $KAFKA_VERSION: already running on 127.0.0.1:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT, pid $(kafka_pid)), log $KAFKA_LOG"
-    else
-        echo "kafka $KAFKA_VERSION: started on 127.0.0.1:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT, pid $(kafka_pid)), log $KAFKA_LOG"
+    for ((i = 1; i <= KAFKA_NODES; i++)); do
+        kafka_node "$i"
+        state="already running"
+        [[ " ${KAFKA_STARTED[*]} " == *" $i "* ]] && state="started"
+        echo "$NODE_TAG: $state on 127.0.0.1:$NODE_PORT (controller :$NODE_CONTROLLER_PORT, pid $(kafka_pid)), log $NODE_LOG"
+    done
+    if ((KAFKA_NODES > 1)); then
+        echo "kafka: $KAFKA_NODES-node cluster ready, bootstrap servers $(kafka_bootstrap)"
     fi
 }
 
+# Stops the given nodes: SIGTERM to all at once (a controlled shutdown each),
+# then SIGKILL to any still running KAFKA_STOP_TIMEOUT seconds later.
 kafka_down() {
-    local pid
-    pid="$(kafka_pid)"
-    if [[ -z "$pid" ]]; then
-        rm -f "$KAFKA_PID_FILE"
-        echo "kafka: not running"
-        return 0
-    fi
-    kill -TERM "$pid"
-    if ! wait_pid_exit "$pid" "$KAFKA_STOP_TIMEOUT"; then
-        echo "kafka: no exit ${KAFKA_STOP_TIMEOUT}s after SIGTERM, sending SIGKILL" >&2
-        kill -KILL "$pid"
-        wait_pid_exit "$pid" 10 || die "Kafka (pid $pid) survived SIGKILL"
-    fi
-    rm -f "$KAFKA_PID_FILE"
-    echo "kafka: stopped (pid $pid)"
+    local i pid idx pids=() nodes=() deadline left
+    for i in "$@"; do
+        kafka_node "$i"
+        pid="$(kafka_pid)"
+        if [[ -z "$pid" ]]; then
+            rm -f "$NODE_PID_FILE"
+            echo "$NODE_LABEL: not running"
+            continue
+        fi
+        kill -TERM "$pid" 2>/dev/null || true # already gone: the wait below returns at once
+        pids+=("$pid")
+        nodes+=("$i")
+    done
+    deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+    for idx in "${!pids[@]}"; do
+        pid="${pids[idx]}"
+        kafka_node "${nodes[idx]}"
+        left=$((deadline - SECONDS))
+        ((left >= 1)) || left=1
+        if ! wait_pid_exit "$pid" "$left"; then
+            echo "$NODE_LABEL: no exit ${KAFKA_STOP_TIMEOUT}s after SIGTERM, sending SIGKILL" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+            wait_pid_exit "$pid" 10 || die "$NODE_NAME (pid $pid) survived SIGKILL"
+        fi
+        rm -f "$NODE_PID_FILE"
+        echo "$NODE_LABEL: stopped (pid $pid)"
+    done
+}
+
+# SIGKILLs the given nodes (fault injection) and waits until they are gone.
+kafka_kill() {
+    local i pid idx pids=() nodes=()
+    for i in "$@"; do
+        kafka_node "$i"
+        pid="$(kafka_pid)"
+        if [[ -z "$pid" ]]; then
+            echo "$NODE_LABEL: not running, nothing to kill"
+            continue
+        fi
+        kill -KILL "$pid" 2>/dev/null || true
+        pids+=("$pid")
+        nodes+=("$i")
+    done
+    for idx in "${!pids[@]}"; do
+        pid="${pids[idx]}"
+        kafka_node "${nodes[idx]}"
+        wait_pid_exit "$pid" 10 || die "$NODE_NAME (pid $pid) survived SIGKILL"
+        rm -f "$NODE_PID_FILE"
+        echo "$NODE_LABEL: killed (pid $pid, SIGKILL)"
+    done
 }
 
 kafka_status() {
-    local pid
-    pid="$(kafka_pid)"
-    if [[ -n "$pid" ]] && kafka_answers; then
-        echo "kafka $KAFKA_VERSION: running on 127.0.0.1:$KAFKA_PORT (pid $pid), log $KAFKA_LOG"
-        return 0
-    elif [[ -n "$pid" ]]; then
-        echo "kafka $KAFKA_VERSION: process $pid alive but not answering on 127.0.0.1:$KAFKA_PORT, log $KAFKA_LOG"
-    else
-        echo "kafka $KAFKA_VERSION: not running"
-    fi
-    return 1
+    local i pid brokers ok=0
+    for ((i = 1; i <= KAFKA_NODES; i++)); do
+        kafka_node "$i"
+        pid="$(kafka_pid)"
+        if [[ -n "$pid" ]] && brokers="$(kafka_probe "$NODE_PORT")"; then
+            if [[ "$brokers" == "$KAFKA_NODES" ]]; then
+                if ((KAFKA_NODES == 1)); then
+                    echo "$NODE_TAG: running on 127.0.0.1:$NODE_PORT (pid $pid), log $NODE_LOG"
+                else
+                    echo "$NODE_TAG: running on 127.0.0.1:$NODE_PORT (controller :$NODE_CONTROLLER_PORT, pid $pid), log $NODE_LOG"
+                fi
+                continue
+            fi
+            echo "$NODE_TAG: running on 127.0.0.1:$NODE_PORT (pid $pid) but sees $brokers of $KAFKA_NODES brokers, log $NODE_LOG"
+        elif [[ -n "$pid" ]]; then
+            echo "$NODE_TAG: process $pid alive but not answering on 127.0.0.1:$NODE_PORT, log $NODE_LOG"
+        else
+            echo "$NODE_TAG: not running"
+        fi
+        ok=1
+    done
+    return "$ok"
 }
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -449,8 +738,18 @@ pg_ensure_os_user() {
     fi
 }
 
+# The postmaster's pid, when a postmaster of this data dir runs.
+pg_postmaster_pid() {
+    local pid
+    pid="$(read_pid_file "$PG_DATA/postmaster.pid")"
+    if [[ -n "$pid" ]] && pid_matches "$pid" "$PG_BIN/postgres"; then
+        echo "$pid"
+    fi
+}
+
 pg_running() {
-    [[ -f "$PG_DATA/PG_VERSION" ]] && as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1
+    [[ -f "$PG_DATA/PG_VERSION" && -n "$(pg_postmaster_pid)" ]] &&
+        as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1
 }
 
 pg_answers() {
@@ -522,6 +821,14 @@ pg_up() {
         if port_open "$PG_PORT"; then
             die "port $PG_PORT (PostgreSQL) is already in use by a process this script did not start"
         fi
+        # After a crash (`kill postgres`) postmaster.pid stays behind. PostgreSQL
+        # ignores it while its pid is dead, but will not start if that pid now
+        # belongs to another process: only then remove it.
+        local stale
+        stale="$(read_pid_file "$PG_DATA/postmaster.pid")"
+        if [[ -n "$stale" && -d "/proc/$stale" && -z "$(pg_postmaster_pid)" ]]; then
+            rm -f "$PG_DATA/postmaster.pid"
+        fi
         if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -w -t "$PG_READY_TIMEOUT" -l "$PG_LOG" \
             -o "-p $PG_PORT -k $sock -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB" \
             start >>"$PG_ROOT/pg_ctl.log" 2>&1 9>&-; then
@@ -551,6 +858,31 @@ pg_down() {
         die "could not stop PostgreSQL (see $PG_ROOT/pg_ctl.log)"
     fi
     echo "postgresql: stopped"
+}
+
+# SIGKILLs the postmaster (fault injection). Its children exit by themselves
+# once they notice; any still there after 5s are killed too, since they would
+# keep the old shared memory in use and block the next start.
+pg_kill() {
+    local pid children child
+    pid="$(pg_postmaster_pid)"
+    if [[ -z "$pid" ]]; then
+        echo "postgresql: not running, nothing to kill"
+        return 0
+    fi
+    children="$(pgrep -P "$pid")" || children=""
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_pid_exit "$pid" 10 || die "PostgreSQL's postmaster (pid $pid) survived SIGKILL"
+    local deadline=$((SECONDS + 5)) left
+    for child in $children; do
+        left=$((deadline - SECONDS))
+        ((left >= 1)) || left=1
+        if ! wait_pid_exit "$child" "$left" && pid_matches "$child" postgres; then
+            kill -KILL "$child" 2>/dev/null || true
+            wait_pid_exit "$child" 5 || die "PostgreSQL process $child survived SIGKILL"
+        fi
+    done
+    echo "postgresql: killed the postmaster (pid $pid, SIGKILL); 'up postgres' restarts it with crash recovery"
 }
 
 pg_status() {
@@ -655,6 +987,21 @@ redis_down() {
     echo "redis: stopped (pid $pid)"
 }
 
+# SIGKILLs Redis (fault injection) and waits until it is gone.
+redis_kill() {
+    local pid
+    pid="$(redis_pid)"
+    if [[ -z "$pid" ]]; then
+        rm -f "$REDIS_PID_FILE"
+        echo "redis: not running, nothing to kill"
+        return 0
+    fi
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_pid_exit "$pid" 10 || die "Redis (pid $pid) survived SIGKILL"
+    rm -f "$REDIS_PID_FILE"
+    echo "redis: killed (pid $pid, SIGKILL)"
+}
+
 redis_status() {
     local pid
     pid="$(redis_pid)"
@@ -677,19 +1024,115 @@ prepare_infra_dir() {
     if [[ ! -f "$INFRA_DIR/.gitignore" ]]; then
         echo "*" >"$INFRA_DIR/.gitignore"
     fi
-    # Serialise concurrent up/down/reset runs.
+    # Serialise concurrent up/down/kill/reset runs.
     exec 9>"$INFRA_DIR/.lock"
     flock -w 300 9 || die "another scripts/infra.sh run holds $INFRA_DIR/.lock"
+}
+
+SERVERS=()        # the servers named on the command line; all three when none
+KAFKA_PICKED=()   # Kafka nodes named as kafka-N (down, kill); none: every node
+KAFKA_TARGETS=()  # the Kafka nodes a command acts on (kafka_pick_targets)
+BROKERS_FLAG=""   # up --brokers N
+
+usage() {
+    cat >&2 <<EOF
+usage: $0 up [kafka|postgres|redis ...] [--brokers N]
+       $0 down [kafka|kafka-N|postgres|redis ...]
+       $0 status [kafka|postgres|redis ...]
+       $0 kill kafka|kafka-N|postgres|redis ...
+       $0 reset
+EOF
+    exit 2
+}
+
+selected() {
+    [[ " ${SERVERS[*]} " == *" $1 "* ]]
+}
+
+select_server() {
+    selected "$1" || SERVERS+=("$1")
+}
+
+parse_args() {
+    local cmd="$1" arg kafka_all=0
+    shift
+    while (($# > 0)); do
+        arg="$1"
+        shift
+        case "$arg" in
+            --brokers | --brokers=*)
+                [[ "$cmd" == "up" ]] ||
+                    die "--brokers goes with up only: the other commands act on the node count Kafka was formatted with"
+                if [[ "$arg" == "--brokers" ]]; then
+                    (($# > 0)) || die "--brokers needs a node count from 1 to $KAFKA_MAX_NODES"
+                    BROKERS_FLAG="$1"
+                    shift
+                else
+                    BROKERS_FLAG="${arg#--brokers=}"
+                fi
+                ;;
+            kafka)
+                kafka_all=1
+                select_server kafka
+                ;;
+            postgres | postgresql) select_server postgres ;;
+            redis) select_server redis ;;
+            kafka-*)
+                [[ "$cmd" == "kill" || "$cmd" == "down" ]] ||
+                    die "'$cmd' takes kafka (every node), not $arg"
+                valid_node_count "${arg#kafka-}" ||
+                    die "no such Kafka node '$arg' (kafka-1 to kafka-$KAFKA_MAX_NODES)"
+                KAFKA_PICKED+=("${arg#kafka-}")
+                select_server kafka
+                ;;
+            *) die "unknown server '$arg' (expected kafka, postgres or redis)" ;;
+        esac
+    done
+    if ((kafka_all)); then
+        KAFKA_PICKED=()
+    fi
+    if [[ "$cmd" == "reset" ]] && ((${#SERVERS[@]} > 0)); then
+        die "reset takes no server names: it stops and deletes everything"
+    fi
+    if ((${#SERVERS[@]} == 0)); then
+        [[ "$cmd" != "kill" ]] || die "kill needs a server: kafka, kafka-N, postgres or redis"
+        SERVERS=(kafka postgres redis)
+    fi
+}
+
+# Sets KAFKA_TARGETS: the nodes named as kafka-N, else every node.
+kafka_pick_targets() {
+    local i
+    KAFKA_TARGETS=()
+    if ((${#KAFKA_PICKED[@]} == 0)); then
+        for ((i = 1; i <= KAFKA_NODES; i++)); do
+            KAFKA_TARGETS+=("$i")
+        done
+        return 0
+    fi
+    for i in "${KAFKA_PICKED[@]}"; do
+        ((i <= KAFKA_NODES)) || die "there is no kafka-$i: the Kafka cluster has $KAFKA_NODES node(s)"
+        [[ " ${KAFKA_TARGETS[*]} " == *" $i "* ]] || KAFKA_TARGETS+=("$i")
+    done
 }
 
 cmd_up() {
     local started=$SECONDS
     prepare_infra_dir
     ensure_command python3 python3
-    kafka_launch
-    pg_up
-    redis_up
-    kafka_wait_ready
+    if selected kafka; then
+        kafka_resolve_nodes up
+        kafka_launch
+    fi
+    if selected postgres; then
+        pg_up
+    fi
+    if selected redis; then
+        redis_up
+    fi
+    if selected kafka; then
+        kafka_wait_ready
+    fi
     echo "infra: up in $((SECONDS - started))s (state in $INFRA_DIR)"
 }
 
@@ -699,16 +1142,50 @@ cmd_down() {
         return 0
     fi
     prepare_infra_dir
-    kafka_down
-    redis_down
-    pg_down
+    if selected kafka; then
+        kafka_resolve_nodes down
+        kafka_pick_targets
+        kafka_down "${KAFKA_TARGETS[@]}"
+    fi
+    if selected redis; then
+        redis_down
+    fi
+    if selected postgres; then
+        pg_down
+    fi
+}
+
+cmd_kill() {
+    if [[ ! -d "$INFRA_DIR" ]]; then
+        echo "infra: nothing to kill ($INFRA_DIR does not exist)"
+        return 0
+    fi
+    prepare_infra_dir
+    if selected kafka; then
+        kafka_resolve_nodes kill
+        kafka_pick_targets
+        kafka_kill "${KAFKA_TARGETS[@]}"
+    fi
+    if selected postgres; then
+        pg_kill
+    fi
+    if selected redis; then
+        redis_kill
+    fi
 }
 
 cmd_status() {
     local ok=0
-    kafka_status || ok=1
-    pg_status || ok=1
-    redis_status || ok=1
+    if selected kafka; then
+        kafka_resolve_nodes status
+        kafka_status || ok=1
+    fi
+    if selected postgres; then
+        pg_status || ok=1
+    fi
+    if selected redis; then
+        redis_status || ok=1
+    fi
     return "$ok"
 }
 
@@ -731,17 +1208,20 @@ main() {
     check_port_value SHOPFLOW_PG_PORT "$PG_PORT"
     check_port_value SHOPFLOW_REDIS_PORT "$REDIS_PORT"
     [[ "$INFRA_DIR" != "/" ]] || die "SHOPFLOW_INFRA_DIR must not be /"
-    case "${1:-}" in
+    local cmd="${1:-}"
+    case "$cmd" in
+        up | down | status | kill | reset) shift ;;
+        *) usage ;;
+    esac
+    parse_args "$cmd" "$@"
+    case "$cmd" in
         up) cmd_up ;;
         down) cmd_down ;;
         status)
             if cmd_status; then exit 0; else exit 1; fi
             ;;
+        kill) cmd_kill ;;
         reset) cmd_reset ;;
-        *)
-            echo "usage: $0 up|down|status|reset" >&2
-            exit 2
-            ;;
     esac
 }
 

@@ -1,0 +1,392 @@
+"""One chaos run: a worker pool on the chaos servers, the shop set up, the stream sent at
+a steady rate while one fault is injected, then quiescence and the checks.
+
+The checks, whatever the fault:
+- every command has an outcome (a result that is not `temporarily_unavailable`; a
+  command answered that is sent again, as the contract allows), and every result of a
+  command carries the same event id;
+- every poison record has a dead letter with its reason, and every dead letter is of a
+  poison record;
+- per key, the outcomes follow the commands' offsets;
+- `shopflow check`'s invariants hold;
+- the database holds what the model (`tests.chaos.model`) computes from the outcomes;
+- no command id has two point transactions of a kind or two orders.
+The longest wait is from a command's intended send time (open loop: a stalled service
+cannot slow the sender down and hide its queue) to its outcome's arrival.
+"""
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
+
+from contracts.events import ResultEvent
+from contracts.topics import ROUTES_BY_TOPIC, Topics
+from persistence.database import create_engine
+from persistence.migrate import migrate
+from persistence.reconciliation import describe, find_violations
+from shopflow.kafka_admin import ensure_topics
+from shopflow.settings import Settings
+from tests.bench.scratch import delete_scratch_topics, service_env
+from tests.chaos.database import read_state, recorded_twice
+from tests.chaos.model import differences, expected_state
+from tests.chaos.observer import Observer
+from tests.chaos.servers import REPO, ChaosServers
+from tests.chaos.workers import WorkerPool
+from tests.chaos.workload import Record, Workload, build
+
+log = logging.getLogger(__name__)
+
+SETUP_TIMEOUT_S = 120.0
+QUIESCENCE_TIMEOUT_S = 180.0
+AFTER_QUIESCENCE_S = 1.5  # room for a stray second result, if there were one
+
+
+@dataclass
+class Run:
+    """What a fault works with while the stream is sent."""
+
+    servers: ChaosServers
+    settings: Settings
+    workers: WorkerPool
+    rng: random.Random
+    total: int  # records in the stream
+    sent: int = 0
+    notes: list[str] = field(default_factory=list)
+    _progress: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    @property
+    def streaming(self) -> bool:
+        return self.sent < self.total
+
+    async def advance(self, sent: int) -> None:
+        self.sent = sent
+        async with self._progress:
+            self._progress.notify_all()
+
+    async def until_sent(self, share: float) -> None:
+        """Wait until this share of the stream has been sent."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self.sent >= share * self.total)
+
+
+# A fault: injected while the stream is sent; returns how many faults it injected.
+Fault = Callable[[Run], Coroutine[Any, Any, int]]
+
+
+@dataclass
+class Report:
+    fault: str
+    records: int  # sent in the stream: commands, their duplicates and resends, poison
+    commands: int  # distinct commands
+    poison: int
+    faults: int
+    lost: int
+    applied_twice: int
+    longest_wait_s: float
+    p99_wait_s: float
+    resent: int  # commands sent again after `temporarily_unavailable`
+    seconds: float
+    problems: list[str]
+    notes: list[str]
+
+    def line(self) -> str:
+        return (
+            f"{self.fault}: {self.records} records ({self.commands} commands, {self.poison} "
+            f"poison), {self.faults} faults, lost {self.lost}, applied twice "
+            f"{self.applied_twice}, longest wait {self.longest_wait_s:.2f} s (p99 "
+            f"{self.p99_wait_s:.2f}), {self.resent} sent again after temporarily_unavailable, "
+            f"{len(self.problems)} problems, {self.seconds:.0f} s"
+        )
+
+
+class Sender:
+    """Sends records and keeps where each landed; a send that fails (a broker down) is
+    tried again, as an upstream service would (the ledger answers a repeat)."""
+
+    def __init__(self, bootstrap: str, topics: Topics) -> None:
+        self._topics = topics
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            request_timeout_ms=30_000,
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.landed: dict[str, list[RecordMetadata]] = {}  # by command id
+        self.records = 0
+        self.failed_sends = 0
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        await self.flush()
+        await self.producer.stop()
+
+    def send(self, record: Record) -> None:
+        self.records += 1
+        task = asyncio.create_task(self._deliver(record))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def flush(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*self._tasks)
+
+    async def _deliver(self, record: Record) -> None:
+        while True:
+            try:
+                future = await self.producer.send(
+                    self._topics.name(record.topic), record.value, key=record.key
+                )
+                metadata = await future
+            except KafkaError as exc:
+                self.failed_sends += 1
+                log.info("send failed (%s), sending again", exc)
+                await asyncio.sleep(0.5)
+                continue
+            if record.command is not None:
+                self.landed.setdefault(record.command_id, []).append(metadata)
+            return
+
+
+async def _send_and_wait(
+    sender: Sender, observer: Observer, records: list[Record], timeout: float
+) -> None:
+    for record in records:
+        sender.send(record)
+    deadline = time.monotonic() + timeout
+    while any(observer.final(r.command_id) is None for r in records):
+        observer.check_alive()
+        if time.monotonic() > deadline:
+            missing = [r.command_id for r in records if observer.final(r.command_id) is None]
+            raise TimeoutError(f"setup: {len(missing)} commands unanswered, e.g. {missing[:3]}")
+        await asyncio.sleep(0.05)
+
+
+def _sha(record: Record) -> str:
+    return hashlib.sha256(record.value).hexdigest()
+
+
+def _quiet(workload: Workload, observer: Observer) -> bool:
+    if any(observer.final(c) is None for c in workload.commands):
+        return False
+    lettered = {letter.payload_sha256 for letter in observer.dead_letters}
+    return all(_sha(p) in lettered for p in workload.poison)
+
+
+async def run(
+    fault_name: str,
+    fault: Fault,
+    servers: ChaosServers,
+    *,
+    commands: int,
+    rate: int,
+    workers: int = 2,
+    seed: int | None = None,
+    session_timeout_ms: int | None = None,
+) -> Report:
+    """One fault, injected once (or as often as it likes) during one stream."""
+    seed = seed if seed is not None else random.randrange(2**32)
+    started = time.monotonic()
+    label = f"chaos-{fault_name}-{seed:x}"
+    settings = servers.settings(label)
+    topics = Topics(settings.topic_prefix)
+    workload = build(commands, seed=seed)
+    await migrate(settings.migration_database_url, settings.database_url)
+    await ensure_topics(settings)
+    extra = (
+        {}
+        if session_timeout_ms is None
+        else {"SHOPFLOW_SESSION_TIMEOUT_MS": str(session_timeout_ms)}
+    )
+    pool = WorkerPool(service_env(settings, **extra), REPO / ".infra" / "chaos-logs" / label)
+    chaos = Run(servers, settings, pool, random.Random(seed), len(workload.stream))
+    by_id = workload.commands
+    resent: set[str] = set()
+    sender = Sender(settings.kafka_bootstrap, topics)
+
+    def send_again(command_id: str) -> None:
+        record = by_id.get(command_id)
+        if record is not None:
+            resent.add(command_id)
+            sender.send(record)
+
+    observer = Observer(settings.kafka_bootstrap, topics, send_again)
+    intended: dict[str, float] = {}
+    try:
+        for _ in range(workers):
+            await pool.start()
+        await sender.start()
+        await observer.start(sender.producer)
+        for phase in workload.setup:
+            await _send_and_wait(sender, observer, phase, SETUP_TIMEOUT_S)
+        chaos.notes.append(f"workers started and shop set up in {time.monotonic() - started:.1f} s")
+        injecting = asyncio.create_task(fault(chaos))
+        begin = time.monotonic() + 0.1
+        for i, record in enumerate(workload.stream):
+            due = begin + i / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if record.command is not None:
+                intended.setdefault(record.command_id, due)
+            sender.send(record)
+            await chaos.advance(i + 1)
+            if injecting.done():
+                injecting.result()  # a fault that failed stops the run
+        streamed = time.monotonic()
+        faults = await injecting
+        finished = time.monotonic() - streamed
+        sending = streamed - begin
+        chaos.notes.append(f"stream sent in {sending:.1f} s, fault over {finished:.1f} s later")
+        deadline = time.monotonic() + QUIESCENCE_TIMEOUT_S
+        while not _quiet(workload, observer) and time.monotonic() < deadline:
+            observer.check_alive()
+            await asyncio.sleep(0.1)
+        chaos.notes.append(f"quiet {time.monotonic() - streamed:.1f} s after the stream")
+        await sender.flush()
+        await asyncio.sleep(AFTER_QUIESCENCE_S)
+        observer.check_alive()
+    finally:
+        stopping = time.monotonic()
+        exits = await pool.stop_all()
+        chaos.notes.append(f"workers stopped in {time.monotonic() - stopping:.1f} s")
+        await sender.stop()
+        await observer.stop()
+    problems = [f"{name} exited {code} on SIGTERM" for name, code in exits if code != 0]
+    checking = time.monotonic()
+    report = await _check(
+        fault_name, workload, settings, observer, sender, intended, faults, problems
+    )
+    report.resent = len(resent)
+    report.seconds = time.monotonic() - started
+    report.notes = chaos.notes
+    report.notes.append(f"checked in {time.monotonic() - checking:.1f} s")
+    if not report.problems:
+        await delete_scratch_topics(settings)
+    return report
+
+
+async def _check(
+    fault_name: str,
+    workload: Workload,
+    settings: Settings,
+    observer: Observer,
+    sender: Sender,
+    intended: dict[str, float],
+    faults: int,
+    problems: list[str],
+) -> Report:
+    outcomes: dict[str, ResultEvent] = {}
+    lost = []
+    twice = []
+    waits = []
+    for command_id in workload.commands:
+        final = observer.final(command_id)
+        if final is None:
+            lost.append(command_id)
+            continue
+        outcomes[command_id] = final.event
+        waits.append(final.arrived - intended[command_id])
+        event_ids = {s.event.event_id for s in observer.results[command_id] if not s.transient}
+        if len(event_ids) > 1:
+            twice.append(f"{command_id}: {len(event_ids)} different event ids")
+    problems += [f"{c}: no outcome" for c in lost[:20]]
+    unknown = (
+        observer.results.keys()
+        - workload.commands.keys()
+        - {r.command_id for phase in workload.setup for r in phase}
+    )
+    problems += [f"a result for {c}, never sent" for c in sorted(unknown)[:20]]
+
+    poison_by_sha = {_sha(p): p for p in workload.poison}
+    lettered = set()
+    for letter in observer.dead_letters:
+        poison = poison_by_sha.get(letter.payload_sha256)
+        if poison is None:
+            problems.append(
+                f"dead letter {letter.dead_letter_id} ({letter.reason}) of no poison record"
+            )
+        elif letter.reason != poison.poison:
+            problems.append(
+                f"dead letter {letter.dead_letter_id}: {letter.reason}, sent as {poison.poison}"
+            )
+        lettered.add(letter.payload_sha256)
+    unlettered = poison_by_sha.keys() - lettered
+    problems += [
+        f"poison {poison_by_sha[s].value[:60]!r}: no dead letter" for s in sorted(unlettered)[:20]
+    ]
+
+    problems += _order_problems(workload, observer, sender)
+
+    engine = create_engine(settings.database_url, pool_size=2)
+    try:
+        model, outcome_problems = expected_state(workload, outcomes)
+        problems += outcome_problems
+        problems += differences(model, await read_state(engine, workload))
+        twice += await recorded_twice(engine, workload)
+        violations = await find_violations(engine)
+        if violations:
+            problems.append("shopflow check: " + describe(violations))
+    finally:
+        await engine.dispose()
+    problems += twice
+    waits.sort()
+    return Report(
+        fault=fault_name,
+        records=sender.records,
+        commands=len(workload.commands),
+        poison=len(workload.poison),
+        faults=faults,
+        lost=len(lost) + len(unlettered),
+        applied_twice=len(twice),
+        longest_wait_s=waits[-1] if waits else 0.0,
+        p99_wait_s=waits[int(0.99 * (len(waits) - 1))] if waits else 0.0,
+        resent=0,
+        seconds=0.0,
+        problems=problems,
+        notes=[],
+    )
+
+
+def _order_problems(workload: Workload, observer: Observer, sender: Sender) -> list[str]:
+    """Per command topic and key, the outcomes' offsets follow the commands' offsets
+    (each command at its first copy; commands answered `temporarily_unavailable` and
+    sent again are left out, as their place moved)."""
+    lanes: dict[tuple[str, bytes], list[tuple[int, int, str]]] = {}
+    for command_id, record in workload.commands.items():
+        final = observer.final(command_id)
+        landed = sender.landed.get(command_id)
+        if final is None or not landed:
+            continue
+        if any(s.transient for s in observer.results[command_id]):
+            continue
+        first = min(m.offset for m in landed)
+        lanes.setdefault((record.topic, record.key), []).append((first, final.offset, command_id))
+    problems = []
+    for (topic, key), lane in lanes.items():
+        lane.sort()
+        for (_, before, earlier), (_, after, later) in itertools.pairwise(lane):
+            if after <= before:
+                problems.append(
+                    f"{ROUTES_BY_TOPIC[topic].type_name} key {key.decode()}: {later}'s outcome "
+                    f"came before {earlier}'s"
+                )
+    return problems[:20]
+
+
+def write_logs(report: Report, servers: ChaosServers, path: Path) -> None:
+    path.write_text("\n".join([report.line(), *report.problems, *report.notes, *servers.log]))

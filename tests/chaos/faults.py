@@ -1,0 +1,119 @@
+"""The faults, one function each: injected while the stream is sent, each returns how
+many faults it injected. A fault leaves the service able to finish: workers killed are
+replaced, servers stopped are started again."""
+
+import asyncio
+import time
+
+from shopflow.settings import FaultInjection
+from tests.chaos.driver import Fault, Run
+
+CRASH_POINTS = (
+    FaultInjection.EXIT_BEFORE_DB_COMMIT,
+    FaultInjection.EXIT_AFTER_DB_COMMIT,
+    FaultInjection.EXIT_AFTER_PUBLISH,
+)
+ARMED_WORKER_TIMEOUT_S = 30.0
+
+
+def worker_kills(kills: int) -> Fault:
+    """`kills` workers die, one after the other, at the chosen points (before the
+    database commit, between commit and publish, between publish and offset commit:
+    a worker armed to exit there joins and dies at its first batch) and at random
+    moments (SIGKILL of a live worker); each is replaced. Stops when the stream ends."""
+
+    async def inject(run: Run) -> int:
+        await run.until_sent(0.1)
+        done = 0
+        points: list[FaultInjection | None] = [*CRASH_POINTS, None]
+        while done < kills and run.streaming:
+            point = points[done % len(points)]
+            if point is None:
+                await asyncio.sleep(run.rng.uniform(0.2, 1.5))
+                victim = run.rng.choice(run.workers.alive)
+                await victim.kill()
+                await run.workers.start()
+                done += 1
+                continue
+            armed = await run.workers.start(point)
+            try:
+                async with asyncio.timeout(ARMED_WORKER_TIMEOUT_S):
+                    code = await armed.process.wait()
+            except TimeoutError:
+                run.notes.append(f"{armed.name} had no batch in {ARMED_WORKER_TIMEOUT_S} s")
+                await armed.kill()
+                continue
+            if code != 86:
+                raise RuntimeError(f"{armed.name} exited {code}, not at its crash point")
+            done += 1
+        return done
+
+    return inject
+
+
+def sigterm(stops: int) -> Fault:
+    """A worker stopped with SIGTERM while its batches are in flight (it must finish or
+    hand back each, and exit 0), and replaced, `stops` times."""
+
+    async def inject(run: Run) -> int:
+        for i in range(stops):
+            await run.until_sent((i + 1) / (stops + 1))
+            victim = run.rng.choice(run.workers.alive)
+            code = await victim.stop()
+            if code != 0:
+                raise RuntimeError(f"{victim.name} exited {code} on SIGTERM")
+            await run.workers.start()
+        return stops
+
+    return inject
+
+
+def rebalance() -> Fault:
+    """Two workers; one is SIGKILLed (its partitions wait for the session timeout),
+    then a third joins (the group rebalances again)."""
+
+    async def inject(run: Run) -> int:
+        await run.until_sent(0.3)
+        killed_at = time.monotonic()
+        await run.workers.alive[0].kill()
+        await run.until_sent(0.6)
+        await run.workers.start()
+        run.notes.append(f"third worker joined {time.monotonic() - killed_at:.1f} s after the kill")
+        return 2
+
+    return inject
+
+
+def postgres_restart(restarts: int = 1, *, crash: bool = False) -> Fault:
+    """PostgreSQL stopped mid-stream (fast shutdown, or SIGKILL of the postmaster with
+    `crash`) and started again, `restarts` times."""
+
+    async def inject(run: Run) -> int:
+        for i in range(restarts):
+            await run.until_sent((i + 1) / (restarts + 1))
+            began = time.monotonic()
+            if crash:
+                await run.servers.kill("postgres")
+            else:
+                await run.servers.down("postgres")
+            await asyncio.sleep(1.0)
+            await run.servers.up("postgres")
+            run.notes.append(f"PostgreSQL away {time.monotonic() - began:.1f} s")
+        return restarts
+
+    return inject
+
+
+def broker_restart(restarts: int = 1) -> Fault:
+    """The single broker SIGKILLed and started again, `restarts` times."""
+
+    async def inject(run: Run) -> int:
+        for i in range(restarts):
+            await run.until_sent((i + 1) / (restarts + 1))
+            began = time.monotonic()
+            await run.servers.kill("kafka")
+            await run.servers.up("kafka")
+            run.notes.append(f"broker away {time.monotonic() - began:.1f} s")
+        return restarts
+
+    return inject

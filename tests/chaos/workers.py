@@ -1,0 +1,79 @@
+"""`shopflow worker` processes of a chaos run: started, killed, stopped, their logs kept."""
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from shopflow.settings import FaultInjection
+
+
+class Worker:
+    def __init__(self, process: asyncio.subprocess.Process, name: str, log: Path) -> None:
+        self.process = process
+        self.name = name
+        self.log = log
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    async def kill(self) -> None:
+        """SIGKILL: no goodbye to the group, nothing flushed."""
+        if self.alive:
+            self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+    async def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM, the graceful stop; its exit code."""
+        if self.alive:
+            self.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(timeout):
+            return await self.process.wait()
+
+
+class WorkerPool:
+    """Workers with one environment; each one's stderr goes to a log file of its own."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self._env = env
+        self._log_dir = log_dir
+        self._started = 0
+        self.workers: list[Worker] = []
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def alive(self) -> list[Worker]:
+        return [w for w in self.workers if w.alive]
+
+    async def start(self, fault: FaultInjection = FaultInjection.NONE) -> Worker:
+        """One more worker; with a fault, it exits abruptly at that point of its first batch."""
+        self._started += 1
+        name = f"worker-{self._started}" + ("" if fault is FaultInjection.NONE else f"-{fault}")
+        log = self._log_dir / f"{name}.log"
+        with log.open("wb") as out:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "shopflow",
+                "worker",
+                "--log-level",
+                "warning",
+                env={**self._env, "SHOPFLOW_FAULT_INJECTION": fault.value},
+                stdout=out,
+                stderr=out,
+            )
+        worker = Worker(process, name, log)
+        self.workers.append(worker)
+        return worker
+
+    async def stop_all(self) -> list[tuple[str, int]]:
+        """Every live worker stopped gracefully; (name, exit code) of each."""
+        alive = self.alive
+        codes = await asyncio.gather(*(w.stop() for w in alive), return_exceptions=True)
+        for worker in alive:
+            if worker.alive:
+                await worker.kill()
+        return [
+            (w.name, c if isinstance(c, int) else -1) for w, c in zip(alive, codes, strict=True)
+        ]
