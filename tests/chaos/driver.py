@@ -20,6 +20,7 @@ import hashlib
 import itertools
 import logging
 import random
+import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 SETUP_TIMEOUT_S = 120.0
 QUIESCENCE_TIMEOUT_S = 180.0
 AFTER_QUIESCENCE_S = 1.5  # room for a stray second result, if there were one
+MAX_STREAM_GROWTH = 4  # a fault still striking gets more stream, up to this many times it
 
 
 @dataclass
@@ -60,14 +62,13 @@ class Run:
     settings: Settings
     workers: WorkerPool
     rng: random.Random
-    total: int  # records in the stream
+    total: int  # records in the stream as planned (it grows while a fault is not done)
     sent: int = 0
-    notes: list[str] = field(default_factory=list)
+    streaming: bool = True  # the driver is still sending
+    hold_stream: bool = False  # set by a fault that needs the stream to go on for now
+    notes: list[str] = field(default_factory=list)  # measurements, for the report
+    problems: list[str] = field(default_factory=list)  # what a fault's own checks found
     _progress: asyncio.Condition = field(default_factory=asyncio.Condition)
-
-    @property
-    def streaming(self) -> bool:
-        return self.sent < self.total
 
     async def advance(self, sent: int) -> None:
         self.sent = sent
@@ -201,10 +202,10 @@ async def run(
     """One fault, injected once (or as often as it likes) during one stream."""
     seed = seed if seed is not None else random.randrange(2**32)
     started = time.monotonic()
-    label = f"chaos-{fault_name}-{seed:x}"
+    label = f"chaos-{fault_name}-{seed:x}-{secrets.token_hex(2)}"
     settings = servers.settings(label)
     topics = Topics(settings.topic_prefix)
-    workload = build(commands, seed=seed)
+    workload = build(commands, run=label, seed=seed)
     await migrate(settings.migration_database_url, settings.database_url)
     await ensure_topics(settings)
     extra = (
@@ -236,7 +237,9 @@ async def run(
         chaos.notes.append(f"workers started and shop set up in {time.monotonic() - started:.1f} s")
         injecting = asyncio.create_task(fault(chaos))
         begin = time.monotonic() + 0.1
-        for i, record in enumerate(workload.stream):
+        i = 0
+        while i < len(workload.stream):
+            record = workload.stream[i]
             due = begin + i / rate
             delay = due - time.monotonic()
             if delay > 0:
@@ -244,9 +247,13 @@ async def run(
             if record.command is not None:
                 intended.setdefault(record.command_id, due)
             sender.send(record)
-            await chaos.advance(i + 1)
+            i += 1
+            await chaos.advance(i)
             if injecting.done():
                 injecting.result()  # a fault that failed stops the run
+            elif chaos.hold_stream and len(workload.stream) == i < MAX_STREAM_GROWTH * chaos.total:
+                workload.extend(rate)  # a second more
+        chaos.streaming = False
         streamed = time.monotonic()
         faults = await injecting
         finished = time.monotonic() - streamed
@@ -267,6 +274,7 @@ async def run(
         await sender.stop()
         await observer.stop()
     problems = [f"{name} exited {code} on SIGTERM" for name, code in exits if code != 0]
+    problems += chaos.problems
     checking = time.monotonic()
     report = await _check(
         fault_name, workload, settings, observer, sender, intended, faults, problems

@@ -20,9 +20,11 @@ def worker_kills(kills: int) -> Fault:
     """`kills` workers die, one after the other, at the chosen points (before the
     database commit, between commit and publish, between publish and offset commit:
     a worker armed to exit there joins and dies at its first batch) and at random
-    moments (SIGKILL of a live worker); each is replaced. Stops when the stream ends."""
+    moments (SIGKILL of a live worker); each is replaced. An armed worker dies only
+    when commands come, so the stream goes on until the last one has."""
 
     async def inject(run: Run) -> int:
+        run.hold_stream = True
         await run.until_sent(0.1)
         done = 0
         points: list[FaultInjection | None] = [*CRASH_POINTS, None]
@@ -46,6 +48,7 @@ def worker_kills(kills: int) -> Fault:
             if code != 86:
                 raise RuntimeError(f"{armed.name} exited {code}, not at its crash point")
             done += 1
+        run.hold_stream = False
         return done
 
     return inject
@@ -68,31 +71,33 @@ def sigterm(stops: int) -> Fault:
     return inject
 
 
-def rebalance() -> Fault:
-    """Two workers; one is SIGKILLed (its partitions wait for the session timeout),
-    then a third joins (the group rebalances again)."""
+def rebalance(strikes: int) -> Fault:
+    """Two workers; one is SIGKILLed (its partitions wait for the session timeout), then
+    another joins (the group rebalances again); `strikes` // 2 rounds of a kill and a join."""
 
     async def inject(run: Run) -> int:
-        await run.until_sent(0.3)
-        killed_at = time.monotonic()
-        await run.workers.alive[0].kill()
-        await run.until_sent(0.6)
-        await run.workers.start()
-        run.notes.append(f"third worker joined {time.monotonic() - killed_at:.1f} s after the kill")
-        return 2
+        rounds = max(1, strikes // 2)
+        for i in range(rounds):
+            await run.until_sent((2 * i + 1) / (2 * rounds + 1))
+            killed_at = time.monotonic()
+            await run.workers.alive[0].kill()
+            await run.until_sent((2 * i + 2) / (2 * rounds + 1))
+            await run.workers.start()
+            run.notes.append(f"a worker joined {time.monotonic() - killed_at:.1f} s after the kill")
+        return 2 * rounds
 
     return inject
 
 
-def postgres_restart(restarts: int = 1, *, crash: bool = False) -> Fault:
-    """PostgreSQL stopped mid-stream (fast shutdown, or SIGKILL of the postmaster with
-    `crash`) and started again, `restarts` times."""
+def postgres_restart(restarts: int) -> Fault:
+    """PostgreSQL stopped mid-stream and started again, `restarts` times: a fast
+    shutdown, then a SIGKILL of the postmaster (crash recovery), alternately."""
 
     async def inject(run: Run) -> int:
         for i in range(restarts):
             await run.until_sent((i + 1) / (restarts + 1))
             began = time.monotonic()
-            if crash:
+            if i % 2 == 1:
                 await run.servers.kill("postgres")
             else:
                 await run.servers.down("postgres")
@@ -104,7 +109,7 @@ def postgres_restart(restarts: int = 1, *, crash: bool = False) -> Fault:
     return inject
 
 
-def broker_restart(restarts: int = 1) -> Fault:
+def broker_restart(restarts: int) -> Fault:
     """The single broker SIGKILLed and started again, `restarts` times."""
 
     async def inject(run: Run) -> int:

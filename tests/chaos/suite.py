@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from tests.chaos import faults
 from tests.chaos.driver import Fault, Report, run
+from tests.chaos.redis_fault import redis_outage
 from tests.chaos.servers import ChaosServers
 
 
@@ -16,50 +17,51 @@ class Scale(StrEnum):
 
 
 @dataclass(frozen=True)
-class Plan:
-    """A fault at one scale: how many commands, at what rate, and how often it strikes."""
+class Size:
+    strikes: int  # how many times the fault strikes
+    commands: int  # distinct commands in the stream
+    rate: int  # records sent per second
 
-    fault: Fault
-    commands: int
-    rate: int
+
+@dataclass(frozen=True)
+class Plan:
+    """A fault, how big its fast and long runs are, and the servers it runs on."""
+
+    make: Callable[[int], Fault]  # the fault, given how many times it strikes
+    fast: Size
+    long: Size
+    servers: Callable[[], ChaosServers] = ChaosServers
     workers: int = 2
 
+    def size(self, scale: Scale) -> Size:
+        return self.fast if scale is Scale.FAST else self.long
 
-FAULTS: dict[str, Callable[[Scale], Plan]] = {
-    "worker-kill": lambda s: Plan(
-        faults.worker_kills(4 if s is Scale.FAST else 24),
-        *((4000, 250) if s is Scale.FAST else (30_000, 200)),
-    ),
-    "sigterm": lambda s: Plan(
-        faults.sigterm(1 if s is Scale.FAST else 5),
-        *((1000, 250) if s is Scale.FAST else (12_000, 300)),
-    ),
-    "rebalance": lambda s: Plan(
-        faults.rebalance(), *((1500, 250) if s is Scale.FAST else (12_000, 300))
-    ),
-    "postgres-restart": lambda s: Plan(
-        faults.postgres_restart(1 if s is Scale.FAST else 3),
-        *((1000, 250) if s is Scale.FAST else (12_000, 300)),
-    ),
-    "broker-restart": lambda s: Plan(
-        faults.broker_restart(1 if s is Scale.FAST else 2),
-        *((1000, 250) if s is Scale.FAST else (12_000, 300)),
-    ),
+
+FAULTS: dict[str, Plan] = {
+    "worker-kill": Plan(faults.worker_kills, Size(4, 2000, 250), Size(24, 30_000, 200)),
+    "sigterm": Plan(faults.sigterm, Size(1, 1000, 250), Size(5, 12_000, 300)),
+    "rebalance": Plan(faults.rebalance, Size(2, 1500, 250), Size(6, 12_000, 300)),
+    "postgres-restart": Plan(faults.postgres_restart, Size(2, 1500, 250), Size(4, 12_000, 300)),
+    "broker-restart": Plan(faults.broker_restart, Size(1, 1000, 250), Size(2, 12_000, 300)),
+    # `shopflow serve` (started by the fault) takes a few seconds to answer.
+    "redis-outage": Plan(lambda _: redis_outage(), Size(2, 4000, 250), Size(2, 12_000, 300)),
 }
 
 
 async def run_fault(
     name: str, scale: Scale, *, seed: int | None = None, servers: ChaosServers | None = None
 ) -> tuple[Report, ChaosServers]:
-    servers = servers or ChaosServers()
+    """The fault `name` at `scale`, on `servers` (its plan's own if None), started first."""
+    plan = FAULTS[name]
+    size = plan.size(scale)
+    servers = servers or plan.servers()
     await servers.up()
-    plan = FAULTS[name](scale)
     report = await run(
         name,
-        plan.fault,
+        plan.make(size.strikes),
         servers,
-        commands=plan.commands,
-        rate=plan.rate,
+        commands=size.commands,
+        rate=size.rate,
         workers=plan.workers,
         seed=seed,
     )

@@ -25,11 +25,28 @@ class Worker:
         await self.process.wait()
 
     async def stop(self, timeout: float = 60.0) -> int:
-        """SIGTERM, the graceful stop; its exit code."""
+        """SIGTERM, the graceful stop; its exit code. A worker still there after
+        `timeout` has its stacks dumped into its log (py-spy), and raises TimeoutError."""
         if self.alive:
             self.process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(timeout):
-            return await self.process.wait()
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.process.wait()
+        except TimeoutError:
+            await self._dump_stacks()
+            raise
+
+    async def _dump_stacks(self) -> None:
+        py_spy = Path(sys.executable).with_name("py-spy")
+        if not py_spy.exists():
+            return
+        with self.log.open("ab") as out:
+            out.write(b"\n==== py-spy dump: no exit after SIGTERM ====\n")
+            out.flush()
+            dump = await asyncio.create_subprocess_exec(
+                str(py_spy), "dump", "--pid", str(self.process.pid), stdout=out, stderr=out
+            )
+            await dump.wait()
 
 
 class WorkerPool:

@@ -112,6 +112,12 @@ class Workload:
     shop: Shop
     setup: list[list[Record]]  # phases, each answered before the next is sent
     stream: list[Record] = field(default_factory=list)
+    more: Callable[[int], None] = lambda count: None  # adds about `count` records
+
+    def extend(self, count: int) -> None:
+        """About `count` more records of the same kind at the end of the stream (for a
+        fault that needs more time than the stream planned)."""
+        self.more(count)
 
     @property
     def commands(self) -> dict[str, Record]:
@@ -142,12 +148,15 @@ class _Ids:
                 return candidate
 
 
-def build(commands: int, *, seed: int, duplicates: float = 0.05, poison: float = 0.01) -> Workload:
+def build(
+    commands: int, *, run: str, seed: int, duplicates: float = 0.05, poison: float = 0.01
+) -> Workload:
     """A shop sized for `commands` stream commands, its setup, and the stream (about
-    `commands` records, plus `duplicates` and `poison` shares of them)."""
+    `commands` records, plus `duplicates` and `poison` shares of them). `seed` decides
+    the stream's shape; the ids are fresh on every call (several runs share a database),
+    and the command ids start with `run`."""
     rng = random.Random(seed)
-    new_id = _Ids(rng)
-    run = f"{seed:x}"
+    new_id = _Ids(random.Random())
     users = max(20, commands // 25)
     shop = Shop(
         rich=[new_id() for _ in range(users)],
@@ -185,7 +194,7 @@ def build(commands: int, *, seed: int, duplicates: float = 0.05, poison: float =
     ids = iter(range(10**9))
 
     def cid(kind: str) -> str:
-        return f"chaos-{run}-{kind}-{next(ids)}"
+        return f"{run}-{kind}-{next(ids)}"
 
     accepted = Expected.ACCEPTED
     setup: list[list[Record]] = [
@@ -223,7 +232,9 @@ def build(commands: int, *, seed: int, duplicates: float = 0.05, poison: float =
         ],
     ]
     workload = Workload(shop, setup)
-    _Stream(workload, rng, cid, commands, duplicates, poison).fill()
+    stream = _Stream(workload, rng, cid, duplicates, poison)
+    stream.fill(commands)
+    workload.more = stream.fill
     return workload
 
 
@@ -250,7 +261,6 @@ class _Stream:
         workload: Workload,
         rng: random.Random,
         cid: Callable[[str], str],
-        commands: int,
         duplicates: float,
         poison: float,
     ) -> None:
@@ -258,7 +268,6 @@ class _Stream:
         self.shop = workload.shop
         self.rng = rng
         self.cid = cid
-        self.commands = commands
         self.duplicates = duplicates
         self.poison = poison
         self.removable = {
@@ -270,19 +279,24 @@ class _Stream:
         self.kinds = list(kinds)
         self.weights = list(weights)
 
-    def fill(self) -> None:
+    def fill(self, commands: int) -> None:
+        """`commands` more records that are commands (duplicates included), and poison."""
         stream = self.w.stream
-        while sum(1 for r in stream if r.command is not None) < self.commands:
+        goal = sum(1 for r in stream if r.command is not None) + commands
+        made = goal - commands
+        while made < goal:
             kind = self.rng.choices(self.kinds, self.weights)[0]
             record = next(self._make(kind), None)
             if record is None:
                 continue
             stream.append(record)
+            made += 1
             if self.rng.random() < self.duplicates:
                 # Right behind it (likely in the same batch: concurrent duplicates), or
                 # one of the recent commands again.
                 recent = [r for r in stream[-200:] if r.command is not None]
                 stream.append(record if self.rng.random() < 0.5 else self.rng.choice(recent))
+                made += 1
             if self.rng.random() < self.poison:
                 stream.append(self._poison())
 
@@ -405,7 +419,7 @@ class _Stream:
             )
 
     def _new_id(self) -> int:
-        return self.rng.randrange(2**62, 2**63 - 1)
+        return random.randrange(2**62, 2**63 - 1)
 
     def _poison(self) -> Record:
         """A record that must be dead-lettered, unique in its bytes (a nonce)."""
