@@ -19,6 +19,7 @@ from shopflow.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = "max.message.bytes"
+MIN_INSYNC_REPLICAS = "min.insync.replicas"
 # How long to wait for the cluster metadata to list a topic another process has just
 # created (it answers UNKNOWN_TOPIC_OR_PARTITION or LEADER_NOT_AVAILABLE until then).
 METADATA_TIMEOUT_S = 15.0
@@ -70,18 +71,30 @@ def _env_name(setting: str) -> str:
     return f"{Settings.model_config.get('env_prefix', '')}{setting}".upper()
 
 
+def min_insync_replicas(replication_factor: int) -> int | None:
+    """What shopflow creates its topics with: with 3 or more replicas, a write (the
+    producers use acks=all) is acknowledged once 2 have it, so one broker may be down
+    and an acknowledged record still survives the loss of another; with 2, by 1 (else
+    one broker down would stop every write); with 1, the broker's default."""
+    return None if replication_factor < 2 else min(2, replication_factor - 1)
+
+
 def planned_topics(settings: Settings) -> dict[str, PlannedTopic]:
     """Every deployed topic name with its partition count and explicit configs."""
     topics = Topics(settings.topic_prefix)
-    commands = PlannedTopic(settings.command_partitions, _env_name("command_partitions"))
-    events = PlannedTopic(settings.event_partitions, _env_name("event_partitions"))
+    insync = min_insync_replicas(settings.replication_factor)
+    durability = {} if insync is None else {MIN_INSYNC_REPLICAS: str(insync)}
+    commands = PlannedTopic(
+        settings.command_partitions, _env_name("command_partitions"), durability
+    )
+    events = PlannedTopic(settings.event_partitions, _env_name("event_partitions"), durability)
     plan = {topics.name(r.topic): commands for r in COMMAND_ROUTES}
     plan.update({topics.name(t): events for t in EVENT_TOPICS})
     # Set on purpose rather than inherited from the broker: dead letters are sized to it.
     plan[topics.name(DEAD_LETTERS)] = PlannedTopic(
         settings.dead_letter_partitions,
         _env_name("dead_letter_partitions"),
-        {MAX_MESSAGE_BYTES: str(settings.dead_letter_topic_max_message_bytes)},
+        {MAX_MESSAGE_BYTES: str(settings.dead_letter_topic_max_message_bytes), **durability},
     )
     return plan
 

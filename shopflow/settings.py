@@ -43,7 +43,14 @@ class Settings(BaseSettings):
     command_partitions: int = Field(default=12, ge=1)
     event_partitions: int = Field(default=12, ge=1)
     dead_letter_partitions: int = Field(default=3, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
+    replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description="Replicas of each topic shopflow creates. With 3 or more the topics get "
+        "min.insync.replicas=2 (with 2, 1): the producers write with acks=all, so an "
+        "acknowledged command or result is on 2 brokers, and one broker may be down. "
+        "`make chaos` kills a partition leader of a three-broker cluster mid-stream.",
+    )
 
     producer_max_request_size: int = Field(
         default=1024 * 1024,

@@ -21,7 +21,7 @@ from contracts.topics import (
     POINTS_EVENTS,
     Topics,
 )
-from shopflow.kafka_admin import TopicMismatch, ensure_topics
+from shopflow.kafka_admin import TopicMismatch, ensure_topics, planned_topics
 from shopflow.settings import Settings
 
 PREFIX = "unit."
@@ -247,3 +247,14 @@ async def test_topics_it_created_itself_need_no_metadata_round_trip(broker: Fake
 
     assert sorted(created) == sorted(all_planned())
     assert broker.describe_calls == 0
+
+
+@pytest.mark.parametrize(("replicas", "insync"), [(1, None), (2, "1"), (3, "2"), (5, "2")])
+def test_topics_with_replicas_ask_for_acknowledgement_by_two_of_them(
+    replicas: int, insync: str | None
+) -> None:
+    plan = planned_topics(settings(replication_factor=replicas))
+
+    assert plan.keys() == all_planned().keys()
+    for planned in plan.values():
+        assert planned.configs.get("min.insync.replicas") == insync
