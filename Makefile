@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test up down status lint typecheck unit integration bench soak clean up-docker
+.PHONY: run test up down status lint typecheck unit integration bench soak chaos clean up-docker
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ bench: $(STAMP) up
 # Five minutes of steady load on one worker, watching its memory.
 soak: $(STAMP) up
 	$(BIN)/python -m tests.bench.soak
+
+# Every fault of tests/chaos, the long runs (at least 20 worker kills; under 20 minutes):
+# a table, and JSON under benchmarks/results/. Runs on servers of its own (.infra/chaos,
+# .infra/chaos-cluster), stopped at the end.
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos --out $${BENCH_OUT:-benchmarks/results}
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -50,7 +50,7 @@ def build_broker(settings: Settings) -> KafkaBroker:
     # FastStream's, configured alike (idempotent, acks=all, no linger), publishes nothing
     # of ours.
     return KafkaBroker(
-        settings.kafka_bootstrap,
+        settings.kafka_servers,
         enable_idempotence=True,
         acks="all",
         linger_ms=0,

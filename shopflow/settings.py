@@ -18,7 +18,10 @@ class FaultInjection(StrEnum):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHOPFLOW_", extra="ignore")
 
-    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092",
+        description="host:port of one broker or more, comma-separated.",
+    )
     database_url: str = Field(
         default="postgresql+asyncpg://shopflow:shopflow@127.0.0.1:5432/shopflow",
         description="What the service connects as: a role that may read and write the "
@@ -132,3 +135,9 @@ class Settings(BaseSettings):
 
     ledger_retention_days: int = Field(default=7, ge=7)
     fault_injection: FaultInjection = FaultInjection.NONE
+
+    @property
+    def kafka_servers(self) -> list[str]:
+        """SHOPFLOW_KAFKA_BOOTSTRAP as a list. aiokafka splits a comma-separated string
+        itself, but FastStream's KafkaBroker takes a string as one server."""
+        return [server.strip() for server in self.kafka_bootstrap.split(",") if server.strip()]

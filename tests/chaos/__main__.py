@@ -14,20 +14,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.chaos.driver import Report, write_logs
-from tests.chaos.servers import REPO
+from tests.chaos.servers import REPO, ChaosServers
 from tests.chaos.suite import FAULTS, Scale, run_fault, table
 
 
 async def run_all(names: list[str], scale: Scale, seed: int | None) -> list[Report]:
+    """Each fault in turn; the servers they ran on are stopped at the end."""
     reports = []
-    for name in names:
-        report, servers = await run_fault(name, scale, seed=seed)
-        print(report.line(), flush=True)
-        for problem in report.problems[:20]:
-            print(f"    {problem}", flush=True)
-        log = REPO / ".infra" / "chaos-logs" / f"{name}.txt"
-        write_logs(report, servers, log)
-        reports.append(report)
+    instances: dict[Path, ChaosServers] = {}
+    try:
+        for name in names:
+            plan_servers = FAULTS[name].servers()
+            servers = instances.setdefault(plan_servers.state_dir, plan_servers)
+            report, _ = await run_fault(name, scale, seed=seed, servers=servers)
+            print(report.line(), flush=True)
+            for line in [*report.problems[:20], *report.notes]:
+                print(f"    {line}", flush=True)
+            write_logs(report, servers, REPO / ".infra" / "chaos-logs" / f"{name}.txt")
+            reports.append(report)
+    finally:
+        for servers in instances.values():
+            await servers.down()
     return reports
 
 
