@@ -343,6 +343,10 @@ share.coordinator.state.topic.replication.factor=$rf
 share.coordinator.state.topic.min.isr=$isr
 default.replication.factor=$rf
 min.insync.replicas=$isr
+# A broker that stops heartbeating is fenced (and leaves every ISR, so acks=all writes go
+# on) after this, not Kafka's 9 s: the stall a dead broker costs (tests/chaos, cluster).
+broker.heartbeat.interval.ms=500
+broker.session.timeout.ms=3000
 EOF
 }
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from tests.chaos import faults
+from tests.chaos.cluster import cluster_servers, leader_kill
 from tests.chaos.driver import Fault, Report, run
 from tests.chaos.redis_fault import redis_outage
 from tests.chaos.servers import ChaosServers
@@ -43,6 +44,9 @@ FAULTS: dict[str, Plan] = {
     "rebalance": Plan(faults.rebalance, Size(2, 1500, 250), Size(6, 12_000, 300)),
     "postgres-restart": Plan(faults.postgres_restart, Size(2, 1500, 250), Size(4, 12_000, 300)),
     "broker-restart": Plan(faults.broker_restart, Size(1, 1000, 250), Size(2, 12_000, 300)),
+    "cluster-leader-kill": Plan(
+        leader_kill, Size(1, 1500, 250), Size(2, 6000, 300), servers=cluster_servers
+    ),
     # `shopflow serve` (started by the fault) takes a few seconds to answer.
     "redis-outage": Plan(lambda _: redis_outage(), Size(2, 4000, 250), Size(2, 12_000, 300)),
 }
