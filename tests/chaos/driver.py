@@ -215,12 +215,11 @@ async def run(
     )
     pool = WorkerPool(service_env(settings, **extra), REPO / ".infra" / "chaos-logs" / label)
     chaos = Run(servers, settings, pool, random.Random(seed), len(workload.stream))
-    by_id = workload.commands
     resent: set[str] = set()
     sender = Sender(settings.kafka_bootstrap, topics)
 
     def send_again(command_id: str) -> None:
-        record = by_id.get(command_id)
+        record = workload.commands.get(command_id)  # the stream may have grown
         if record is not None:
             resent.add(command_id)
             sender.send(record)
