@@ -75,13 +75,13 @@ async def run_fault(
 def table(reports: list[Report]) -> str:
     rows = [
         "| fault | commands sent | faults injected | lost | applied twice | longest wait "
-        "| p99 wait | sent again after `temporarily_unavailable` |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| p99 wait | sent again after `temporarily_unavailable` | graceful stops killed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in reports:
         rows.append(
             f"| {r.fault} | {r.records:,} ({r.commands:,} distinct, {r.poison} poison) "
             f"| {r.faults} | {r.lost} | {r.applied_twice} | {r.longest_wait_s:.2f} s "
-            f"| {r.p99_wait_s:.2f} s | {r.resent} |"
+            f"| {r.p99_wait_s:.2f} s | {r.resent} | {r.stuck_stops} |"
         )
     return "\n".join(rows)

@@ -84,13 +84,14 @@ class WorkerPool:
         self.workers.append(worker)
         return worker
 
-    async def stop_all(self) -> list[tuple[str, int]]:
-        """Every live worker stopped gracefully; (name, exit code) of each."""
+    async def stop_all(self, timeout: float) -> list[tuple[str, int | None]]:
+        """Every live worker stopped gracefully: (name, exit code) of each, None for one
+        still there after `timeout` (its stacks dumped, then killed)."""
         alive = self.alive
-        codes = await asyncio.gather(*(w.stop() for w in alive), return_exceptions=True)
+        codes = await asyncio.gather(*(w.stop(timeout) for w in alive), return_exceptions=True)
         for worker in alive:
             if worker.alive:
                 await worker.kill()
         return [
-            (w.name, c if isinstance(c, int) else -1) for w, c in zip(alive, codes, strict=True)
+            (w.name, c if isinstance(c, int) else None) for w, c in zip(alive, codes, strict=True)
         ]
