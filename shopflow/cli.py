@@ -38,6 +38,7 @@ from shopflow.asyncapi import asyncapi_json
 from shopflow.kafka_admin import StartRefused
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
+from shopflow.slow_stop import reporting_a_slow_stop
 
 app = typer.Typer(
     help="shopflow: Kafka commands applied to PostgreSQL exactly once.", no_args_is_help=True
@@ -103,6 +104,11 @@ def serve(
     uvicorn.Server(config).run()
 
 
+# A stop may take the graceful timeout (a batch in flight) and then some (the consumers
+# leaving their groups); past that, the worker logs what it still waits for.
+SLOW_STOP_MARGIN_S = 5.0
+
+
 @app.command()
 def worker(log_level: LogLevel = "info") -> None:
     """Run only the consumers (commands and the sales aggregator; no HTTP). SIGINT or
@@ -123,7 +129,8 @@ def worker(log_level: LogLevel = "info") -> None:
             "worker started; consuming from %s", settings.kafka_bootstrap
         )
         await stop.wait()
-        await runtime.stop()
+        async with reporting_a_slow_stop(settings.graceful_timeout_s + SLOW_STOP_MARGIN_S):
+            await runtime.stop()
 
     # uvloop: the worker is event-loop bound (sockets to Kafka and PostgreSQL, many small
     # callbacks), and uvloop runs that loop in C. `serve` gets it from uvicorn.
