@@ -79,6 +79,15 @@ class BatchWork(Protocol):
         ...
 
 
+# An offset commit still unanswered after this is given up, as a failed one is: commits
+# are cumulative, so the next batch's commit covers this batch's partitions, and at worst
+# the batch is replayed. aiokafka's commit started while the group's coordinator was
+# gone (a broker restart) was seen to wait forever (`make chaos`, broker-restart), and
+# every later commit of the consumer, which waits for the one before, and its graceful
+# stop, waited with it.
+COMMIT_TIMEOUT_S = 10.0
+
+
 class InFlight:
     """A process's batches whose messages are being delivered and offsets committed in
     the background, so that a stop can finish them first."""
@@ -175,8 +184,10 @@ class ConsumerLane:
         linger_ms: int = 0,
         backoff_seconds: float = _NACK_BACKOFF_SECONDS,
         after_delivery: Callable[[], Awaitable[None]] | None = None,
+        commit_timeout_s: float = COMMIT_TIMEOUT_S,
     ) -> None:
         self._topic = topic
+        self._commit_timeout = commit_timeout_s
         self._work = work
         self._in_flight = in_flight
         self._max_records = max_records
@@ -268,7 +279,10 @@ class ConsumerLane:
         if before is not None:
             await before.done  # offsets are committed in order
         try:
-            await consumer.commit({TopicPartition(self._topic, p): o for p, o in span.next.items()})
+            async with asyncio.timeout(self._commit_timeout):
+                await consumer.commit(
+                    {TopicPartition(self._topic, p): o for p, o in span.next.items()}
+                )
         except Exception:
             # Typically a rebalance took the partitions away: their new owner redelivers
             # the batch, and idempotence (the ledger, the view's dedupe) absorbs it.

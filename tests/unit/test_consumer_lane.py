@@ -251,3 +251,28 @@ async def test_a_batch_being_worked_on_when_the_stop_begins_commits_before_it_re
     await handling
     assert consumer.log == [("commit", {0: 15})]
     await closing
+
+
+class CoordinatorGone(FakeConsumer):
+    """Its first commit never answers, as aiokafka's did after a broker restart."""
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if not self.log:
+            self.log.append(("commit hangs", {tp.partition: o for tp, o in offsets.items()}))
+            await asyncio.Event().wait()
+        await super().commit(offsets)
+
+
+async def test_a_commit_that_never_answers_is_given_up_and_the_next_ones_go_on() -> None:
+    work, consumer = FakeWork(), CoordinatorGone()
+    in_flight = InFlight()
+    lane = ConsumerLane(TOPIC, work, in_flight, backoff_seconds=0, commit_timeout_s=0.05)
+
+    await lane.handle(_batch(0, 10, 5), consumer)
+    work.acks[0].set_result(None)
+    await lane.handle(_batch(0, 15, 5), consumer)  # sent once the first was delivered
+    work.acks[1].set_result(None)
+    async with asyncio.timeout(5):  # a stop finishes, not waiting for the lost commit
+        await in_flight.close()
+
+    assert consumer.log == [("commit hangs", {0: 15}), ("commit", {0: 20})]
