@@ -279,10 +279,7 @@ class ConsumerLane:
         if before is not None:
             await before.done  # offsets are committed in order
         try:
-            async with asyncio.timeout(self._commit_timeout):
-                await consumer.commit(
-                    {TopicPartition(self._topic, p): o for p, o in span.next.items()}
-                )
+            await self._commit(consumer, span.next)
         except Exception:
             # Typically a rebalance took the partitions away: their new owner redelivers
             # the batch, and idempotence (the ledger, the view's dedupe) absorbs it.
@@ -298,6 +295,20 @@ class ConsumerLane:
         _record_progress(consumer, self._topic, span.next)
         return True
 
+    async def _commit(self, consumer: BatchConsumer, offsets: dict[int, int]) -> None:
+        """Commit, or raise TimeoutError after the commit timeout. The commit runs as a
+        task of its own that is cancelled and left behind on a timeout, not awaited:
+        aiokafka's commit does not always end when cancelled."""
+        commit = asyncio.ensure_future(
+            consumer.commit({TopicPartition(self._topic, p): o for p, o in offsets.items()})
+        )
+        done, _ = await asyncio.wait({commit}, timeout=self._commit_timeout)
+        if not done:
+            commit.cancel()
+            commit.add_done_callback(_forget)
+            raise TimeoutError(f"offset commit unanswered after {self._commit_timeout:g} s")
+        commit.result()
+
     def _rewind(self, consumer: BatchConsumer, offsets: dict[int, int]) -> None:
         for partition, offset in offsets.items():
             try:
@@ -306,6 +317,12 @@ class ConsumerLane:
                 # No longer ours (a rebalance): its new owner starts from the committed
                 # offset, which is at or before this one.
                 log.info("%s[%d] was revoked before it could be rewound", self._topic, partition)
+
+
+def _forget(task: "asyncio.Future[None]") -> None:
+    """Retrieve what a commit left behind ended with, so that asyncio does not log it."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _earliest(a: dict[int, int], b: dict[int, int]) -> dict[int, int]:

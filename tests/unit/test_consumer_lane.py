@@ -64,7 +64,7 @@ class FakeWork:
 
 
 async def _settle() -> None:
-    for _ in range(5):
+    for _ in range(10):
         await asyncio.sleep(0)
 
 
@@ -254,12 +254,21 @@ async def test_a_batch_being_worked_on_when_the_stop_begins_commits_before_it_re
 
 
 class CoordinatorGone(FakeConsumer):
-    """Its first commit never answers, as aiokafka's did after a broker restart."""
+    """Its first commit does not answer, and goes on waiting when cancelled, as
+    aiokafka's did after a broker restart (until `released`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = asyncio.Event()
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         if not self.log:
             self.log.append(("commit hangs", {tp.partition: o for tp, o in offsets.items()}))
-            await asyncio.Event().wait()
+            try:
+                await self.released.wait()
+            except asyncio.CancelledError:
+                await self.released.wait()  # the cancellation swallowed
+            return
         await super().commit(offsets)
 
 
@@ -276,3 +285,4 @@ async def test_a_commit_that_never_answers_is_given_up_and_the_next_ones_go_on()
         await in_flight.close()
 
     assert consumer.log == [("commit hangs", {0: 15}), ("commit", {0: 20})]
+    consumer.released.set()
