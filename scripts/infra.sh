@@ -299,22 +299,16 @@ kafka_fetch_jars() {
     mv "$KAFKA_MARKER.tmp" "$KAFKA_MARKER"
 }
 
-# "1@127.0.0.1:9093,2@127.0.0.1:9095,..." for controller.quorum.voters.
-kafka_quorum_voters() {
-    local i voters=""
+# Every node's address on the listener whose node 1 port is BASE (node I: BASE + 2(I-1)),
+# comma-separated; with "ids", each prefixed "I@" as controller.quorum.voters wants.
+#   kafka_addresses "$KAFKA_CONTROLLER_PORT" ids  ->  1@127.0.0.1:9093,2@127.0.0.1:9095,...
+#   kafka_addresses "$KAFKA_PORT"                 ->  127.0.0.1:9092,127.0.0.1:9094,...
+kafka_addresses() {
+    local base="$1" ids="${2:-}" i list=""
     for ((i = 1; i <= KAFKA_NODES; i++)); do
-        voters+="${voters:+,}$i@127.0.0.1:$((KAFKA_CONTROLLER_PORT + 2 * (i - 1)))"
+        list+="${list:+,}${ids:+$i@}127.0.0.1:$((base + 2 * (i - 1)))"
     done
-    echo "$voters"
-}
-
-# "127.0.0.1:9092,127.0.0.1:9094,..." for clients.
-kafka_bootstrap() {
-    local i servers=""
-    for ((i = 1; i <= KAFKA_NODES; i++)); do
-        servers+="${servers:+,}127.0.0.1:$((KAFKA_PORT + 2 * (i - 1)))"
-    done
-    echo "$servers"
+    echo "$list"
 }
 
 kafka_replication_properties() {
@@ -356,7 +350,7 @@ kafka_write_properties() {
 # Written by scripts/infra.sh on every 'up'; edit the script, not this file.
 process.roles=broker,controller
 node.id=$NODE_ID
-controller.quorum.voters=$(kafka_quorum_voters)
+controller.quorum.voters=$(kafka_addresses "$KAFKA_CONTROLLER_PORT" ids)
 listeners=PLAINTEXT://127.0.0.1:$NODE_PORT,CONTROLLER://127.0.0.1:$NODE_CONTROLLER_PORT
 advertised.listeners=PLAINTEXT://127.0.0.1:$NODE_PORT
 controller.listener.names=CONTROLLER
@@ -607,7 +601,7 @@ kafka_wait_ready() {
         echo "$NODE_TAG: $state on 127.0.0.1:$NODE_PORT (controller :$NODE_CONTROLLER_PORT, pid $(kafka_pid)), log $NODE_LOG"
     done
     if ((KAFKA_NODES > 1)); then
-        echo "kafka: $KAFKA_NODES-node cluster ready, bootstrap servers $(kafka_bootstrap)"
+        echo "kafka: $KAFKA_NODES-node cluster ready, bootstrap servers $(kafka_addresses "$KAFKA_PORT")"
     fi
 }
 
