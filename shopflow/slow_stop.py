@@ -2,9 +2,10 @@
 
 `make chaos` found workers whose graceful stop, after a broker restart, never finished:
 the event loop idle, so some task awaits forever, and nothing in the log says which.
-This logs where every pending task waits (its whole chain of awaits) at ERROR once the stop has taken longer than it
-may, so that the next one shows where it hangs (the process is then killed by whoever
-stopped it, which loses nothing: its batches go to the next owner).
+This logs where every pending task waits (its whole chain of awaits) at ERROR once the
+stop has taken longer than it may, so that the next one shows where it hangs (the process
+is then killed by whoever stopped it, which loses nothing: its batches go to the next
+owner).
 """
 
 import asyncio
