@@ -70,12 +70,17 @@ class Run:
     hold_stream: bool = False  # set by a fault that needs the stream to go on for now
     notes: list[str] = field(default_factory=list)  # measurements, for the report
     problems: list[str] = field(default_factory=list)  # what a fault's own checks found
+    moments: list[tuple[float, str]] = field(default_factory=list)  # see `mark`
     _progress: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     async def advance(self, sent: int) -> None:
         self.sent = sent
         async with self._progress:
             self._progress.notify_all()
+
+    def mark(self, what: str) -> None:
+        """A fault's moment (a kill, a join), for the report's longest wait around it."""
+        self.moments.append((time.monotonic(), what))
 
     async def until_sent(self, share: float) -> None:
         """Wait until this share of the stream has been sent."""
@@ -303,6 +308,7 @@ async def run(
     report.stuck_stops = len(stuck)
     report.seconds = time.monotonic() - started
     report.notes = chaos.notes
+    report.notes += _waits_around(chaos.moments, intended, observer)
     report.notes.append(f"checked in {time.monotonic() - checking:.1f} s")
     if not report.problems:
         await delete_scratch_topics(settings)
@@ -390,6 +396,23 @@ async def _check(
         problems=problems,
         notes=[],
     )
+
+
+def _waits_around(
+    moments: list[tuple[float, str]], intended: dict[str, float], observer: Observer
+) -> list[str]:
+    """For each moment a fault marked, the longest wait of the commands it may have held
+    up: those still unanswered at the moment, or sent before the next one."""
+    notes = []
+    for i, (at, what) in enumerate(moments):
+        until = moments[i + 1][0] if i + 1 < len(moments) else float("inf")
+        longest = 0.0
+        for command_id, due in intended.items():
+            final = observer.final(command_id)
+            if final is not None and due < until and final.arrived > at:
+                longest = max(longest, final.arrived - due)
+        notes.append(f"longest wait around {what} {i + 1}: {longest:.2f} s")
+    return notes
 
 
 def _order_problems(workload: Workload, observer: Observer, sender: Sender) -> list[str]:

@@ -80,8 +80,10 @@ def rebalance(strikes: int) -> Fault:
         for i in range(rounds):
             await run.until_sent((2 * i + 1) / (2 * rounds + 1))
             killed_at = time.monotonic()
+            run.mark("kill")
             await run.workers.alive[0].kill()
             await run.until_sent((2 * i + 2) / (2 * rounds + 1))
+            run.mark("join")
             await run.workers.start()
             run.notes.append(f"a worker joined {time.monotonic() - killed_at:.1f} s after the kill")
         return 2 * rounds
