@@ -26,6 +26,7 @@ from persistence.sales_view import SalesView
 from persistence.unit_of_work import GatewayFactory, PgDatabase
 from producers.dead_letters import DeadLetterLimits, dead_letter_room
 from producers.publisher import KafkaMessageSink
+from shopflow.aiokafka_on_uvloop import tolerate_closed_transports
 from shopflow.kafka_admin import topic_max_message_bytes
 from shopflow.settings import FaultInjection, Settings
 
@@ -84,6 +85,10 @@ class Runtime:
         payment_gateway: GatewayFactory = PointsPaymentGateway,
         after_apply: Callable[[], Awaitable[None]] | None = None,
     ) -> "Runtime":
+        # Workers run on uvloop (shopflow.cli), `serve` too (uvicorn picks it): without
+        # this, a broker restart could leave a consumer without its group coordinator for
+        # good (shopflow.aiokafka_on_uvloop).
+        tolerate_closed_transports()
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         # A command on a connection Redis closed (a restart) is tried again on a new one,
         # twice at most: without it, the first command on each pooled connection after a

@@ -291,14 +291,12 @@ async def run(
         await sender.stop()
         await observer.stop()
     problems = [f"{name} exited {code} on SIGTERM" for name, code in exits if code]
-    # A worker that does not finish its graceful stop: its log has py-spy's dump and the
-    # worker's own list of what it waits for (shopflow/slow_stop.py). After a broker
-    # restart, now and then, one of a worker's consumers never finds its group
-    # coordinator again (aiokafka's heartbeat waits in ensure_coordinator_known), and
-    # its stop waits with it. Nothing is lost by it (the worker is killed, its batches go
-    # to the next owner), so it is counted, not failed, until that is fixed: see the
-    # README's "Failure semantics, measured".
+    # A worker that does not finish its graceful stop is a problem: its log has the
+    # worker's own report of where each task waits (shopflow/slow_stop.py) and py-spy's
+    # dump. (It is how a dead aiokafka metadata task was found after broker restarts:
+    # shopflow/aiokafka_on_uvloop.py.)
     stuck = [name for name, code in exits if code is None]
+    problems += [f"{name}: graceful stop not done in {STOP_TIMEOUT_S:g} s" for name in stuck]
     problems += chaos.problems
     checking = time.monotonic()
     report = await _check(
