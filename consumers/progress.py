@@ -2,11 +2,14 @@
 partition that has not advanced while records wait on it.
 
 Exported at scrape time (a custom collector, so the figures are current without a
-ticker): `shopflow_consumer_lag{topic,partition}` (records behind the partition's end,
-as of its last completed batch), `shopflow_partition_stalled_seconds{topic,partition}`
-(how long since it last advanced, counted while records wait or a batch of it keeps
-failing; 0 otherwise) and `shopflow_partition_failing{topic,partition}` (1 while its
-current batch is failing and being redelivered).
+ticker): `shopflow_partition_stalled_seconds{topic,partition}` (how long since it last
+advanced, counted while records wait or a batch of it keeps failing; 0 otherwise) and
+`shopflow_partition_failing{topic,partition}` (1 while its current batch is failing and
+being redelivered). The lag kept here (records behind the partition's end as of its
+last completed batch) only decides whether records wait; the exported lag,
+`shopflow_consumer_lag{group,topic,partition}`, is read from the consumers themselves at
+scrape time (`consumers.consumer_state`), so it goes on growing behind a consumer that
+completes no batch and is gone for a partition a rebalance took away.
 """
 
 import time
@@ -61,11 +64,6 @@ class PartitionProgress(Collector):
         return self._clock() - state.last_progress
 
     def collect(self) -> Iterator[Metric]:
-        lag = GaugeMetricFamily(
-            "shopflow_consumer_lag",
-            "Records behind the end of the partition, as of its last completed batch.",
-            labels=["topic", "partition"],
-        )
         stalled = GaugeMetricFamily(
             "shopflow_partition_stalled_seconds",
             "Seconds since the partition last advanced, while records wait on it or its "
@@ -79,10 +77,8 @@ class PartitionProgress(Collector):
         )
         for (topic, partition), state in sorted(self._partitions.items()):
             labels = [topic, str(partition)]
-            lag.add_metric(labels, state.lag)
             stalled.add_metric(labels, self.stalled_seconds(topic, partition))
             failing.add_metric(labels, 0 if state.failing_since is None else 1)
-        yield lag
         yield stalled
         yield failing
 

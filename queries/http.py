@@ -1,23 +1,21 @@
 """The FastAPI application of the read side. Errors are `{"error": reason, "detail": ...}`:
 404 for unknown users and products, 422 for bad parameters."""
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from contracts.limits import MAX_ENTITY_ID
 from domain.top_products import TOP_LIMIT, WINDOW_HOURS
+from queries.health import HealthCheck, health_routes
 from queries.read_model import ReadModel
 from queries.top_products import TopProducts
 
-HealthCheck = Callable[[], Awaitable[object]]
 Clock = Callable[[], datetime]
 
 TOP_PRODUCTS_WINDOW_HOURS = WINDOW_HOURS
@@ -154,30 +152,6 @@ def create_http_app(
             product_id=view.product_id, name=view.name, price=view.price, stock=view.stock
         )
 
-    @app.get("/health/live")
-    async def live() -> dict[str, str]:
-        return {"status": "live"}
-
-    @app.get("/health/ready")
-    async def ready() -> JSONResponse:
-        async def run(check: HealthCheck) -> str:
-            try:
-                await asyncio.wait_for(check(), timeout=2.0)
-            except Exception as exc:
-                return f"down: {type(exc).__name__}: {exc}"[:200]
-            return "up"
-
-        names = list(readiness_checks)
-        results = await asyncio.gather(*(run(readiness_checks[n]) for n in names))
-        status = dict(zip(names, results, strict=True))
-        ok = all(v == "up" for v in status.values())
-        return JSONResponse(
-            {"status": "ready" if ok else "not_ready", "checks": status},
-            status_code=200 if ok else 503,
-        )
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    app.include_router(health_routes(readiness_checks))
 
     return app

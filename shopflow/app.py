@@ -10,7 +10,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from persistence.migrate import migrate
 from queries.http import create_http_app
@@ -35,17 +34,6 @@ async def prepare(settings: Settings) -> None:
 
 def create_app(settings: Settings, *, consume: bool = True, prepare_first: bool = True) -> FastAPI:
     runtime = Runtime.build(settings, consume=consume)
-
-    async def database_ready() -> None:
-        async with runtime.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-
-    async def redis_ready() -> None:
-        await runtime.redis.ping()
-
-    async def kafka_ready() -> None:
-        if not await runtime.broker.ping(timeout=2.0):
-            raise ConnectionError("Kafka does not answer")
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -75,7 +63,11 @@ def create_app(settings: Settings, *, consume: bool = True, prepare_first: bool 
     read_model = ReadModel(runtime.engine)
     return create_http_app(
         read_model,
-        {"postgresql": database_ready, "redis": redis_ready, "kafka": kafka_ready},
+        {
+            "postgresql": runtime.database_ready,
+            "redis": runtime.redis_ready,
+            "kafka": runtime.kafka_ready,
+        },
         lifespan=lifespan,
         clock=runtime.clock,
         top_products=TopProducts(

@@ -36,9 +36,11 @@ from producers.client import ShopflowClient
 from shopflow.app import create_app, prepare
 from shopflow.asyncapi import asyncapi_json
 from shopflow.kafka_admin import StartRefused
+from shopflow.ops.cli import register as register_operator_commands
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.slow_stop import reporting_a_slow_stop
+from shopflow.worker_http import serving_worker_http
 
 app = typer.Typer(
     help="shopflow: Kafka commands applied to PostgreSQL exactly once.", no_args_is_help=True
@@ -111,8 +113,9 @@ SLOW_STOP_MARGIN_S = 5.0
 
 @app.command()
 def worker(log_level: LogLevel = "info") -> None:
-    """Run only the consumers (commands and the sales aggregator; no HTTP). SIGINT or
-    SIGTERM stops it cleanly."""
+    """Run only the consumers (commands and the sales aggregator), with GET /metrics,
+    /health/live and /health/ready on SHOPFLOW_WORKER_HTTP_PORT (8081; one port per
+    worker on a machine). SIGINT or SIGTERM stops it cleanly."""
     _logging(log_level)
 
     async def main() -> None:
@@ -123,14 +126,20 @@ def worker(log_level: LogLevel = "info") -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await runtime.start()
-        _tune_garbage_collector(settings)
-        logging.getLogger("shopflow").info(
-            "worker started; consuming from %s", settings.kafka_bootstrap
-        )
-        await stop.wait()
-        async with reporting_a_slow_stop(settings.graceful_timeout_s + SLOW_STOP_MARGIN_S):
-            await runtime.stop()
+        # HTTP first: a taken port refuses the start before any group is joined, and
+        # readiness says 503 until the consumers run. It stops after them, so a long
+        # graceful stop can still be scraped.
+        async with serving_worker_http(runtime) as address:
+            await runtime.start()
+            _tune_garbage_collector(settings)
+            logging.getLogger("shopflow").info(
+                "worker started; consuming from %s; metrics and health on %s",
+                settings.kafka_bootstrap,
+                address,
+            )
+            await stop.wait()
+            async with reporting_a_slow_stop(settings.graceful_timeout_s + SLOW_STOP_MARGIN_S):
+                await runtime.stop()
 
     # uvloop: the worker is event-loop bound (sockets to Kafka and PostgreSQL, many small
     # callbacks), and uvloop runs that loop in C. `serve` gets it from uvicorn.
@@ -592,6 +601,9 @@ def asyncapi(
             file.write(document)
     else:
         typer.echo(document, nl=False)
+
+
+register_operator_commands(app)  # dead-letters, topics, lag, config
 
 
 def main() -> None:

@@ -9,13 +9,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consumers.aggregator import register_sales_aggregator
 from consumers.applier import BatchApplier, Clock, utc_now
+from consumers.consumer_state import CONSUMER_LAG, check_consumers_running
 from consumers.pipeline import CommandPipeline
 from consumers.subscribers import ConsumerOptions, InFlight, register_command_subscriber
 from contracts.topics import COMMAND_ROUTES, ORDERS_EVENTS, Topics
@@ -50,6 +54,11 @@ def build_broker(settings: Settings) -> KafkaBroker:
     # Results and dead letters go through the sink's own producer (producers.publisher);
     # FastStream's, configured alike (idempotent, acks=all, no linger), publishes nothing
     # of ours.
+    # FastStream's Prometheus middleware, on the default registry (the one /metrics
+    # serves): faststream_received_messages_total, ..._processed_messages_duration_seconds
+    # and the rest, per handler (the topic). What it can and cannot see of our batches
+    # (records the lane tops a batch up with, delivery and commit after the handler
+    # returns) is in tests/integration/test_worker_http.py.
     return KafkaBroker(
         settings.kafka_servers,
         enable_idempotence=True,
@@ -59,6 +68,7 @@ def build_broker(settings: Settings) -> KafkaBroker:
         graceful_timeout=settings.graceful_timeout_s,
         client_id="shopflow",
         logger=logging.getLogger("shopflow.kafka"),
+        middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name="shopflow")],
     )
 
 
@@ -159,6 +169,24 @@ class Runtime:
             await self._size_dead_letters()
             await self.sink.start()
         await self.broker.start()
+        CONSUMER_LAG.watch(self.broker)
+
+    # Readiness checks (GET /health/ready of `serve` and of `worker`): each returns when
+    # its part answers and raises when it does not.
+
+    async def database_ready(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def redis_ready(self) -> None:
+        await self.redis.ping()
+
+    async def kafka_ready(self) -> None:
+        if not await self.broker.ping(timeout=2.0):
+            raise ConnectionError("Kafka does not answer")
+
+    async def consumers_ready(self) -> None:
+        await check_consumers_running(self.broker)
 
     async def _size_dead_letters(self) -> None:
         # Dead letters are sized to the limits in force, read now rather than assumed;
@@ -182,6 +210,7 @@ class Runtime:
         # unacknowledged, to be redelivered) while the database is still there.
         await self.in_flight.close()
         await self.broker.stop()
+        CONSUMER_LAG.forget(self.broker)  # its consumers are gone (their lag went with them)
         if self.sink is not None:
             await self.sink.stop()
         await self.redis.aclose()

@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    worker_http_port: int = Field(
+        default=8081,
+        ge=0,
+        le=65535,
+        description="Where `shopflow worker` serves GET /metrics, /health/live and "
+        "/health/ready (on SHOPFLOW_HTTP_HOST). Several workers on one machine each need "
+        "a port of their own: a worker whose port is taken refuses to start. 0 takes a "
+        "free port, logged at start (the tests' and benchmarks' workers do).",
+    )
 
     topic_prefix: str = Field(
         default="", description="Put in front of every topic name (isolated test runs)."

@@ -20,7 +20,7 @@ def scratch_settings(label: str = "bench", **overrides: object) -> Settings:
 
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     """This process's environment, with a `shopflow` subprocess pointed at `settings`'
-    servers, topics and groups (and `extra` SHOPFLOW_* variables)."""
+    servers, topics and groups (and `extra` SHOPFLOW_* variables, which take precedence)."""
     return {
         **os.environ,
         "SHOPFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
@@ -33,6 +33,9 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         "SHOPFLOW_COMMAND_PARTITIONS": str(settings.command_partitions),
         "SHOPFLOW_EVENT_PARTITIONS": str(settings.event_partitions),
         "SHOPFLOW_DEAD_LETTER_PARTITIONS": str(settings.dead_letter_partitions),
+        # A free port for each worker's metrics and health: runs start several workers
+        # on this machine, beside whatever else listens here.
+        "SHOPFLOW_WORKER_HTTP_PORT": "0",
         **extra,
     }
 

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.commands import ChargePoints, RegisterUser, UpsertProduct
@@ -177,3 +177,20 @@ async def dead_letter_rows(engine: AsyncEngine, source_topic: str) -> dict[tuple
         c = dead_letters.c
         statement = select(c.partition, c.offset, c.reason).where(c.source_topic == source_topic)
         return {(r.partition, r.offset): r.reason for r in await connection.execute(statement)}
+
+
+async def a_query_waits_on_a_lock(engine: AsyncEngine, timeout: float) -> None:
+    """Return once some query of the database waits on a lock (a batch blocked on a row
+    a test holds)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            async with engine.connect() as connection:
+                waiting = await connection.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                    )
+                )
+            if waiting:
+                return
+            await asyncio.sleep(0.1)

@@ -10,7 +10,7 @@ import sys
 from uuid import UUID
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.commands import ChargePoints
@@ -22,7 +22,13 @@ from shopflow.kafka_admin import ensure_topics
 from shopflow.settings import FaultInjection, Settings
 from tests.bench.scratch import service_env
 from tests.conftest import new_command_id, new_entity_id
-from tests.integration.helpers import balance_of, isolated, transactions_of, user_in_database
+from tests.integration.helpers import (
+    a_query_waits_on_a_lock,
+    balance_of,
+    isolated,
+    transactions_of,
+    user_in_database,
+)
 
 
 async def _start_worker(
@@ -223,21 +229,6 @@ async def test_sigterm_mid_stream_then_restart_applies_every_command_once(
         )
 
 
-async def _a_query_waits_on_a_lock(engine: AsyncEngine, timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            async with engine.connect() as connection:
-                waiting = await connection.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                    )
-                )
-            if waiting:
-                return
-            await asyncio.sleep(0.1)
-
-
 async def test_a_batch_outlasting_the_graceful_stop_is_handed_back_not_acknowledged(
     own_service_settings: Settings, engine: AsyncEngine
 ) -> None:
@@ -262,7 +253,7 @@ async def test_a_batch_outlasting_the_graceful_stop_is_handed_back_not_acknowled
             )
             try:
                 await client.send(command)
-                await _a_query_waits_on_a_lock(engine, timeout=60)
+                await a_query_waits_on_a_lock(engine, timeout=60)
                 stopping.terminate()
                 await _wait_exit(stopping, timeout=30)
             finally:

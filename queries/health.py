@@ -1,0 +1,59 @@
+"""GET /health/live, GET /health/ready and GET /metrics: the routes every shopflow
+process serves, `shopflow serve` beside its queries (`queries.http`) and `shopflow
+worker` on a port of its own (`shopflow.worker_http`). One implementation, so a probe
+or a scrape reads the same on both."""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+# A readiness check returns when its part answers and raises (anything) when it does not.
+HealthCheck = Callable[[], Awaitable[object]]
+
+CHECK_TIMEOUT_S = 2.0
+
+
+def health_routes(readiness_checks: Mapping[str, HealthCheck]) -> APIRouter:
+    """Live: the process answers. Ready: every check passed within 2 s, run at once; a
+    503 names what did not answer. Metrics: prometheus_client's default registry."""
+    router = APIRouter()
+
+    @router.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "live"}
+
+    @router.get("/health/ready")
+    async def ready() -> JSONResponse:
+        async def run(check: HealthCheck) -> str:
+            try:
+                await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT_S)
+            except Exception as exc:
+                return f"down: {type(exc).__name__}: {exc}"[:200]
+            return "up"
+
+        names = list(readiness_checks)
+        results = await asyncio.gather(*(run(readiness_checks[n]) for n in names))
+        status = dict(zip(names, results, strict=True))
+        ok = all(v == "up" for v in status.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not_ready", "checks": status},
+            status_code=200 if ok else 503,
+        )
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        # On the event loop, like the consumers: the scrape-time collectors (the
+        # consumer lag) read the consumers' state from their own thread.
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_health_app(title: str, readiness_checks: Mapping[str, HealthCheck]) -> FastAPI:
+    """An application of these routes alone (`shopflow worker`'s)."""
+    app = FastAPI(title=title, description="Health and Prometheus metrics.")
+    app.include_router(health_routes(readiness_checks))
+    return app
