@@ -14,7 +14,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from contracts.topics import COMMAND_ROUTES, DEAD_LETTERS, EVENT_TOPICS, Topics
-from shopflow.settings import Settings
+from shopflow.settings import Settings, env_name
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,6 @@ def _partitions(count: int) -> str:
     return f"{count} partition" if count == 1 else f"{count} partitions"
 
 
-def _env_name(setting: str) -> str:
-    return f"{Settings.model_config.get('env_prefix', '')}{setting}".upper()
-
-
 def min_insync_replicas(replication_factor: int) -> int | None:
     """What shopflow creates its topics with: with 3 or more replicas, a write (the
     producers use acks=all) is acknowledged once 2 have it, so one broker may be down
@@ -84,16 +80,14 @@ def planned_topics(settings: Settings) -> dict[str, PlannedTopic]:
     topics = Topics(settings.topic_prefix)
     insync = min_insync_replicas(settings.replication_factor)
     durability = {} if insync is None else {MIN_INSYNC_REPLICAS: str(insync)}
-    commands = PlannedTopic(
-        settings.command_partitions, _env_name("command_partitions"), durability
-    )
-    events = PlannedTopic(settings.event_partitions, _env_name("event_partitions"), durability)
+    commands = PlannedTopic(settings.command_partitions, env_name("command_partitions"), durability)
+    events = PlannedTopic(settings.event_partitions, env_name("event_partitions"), durability)
     plan = {topics.name(r.topic): commands for r in COMMAND_ROUTES}
     plan.update({topics.name(t): events for t in EVENT_TOPICS})
     # Set on purpose rather than inherited from the broker: dead letters are sized to it.
     plan[topics.name(DEAD_LETTERS)] = PlannedTopic(
         settings.dead_letter_partitions,
-        _env_name("dead_letter_partitions"),
+        env_name("dead_letter_partitions"),
         {MAX_MESSAGE_BYTES: str(settings.dead_letter_topic_max_message_bytes), **durability},
     )
     return plan
@@ -234,7 +228,7 @@ async def check_session_timeout(settings: Settings) -> None:
     timeout = settings.session_timeout_ms
     if not lowest <= timeout <= highest:
         raise SessionTimeoutRefused(
-            f"{_env_name('session_timeout_ms')} is {timeout} ms, outside the {lowest}-"
+            f"{env_name('session_timeout_ms')} is {timeout} ms, outside the {lowest}-"
             f"{highest} ms that the brokers' {GROUP_MIN_SESSION_TIMEOUT} and "
             f"{GROUP_MAX_SESSION_TIMEOUT} allow; change the setting or the brokers'."
         )

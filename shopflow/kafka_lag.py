@@ -34,15 +34,15 @@ class MissingTopics(LookupError):
 
 
 def service_consumer_groups(settings: Settings) -> dict[str, str]:
-    """Each consumer group of the service and the topic it reads, named as
-    `shopflow.runtime.Runtime.build` names them: one group per command topic, and the
-    sales aggregator's."""
+    """Each consumer group of the service and the topic it reads, as the settings name
+    them (`Settings.command_group`, `Settings.sales_aggregator_group`): one per command
+    topic, and the sales aggregator's."""
     topics = Topics(settings.topic_prefix)
     groups = {
-        f"{settings.consumer_group}.{topics.name(route.topic)}": topics.name(route.topic)
+        settings.command_group(topics.name(route.topic)): topics.name(route.topic)
         for route in COMMAND_ROUTES
     }
-    groups[f"{settings.consumer_group}.top-products"] = topics.name(ORDERS_EVENTS)
+    groups[settings.sales_aggregator_group] = topics.name(ORDERS_EVENTS)
     return groups
 
 

@@ -50,7 +50,9 @@ class Settings(BaseSettings):
         default="", description="Put in front of every topic name (isolated test runs)."
     )
     consumer_group: str = Field(
-        default="shopflow", description="Consumer groups are '<this>.<command topic>'."
+        default="shopflow",
+        description="Consumer groups are '<this>.<command topic>', and '<this>.top-products' "
+        "for the sales aggregator.",
     )
     command_partitions: int = Field(default=12, ge=1)
     event_partitions: int = Field(default=12, ge=1)
@@ -145,8 +147,23 @@ class Settings(BaseSettings):
     ledger_retention_days: int = Field(default=7, ge=7)
     fault_injection: FaultInjection = FaultInjection.NONE
 
+    def command_group(self, topic: str) -> str:
+        """The consumer group of a command topic (its deployed name): one group per
+        topic, so a rebalance of one topic does not pause the others."""
+        return f"{self.consumer_group}.{topic}"
+
+    @property
+    def sales_aggregator_group(self) -> str:
+        return f"{self.consumer_group}.top-products"
+
     @property
     def kafka_servers(self) -> list[str]:
         """SHOPFLOW_KAFKA_BOOTSTRAP as a list. aiokafka splits a comma-separated string
         itself, but FastStream's KafkaBroker takes a string as one server."""
         return [server.strip() for server in self.kafka_bootstrap.split(",") if server.strip()]
+
+
+def env_name(setting: str) -> str:
+    """The environment variable of a setting: `env_name("command_partitions")` is
+    SHOPFLOW_COMMAND_PARTITIONS."""
+    return f"{Settings.model_config.get('env_prefix', '')}{setting}".upper()

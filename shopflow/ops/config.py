@@ -11,8 +11,7 @@ from rich.text import Text
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
-from shopflow.kafka_admin import _env_name
-from shopflow.settings import Settings
+from shopflow.settings import Settings, env_name
 
 HIDDEN: Final = "***"
 # A field named like this holds a secret whatever its value looks like. Today no field
@@ -55,7 +54,7 @@ def effective(settings: Settings) -> list[ShownSetting]:
     return [
         ShownSetting(
             name,
-            _env_name(name),
+            env_name(name),
             masked(name, getattr(settings, name)),
             "environment" if name in settings.model_fields_set else "default",
         )

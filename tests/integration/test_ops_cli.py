@@ -30,10 +30,10 @@ from contracts.events import PointsCharged
 from contracts.topics import CART_ADD_ITEM, POINTS_CHARGE, Topics
 from producers.client import ShopflowClient
 from shopflow.cli import app
-from shopflow.kafka_admin import _env_name, planned_topics
+from shopflow.kafka_admin import planned_topics
 from shopflow.kafka_lag import service_consumer_groups
 from shopflow.kafka_offsets import log_ranges
-from shopflow.settings import Settings
+from shopflow.settings import Settings, env_name
 from tests.conftest import new_command_id
 from tests.integration.helpers import balance_of, registered_user, transactions_of
 from tests.integration.test_cli import explain, shopflow
@@ -46,7 +46,7 @@ def ops_env(monkeypatch: pytest.MonkeyPatch, test_settings: Settings, service: o
     """Every setting of the test session in the environment the CLI reads Settings from."""
     for name in Settings.model_fields:
         value = getattr(test_settings, name)
-        monkeypatch.setenv(_env_name(name), str(value.value if isinstance(value, Enum) else value))
+        monkeypatch.setenv(env_name(name), str(value.value if isinstance(value, Enum) else value))
     return test_settings
 
 

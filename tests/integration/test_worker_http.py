@@ -123,7 +123,7 @@ class Worker:
         return dashboard.series(await self.exposition())
 
     def group(self, contract_topic: str) -> str:
-        return f"{self.settings.consumer_group}.{self.topics.name(contract_topic)}"
+        return self.settings.command_group(self.topics.name(contract_topic))
 
 
 async def _ready(http: httpx.AsyncClient, process: asyncio.subprocess.Process) -> None:
