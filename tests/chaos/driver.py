@@ -16,6 +16,7 @@ cannot slow the sender down and hide its queue) to its outcome's arrival.
 """
 
 import asyncio
+import bisect
 import hashlib
 import itertools
 import logging
@@ -306,7 +307,7 @@ async def run(
     report.stuck_stops = len(stuck)
     report.seconds = time.monotonic() - started
     report.notes = chaos.notes
-    report.notes += _waits_around(chaos.moments, intended, observer)
+    report.notes += _waits_around(chaos.moments, intended, observer, workload.commands)
     report.notes.append(f"checked in {time.monotonic() - checking:.1f} s")
     if not report.problems:
         await delete_scratch_topics(settings)
@@ -397,19 +398,31 @@ async def _check(
 
 
 def _waits_around(
-    moments: list[tuple[float, str]], intended: dict[str, float], observer: Observer
+    moments: list[tuple[float, str]],
+    intended: dict[str, float],
+    observer: Observer,
+    commands: dict[str, Record],
 ) -> list[str]:
-    """For each moment a fault marked, the longest wait of the commands it may have held
-    up: those still unanswered at the moment, or sent before the next one."""
+    """For each moment a fault marked, the longest wait of the commands answered after it
+    and before the next one (the latest moment before an answer is the one that held it
+    up, if any did), with that command's topic and when it was due."""
+    longest: list[tuple[float, str]] = [(0.0, "")] * len(moments)
+    times = [at for at, _ in moments]
+    for command_id, due in intended.items():
+        final = observer.final(command_id)
+        if final is None:
+            continue
+        i = bisect.bisect_right(times, final.arrived) - 1
+        if i >= 0 and final.arrived - due > longest[i][0]:
+            longest[i] = (final.arrived - due, command_id)
     notes = []
     for i, (at, what) in enumerate(moments):
-        until = moments[i + 1][0] if i + 1 < len(moments) else float("inf")
-        longest = 0.0
-        for command_id, due in intended.items():
-            final = observer.final(command_id)
-            if final is not None and due < until and final.arrived > at:
-                longest = max(longest, final.arrived - due)
-        notes.append(f"longest wait around {what} {i + 1}: {longest:.2f} s")
+        wait, command_id = longest[i]
+        note = f"longest wait of the commands answered after {what} {i + 1}: {wait:.2f} s"
+        if command_id:
+            due = intended[command_id] - at
+            note += f" ({commands[command_id].topic}, due {due:+.2f} s from the {what})"
+        notes.append(note)
     return notes
 
 
