@@ -87,6 +87,9 @@ class Outcome:
     key: str
     event_id: uuid.UUID
     value: bytes
+    # Why a command was refused (rejected, conflict, unavailable), for the log; None when
+    # accepted, and for a replay (its stored answer is republished as it was, unread).
+    reason: RejectionReason | None = None
 
 
 def _outcome(cmd: DecodedCommand, kind: OutcomeKind, event: ResultEvent) -> Outcome:
@@ -97,12 +100,14 @@ def _outcome(cmd: DecodedCommand, kind: OutcomeKind, event: ResultEvent) -> Outc
         key=cmd.entity_key,
         event_id=event.event_id,
         value=event.model_dump_json().encode(),
+        reason=getattr(event, "reason", None),  # every *Rejected event has one
     )
 
 
 @dataclass(frozen=True)
 class Applied:
-    """A committed batch: one outcome per command, and the dead letters as recorded."""
+    """A committed batch: one outcome per command, in the batch's order, and the dead
+    letters as recorded."""
 
     outcomes: list[Outcome]
     dead_letters: list[StoredDeadLetter]

@@ -10,6 +10,7 @@ record and dead-letters it as `processing_failed`.
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -24,15 +25,16 @@ from producers.dead_letters import SourceRecord
 
 @dataclass(frozen=True)
 class RawRecord:
-    """A record made by hand (tests, tools): the parts of a Kafka record that decoding
-    looks at. The worker hands aiokafka's records over as they come; both are
-    `SourceRecord`s."""
+    """A record made by hand (tests, tools): the parts of a Kafka record that the
+    pipeline looks at (decoding all but the headers, which only tracing reads). The
+    worker hands aiokafka's records over as they come; both are `SourceRecord`s."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: Sequence[tuple[str, bytes | None]] = ()
 
 
 @dataclass(frozen=True)

@@ -22,18 +22,34 @@ batch after a pause (a server that is down is an outage to wait out, not poison)
 failure to deliver is only seen here when the batch waits for its delivery (`wait`):
 the halves of a split always do, and the subscriber asks it of a redelivered batch
 whose delivery failed before, so that a message Kafka refuses for good is isolated too.
+
+The log. Each batch applied (each half of a split too: each is a transaction) writes
+one line at INFO, "batch applied", whose fields are the topic, the first and last
+offset per partition, the count of each outcome and of dead letters, and how long it
+took from decoding to its messages handed to the producer. Each command gets a line of
+its own, "command <outcome>" with its command_id, coordinates, key and reason: at DEBUG
+when accepted or replayed, at INFO when rejected (a business rule said no; no stack
+trace, nothing failed), at WARNING for an idempotency conflict (a sender reused an id
+for another payload) or temporarily_unavailable. Both come from the applier's outcomes,
+the ones that are published and counted in the metrics. FastStream's own per-batch
+lines are at DEBUG (`shopflow.runtime.build_broker`).
 """
 
+import itertools
 import logging
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from opentelemetry.context import Context
+
 from consumers import metrics
-from consumers.applier import Applied, BatchFailed, Clock, utc_now
+from consumers.applier import Applied, BatchFailed, Clock, Outcome, OutcomeKind, utc_now
 from consumers.decoding import DecodedCommand, Undeliverable, decode_record
 from consumers.failures import describe, is_transient
+from consumers.tracing import CommandSpans, CommandTracer
 from contracts.dead_letters import DeadLetterReason
 from contracts.topics import DEAD_LETTERS, CommandRoute
 from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
@@ -75,12 +91,68 @@ class StageFailed(Exception):
         self.stage = stage
 
 
+def _offset_ranges(records: Sequence[SourceRecord]) -> dict[tuple[str, int], tuple[int, int]]:
+    """The first and last offset of the records, per topic and partition, in order."""
+    ranges: dict[tuple[str, int], tuple[int, int]] = {}
+    for r in records:
+        first, last = ranges.get((r.topic, r.partition), (r.offset, r.offset))
+        ranges[(r.topic, r.partition)] = (min(first, r.offset), max(last, r.offset))
+    return dict(sorted(ranges.items()))
+
+
 def _span(records: Sequence[SourceRecord]) -> str:
     """'topic[p]@first-last, ...' of the records, per partition."""
-    offsets: dict[tuple[str, int], list[int]] = {}
-    for r in records:
-        offsets.setdefault((r.topic, r.partition), []).append(r.offset)
-    return ", ".join(f"{t}[{p}]@{min(o)}-{max(o)}" for (t, p), o in sorted(offsets.items()))
+    return ", ".join(f"{t}[{p}]@{a}-{b}" for (t, p), (a, b) in _offset_ranges(records).items())
+
+
+# Each command's line, at its outcome's level (see the module's docstring).
+_COMMAND_LOG_LEVELS = {
+    OutcomeKind.ACCEPTED: logging.DEBUG,
+    OutcomeKind.REPLAYED: logging.DEBUG,
+    OutcomeKind.REJECTED: logging.INFO,
+    OutcomeKind.CONFLICT: logging.WARNING,
+    OutcomeKind.UNAVAILABLE: logging.WARNING,
+}
+
+
+def _log_batch(
+    records: Sequence[SourceRecord],
+    sources: Sequence[SourceRecord],
+    outcomes: Sequence[Outcome],
+    counts: Counter[OutcomeKind],
+    dead_lettered: int,
+    started: float,
+) -> None:
+    """The batch's line and its commands' (`sources` holds each command's record, in the
+    order of `outcomes`: the applier answers in the batch's order)."""
+    for record, outcome in zip(sources, outcomes, strict=True):
+        level = _COMMAND_LOG_LEVELS[outcome.kind]
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                "command %s",
+                outcome.kind.value,
+                extra={
+                    "outcome": outcome.kind.value,
+                    "command_id": outcome.command_id,
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "key": outcome.key,
+                    "reason": None if outcome.reason is None else outcome.reason.value,
+                },
+            )
+    log.info(
+        "batch applied",
+        extra={
+            "topic": records[0].topic,
+            "offsets": {p: [a, b] for (_, p), (a, b) in _offset_ranges(records).items()},
+            "records": len(records),
+            **{kind.value: counts[kind] for kind in OutcomeKind},
+            "dead_lettered": dead_lettered,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        },
+    )
 
 
 class CommandPipeline:
@@ -92,19 +164,36 @@ class CommandPipeline:
         *,
         limits: DeadLetterLimits | None = None,
         clock: Clock = utc_now,
+        tracer: CommandTracer | None = None,
     ) -> None:
         self.route = route
         self._applier = applier
         self._sink = sink
         self._limits = limits or DeadLetterLimits()
         self._clock = clock
+        self._tracer = tracer  # None when tracing is off
 
     async def handle(
         self, records: Sequence[SourceRecord], *, after: Delivery = DELIVERED, wait: bool = False
     ) -> Delivery:
         """Apply `records` and, once `after` is delivered, send their results and dead
-        letters; their delivery is returned, and awaited here only if `wait`."""
-        return await self._settle(records, self._clock(), retries=None, after=after, wait=wait)
+        letters; their delivery is returned, and awaited here only if `wait`. With
+        tracing on, each record has its span meanwhile (`consumers.tracing`)."""
+        received_at = self._clock()
+        if self._tracer is None:
+            return await self._settle(
+                records, received_at, retries=None, after=after, wait=wait, spans=None
+            )
+        spans = self._tracer.start(records)
+        try:
+            delivery = await self._settle(
+                records, received_at, retries=None, after=after, wait=wait, spans=spans
+            )
+        except BaseException as exc:
+            spans.end(exc)
+            raise
+        spans.end()
+        return delivery
 
     async def _settle(
         self,
@@ -114,6 +203,7 @@ class CommandPipeline:
         retries: int | None,
         after: Delivery,
         wait: bool,
+        spans: CommandSpans | None,
     ) -> Delivery:
         """Handle `records`, isolating any record that makes them fail for good.
 
@@ -125,7 +215,7 @@ class CommandPipeline:
             retries = None
         try:
             return await self._process(
-                records, received_at, retries=retries, after=after, wait=wait
+                records, received_at, retries=retries, after=after, wait=wait, spans=spans
             )
         except PreviousUndelivered:
             raise
@@ -134,7 +224,9 @@ class CommandPipeline:
                 raise
             await _delivered(after)  # nothing of this batch is sent before that
             if len(records) == 1:
-                await self._dead_letter_poison(records[0], exc, received_at)
+                error = await self._dead_letter_poison(records[0], exc, received_at)
+                if spans is not None:
+                    spans.dead_lettered(records[0], DeadLetterReason.PROCESSING_FAILED, error)
                 return DELIVERED
             metrics.ISOLATIONS.labels(self.route.topic).inc()
             log.error(
@@ -146,7 +238,9 @@ class CommandPipeline:
             )
             middle = len(records) // 2
             for half in (records[:middle], records[middle:]):
-                await self._settle(half, received_at, retries=0, after=DELIVERED, wait=True)
+                await self._settle(
+                    half, received_at, retries=0, after=DELIVERED, wait=True, spans=spans
+                )
             return DELIVERED
 
     async def _process(
@@ -157,9 +251,12 @@ class CommandPipeline:
         retries: int | None,
         after: Delivery,
         wait: bool,
+        spans: CommandSpans | None,
     ) -> Delivery:
+        started = time.perf_counter()
         try:
             commands: list[DecodedCommand] = []
+            sources: list[SourceRecord] = []  # each command's record, for the log
             dead: list[Undeliverable] = []
             for record in records:
                 decoded = decode_record(self.route, record)
@@ -167,6 +264,7 @@ class CommandPipeline:
                     dead.append(decoded)
                 else:
                     commands.append(decoded)
+                    sources.append(record)
             entries = [self._entry(d.record, d.reason, d.error, received_at) for d in dead]
         except Exception as exc:
             raise StageFailed("decoding") from exc
@@ -180,8 +278,15 @@ class CommandPipeline:
             OutgoingMessage(DEAD_LETTERS, d.message_key, d.message_json)
             for d in applied.dead_letters
         ]
+        # Each result carries the context of its command's span, when tracing is on.
+        traced: Iterable[Context | None] = itertools.repeat(None)
+        if spans is not None:
+            traced = spans.answered(sources, applied.outcomes)
+            for d in dead:
+                spans.dead_lettered(d.record, d.reason, d.error)
         messages += [
-            OutgoingMessage(o.result_topic, o.key.encode(), o.value) for o in applied.outcomes
+            OutgoingMessage(o.result_topic, o.key.encode(), o.value, context)
+            for o, context in zip(applied.outcomes, traced, strict=False)
         ]
         await _delivered(after)
         try:
@@ -199,10 +304,19 @@ class CommandPipeline:
                 d.record.offset,
                 d.reason.value,
                 d.error,
+                extra={
+                    "topic": d.record.topic,
+                    "partition": d.record.partition,
+                    "offset": d.record.offset,
+                    "reason": d.reason.value,
+                },
             )
             metrics.DEAD_LETTERS.labels(self.route.topic, d.reason.value).inc()
-        for kind, count in Counter(o.kind.value for o in applied.outcomes).items():
-            metrics.COMMANDS.labels(self.route.topic, kind).inc(count)
+        counts = Counter(o.kind for o in applied.outcomes)
+        for kind, count in counts.items():
+            metrics.COMMANDS.labels(self.route.topic, kind.value).inc(count)
+        if records:  # (FastStream never hands over an empty batch; a caller might)
+            _log_batch(records, sources, applied.outcomes, counts, len(dead), started)
         return delivery
 
     def _entry(
@@ -226,8 +340,9 @@ class CommandPipeline:
 
     async def _dead_letter_poison(
         self, record: SourceRecord, exc: BaseException, received_at: datetime
-    ) -> None:
-        """Dead-letter a record that failed alone, on every attempt, as processing_failed.
+    ) -> str:
+        """Dead-letter a record that failed alone, on every attempt, as processing_failed;
+        the letter's error is returned.
 
         Its letter replaces any earlier one of the same record (one that could not be
         published, say). If even this letter is refused for good, it goes once more
@@ -270,3 +385,4 @@ class CommandPipeline:
                 continue
             break
         metrics.DEAD_LETTERS.labels(self.route.topic, DeadLetterReason.PROCESSING_FAILED).inc()
+        return error

@@ -7,6 +7,12 @@ if they wish, await each command's result event, matched on `command_id`.
 It keys every command by its entity id, as the contract requires, and sends with an
 idempotent producer. Results are read from the moment the client starts; a result
 published before that is not seen (use a new `command_id`, or read the topic yourself).
+
+Tracing: each send is a "<topic> send" span of the caller's current trace, on the
+process's tracer provider (or `tracer_provider`), and the command carries its context
+in a `traceparent` header, which shopflow continues up to the command's result. A
+process with no tracer provider configured makes no span and sends the context of the
+caller's span if it has one (none, usually: then no header).
 """
 
 import asyncio
@@ -18,12 +24,15 @@ from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import RecordMetadata
+from opentelemetry import trace
+from opentelemetry.trace import TracerProvider
 
 from contracts.commands import Command
 from contracts.dead_letters import DeadLetter
 from contracts.events import ResultEvent, parse_event
 from contracts.topics import DEAD_LETTERS, EVENT_TOPICS, ROUTES_BY_TYPE, Topics
 from producers.publisher import reliable_producer
+from producers.tracing import Headers, producer_span, trace_headers
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +62,10 @@ class ShopflowClient:
         topics: Topics | None = None,
         watch_results: bool = True,
         max_request_size: int = 1024 * 1024,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self._bootstrap = bootstrap_servers
+        self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         self._topics = topics or Topics()
         self._watch = watch_results
         self._max_request_size = max_request_size
@@ -159,14 +170,27 @@ class ShopflowClient:
         )
 
     async def send_raw(
-        self, topic: str, key: bytes | None, value: bytes | None, *, partition: int | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        partition: int | None = None,
+        headers: Headers | None = None,
     ) -> RecordMetadata:
         """Publish arbitrary bytes (for tests and tools that need malformed messages);
-        returns where Kafka put them."""
+        returns where Kafka put them. The record's headers are `headers` if given, else
+        the trace context of its send span (see the module's docstring)."""
         assert self._producer is not None, "start the client first"
-        metadata: RecordMetadata = await self._producer.send_and_wait(
-            topic, value, key=key, partition=partition
-        )
+        span = producer_span(self._tracer, topic, "send", key=key, partition=partition)
+        with trace.use_span(span, end_on_exit=True):
+            metadata: RecordMetadata = await self._producer.send_and_wait(
+                topic,
+                value,
+                key=key,
+                partition=partition,
+                headers=trace_headers(span) if headers is None else headers,
+            )
         return metadata
 
     async def send_and_wait(self, command: Command, timeout: float = 30.0) -> ResultEvent:

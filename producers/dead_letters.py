@@ -11,6 +11,7 @@ the longest prefix that fits, with `payload_truncated`, and `payload_size` and
 
 import base64
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
@@ -57,7 +58,8 @@ def _encoded_size_of_whole(payload_size: int) -> int:
 
 
 class SourceRecord(Protocol):
-    """Where a record came from, and its bytes."""
+    """Where a record came from, its bytes, and its headers (a dead letter keeps none of
+    them; a trace context is read from them, `consumers.tracing`)."""
 
     @property
     def topic(self) -> str: ...
@@ -69,6 +71,8 @@ class SourceRecord(Protocol):
     def key(self) -> bytes | None: ...
     @property
     def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
 
 
 def _printable(text: str) -> str:

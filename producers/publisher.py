@@ -9,6 +9,12 @@ Results go out through an aiokafka producer of the sink's own, not FastStream's
 `broker.publish`: per message that wraps the send in middlewares, a correlation id and
 a headers dict, which profiling showed costing a third as much CPU again as the send
 itself, for nothing shopflow uses.
+
+A message that carries the trace context of the command it answers (`trace_context`,
+set only when tracing is on) gets a "create" span of its own, a child of that context,
+and a `traceparent` header naming it: the result continues its command's trace. This is
+the one place shopflow's results and their trace meet (FastStream's tracing middleware
+never sees them: they do not go through `broker.publish`).
 """
 
 import asyncio
@@ -22,8 +28,12 @@ from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import TracerProvider
 
 from contracts.topics import Topics
+from producers.tracing import producer_span, trace_headers
 
 _HEADERS = [("content-type", b"application/json")]
 
@@ -33,6 +43,12 @@ class OutgoingMessage:
     topic: str  # the contract's topic name
     key: bytes | None
     value: bytes
+    # The span of the command this answers, whose trace the message continues; None when
+    # tracing is off. None for dead letters too: they are sized to fit their topic with a
+    # fixed margin for headers (producers.dead_letters), which a sender's `tracestate`,
+    # of no bounded length, could overrun. A dead letter names its record, and the
+    # record's span says it was dead-lettered.
+    trace_context: Context | None = None
 
 
 class Delivery:
@@ -97,9 +113,16 @@ def reliable_producer(
 
 class KafkaMessageSink:
     def __init__(
-        self, bootstrap: str, topics: Topics, *, max_request_size: int, client_id: str
+        self,
+        bootstrap: str,
+        topics: Topics,
+        *,
+        max_request_size: int,
+        client_id: str,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self._topics = topics
+        self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         self._bootstrap = bootstrap
         self._max_request_size = max_request_size
         self._client_id = client_id
@@ -139,35 +162,56 @@ class KafkaMessageSink:
         open_batches: dict[tuple[str, int], BatchBuilder] = {}
         acks: list[asyncio.Future[Any]] = []
         partitions_of: dict[str, list[int]] = {}
-        placed: list[tuple[str, int, OutgoingMessage]] = []
+        placed: list[tuple[str, int, OutgoingMessage, list[tuple[str, bytes]]]] = []
         for m in messages:
-            size = DefaultRecordBatchBuilder.estimate_size_in_bytes(m.key, m.value, _HEADERS)
+            topic = self._topics.name(m.topic)
+            if topic not in partitions_of:
+                partitions_of[topic] = sorted(await producer.partitions_for(topic))
+            partitions = partitions_of[topic]
+            partition = keyed_partitioner(m.key, partitions, partitions)
+            headers = _HEADERS
+            if m.trace_context is not None:
+                span = trace.get_current_span(m.trace_context)
+                if span.is_recording():
+                    # The semantic conventions' "create" span of a message sent in a batch,
+                    # whose context the message carries; ended at once. None in a trace
+                    # that is not recorded (sampled out): the message carries its
+                    # command's context, as good to go on with, and costs no span.
+                    span = producer_span(
+                        self._tracer,
+                        topic,
+                        "create",
+                        key=m.key,
+                        parent=m.trace_context,
+                        partition=partition,
+                    )
+                    span.end()
+                headers = [*_HEADERS, *trace_headers(span)]
+            size = DefaultRecordBatchBuilder.estimate_size_in_bytes(m.key, m.value, headers)
             if size > self._max_request_size:
                 raise MessageSizeTooLargeError(
                     f"a message of {size} bytes for {m.topic} is over max_request_size "
                     f"({self._max_request_size})"
                 )
-            topic = self._topics.name(m.topic)
-            if topic not in partitions_of:
-                partitions_of[topic] = sorted(await producer.partitions_for(topic))
-            partitions = partitions_of[topic]
-            placed.append((topic, keyed_partitioner(m.key, partitions, partitions), m))
-        for topic, partition, m in placed:
+            placed.append((topic, partition, m, headers))
+        for topic, partition, m, headers in placed:
             batch = open_batches.get((topic, partition))
-            if batch is not None and _append(batch, m):
+            if batch is not None and _append(batch, m, headers):
                 continue
             if batch is not None:  # full: off it goes, and a new one
                 acks.append(await producer.send_batch(batch, topic, partition=partition))
             batch = open_batches[(topic, partition)] = producer.create_batch()
-            if not _append(batch, m):
+            if not _append(batch, m, headers):
                 raise MessageSizeTooLargeError(f"a message for {topic} fits no record batch")
         for (topic, partition), batch in open_batches.items():
             acks.append(await producer.send_batch(batch, topic, partition=partition))
         return Delivery(acks)
 
 
-def _append(batch: BatchBuilder, message: OutgoingMessage) -> bool:
+def _append(
+    batch: BatchBuilder, message: OutgoingMessage, headers: list[tuple[str, bytes]]
+) -> bool:
     return (
-        batch.append(timestamp=None, key=message.key, value=message.value, headers=_HEADERS)
+        batch.append(timestamp=None, key=message.key, value=message.value, headers=headers)
         is not None
     )

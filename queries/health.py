@@ -54,6 +54,10 @@ def health_routes(readiness_checks: Mapping[str, HealthCheck]) -> APIRouter:
 
 def create_health_app(title: str, readiness_checks: Mapping[str, HealthCheck]) -> FastAPI:
     """An application of these routes alone (`shopflow worker`'s)."""
-    app = FastAPI(title=title, description="Health and Prometheus metrics.")
+    # Not traced: probes and scrapes, every few seconds each, are not worth a trace, and
+    # FastAPI traces on a global tracer provider by default (a traced worker has one).
+    app = FastAPI(
+        title=title, description="Health and Prometheus metrics.", telemetry={"tracing": False}
+    )
     app.include_router(health_routes(readiness_checks))
     return app

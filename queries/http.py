@@ -1,13 +1,18 @@
 """The FastAPI application of the read side. Errors are `{"error": reason, "detail": ...}`:
-404 for unknown users and products, 422 for bad parameters."""
+404 for unknown users and products, 422 for bad parameters. Beside the OpenAPI
+document of these queries (/docs), it can serve the AsyncAPI document of the wire
+contract (/asyncapi.json, and /asyncapi rendering it), made by the composition root."""
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
+from opentelemetry.trace import TracerProvider
 from pydantic import BaseModel
 
 from contracts.limits import MAX_ENTITY_ID
@@ -69,6 +74,15 @@ class ErrorAnswer(BaseModel):
     detail: Any = None
 
 
+@dataclass(frozen=True)
+class AsyncApiPages:
+    """What GET /asyncapi.json and GET /asyncapi answer: the AsyncAPI document as JSON,
+    and an HTML page rendering it. Called on each request (the maker caches them)."""
+
+    document_json: Callable[[], str]
+    page_html: Callable[[], str]
+
+
 class NotFound(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         self.reason = reason
@@ -82,14 +96,30 @@ def create_http_app(
     lifespan: Any = None,
     clock: Clock = _utc_now,
     top_products: TopProducts | None = None,
+    asyncapi: AsyncApiPages | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """The read side. Without `top_products` (the Redis view with its fallback), top
-    products are computed from PostgreSQL on every request."""
+    products are computed from PostgreSQL on every request; without `asyncapi`, there is
+    no /asyncapi. With `tracer_provider`, each request is traced (shopflow.tracing)."""
+    health = health_routes(readiness_checks)
+    probes = frozenset(route.path for route in health.routes if isinstance(route, APIRoute))
     app = FastAPI(
         title="shopflow queries",
         description="Read side of shopflow. Commands go through Kafka (see CONTRACT.md).",
         lifespan=lifespan,
         responses={404: {"model": ErrorAnswer}, 422: {"model": ErrorAnswer}},
+        # FastAPI's own OpenTelemetry: a server span per request (continuing a caller's
+        # `traceparent`), on `tracer_provider` only, never on a global provider someone
+        # else installed. No spans of its inner steps (dependencies, serialization): the
+        # PostgreSQL and Redis spans under the request already say where time goes. Not
+        # the probes and scrapes, every few seconds each.
+        telemetry={
+            "tracing": tracer_provider is not None,
+            "tracer_provider": tracer_provider,
+            "operation_spans": False,
+            "exclude": lambda scope: scope.get("path") in probes,
+        },
     )
 
     @app.exception_handler(NotFound)
@@ -152,6 +182,16 @@ def create_http_app(
             product_id=view.product_id, name=view.name, price=view.price, stock=view.stock
         )
 
-    app.include_router(health_routes(readiness_checks))
+    app.include_router(health)
+
+    if asyncapi is not None:
+        # Out of the OpenAPI document, as /docs and /openapi.json are: they describe it.
+        @app.get("/asyncapi.json", include_in_schema=False)
+        async def asyncapi_document() -> Response:
+            return Response(asyncapi.document_json(), media_type="application/json")
+
+        @app.get("/asyncapi", include_in_schema=False)
+        async def asyncapi_page() -> HTMLResponse:
+            return HTMLResponse(asyncapi.page_html())
 
     return app

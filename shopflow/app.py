@@ -10,11 +10,13 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from opentelemetry.trace import TracerProvider
 
 from persistence.migrate import migrate
-from queries.http import create_http_app
+from queries.http import AsyncApiPages, create_http_app
 from queries.read_model import ReadModel
 from queries.top_products import TopProducts
+from shopflow.asyncapi import asyncapi_html, asyncapi_json
 from shopflow.kafka_admin import check_session_timeout, ensure_topics
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
@@ -32,8 +34,14 @@ async def prepare(settings: Settings) -> None:
     await migrate(settings.migration_database_url, settings.database_url)
 
 
-def create_app(settings: Settings, *, consume: bool = True, prepare_first: bool = True) -> FastAPI:
-    runtime = Runtime.build(settings, consume=consume)
+def create_app(
+    settings: Settings,
+    *,
+    consume: bool = True,
+    prepare_first: bool = True,
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
+    runtime = Runtime.build(settings, consume=consume, tracer_provider=tracer_provider)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -73,4 +81,7 @@ def create_app(settings: Settings, *, consume: bool = True, prepare_first: bool 
         top_products=TopProducts(
             runtime.sales_view, read_model, runtime.rebuild_sales_view, runtime.clock
         ),
+        # The document `shopflow asyncapi` writes to docs/asyncapi.json, the same code.
+        asyncapi=AsyncApiPages(asyncapi_json, asyncapi_html),
+        tracer_provider=tracer_provider,
     )

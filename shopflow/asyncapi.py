@@ -5,14 +5,19 @@ becomes a dead letter), which would document every payload as "anything". This b
 never-connected broker that declares each topic with its real payload types instead,
 from the same registry the service runs on, so the document cannot drift from the code.
 `shopflow asyncapi` writes it; docs/asyncapi.json is the committed copy, and a test
-checks that it is current.
+checks that it is current. `shopflow serve` serves the same JSON at GET /asyncapi.json,
+and at GET /asyncapi FastStream's HTML page rendering it (its script and style come
+from FastStream's CDN, unpkg.com, so the page needs the browser online; the JSON does
+not).
 """
 
+import functools
 import json
 from typing import Any, Union
 
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
+from faststream.specification.asyncapi import get_asyncapi_html
 
 from contracts.dead_letters import DeadLetter
 from contracts.topics import COMMAND_ROUTES, DEAD_LETTERS
@@ -62,7 +67,19 @@ def build_asyncapi(version: str = "0.1.0") -> AsyncAPI:
     )
 
 
+# Each is built once per process (50-150 ms: a broker is declared, then rendered): the
+# document only changes with the code.
+
+
+@functools.cache
 def asyncapi_json() -> str:
     """The document as stable JSON (sorted keys), for a committed copy that diffs well."""
     document = json.loads(build_asyncapi().to_specification().to_json())
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+@functools.cache
+def asyncapi_html() -> str:
+    """FastStream's HTML page rendering the document. Without its "try it out" plugin,
+    which would post messages to an endpoint shopflow does not have."""
+    return get_asyncapi_html(build_asyncapi().to_specification(), try_it_out_path=None)

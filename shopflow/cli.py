@@ -36,10 +36,12 @@ from producers.client import ShopflowClient
 from shopflow.app import create_app, prepare
 from shopflow.asyncapi import asyncapi_json
 from shopflow.kafka_admin import StartRefused
+from shopflow.logs import configure_logging
 from shopflow.ops.cli import register as register_operator_commands
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.slow_stop import reporting_a_slow_stop
+from shopflow.tracing import configure_tracing
 from shopflow.worker_http import serving_worker_http
 
 app = typer.Typer(
@@ -47,14 +49,13 @@ app = typer.Typer(
 )
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-
-
-LogLevel = Annotated[str, typer.Option(help="Logging level.")]
+LogLevel = Annotated[
+    str,
+    typer.Option(
+        help="Logging level (debug shows every command's line). The format is "
+        "SHOPFLOW_LOG_FORMAT's: JSON lines unless stderr is a terminal."
+    ),
+]
 
 
 def _tune_garbage_collector(settings: Settings) -> None:
@@ -88,18 +89,25 @@ def serve(
     log_level: LogLevel = "info",
 ) -> None:
     """Run the service in the foreground: consumers and the HTTP queries. Ctrl-C stops it."""
-    _logging(log_level)
     settings = Settings()
+    configure_logging(log_level, settings.log_format)
     # Prepared before uvicorn starts rather than in the app's lifespan: uvicorn reports a
     # lifespan failure as a stack trace, and a refusal should read as one line.
     with _refusing_to_start():
         asyncio.run(prepare(settings))
     config = uvicorn.Config(
-        create_app(settings, consume=consume, prepare_first=False),
+        create_app(
+            settings,
+            consume=consume,
+            prepare_first=False,
+            tracer_provider=configure_tracing(settings, "shopflow"),
+        ),
         host=settings.http_host,
         port=settings.http_port,
         log_level=log_level,
         lifespan="on",
+        # uvicorn's own logging configuration would replace shopflow's handler on its
+        # loggers; without it they propagate to the root handler (shopflow.logs).
         log_config=None,
     )
     _tune_garbage_collector(settings)
@@ -116,11 +124,12 @@ def worker(log_level: LogLevel = "info") -> None:
     """Run only the consumers (commands and the sales aggregator), with GET /metrics,
     /health/live and /health/ready on SHOPFLOW_WORKER_HTTP_PORT (8081; one port per
     worker on a machine). SIGINT or SIGTERM stops it cleanly."""
-    _logging(log_level)
+    settings = Settings()
+    configure_logging(log_level, settings.log_format)
+    tracer_provider = configure_tracing(settings, "shopflow-worker")
 
     async def main() -> None:
-        settings = Settings()
-        runtime = Runtime.build(settings)
+        runtime = Runtime.build(settings, tracer_provider=tracer_provider)
         await prepare(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -150,9 +159,10 @@ def worker(log_level: LogLevel = "info") -> None:
 @app.command()
 def migrate(log_level: LogLevel = "info") -> None:
     """Create missing topics and apply the database migrations."""
-    _logging(log_level)
+    settings = Settings()
+    configure_logging(log_level, settings.log_format)
     with _refusing_to_start():
-        asyncio.run(prepare(Settings()))
+        asyncio.run(prepare(settings))
     typer.echo("topics and schema are up to date")
 
 
@@ -532,10 +542,11 @@ def demo_data(
 @app.command("rebuild-top")
 def rebuild_top(log_level: LogLevel = "info") -> None:
     """Rebuild the Redis top-products view from PostgreSQL's order lines."""
-    _logging(log_level)
+    settings = Settings()
+    configure_logging(log_level, settings.log_format)
 
     async def main() -> bool:
-        runtime = Runtime.build(Settings(), consume=False)
+        runtime = Runtime.build(settings, consume=False)
         try:
             return await runtime.rebuild_sales_view()
         finally:
@@ -551,8 +562,8 @@ def rebuild_top(log_level: LogLevel = "info") -> None:
 @app.command("purge-ledger")
 def purge_ledger(log_level: LogLevel = "info") -> None:
     """Forget command_ids older than SHOPFLOW_LEDGER_RETENTION_DAYS (at least 7)."""
-    _logging(log_level)
     settings = Settings()
+    configure_logging(log_level, settings.log_format)
 
     async def main() -> int:
         engine = create_engine(settings.database_url, pool_size=1)

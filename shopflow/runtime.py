@@ -7,9 +7,12 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.types import BrokerMiddleware
+from opentelemetry.trace import TracerProvider
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -21,7 +24,9 @@ from consumers.aggregator import register_sales_aggregator
 from consumers.applier import BatchApplier, Clock, utc_now
 from consumers.consumer_state import CONSUMER_LAG, check_consumers_running
 from consumers.pipeline import CommandPipeline
+from consumers.ports import Database
 from consumers.subscribers import ConsumerOptions, InFlight, register_command_subscriber
+from consumers.tracing import CommandTracer
 from contracts.topics import COMMAND_ROUTES, ORDERS_EVENTS, Topics
 from persistence.database import create_engine
 from persistence.payments import PointsPaymentGateway
@@ -29,7 +34,7 @@ from persistence.sales_rebuild import rebuild_sales_view
 from persistence.sales_view import SalesView
 from persistence.unit_of_work import GatewayFactory, PgDatabase
 from producers.dead_letters import DeadLetterLimits, dead_letter_room
-from producers.publisher import KafkaMessageSink
+from producers.publisher import KafkaMessageSink, MessageSink
 from shopflow.aiokafka_on_uvloop import tolerate_closed_transports
 from shopflow.kafka_admin import topic_max_message_bytes
 from shopflow.settings import FaultInjection, Settings
@@ -50,7 +55,9 @@ def _crash_hook(settings: Settings, point: FaultInjection) -> Callable[[], Await
     return _crash_at(point) if settings.fault_injection is point else None
 
 
-def build_broker(settings: Settings) -> KafkaBroker:
+def build_broker(
+    settings: Settings, *, tracer_provider: TracerProvider | None = None
+) -> KafkaBroker:
     # Results and dead letters go through the sink's own producer (producers.publisher);
     # FastStream's, configured alike (idempotent, acks=all, no linger), publishes nothing
     # of ours.
@@ -68,8 +75,80 @@ def build_broker(settings: Settings) -> KafkaBroker:
         graceful_timeout=settings.graceful_timeout_s,
         client_id="shopflow",
         logger=logging.getLogger("shopflow.kafka"),
-        middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name="shopflow")],
+        # The level of FastStream's service messages that name none of their own: its
+        # "Received" and "Processed" per message (per batch here), from the logging
+        # middleware every subscriber has (faststream/middlewares/logging.py), and each
+        # subscriber's "waiting for messages" at start. At INFO they were two lines per
+        # batch, hundreds a second under load; the pipeline logs one line per batch with
+        # what it did (consumers.pipeline). Errors, warnings and partition assignments
+        # have levels of their own and keep them.
+        log_level=logging.DEBUG,
+        middlewares=_middlewares(tracer_provider),
     )
+
+
+def _middlewares(tracer_provider: TracerProvider | None) -> list[BrokerMiddleware[Any, Any]]:
+    middlewares: list[BrokerMiddleware[Any, Any]] = []
+    if tracer_provider is not None:
+        # FastStream's tracing: a span per batch, each subscriber's "<topic> process",
+        # the parent of the batch's statements and of its records' spans or the target of
+        # their links (consumers.tracing). First, so the other middlewares run inside it.
+        # Imported only then: with tracing off, none of it is loaded or runs.
+        from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+
+        middlewares.append(KafkaTelemetryMiddleware(tracer_provider=tracer_provider))
+    middlewares.append(KafkaPrometheusMiddleware(registry=REGISTRY, app_name="shopflow"))
+    return middlewares
+
+
+def consumer_options(settings: Settings) -> ConsumerOptions:
+    return ConsumerOptions(
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        linger_ms=settings.batch_linger_ms,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+    )
+
+
+def register_command_consumers(
+    broker: KafkaBroker,
+    settings: Settings,
+    *,
+    database: Database,
+    sink: MessageSink,
+    limits: DeadLetterLimits,
+    clock: Clock,
+    in_flight: InFlight,
+    tracer_provider: TracerProvider | None = None,
+) -> None:
+    """The consuming side's wiring, the top-products aggregator aside: per command topic,
+    `SHOPFLOW_CONSUMERS_PER_TOPIC` subscribers in its group, applying their batches to
+    `database` and handing results and dead letters to `sink`. `Runtime.build` passes
+    PostgreSQL and the Kafka sink; tests/unit/test_wiring_testbroker.py passes in-memory
+    ones and runs this very wiring under FastStream's TestKafkaBroker."""
+    topics = Topics(settings.topic_prefix)
+    options = consumer_options(settings)
+    tracer = None if tracer_provider is None else CommandTracer(tracer_provider)
+    for route in COMMAND_ROUTES:
+        applier = BatchApplier(
+            database,
+            clock=clock,
+            before_commit=_crash_hook(settings, FaultInjection.EXIT_BEFORE_DB_COMMIT),
+            after_commit=_crash_hook(settings, FaultInjection.EXIT_AFTER_DB_COMMIT),
+        )
+        pipeline = CommandPipeline(route, applier, sink, limits=limits, clock=clock, tracer=tracer)
+        for consumer in range(settings.consumers_per_topic):
+            register_command_subscriber(
+                broker,
+                pipeline,
+                topic=topics.name(route.topic),
+                group_id=settings.command_group(topics.name(route.topic)),
+                options=options,
+                in_flight=in_flight,
+                include_in_schema=consumer == 0,
+                after_delivery=_crash_hook(settings, FaultInjection.EXIT_AFTER_PUBLISH),
+            )
 
 
 @dataclass
@@ -94,7 +173,9 @@ class Runtime:
         clock: Clock = utc_now,
         payment_gateway: GatewayFactory = PointsPaymentGateway,
         after_apply: Callable[[], Awaitable[None]] | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> "Runtime":
+        """The runtime of `settings`; with `tracer_provider`, traced (shopflow.tracing)."""
         # Workers run on uvloop (shopflow.cli), `serve` too (uvicorn picks it): without
         # this, a broker restart could leave a consumer without its group coordinator for
         # good (shopflow.aiokafka_on_uvloop).
@@ -106,7 +187,7 @@ class Runtime:
         redis = Redis.from_url(
             settings.redis_url, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
         )
-        broker = build_broker(settings)
+        broker = build_broker(settings, tracer_provider=tracer_provider)
         topics = Topics(settings.topic_prefix)
         sales_view = SalesView(
             redis, prefix=settings.redis_key_prefix, cache_ms=settings.top_cache_ms
@@ -120,40 +201,25 @@ class Runtime:
                 topics,
                 max_request_size=settings.producer_max_request_size,
                 client_id="shopflow",
+                tracer_provider=tracer_provider,
             )
-            options = ConsumerOptions(
-                max_records=settings.batch_max_records,
-                batch_timeout_ms=settings.batch_timeout_ms,
-                linger_ms=settings.batch_linger_ms,
-                session_timeout_ms=settings.session_timeout_ms,
-                heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            register_command_consumers(
+                broker,
+                settings,
+                database=PgDatabase(engine, gateway=payment_gateway),
+                sink=sink,
+                limits=limits,
+                clock=clock,
+                in_flight=in_flight,
+                tracer_provider=tracer_provider,
             )
-            for route in COMMAND_ROUTES:
-                applier = BatchApplier(
-                    PgDatabase(engine, gateway=payment_gateway),
-                    clock=clock,
-                    before_commit=_crash_hook(settings, FaultInjection.EXIT_BEFORE_DB_COMMIT),
-                    after_commit=_crash_hook(settings, FaultInjection.EXIT_AFTER_DB_COMMIT),
-                )
-                pipeline = CommandPipeline(route, applier, sink, limits=limits, clock=clock)
-                for consumer in range(settings.consumers_per_topic):
-                    register_command_subscriber(
-                        broker,
-                        pipeline,
-                        topic=topics.name(route.topic),
-                        group_id=settings.command_group(topics.name(route.topic)),
-                        options=options,
-                        in_flight=in_flight,
-                        include_in_schema=consumer == 0,
-                        after_delivery=_crash_hook(settings, FaultInjection.EXIT_AFTER_PUBLISH),
-                    )
             register_sales_aggregator(
                 broker,
                 sales_view,
                 topic=topics.name(ORDERS_EVENTS),
                 group_id=settings.sales_aggregator_group,
                 clock=clock,
-                options=options,
+                options=consumer_options(settings),
                 in_flight=in_flight,
                 after_apply=after_apply,
             )

@@ -15,6 +15,22 @@ class FaultInjection(StrEnum):
     EXIT_AFTER_PUBLISH = "exit-after-publish"  # results delivered, offsets not committed
 
 
+class LogFormat(StrEnum):
+    """How log lines are written (shopflow.logs)."""
+
+    AUTO = "auto"  # console on a terminal, JSON otherwise
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class TracingMode(StrEnum):
+    """Whether a process exports traces (shopflow.tracing)."""
+
+    AUTO = "auto"  # on when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set
+    ON = "on"
+    OFF = "off"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHOPFLOW_", extra="ignore")
 
@@ -145,6 +161,22 @@ class Settings(BaseSettings):
     )
 
     ledger_retention_days: int = Field(default=7, ge=7)
+    log_format: LogFormat = Field(
+        default=LogFormat.AUTO,
+        description="How every shopflow process writes its log to stderr: `json` (one "
+        "object a line: timestamp, level, logger, event, the event's fields, any "
+        "exception as a string), `console` (structlog's readable lines), or `auto`: "
+        "console when stderr is a terminal, JSON when it is not (a supervisor, a pipe).",
+    )
+    tracing: TracingMode = Field(
+        default=TracingMode.AUTO,
+        description="OpenTelemetry traces of `shopflow serve` and `shopflow worker`, "
+        "exported over OTLP (HTTP/protobuf) to where the standard OTEL_EXPORTER_OTLP_* "
+        "variables say (OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER and the others apply too): "
+        "`on`, `off`, or `auto`: on when OTEL_EXPORTER_OTLP_ENDPOINT or "
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set. Off, nothing of it runs: no tracer "
+        "provider, no tracing middleware, no span made anywhere.",
+    )
     fault_injection: FaultInjection = FaultInjection.NONE
 
     def command_group(self, topic: str) -> str:

@@ -77,7 +77,7 @@ async def serving_worker_http(runtime: Runtime) -> AsyncIterator[str]:
     config = uvicorn.Config(
         create_worker_http_app(runtime),
         lifespan="off",  # the worker starts and stops the runtime itself
-        log_config=None,
+        log_config=None,  # its loggers go to the worker's root handler (shopflow.logs)
         access_log=False,
         timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_S,
     )

@@ -25,4 +25,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+# This repository's servers are those of `scripts/infra.sh up` (`make test` starts them),
+# even on a machine with Docker, where shopflow.testing.servers would otherwise take
+# containers; SHOPFLOW_TEST_INFRA=testcontainers asks for those.
 os.environ.setdefault("SHOPFLOW_TEST_INFRA", "local")

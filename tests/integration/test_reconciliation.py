@@ -26,8 +26,8 @@ from persistence.tables import (
     users,
 )
 from shopflow.runtime import Runtime
+from shopflow.testing.servers import Endpoints
 from tests.conftest import _RUN, new_command_id, new_entity_id
-from tests.infra import Endpoints
 from tests.integration.test_http_read_side import seed_order, seed_product, seed_user
 
 PLACED_AT = datetime(2030, 6, 1, 12, tzinfo=UTC)

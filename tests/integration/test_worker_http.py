@@ -68,10 +68,11 @@ def _free_port() -> int:
 
 
 async def _start_worker(
-    settings: Settings, port: int, *, capture: bool = False
+    settings: Settings, port: int, *, capture: bool = False, log_level: str = "warning"
 ) -> asyncio.subprocess.Process:
     """`shopflow worker` in a process of its own, its HTTP side on `port`; with
-    `capture`, its stdout and stderr piped to the test."""
+    `capture`, its stdout and stderr piped to the test (which must read them as they
+    come: a full pipe would block the worker's writes)."""
     env = service_env(
         settings,
         SHOPFLOW_WORKER_HTTP_PORT=str(port),
@@ -80,7 +81,7 @@ async def _start_worker(
     )
     pipe = asyncio.subprocess.PIPE if capture else None
     return await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "shopflow", "worker", "--log-level", "warning"),
+        *(sys.executable, "-m", "shopflow", "worker", "--log-level", log_level),
         env=env,
         stdout=pipe,
         stderr=pipe,

@@ -5,6 +5,7 @@ batch whose delivery failed goes back, with any batch after it, for redelivery."
 import asyncio
 
 from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import RecordTooLargeError
 
 from consumers.subscribers import ConsumerLane, InFlight, Records
 from producers.publisher import DELIVERED, Delivery
@@ -286,3 +287,31 @@ async def test_a_commit_that_never_answers_is_given_up_and_the_next_ones_go_on()
 
     assert consumer.log == [("commit hangs", {0: 15}), ("commit", {0: 20})]
     consumer.released.set()
+
+
+class FetchFails(FakeConsumer):
+    """aiokafka raises a fetch error once, having consumed nothing (a record too large)."""
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        self.log.append(("getmany fails", {}))
+        raise RecordTooLargeError("a record larger than the fetch size")
+
+
+async def test_a_batch_whose_top_up_fails_is_worked_on_as_delivered() -> None:
+    """Were the error to escape, the batch would be neither applied nor sought back, and
+    the next batch's commit would pass over it."""
+    consumer = FetchFails()
+    seen: list[int] = []
+
+    async def work(records: Records, after: Delivery, wait: bool) -> Delivery:
+        seen.extend(r.offset for r in records)
+        return DELIVERED
+
+    lane = ConsumerLane(TOPIC, work, InFlight(), max_records=8, linger_ms=2, backoff_seconds=0)
+    await lane.handle(_batch(0, 10, 3), consumer)
+    await _settle()
+
+    assert seen == [10, 11, 12]
+    assert consumer.log == [("getmany fails", {}), ("commit", {0: 13})]

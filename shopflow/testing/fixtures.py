@@ -1,0 +1,127 @@
+"""shopflow's pytest fixtures, for its own tests and other teams' (registered by
+`shopflow.testing.plugin`). All are session-scoped: one shopflow per test session, on a
+fresh database and topic prefix, removed at the end.
+
+- `shopflow_endpoints`: where Kafka, PostgreSQL and Redis are (`shopflow.testing.servers`:
+  containers when Docker answers, else the servers the SHOPFLOW_* settings name).
+- `shopflow_settings`: the session's own settings on them (database, topic prefix,
+  consumer groups, Redis keys; `shopflow.testing.session.isolated_settings`).
+- `shopflow_service`: shopflow running: migrated, topics created, every command topic
+  consumed in this process, results and dead letters published. At the end of the
+  session its reconciliation check runs and fails the session on a broken invariant.
+- `shopflow_client`: a started `ShopflowClient` bound to that service (its topics), to
+  send commands and await their result events.
+- `shopflow_http`: an `httpx.AsyncClient` on shopflow's HTTP queries (`GET
+  /users/{id}/points`, ...), the app `shopflow serve --no-consume` serves, in process.
+
+The async fixtures live in the session's event loop (pytest-asyncio, `loop_scope="session"`):
+tests that use them must run in it too, `@pytest.mark.asyncio(loop_scope="session")` (or
+`asyncio_default_test_loop_scope = "session"` in the pytest configuration).
+
+Everything heavy is imported inside the fixtures: pytest imports this module at every
+start, wherever shopflow is installed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+import pytest_asyncio
+
+if TYPE_CHECKING:
+    import httpx
+
+    from producers.client import ShopflowClient
+    from shopflow.runtime import Runtime
+    from shopflow.settings import Settings
+    from shopflow.testing.servers import Endpoints
+
+# The fixtures that live in the session's event loop.
+_IN_SESSION_LOOP = frozenset(
+    {"shopflow_settings", "shopflow_service", "shopflow_client", "shopflow_http"}
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before the fixtures are set up (a service started)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail a test that awaits shopflow's fixtures from another event loop, saying why,
+    rather than with asyncio's "attached to a different loop" from deep in aiokafka."""
+    if not _IN_SESSION_LOOP & set(getattr(item, "fixturenames", ())):
+        return
+    if not inspect.iscoroutinefunction(getattr(item, "obj", None)):
+        return  # a sync test may read shopflow_settings; it awaits nothing
+    marker = item.get_closest_marker("asyncio")
+    scope = (marker.kwargs.get("loop_scope") if marker else None) or item.config.getini(
+        "asyncio_default_test_loop_scope"
+    )
+    if scope != "session":
+        pytest.fail(
+            f"{item.nodeid} uses shopflow's fixtures, which live in the session's event "
+            f"loop, but runs in a {scope or 'function'}-scoped one: mark it "
+            '@pytest.mark.asyncio(loop_scope="session"), or set '
+            'asyncio_default_test_loop_scope = "session" in the pytest configuration.',
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def shopflow_endpoints() -> Iterator[Endpoints]:
+    """Kafka, PostgreSQL and Redis: containers when Docker answers, else the servers the
+    SHOPFLOW_* settings name (SHOPFLOW_TEST_INFRA=local|testcontainers|auto chooses)."""
+    from shopflow.testing.servers import find_servers
+
+    with find_servers() as endpoints:
+        yield endpoints
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def shopflow_settings(shopflow_endpoints: Endpoints) -> AsyncIterator[Settings]:
+    """The session's shopflow settings: its own database, topic prefix, consumer groups
+    and Redis keys on those servers; all removed at the end of the session."""
+    from shopflow.testing.session import isolated_settings
+
+    async with isolated_settings(shopflow_endpoints, secrets.token_hex(3)) as settings:
+        yield settings
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def shopflow_service(shopflow_settings: Settings) -> AsyncIterator[Runtime]:
+    """shopflow running as it really runs, consuming in this process; its invariants are
+    checked (`shopflow check`) when the session ends."""
+    from shopflow.testing.session import running_service
+
+    async with running_service(shopflow_settings) as runtime:
+        yield runtime
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def shopflow_client(shopflow_service: Runtime) -> AsyncIterator[ShopflowClient]:
+    """A started ShopflowClient on the service's topics: `await
+    shopflow_client.send_and_wait(command)` returns the command's result event."""
+    from producers.client import ShopflowClient
+
+    settings = shopflow_service.settings
+    async with ShopflowClient(settings.kafka_bootstrap, topics=shopflow_service.topics) as client:
+        yield client
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def shopflow_http(shopflow_service: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx.AsyncClient on shopflow's HTTP queries (`GET /users/{id}/points`, ...)."""
+    import httpx
+
+    from shopflow.app import create_app
+
+    # The HTTP side as `shopflow serve --no-consume` runs it next to the consuming service:
+    # its own runtime (connections), started and stopped by the app's lifespan.
+    app = create_app(shopflow_service.settings, consume=False, prepare_first=False)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://shopflow") as client,
+    ):
+        yield client
