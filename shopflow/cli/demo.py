@@ -10,15 +10,15 @@ from aiokafka.errors import KafkaError
 
 from contracts.commands import ChargePoints, Command, RegisterUser, UpsertProduct
 from contracts.events import RejectionReason, ResultEvent, UserRejected
-from shopflow.cli.senders import (
+from shopflow.cli.sending import (
     EXIT_ACCEPTED,
     EXIT_FAILED,
     EXIT_REJECTED,
-    _collect,
-    _connected,
-    _fail,
-    _is_rejection,
-    _rejection_line,
+    collect,
+    connected,
+    fail,
+    is_rejection,
+    rejection_line,
 )
 
 app = typer.Typer()  # merged into `shopflow` (shopflow/cli/__init__.py)
@@ -74,7 +74,7 @@ def _demo_ok(event: ResultEvent) -> bool:
     # A user registered before under another command id is as good as registered now.
     if isinstance(event, UserRejected):
         return event.reason is RejectionReason.USER_EXISTS
-    return not _is_rejection(event)
+    return not is_rejection(event)
 
 
 @app.command("demo-data")
@@ -89,7 +89,7 @@ def demo_data(
 
     async def main() -> list[tuple[Command, ResultEvent | None]]:
         answered: list[tuple[Command, ResultEvent | None]] = []
-        async with _connected(True) as client:
+        async with connected(True) as client:
             deadline = asyncio.get_running_loop().time() + timeout
             for commands in rounds:
                 if any(result is None for _, result in answered):
@@ -97,13 +97,13 @@ def demo_data(
                     continue
                 for command in commands:
                     await client.send(command)
-                answered += zip(commands, await _collect(client, commands, deadline), strict=True)
+                answered += zip(commands, await collect(client, commands, deadline), strict=True)
         return answered
 
     try:
         answered = asyncio.run(main())
     except KafkaError as error:
-        raise _fail(f"could not send the demo data: {error!r}") from None
+        raise fail(f"could not send the demo data: {error!r}") from None
     code = EXIT_ACCEPTED
     for command, event in answered:
         if event is None:
@@ -112,6 +112,6 @@ def demo_data(
             continue
         typer.echo(_summary(event, started))
         if not _demo_ok(event):
-            typer.echo(_rejection_line(event), err=True)
+            typer.echo(rejection_line(event), err=True)
             code = max(code, EXIT_REJECTED)
     raise typer.Exit(code)
