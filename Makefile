@@ -30,9 +30,11 @@ up-docker:
 run: $(STAMP) up
 	$(BIN)/shopflow serve
 
+# lint-imports: the direction of imports (README, Layout; pyproject.toml's tool.importlinter).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

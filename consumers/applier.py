@@ -40,11 +40,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from consumers.decoding import DecodedCommand
 from consumers.failures import TransientError, is_transient
-from consumers.handlers import HANDLERS, Answer, EventMeta, Handler
+from consumers.handlers import BINDINGS
 from consumers.ports import Database, UnitOfWork
+from consumers.routes import Answer, Binding, EventMeta
 from contracts.events import RejectionReason, ResultEvent
 from domain.errors import Rejected
 from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
@@ -251,21 +253,22 @@ class BatchApplier:
     async def _run_new(
         self, uow: UnitOfWork, commands: Sequence[DecodedCommand]
     ) -> dict[str, Outcome]:
-        """Outcomes of the new commands, decided in offset order by their type's handler,
-        as one set in one savepoint.
+        """Outcomes of the new commands, decided in offset order by their type's binding (the
+        rows it locks, then its handler), as one set in one savepoint.
 
         A set that fails transiently (a lock timeout, a deadlock) is rolled back and
-        tried once more, after a pause: its handler locks rows in the one global order,
-        so a second try usually passes. If that fails too, each command is run alone
-        (the same handler, on a batch of one) with the attempts it has left: the two
+        tried once more, after a pause: its rows are locked in the one global order
+        (`consumers.locking`), so a second try usually passes. If that fails too, each
+        command is run alone (the same binding, on a batch of one) with the attempts it
+        has left: the two
         tries of the set count as each command's first two, so none gets more than
         1 + `retries`. Run alone, in offset order, a batch's commands take their locks
         command by command, which is not the global order; that is why it is the last
         resort. Any other error is raised: it is poison, and the pipeline isolates it."""
         if not commands:
             return {}
-        handler = HANDLERS[type(commands[0].command)]
-        if any(HANDLERS[type(c.command)] is not handler for c in commands):
+        binding = BINDINGS[type(commands[0].command)]
+        if any(BINDINGS[type(c.command)] is not binding for c in commands):
             raise ValueError("a batch holds the commands of one topic")
         decided_at = self._clock()  # one instant for the batch: it is decided at once
         metas = [
@@ -276,7 +279,7 @@ class BatchApplier:
         for attempt in range(set_attempts):
             try:
                 async with uow.savepoint():
-                    answers = await handler(
+                    answers = await binding.run(
                         uow, [(c.command, m) for c, m in zip(commands, metas, strict=True)]
                     )
             except Exception as exc:
@@ -297,7 +300,7 @@ class BatchApplier:
             }
         left = self._retries + 1 - set_attempts
         return {
-            c.command_id: await self._run_alone(uow, c, meta, handler, left)
+            c.command_id: await self._run_alone(uow, c, meta, binding, left)
             for c, meta in zip(commands, metas, strict=True)
         }
 
@@ -310,14 +313,19 @@ class BatchApplier:
         return _outcome(cmd, OutcomeKind.ACCEPTED, answer)
 
     async def _run_alone(
-        self, uow: UnitOfWork, cmd: DecodedCommand, meta: EventMeta, handler: Handler, attempts: int
+        self,
+        uow: UnitOfWork,
+        cmd: DecodedCommand,
+        meta: EventMeta,
+        binding: Binding[Any],
+        attempts: int,
     ) -> Outcome:
         """One command, in its own savepoint, tried up to `attempts` times while it fails
         transiently; then `temporarily_unavailable`."""
         for attempt in range(attempts):
             try:
                 async with uow.savepoint():
-                    [answer] = await handler(uow, [(cmd.command, meta)])
+                    [answer] = await binding.run(uow, [(cmd.command, meta)])
             except Exception as exc:
                 # If the connection itself is gone, the rollback raises too, and the
                 # batch retries.

@@ -1,34 +1,31 @@
-"""Command handlers: one per command type, for a whole batch of its commands.
+"""Command handlers: one per command type, for a whole batch of its commands, and their
+bindings to the contract's routes (`BINDINGS`, at the end).
 
-Each loads (locking) the rows its batch touches, lets the domain decide every command
-in offset order (`domain.*.decide_*`), writes the changes in a few statements and
-returns, per command, the accepted event or the `domain.errors.Rejected` it got. A
-rejected command writes nothing. The applier also runs a handler on a batch of one
-when it must retry commands one at a time: there is no other implementation of a rule.
-
-Locks, and why batches cannot deadlock: a batch holds every row lock until it commits,
-so all handlers take them in one global order: point balances by user id (the balance
-row is the user's mutex: every command that changes a user's points or cart holds it),
-then that user's cart lines, then products by product id.
+Each handler gets the rows its batch locked (its binding's `LockRule`, taken by
+`consumers.locking` in the one global order that keeps batches from deadlocking), lets
+the domain decide every command in offset order (`domain.*.decide_*`), writes the
+changes in a few statements and returns, per command, the accepted event or the
+`domain.errors.Rejected` it got. A rejected command writes nothing. The applier also
+runs a binding on a batch of one when it must retry commands one at a time: there is no
+other implementation of a rule.
 """
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-from uuid import UUID
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 from consumers.failures import TransientError
+from consumers.locking import LockedRows, LockRule
 from consumers.ports import UnitOfWork
+from consumers.routes import Answer, Binding, EventMeta, bind
 from contracts.commands import (
     AddCartItem,
     ChargePoints,
-    Command,
     PlaceOrder,
     RegisterUser,
     RemoveCartItem,
     UpsertProduct,
 )
+from contracts.common import WireModel
 from contracts.events import (
     CartItemAdded,
     CartItemRemoved,
@@ -36,7 +33,6 @@ from contracts.events import (
     PlacedOrderLine,
     PointsCharged,
     ProductUpserted,
-    ResultEvent,
     UserRegistered,
 )
 from domain.cart import CartChange, decide_cart_changes
@@ -48,32 +44,13 @@ from domain.points import decide_charges
 from domain.users import decide_registrations
 
 
-@dataclass(frozen=True)
-class EventMeta:
-    """The envelope of the one result event a command gets."""
-
-    event_id: UUID
-    command_id: str
-    occurred_at: datetime
-
-    def envelope(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "command_id": self.command_id,
-            "occurred_at": self.occurred_at,
-        }
-
-
-Answer = ResultEvent | Rejected
-
-
 class LostInsertRace(TransientError):
     """A row this batch found absent was inserted meanwhile by another transaction (only
     during a rebalance can two consumers hold the same key): retry, and see it."""
 
 
 async def register_users(
-    uow: UnitOfWork, commands: Sequence[tuple[RegisterUser, EventMeta]]
+    uow: UnitOfWork, commands: Sequence[tuple[RegisterUser, EventMeta]], locked: LockedRows
 ) -> list[Answer]:
     registered = await uow.users.existing([cmd.user_id for cmd, _ in commands])
     decisions = decide_registrations(registered, [cmd for cmd, _ in commands])
@@ -91,9 +68,9 @@ async def register_users(
 
 
 async def upsert_products(
-    uow: UnitOfWork, commands: Sequence[tuple[UpsertProduct, EventMeta]]
+    uow: UnitOfWork, commands: Sequence[tuple[UpsertProduct, EventMeta]], locked: LockedRows
 ) -> list[Answer]:
-    existing = await uow.products.lock_many([cmd.product_id for cmd, _ in commands])
+    existing = locked.products
     decisions = decide_upserts(existing, [cmd for cmd, _ in commands])
     final = {p.product_id: p for p in decisions}  # the last upsert of each product wins
     created = [p for p in final.values() if p.product_id not in existing]
@@ -113,10 +90,9 @@ async def upsert_products(
 
 
 async def charge_points(
-    uow: UnitOfWork, commands: Sequence[tuple[ChargePoints, EventMeta]]
+    uow: UnitOfWork, commands: Sequence[tuple[ChargePoints, EventMeta]], locked: LockedRows
 ) -> list[Answer]:
-    balances = await uow.points.balances_for_update([cmd.user_id for cmd, _ in commands])
-    decisions = decide_charges(balances, [cmd for cmd, _ in commands])
+    decisions = decide_charges(locked.balances, [cmd for cmd, _ in commands])
     charged = [
         (cmd, d) for (cmd, _), d in zip(commands, decisions, strict=True) if isinstance(d, int)
     ]
@@ -143,16 +119,15 @@ async def charge_points(
 
 
 async def change_carts(
-    uow: UnitOfWork, commands: Sequence[tuple[CartChange, EventMeta]]
+    uow: UnitOfWork, commands: Sequence[tuple[CartChange, EventMeta]], locked: LockedRows
 ) -> list[Answer]:
-    """AddCartItem and RemoveCartItem: one rule set (`domain.cart`), two topics."""
-    user_ids = [cmd.user_id for cmd, _ in commands]
-    users = set(await uow.points.balances_for_update(user_ids))
-    lines = await uow.carts.lines_of_users_for_update(sorted(users))
+    """AddCartItem and RemoveCartItem: one rule set (`domain.cart`), two topics. The
+    products are only read, not locked: a cart change writes none."""
+    users = set(locked.balances)
     products = await uow.products.get_many([cmd.product_id for cmd, _ in commands])
     quantities = {
         (user_id, product_id): units
-        for user_id, user_lines in lines.items()
+        for user_id, user_lines in locked.carts.items()
         for product_id, units in user_lines
     }
     decisions = decide_cart_changes(users, products, quantities, [cmd for cmd, _ in commands])
@@ -181,7 +156,7 @@ async def change_carts(
 
 
 async def place_orders(
-    uow: UnitOfWork, commands: Sequence[tuple[PlaceOrder, EventMeta]]
+    uow: UnitOfWork, commands: Sequence[tuple[PlaceOrder, EventMeta]], locked: LockedRows
 ) -> list[Answer]:
     """Payments are made in rounds: decide every order, pay the accepted ones not paid
     yet (each with the seed's retries, `domain.payment`), and if some were declined
@@ -190,14 +165,7 @@ async def place_orders(
     declines, so an order once paid stays placed; with a gateway that does not decline
     there is one round. Then everything is written at once."""
     cmds = [cmd for cmd, _ in commands]
-    balances = await uow.points.balances_for_update([cmd.user_id for cmd in cmds])
-    carts = await uow.carts.lines_of_users_for_update(
-        sorted({cmd.user_id for cmd in cmds if cmd.from_cart and cmd.user_id in balances})
-    )
-    wanted = {line.product_id for cmd in cmds for line in cmd.items or ()}
-    wanted.update(product_id for lines in carts.values() for product_id, _ in lines)
-    stock = await uow.products.lock_many(sorted(wanted))
-
+    balances, carts, stock = locked.balances, locked.carts, locked.products
     declined: dict[str, str] = {}
     paid: set[str] = set()
     while True:
@@ -266,13 +234,35 @@ def _order_placed(cmd: PlaceOrder, meta: EventMeta, order_id: int, d: SettledOrd
     )
 
 
-Handler = Callable[[UnitOfWork, Sequence[tuple[Any, EventMeta]]], Awaitable[Sequence[Answer]]]
+# The command registry's consumer side: each contract route's handler and the rows its
+# batches lock. A new command adds its handler above and its binding here (with its
+# model and route in contracts/commands.py and its events in contracts/events.py: three
+# files in all); `bind` refuses a route without a binding, so the consumers do not
+# import until it has one. The bindings are a tuple before `bind` takes them: outside
+# its `Binding[Any]` parameter, mypy infers each binding's command type and checks its
+# handler and lock rule against it.
 
-HANDLERS: dict[type[Command], Handler] = {
-    RegisterUser: register_users,
-    UpsertProduct: upsert_products,
-    ChargePoints: charge_points,
-    AddCartItem: change_carts,
-    RemoveCartItem: change_carts,
-    PlaceOrder: place_orders,
-}
+# A cart change locks its user (the balance row) and that user's cart lines.
+_CART_LOCKS: Final = LockRule[CartChange](
+    balance_of=lambda cmd: cmd.user_id, cart_of_user=lambda cmd: True
+)
+
+_BINDINGS: Final = (
+    Binding(RegisterUser, register_users, LockRule()),
+    Binding(UpsertProduct, upsert_products, LockRule(products=lambda cmd: (cmd.product_id,))),
+    Binding(ChargePoints, charge_points, LockRule(balance_of=lambda cmd: cmd.user_id)),
+    Binding(AddCartItem, change_carts, _CART_LOCKS),
+    Binding(RemoveCartItem, change_carts, _CART_LOCKS),
+    Binding(
+        PlaceOrder,
+        place_orders,
+        # The lines ordered: the explicit ones, or with from_cart the cart's.
+        LockRule(
+            balance_of=lambda cmd: cmd.user_id,
+            cart_of_user=lambda cmd: cmd.from_cart is True,
+            products=lambda cmd: [line.product_id for line in cmd.items or ()],
+            products_in_cart=True,
+        ),
+    ),
+)
+BINDINGS: Final[Mapping[type[WireModel], Binding[Any]]] = bind(*_BINDINGS)

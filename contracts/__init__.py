@@ -31,7 +31,8 @@ from contracts.events import (
     UserRegistered,
     UserRejected,
 )
-from contracts.topics import COMMAND_ROUTES, CommandRoute, Topics
+from contracts.routes import CommandRoute
+from contracts.topics import COMMAND_ROUTES, Topics
 
 __all__ = [
     "COMMAND_ROUTES",

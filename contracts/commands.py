@@ -1,14 +1,34 @@
-"""Commands: what upstream services ask shopflow to do (imperative names).
+"""Commands: what upstream services ask shopflow to do (imperative names), and their
+routes.
 
-Every command is keyed on Kafka by its entity id (see `contracts.topics`) and carries
-`command_id`, the idempotency key.
+Every command carries `command_id`, the idempotency key, and is keyed on Kafka by its
+entity id: its route (`COMMAND_ROUTES`, at the end) names its topic, that key field,
+its result topic and its accepted and rejected events.
 """
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import Field, model_validator
 
 from contracts.common import CommandId, ProductId, Quantity, UserId, WireModel
+from contracts.events import (
+    CART_EVENTS,
+    CATALOG_EVENTS,
+    ORDERS_EVENTS,
+    POINTS_EVENTS,
+    USERS_EVENTS,
+    CartItemAdded,
+    CartItemRejected,
+    CartItemRemoved,
+    OrderPlaced,
+    OrderRejected,
+    PointsCharged,
+    PointsChargeRejected,
+    ProductRejected,
+    ProductUpserted,
+    UserRegistered,
+    UserRejected,
+)
 from contracts.limits import (
     MAX_CHARGE_AMOUNT,
     MAX_NAME_LENGTH,
@@ -16,6 +36,7 @@ from contracts.limits import (
     MAX_PRICE,
     MAX_STOCK_ADDED,
 )
+from contracts.routes import CommandRoute
 
 # U+0000 is excluded: PostgreSQL text cannot hold it, so such a name could never be stored.
 Name = Annotated[
@@ -108,3 +129,75 @@ class PlaceOrder(WireModel):
 
 
 Command = RegisterUser | UpsertProduct | ChargePoints | AddCartItem | RemoveCartItem | PlaceOrder
+
+# --- Routes ---------------------------------------------------------------------------
+#
+# The command registry. Adding a command touches three files:
+# - here: its model, a member of `Command`, and its route in `COMMAND_ROUTES` (its topic
+#   name included);
+# - contracts/events.py: its accepted and rejected events (in `EVENT_TYPES`), and its
+#   result topic if it has a new one (in `EVENT_TOPICS`);
+# - consumers/handlers.py: its handler and its binding in `BINDINGS` (the handler and
+#   the rows it locks); the consumers do not import until every route has one.
+# Everything else is made from this list: the subscribers, topic creation, the AsyncAPI
+# document (regenerate docs/asyncapi.json), the client's keying and the CLI's typed
+# sender (`shopflow <command> --help`). A command that needs new tables also needs its
+# migration and repository (persistence/, consumers/ports.py).
+
+USERS_REGISTER: Final = "shop.users.register"
+CATALOG_UPSERT_PRODUCT: Final = "shop.catalog.upsert-product"
+POINTS_CHARGE: Final = "shop.points.charge"
+CART_ADD_ITEM: Final = "shop.cart.add-item"
+CART_REMOVE_ITEM: Final = "shop.cart.remove-item"
+ORDERS_PLACE: Final = "shop.orders.place"
+
+COMMAND_ROUTES: Final[tuple[CommandRoute, ...]] = (
+    CommandRoute(
+        topic=USERS_REGISTER,
+        command_type=RegisterUser,
+        key_field="user_id",
+        result_topic=USERS_EVENTS,
+        accepted_type=UserRegistered,
+        rejected_type=UserRejected,
+    ),
+    CommandRoute(
+        topic=CATALOG_UPSERT_PRODUCT,
+        command_type=UpsertProduct,
+        key_field="product_id",
+        result_topic=CATALOG_EVENTS,
+        accepted_type=ProductUpserted,
+        rejected_type=ProductRejected,
+    ),
+    CommandRoute(
+        topic=POINTS_CHARGE,
+        command_type=ChargePoints,
+        key_field="user_id",
+        result_topic=POINTS_EVENTS,
+        accepted_type=PointsCharged,
+        rejected_type=PointsChargeRejected,
+    ),
+    CommandRoute(
+        topic=CART_ADD_ITEM,
+        command_type=AddCartItem,
+        key_field="user_id",
+        result_topic=CART_EVENTS,
+        accepted_type=CartItemAdded,
+        rejected_type=CartItemRejected,
+    ),
+    CommandRoute(
+        topic=CART_REMOVE_ITEM,
+        command_type=RemoveCartItem,
+        key_field="user_id",
+        result_topic=CART_EVENTS,
+        accepted_type=CartItemRemoved,
+        rejected_type=CartItemRejected,
+    ),
+    CommandRoute(
+        topic=ORDERS_PLACE,
+        command_type=PlaceOrder,
+        key_field="user_id",
+        result_topic=ORDERS_EVENTS,
+        accepted_type=OrderPlaced,
+        rejected_type=OrderRejected,
+    ),
+)

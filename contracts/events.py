@@ -2,16 +2,26 @@
 
 A business "no" is an event too (`...Rejected` with a machine-readable `reason`).
 `event_id` is the same on every redelivery of a result, so consumers can drop duplicates.
+Each command's route (`contracts.commands.COMMAND_ROUTES`) names its result topic, one
+of `EVENT_TOPICS`, and its accepted and rejected event types, which `EVENT_TYPES` lists.
 """
 
 import json
 from enum import StrEnum
-from typing import Literal
+from typing import Final, Literal
 from uuid import UUID
 
 from pydantic import Field
 
 from contracts.common import CommandId, ProductId, UserId, UtcTimestamp, WireModel
+
+USERS_EVENTS: Final = "shop.users.events"
+CATALOG_EVENTS: Final = "shop.catalog.events"
+POINTS_EVENTS: Final = "shop.points.events"
+CART_EVENTS: Final = "shop.cart.events"
+ORDERS_EVENTS: Final = "shop.orders.events"
+
+EVENT_TOPICS: Final = (USERS_EVENTS, CATALOG_EVENTS, POINTS_EVENTS, CART_EVENTS, ORDERS_EVENTS)
 
 
 class RejectionReason(StrEnum):

@@ -1,4 +1,5 @@
 """The shop's rules, in plain Python: no I/O, no framework.
 
-`grep -rE "sqlalchemy|faststream|redis|aiokafka" domain/` must print nothing.
+`lint-imports` holds it to that (pyproject.toml, `tool.importlinter`): no database,
+Kafka, Redis or HTTP library, no asyncio, socket or subprocess.
 """

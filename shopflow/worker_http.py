@@ -41,8 +41,8 @@ SHUTDOWN_TIMEOUT_S = 5
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
-        # The worker handles SIGINT and SIGTERM itself (shopflow.cli.worker); uvicorn's
-        # handlers would replace its handlers, then raise the signal again at exit.
+        # The worker handles SIGINT and SIGTERM itself (shopflow.cli.processes.worker);
+        # uvicorn's handlers would replace its handlers, then raise the signal again at exit.
         yield
 
 

@@ -17,7 +17,8 @@ from typer.testing import CliRunner, Result
 from persistence.reconciliation import describe, find_violations
 from producers.client import topic_partitions
 from queries.read_model import ReadModel
-from shopflow.cli import DEMO_CHARGE, DEMO_PRODUCTS, DEMO_USERS, app
+from shopflow.cli import app
+from shopflow.cli.demo import DEMO_CHARGE, DEMO_PRODUCTS, DEMO_USERS
 from shopflow.kafka_admin import ensure_topics
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings

@@ -1,5 +1,6 @@
-"""The handlers of users, products and points against in-memory ports: what a batch
-changes and what each command of it is answered."""
+"""The handlers of users, products and points against in-memory ports, each run through
+its binding (its rows locked, then the handler): what a batch changes and what each
+command of it is answered."""
 
 import uuid
 from datetime import UTC, datetime
@@ -7,14 +8,8 @@ from typing import TypeVar
 
 import pytest
 
-from consumers.handlers import (
-    Answer,
-    EventMeta,
-    LostInsertRace,
-    charge_points,
-    register_users,
-    upsert_products,
-)
+from consumers.handlers import BINDINGS, LostInsertRace
+from consumers.routes import Answer, EventMeta
 from contracts.commands import ChargePoints, RegisterUser, UpsertProduct
 from contracts.events import PointsCharged, ProductUpserted, UserRegistered
 from contracts.limits import MAX_BALANCE
@@ -29,8 +24,10 @@ def _meta(command_id: str = "c") -> EventMeta:
     return EventMeta(uuid.uuid4(), command_id, datetime(2026, 11, 29, tzinfo=UTC))
 
 
-def _with_meta(*commands: C) -> list[tuple[C, EventMeta]]:
-    return [(cmd, _meta(cmd.command_id)) for cmd in commands]
+async def _run(uow: FakeUnitOfWork, *commands: C) -> list[Answer]:
+    """One batch of one command type, through its binding."""
+    batch = [(cmd, _meta(cmd.command_id)) for cmd in commands]
+    return list(await BINDINGS[type(commands[0])].run(uow, batch))
 
 
 def _names(answers: list[Answer]) -> list[str]:
@@ -42,13 +39,11 @@ async def test_registration_opens_a_zero_balance_and_a_taken_id_is_user_exists()
     uow.state.users[7] = "Old"
     uow.state.balances[7] = 3
 
-    answers = await register_users(
+    answers = await _run(
         uow,
-        _with_meta(
-            RegisterUser(command_id="a", user_id=1, name="A"),
-            RegisterUser(command_id="b", user_id=7, name="B"),  # taken before
-            RegisterUser(command_id="c", user_id=1, name="C"),  # taken by "a"
-        ),
+        RegisterUser(command_id="a", user_id=1, name="A"),
+        RegisterUser(command_id="b", user_id=7, name="B"),  # taken before
+        RegisterUser(command_id="c", user_id=1, name="C"),  # taken by "a"
     )
 
     assert _names(answers) == ["UserRegistered", "UserExists", "UserExists"]
@@ -71,20 +66,18 @@ async def test_a_registration_that_loses_an_insert_race_is_retried_not_answered(
     uow.users = Racing()  # type: ignore[assignment]
 
     with pytest.raises(LostInsertRace):
-        await register_users(uow, _with_meta(RegisterUser(command_id="a", user_id=1, name="A")))
+        await _run(uow, RegisterUser(command_id="a", user_id=1, name="A"))
 
 
 async def test_upserts_create_then_restock_and_write_the_last_state_once() -> None:
     uow = FakeUnitOfWork()
     uow.state.products[4] = Product(4, "Tea", 5, 1)
 
-    answers = await upsert_products(
+    answers = await _run(
         uow,
-        _with_meta(
-            UpsertProduct(command_id="a", product_id=3, name="Mug", price=9, stock_added=2),
-            UpsertProduct(command_id="b", product_id=3, name="Mug2", price=8, stock_added=5),
-            UpsertProduct(command_id="c", product_id=4, name="Tea", price=6, stock_added=0),
-        ),
+        UpsertProduct(command_id="a", product_id=3, name="Mug", price=9, stock_added=2),
+        UpsertProduct(command_id="b", product_id=3, name="Mug2", price=8, stock_added=5),
+        UpsertProduct(command_id="c", product_id=4, name="Tea", price=6, stock_added=0),
     )
 
     assert all(isinstance(a, ProductUpserted) for a in answers)
@@ -100,15 +93,13 @@ async def test_charges_apply_in_order_and_answer_each_command() -> None:
     uow = FakeUnitOfWork()
     uow.state.balances.update({1: 0, 2: MAX_BALANCE - 10})
 
-    answers = await charge_points(
+    answers = await _run(
         uow,
-        _with_meta(
-            ChargePoints(command_id="a", user_id=1, amount=5),
-            ChargePoints(command_id="b", user_id=9, amount=5),  # unknown user
-            ChargePoints(command_id="c", user_id=1, amount=7),
-            ChargePoints(command_id="d", user_id=2, amount=11),  # past the ceiling
-            ChargePoints(command_id="e", user_id=2, amount=10),
-        ),
+        ChargePoints(command_id="a", user_id=1, amount=5),
+        ChargePoints(command_id="b", user_id=9, amount=5),  # unknown user
+        ChargePoints(command_id="c", user_id=1, amount=7),
+        ChargePoints(command_id="d", user_id=2, amount=11),  # past the ceiling
+        ChargePoints(command_id="e", user_id=2, amount=10),
     )
 
     assert _names(answers) == [
@@ -135,9 +126,7 @@ async def test_charges_apply_in_order_and_answer_each_command() -> None:
 async def test_a_batch_of_refused_charges_writes_nothing() -> None:
     uow = FakeUnitOfWork()
 
-    answers = await charge_points(
-        uow, _with_meta(ChargePoints(command_id="a", user_id=1, amount=5))
-    )
+    answers = await _run(uow, ChargePoints(command_id="a", user_id=1, amount=5))
 
     assert isinstance(answers[0], UnknownUser)
     assert uow.state.transactions == []

@@ -1,11 +1,13 @@
-"""The cart and order handlers against in-memory ports (no I/O): the rules, the order of
-the checks, and how a batch's commands see each other's effects. Integration tests
-check the same against PostgreSQL, with concurrency."""
+"""The cart and order handlers against in-memory ports (no I/O), each run through its
+binding (its rows locked, then the handler): the rules, the order of the checks, and
+how a batch's commands see each other's effects. Integration tests check the same
+against PostgreSQL, with concurrency."""
 
 import uuid
 from datetime import UTC, datetime
 
-from consumers.handlers import Answer, EventMeta, change_carts, place_orders
+from consumers.handlers import BINDINGS
+from consumers.routes import Answer, EventMeta
 from contracts.commands import AddCartItem, OrderLine, PlaceOrder, RemoveCartItem
 from contracts.events import CartItemAdded, CartItemRemoved, OrderPlaced
 from domain.catalog import Product
@@ -34,12 +36,13 @@ def _order(*lines: tuple[int, int], command_id: str = "o", user_id: int = 1) -> 
     )
 
 
-async def _carts(uow: FakeUnitOfWork, *commands: AddCartItem | RemoveCartItem) -> list[Answer]:
-    return list(await change_carts(uow, [(c, _meta(c.command_id)) for c in commands]))
-
-
-async def _orders(uow: FakeUnitOfWork, *commands: PlaceOrder) -> list[Answer]:
-    return list(await place_orders(uow, [(c, _meta(c.command_id)) for c in commands]))
+async def _run(
+    uow: FakeUnitOfWork, *commands: AddCartItem | RemoveCartItem | PlaceOrder
+) -> list[Answer]:
+    """One batch of one command type, through its binding: its rows locked, then its
+    handler."""
+    batch = [(c, _meta(c.command_id)) for c in commands]
+    return list(await BINDINGS[type(commands[0])].run(uow, batch))
 
 
 def _names(answers: list[Answer]) -> list[str]:
@@ -49,7 +52,7 @@ def _names(answers: list[Answer]) -> list[str]:
 async def test_adds_accumulate_up_to_the_stock_in_offset_order() -> None:
     uow = _shop()
 
-    answers = await _carts(
+    answers = await _run(
         uow,
         AddCartItem(command_id="a", user_id=1, product_id=10, quantity=3),
         AddCartItem(command_id="b", user_id=1, product_id=10, quantity=2),
@@ -79,7 +82,7 @@ async def test_removing_down_to_zero_deletes_the_line_and_more_than_held_is_refu
     uow.state.cart[(1, 10)] = 2
     uow.state.cart[(1, 20)] = 1
 
-    answers = await _carts(
+    answers = await _run(
         uow,
         RemoveCartItem(command_id="r1", user_id=1, product_id=10, quantity=2),
         RemoveCartItem(command_id="r2", user_id=1, product_id=20, quantity=2),
@@ -94,7 +97,7 @@ async def test_removing_down_to_zero_deletes_the_line_and_more_than_held_is_refu
 async def test_an_order_pays_takes_stock_deducts_points_and_records_the_order() -> None:
     uow = _shop(balance=1_000)
 
-    [event] = await _orders(uow, _order((10, 2), (20, 1)))
+    [event] = await _run(uow, _order((10, 2), (20, 1)))
 
     assert isinstance(event, OrderPlaced)
     assert (event.total, event.balance) == (700, 300)
@@ -111,7 +114,7 @@ async def test_points_are_checked_before_stock_and_refusals_name_the_product() -
     uow = _shop(balance=100)
     uow.state.balances[2] = 10_000
 
-    answers = await _orders(
+    answers = await _run(
         uow,
         _order((20, 5), command_id="a"),  # short of points and of stock: points first
         _order((10, 1), (20, 3), command_id="b", user_id=2),  # tea short
@@ -128,7 +131,7 @@ async def test_a_payment_declined_three_times_is_retried_and_succeeds() -> None:
     uow = _shop()
     uow.faults.declines["o"] = 3
 
-    [event] = await _orders(uow, _order((10, 1)))
+    [event] = await _run(uow, _order((10, 1)))
 
     assert isinstance(event, OrderPlaced)
     assert event.total == 300
@@ -139,7 +142,7 @@ async def test_a_payment_declined_four_times_is_payment_failed_and_frees_the_sto
     uow = _shop()
     uow.faults.declines["first"] = 4
 
-    answers = await _orders(
+    answers = await _run(
         uow,
         _order((20, 2), command_id="first"),  # passes the checks, then is never paid
         _order((20, 2), command_id="second", user_id=1),  # gets the tea the first freed
@@ -158,7 +161,7 @@ async def test_an_order_from_the_cart_orders_it_and_a_second_finds_it_empty() ->
     uow.state.cart[(1, 10)] = 2
     uow.state.cart[(1, 20)] = 1
 
-    answers = await _orders(
+    answers = await _run(
         uow,
         PlaceOrder(command_id="o1", user_id=1, from_cart=True),
         PlaceOrder(command_id="o2", user_id=1, from_cart=True),
@@ -174,7 +177,7 @@ async def test_orders_of_a_batch_see_each_others_points_and_stock() -> None:
     uow = _shop(balance=1_600)
     uow.state.cart[(1, 10)] = 2
 
-    answers = await _orders(
+    answers = await _run(
         uow,
         _order((10, 2), command_id="o1"),  # placed
         _order((20, 2), command_id="o2"),  # placed, takes all tea

@@ -8,7 +8,7 @@ import gc
 from fastapi import FastAPI
 
 from shopflow.app import create_app
-from shopflow.cli import _tune_garbage_collector
+from shopflow.cli.processes import _tune_garbage_collector
 from shopflow.runtime import build_broker
 from shopflow.settings import Settings
 

@@ -1,0 +1,75 @@
+"""The rows a batch locks: each command type declares which (its binding's `LockRule`,
+`consumers.handlers.BINDINGS`), and `lock_rows` takes them, here only, before the
+handler runs.
+
+Locks, and why batches cannot deadlock: a batch holds every row lock until it commits,
+so every batch takes them in one global order: point balances by user id (the balance
+row is the user's mutex: every command that changes a user's points or cart holds it),
+then those users' cart lines, then products by product id. Each kind is taken in one
+statement whose rows are locked in id order (`persistence.repositories`). A rule says
+which rows of each kind; it cannot change the order, which is why a new command type
+cannot bring a deadlock with it.
+"""
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from consumers.ports import UnitOfWork
+from domain.catalog import Product
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class LockRule(Generic[C]):
+    """Which rows a command of type C locks. All empty: none (a registration only inserts,
+    and a lost insert race is retried)."""
+
+    # The user whose balance row it locks, when it changes that user's points or cart.
+    balance_of: Callable[[C], int] | None = None
+    # Whether it also locks that user's cart lines (only a user who exists has a cart).
+    cart_of_user: Callable[[C], bool] | None = None
+    # The products it locks (to change them).
+    products: Callable[[C], Iterable[int]] | None = None
+    # Whether it also locks the products of the cart lines it locked.
+    products_in_cart: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cart_of_user is not None and self.balance_of is None:
+            raise ValueError("a cart is locked under its user's balance row: give balance_of")
+        if self.products_in_cart and self.cart_of_user is None:
+            raise ValueError("products_in_cart needs cart_of_user")
+
+
+@dataclass(frozen=True)
+class LockedRows:
+    """What a batch locked, as its handler gets it."""
+
+    # user id -> balance, of the users that exist.
+    balances: dict[int, int] = field(default_factory=dict)
+    # user id -> (product id, units) of each line, of the locked carts that are not empty.
+    carts: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    # product id -> product, of the products that exist.
+    products: dict[int, Product] = field(default_factory=dict)
+
+
+async def lock_rows(uow: UnitOfWork, rule: LockRule[C], commands: Sequence[C]) -> LockedRows:
+    """Lock the rows `rule` names for `commands`, in the global order, and return them."""
+    balances: dict[int, int] = {}
+    carts: dict[int, list[tuple[int, int]]] = {}
+    products: dict[int, Product] = {}
+    if rule.balance_of is not None:
+        user_of = rule.balance_of
+        balances = await uow.points.balances_for_update([user_of(cmd) for cmd in commands])
+        if rule.cart_of_user is not None:
+            wants_cart = rule.cart_of_user
+            users = {user_of(cmd) for cmd in commands if wants_cart(cmd)} & balances.keys()
+            carts = await uow.carts.lines_of_users_for_update(sorted(users))
+    if rule.products is not None or rule.products_in_cart:
+        named = rule.products
+        wanted = {p for cmd in commands for p in named(cmd)} if named is not None else set()
+        if rule.products_in_cart:
+            wanted.update(p for lines in carts.values() for p, _ in lines)
+        products = await uow.products.lock_many(sorted(wanted))
+    return LockedRows(balances, carts, products)

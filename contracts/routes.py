@@ -1,0 +1,65 @@
+"""What the contract says about one command topic: `CommandRoute`.
+
+The routes themselves are declared with their commands (`contracts.commands`,
+`COMMAND_ROUTES`), the one list that the service's subscribers, topic creation, the
+AsyncAPI document, the client and the CLI's typed senders are all made from. The
+consumer side binds each route to its handler and the rows it locks in one place
+(`consumers.handlers.BINDINGS`); this package cannot name handlers, since it imports
+pydantic only.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from contracts.common import WireModel
+from contracts.events import RejectionReason, ResultEvent
+
+
+@dataclass(frozen=True)
+class CommandRoute:
+    """One command topic: its payload type, the field its Kafka key must equal, and where
+    (and as what) its result goes."""
+
+    topic: str
+    command_type: type[WireModel]
+    key_field: str
+    result_topic: str
+    accepted_type: type[ResultEvent]
+    rejected_type: type[ResultEvent]
+
+    def __post_init__(self) -> None:
+        # Checked when the route is declared, so a route that could never key or answer a
+        # command fails at import rather than on its first message.
+        key = self.command_type.model_fields.get(self.key_field)
+        if key is None or key.annotation is not int:
+            raise TypeError(f"{self.type_name}.{self.key_field} is not an integer field")
+        if "reason" not in self.rejected_type.model_fields:
+            raise TypeError(f"{self.rejected_type.__name__} has no `reason`")
+        for event in (self.accepted_type, self.rejected_type):
+            if self.key_field not in event.model_fields:
+                raise TypeError(f"{event.__name__} does not carry `{self.key_field}`")
+
+    @property
+    def type_name(self) -> str:
+        return self.command_type.__name__
+
+    def entity_id(self, command: WireModel) -> int:
+        value = getattr(command, self.key_field)
+        assert isinstance(value, int)
+        return value
+
+    def rejection(
+        self,
+        command: WireModel,
+        reason: RejectionReason,
+        *,
+        product_id: int | None = None,
+        **envelope: Any,
+    ) -> ResultEvent:
+        """The rejection event for `command`; `envelope` is event_id, command_id, occurred_at."""
+        fields: dict[str, Any] = {self.key_field: self.entity_id(command), "reason": reason}
+        if "product_id" in self.rejected_type.model_fields and self.key_field != "product_id":
+            named = product_id if product_id is not None else getattr(command, "product_id", None)
+            if named is not None:
+                fields["product_id"] = named
+        return self.rejected_type(**envelope, **fields)

@@ -1,0 +1,133 @@
+"""The commands that run shopflow's processes: `serve`, `worker` and `migrate`."""
+
+import asyncio
+import contextlib
+import gc
+import logging
+import signal
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+import uvicorn
+import uvloop
+
+from shopflow.app import create_app, prepare
+from shopflow.cli.logs import LogLevel
+from shopflow.kafka_admin import StartRefused
+from shopflow.logs import configure_logging
+from shopflow.runtime import Runtime
+from shopflow.settings import Settings
+from shopflow.slow_stop import reporting_a_slow_stop
+from shopflow.tracing import configure_tracing
+from shopflow.worker_http import serving_worker_http
+
+app = typer.Typer()  # merged into `shopflow` (shopflow/cli/__init__.py)
+
+
+def _tune_garbage_collector(settings: Settings) -> None:
+    """A long-running process's collector: what is there now (modules, the runtime) is
+    frozen out of collections, and young objects are collected less often
+    (`SHOPFLOW_GC_THRESHOLD`). Reference counting frees nearly everything a batch makes;
+    the collector only finds cycles."""
+    if settings.gc_threshold <= 0:
+        return
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(settings.gc_threshold, older, oldest)
+
+
+@contextlib.contextmanager
+def _refusing_to_start() -> Iterator[None]:
+    """A set-up the service will not run on (topics with too few partitions, a session
+    timeout the brokers refuse): its one sentence on stderr and exit 1, not a stack
+    trace."""
+    try:
+        yield
+    except StartRefused as error:
+        typer.echo(f"shopflow refuses to start: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def serve(
+    consume: Annotated[bool, typer.Option(help="Run the command consumers.")] = True,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run the service in the foreground: consumers and the HTTP queries. Ctrl-C stops it."""
+    settings = Settings()
+    configure_logging(log_level, settings.log_format)
+    # Prepared before uvicorn starts rather than in the app's lifespan: uvicorn reports a
+    # lifespan failure as a stack trace, and a refusal should read as one line.
+    with _refusing_to_start():
+        asyncio.run(prepare(settings))
+    config = uvicorn.Config(
+        create_app(
+            settings,
+            consume=consume,
+            prepare_first=False,
+            tracer_provider=configure_tracing(settings, "shopflow"),
+        ),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level=log_level,
+        lifespan="on",
+        # uvicorn's own logging configuration would replace shopflow's handler on its
+        # loggers; without it they propagate to the root handler (shopflow.logs).
+        log_config=None,
+    )
+    _tune_garbage_collector(settings)
+    uvicorn.Server(config).run()
+
+
+# A stop may take the graceful timeout (a batch in flight) and then some (the consumers
+# leaving their groups); past that, the worker logs what it still waits for.
+SLOW_STOP_MARGIN_S = 5.0
+
+
+@app.command()
+def worker(log_level: LogLevel = "info") -> None:
+    """Run only the consumers (commands and the sales aggregator), with GET /metrics,
+    /health/live and /health/ready on SHOPFLOW_WORKER_HTTP_PORT (8081; one port per
+    worker on a machine). SIGINT or SIGTERM stops it cleanly."""
+    settings = Settings()
+    configure_logging(log_level, settings.log_format)
+    tracer_provider = configure_tracing(settings, "shopflow-worker")
+
+    async def main() -> None:
+        runtime = Runtime.build(settings, tracer_provider=tracer_provider)
+        await prepare(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        # HTTP first: a taken port refuses the start before any group is joined, and
+        # readiness says 503 until the consumers run. It stops after them, so a long
+        # graceful stop can still be scraped.
+        async with serving_worker_http(runtime) as address:
+            await runtime.start()
+            _tune_garbage_collector(settings)
+            logging.getLogger("shopflow").info(
+                "worker started; consuming from %s; metrics and health on %s",
+                settings.kafka_bootstrap,
+                address,
+            )
+            await stop.wait()
+            async with reporting_a_slow_stop(settings.graceful_timeout_s + SLOW_STOP_MARGIN_S):
+                await runtime.stop()
+
+    # uvloop: the worker is event-loop bound (sockets to Kafka and PostgreSQL, many small
+    # callbacks), and uvloop runs that loop in C. `serve` gets it from uvicorn.
+    with _refusing_to_start():
+        uvloop.run(main())
+
+
+@app.command()
+def migrate(log_level: LogLevel = "info") -> None:
+    """Create missing topics and apply the database migrations."""
+    settings = Settings()
+    configure_logging(log_level, settings.log_format)
+    with _refusing_to_start():
+        asyncio.run(prepare(settings))
+    typer.echo("topics and schema are up to date")

@@ -1,0 +1,74 @@
+"""The command registry is complete: every route of the contract is bound once on the
+consumer side, to a handler that takes its command model, and its result events and
+topic are ones the contract knows."""
+
+import inspect
+from collections.abc import Sequence
+from typing import Any, get_args, get_origin, get_type_hints
+
+import pytest
+
+from consumers.handlers import BINDINGS
+from consumers.locking import LockedRows, LockRule
+from consumers.ports import UnitOfWork
+from consumers.routes import Answer, Binding, EventMeta, bind
+from contracts.commands import ChargePoints, Command, PlaceOrder
+from contracts.common import CommandId, WireModel
+from contracts.events import EVENT_TOPICS, EVENT_TYPES
+from contracts.topics import COMMAND_ROUTES, DEAD_LETTERS
+
+
+def test_every_route_of_the_contract_has_exactly_one_binding() -> None:
+    # `bind` has checked it when consumers.handlers was imported; this says what it means.
+    assert set(BINDINGS) == {route.command_type for route in COMMAND_ROUTES}
+
+
+def test_bind_refuses_a_missing_binding_a_second_one_and_one_without_a_route() -> None:
+    others = [b for b in BINDINGS.values() if b.command_type is not PlaceOrder]
+
+    class Unrouted(WireModel):
+        command_id: CommandId
+
+    async def handle(
+        uow: UnitOfWork, commands: Sequence[tuple[Unrouted, EventMeta]], locked: LockedRows
+    ) -> list[Answer]:
+        raise NotImplementedError
+
+    with pytest.raises(TypeError, match="routes without a handler: PlaceOrder"):
+        bind(*others)
+    with pytest.raises(TypeError, match="ChargePoints is bound twice"):
+        bind(*BINDINGS.values(), BINDINGS[ChargePoints])
+    with pytest.raises(TypeError, match="Unrouted has no route in the contract"):
+        bind(*BINDINGS.values(), Binding(Unrouted, handle, LockRule()))
+
+
+@pytest.mark.parametrize("binding", BINDINGS.values(), ids=lambda b: b.command_type.__name__)
+def test_each_handler_takes_the_commands_it_is_bound_to(binding: Binding[Any]) -> None:
+    # mypy checks the same statically (Binding[C]); this holds it without mypy.
+    uow, commands, locked = inspect.signature(binding.handler).parameters
+    hints = get_type_hints(binding.handler)
+    batch = hints[commands]
+    assert get_origin(batch) is Sequence
+    [pair] = get_args(batch)
+    model, meta = get_args(pair)
+    assert meta is EventMeta
+    assert binding.command_type in (get_args(model) or (model,))  # a model, or a union of some
+    assert (hints[uow], hints[locked]) == (UnitOfWork, LockedRows)
+
+
+def test_the_command_union_is_the_routed_models() -> None:
+    assert set(get_args(Command)) == {route.command_type for route in COMMAND_ROUTES}
+
+
+@pytest.mark.parametrize("route", COMMAND_ROUTES, ids=lambda r: r.type_name)
+def test_each_route_answers_with_registered_events_on_an_event_topic(route: Any) -> None:
+    assert route.result_topic in EVENT_TOPICS
+    for event in (route.accepted_type, route.rejected_type):
+        assert EVENT_TYPES[event.model_fields["type"].default] is event
+
+
+def test_topics_and_command_types_are_routed_once() -> None:
+    topics = [route.topic for route in COMMAND_ROUTES]
+    assert len(set(topics)) == len(topics)
+    assert not set(topics) & {*EVENT_TOPICS, DEAD_LETTERS}
+    assert len({route.command_type for route in COMMAND_ROUTES}) == len(COMMAND_ROUTES)
