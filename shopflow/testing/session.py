@@ -3,6 +3,7 @@ session, and the service running on them as it really runs, all removed afterwar
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
@@ -87,6 +88,19 @@ async def isolated_settings(endpoints: Endpoints, run: str) -> AsyncIterator[Set
 
 
 @asynccontextmanager
+async def running(settings: Settings, **build: Any) -> AsyncIterator[Runtime]:
+    """A runtime on `settings` (topics created, schema migrated), consuming until the
+    block ends; `build` goes to `Runtime.build` (a clock, a payment gateway...)."""
+    runtime = Runtime.build(settings, **build)
+    await prepare(settings)
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+@asynccontextmanager
 async def running_service(settings: Settings) -> AsyncIterator[Runtime]:
     """shopflow consuming, as `shopflow serve` (or `shopflow worker`) runs it, without the
     HTTP side: topics created, schema migrated, every command topic consumed, results
@@ -95,13 +109,8 @@ async def running_service(settings: Settings) -> AsyncIterator[Runtime]:
     After it stops, the reconciliation check (`shopflow check`) runs over everything the
     session did, and a broken invariant raises AssertionError: a bug of shopflow's, shown
     where it happened rather than in a later session."""
-    runtime = Runtime.build(settings)
-    await prepare(settings)
-    await runtime.start()
-    try:
+    async with running(settings) as runtime:
         yield runtime
-    finally:
-        await runtime.stop()
     violations = await find_violations(runtime.engine)
     await runtime.engine.dispose()
     assert not violations, describe(violations)

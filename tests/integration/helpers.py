@@ -1,9 +1,6 @@
 """Small reads and set-ups the integration tests share."""
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,8 +18,6 @@ from persistence.tables import (
     users,
 )
 from producers.client import ShopflowClient
-from shopflow.app import prepare
-from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from tests.conftest import new_command_id, new_entity_id
 
@@ -147,19 +142,6 @@ def isolated(settings: Settings, label: str, **overrides: object) -> Settings:
             **overrides,
         }
     )
-
-
-@asynccontextmanager
-async def running(settings: Settings, **build: Any) -> AsyncIterator[Runtime]:
-    """A service instance of the test's own (topics created, schema migrated), consuming
-    until the block ends."""
-    runtime = Runtime.build(settings, **build)
-    await prepare(settings)
-    await runtime.start()
-    try:
-        yield runtime
-    finally:
-        await runtime.stop()
 
 
 async def user_in_database(engine: AsyncEngine, balance: int = 0) -> int:

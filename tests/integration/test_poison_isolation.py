@@ -31,12 +31,12 @@ from persistence.dead_letter_store import DeadLetterStore
 from producers.client import ShopflowClient
 from shopflow.kafka_admin import ensure_topics
 from shopflow.settings import Settings
+from shopflow.testing.session import running
 from tests.conftest import new_command_id
 from tests.integration.helpers import (
     balance_of,
     isolated,
     ledger_rows,
-    running,
     transactions_of,
     user_in_database,
 )

@@ -24,8 +24,9 @@ from queries.read_model import ReadModel
 from queries.top_products import TopProducts
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
+from shopflow.testing.session import running
 from tests.conftest import new_command_id
-from tests.integration.helpers import funded_user, isolated, new_product, running
+from tests.integration.helpers import funded_user, isolated, new_product
 from tests.integration.test_top_products import _eventually
 
 

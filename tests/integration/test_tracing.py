@@ -30,9 +30,10 @@ from producers.tracing import trace_headers
 from shopflow.app import create_app
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
+from shopflow.testing.session import running
 from shopflow.tracing import instrument_libraries, uninstrument_libraries
 from tests.conftest import new_command_id
-from tests.integration.helpers import isolated, running, user_in_database
+from tests.integration.helpers import isolated, user_in_database
 
 Traced = tuple[TracerProvider, InMemorySpanExporter]
 UNSAMPLED_TRACE = 0x4BF92F3577B34DA6A3CE929D0E0E4736
