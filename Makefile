@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-up:
+# The servers, then Kafka's provisioning as its admin (topics, SCRAM users, ACLs): the
+# service's own principal may not create topics.
+up: $(STAMP)
 	bash scripts/infra.sh up
+	$(BIN)/shopflow topics create
 
 down:
 	bash scripts/infra.sh down
@@ -45,7 +48,8 @@ unit: $(STAMP)
 # SHOPFLOW_TEST_INFRA=testcontainers runs the integration tests against containers
 # instead of the servers scripts/infra.sh starts.
 test: $(STAMP) lint typecheck
-	@if [ "$${SHOPFLOW_TEST_INFRA:-local}" = "local" ]; then bash scripts/infra.sh up; fi
+	@if [ "$${SHOPFLOW_TEST_INFRA:-local}" = "local" ]; then \
+		bash scripts/infra.sh up && $(BIN)/shopflow topics create; fi
 	$(BIN)/pytest -q
 	@# The benchmark suite with a few hundred commands each, so that it cannot rot (it
 	@# runs against the servers of scripts/infra.sh).

@@ -36,6 +36,7 @@ from contracts.limits import (
     MAX_PRICE,
     MAX_STOCK_ADDED,
 )
+from contracts.principals import ACCOUNTS, CATALOG, PAYMENTS, STOREFRONT
 from contracts.routes import CommandRoute
 
 # U+0000 is excluded: PostgreSQL text cannot hold it, so such a name could never be stored.
@@ -159,6 +160,7 @@ COMMAND_ROUTES: Final[tuple[CommandRoute, ...]] = (
         result_topic=USERS_EVENTS,
         accepted_type=UserRegistered,
         rejected_type=UserRejected,
+        writer=ACCOUNTS,
     ),
     CommandRoute(
         topic=CATALOG_UPSERT_PRODUCT,
@@ -167,6 +169,7 @@ COMMAND_ROUTES: Final[tuple[CommandRoute, ...]] = (
         result_topic=CATALOG_EVENTS,
         accepted_type=ProductUpserted,
         rejected_type=ProductRejected,
+        writer=CATALOG,
     ),
     CommandRoute(
         topic=POINTS_CHARGE,
@@ -175,6 +178,8 @@ COMMAND_ROUTES: Final[tuple[CommandRoute, ...]] = (
         result_topic=POINTS_EVENTS,
         accepted_type=PointsCharged,
         rejected_type=PointsChargeRejected,
+        writer=PAYMENTS,
+        over_http=True,
     ),
     CommandRoute(
         topic=CART_ADD_ITEM,
@@ -183,6 +188,8 @@ COMMAND_ROUTES: Final[tuple[CommandRoute, ...]] = (
         result_topic=CART_EVENTS,
         accepted_type=CartItemAdded,
         rejected_type=CartItemRejected,
+        writer=STOREFRONT,
+        over_http=True,
     ),
     CommandRoute(
         topic=CART_REMOVE_ITEM,
@@ -191,6 +198,8 @@ COMMAND_ROUTES: Final[tuple[CommandRoute, ...]] = (
         result_topic=CART_EVENTS,
         accepted_type=CartItemRemoved,
         rejected_type=CartItemRejected,
+        writer=STOREFRONT,
+        over_http=True,
     ),
     CommandRoute(
         topic=ORDERS_PLACE,
@@ -199,5 +208,7 @@ COMMAND_ROUTES: Final[tuple[CommandRoute, ...]] = (
         result_topic=ORDERS_EVENTS,
         accepted_type=OrderPlaced,
         rejected_type=OrderRejected,
+        writer=STOREFRONT,
+        over_http=True,
     ),
 )

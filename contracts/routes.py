@@ -17,8 +17,10 @@ from contracts.events import RejectionReason, ResultEvent
 
 @dataclass(frozen=True)
 class CommandRoute:
-    """One command topic: its payload type, the field its Kafka key must equal, and where
-    (and as what) its result goes."""
+    """One command topic: its payload type, the field its Kafka key must equal, where
+    (and as what) its result goes, and who may send it (CONTRACT.md, Access): `writer`,
+    the upstream principal that writes the topic, and `over_http`, whether the HTTP entry
+    (`shopflow-gateway`) writes it too."""
 
     topic: str
     command_type: type[WireModel]
@@ -26,6 +28,8 @@ class CommandRoute:
     result_topic: str
     accepted_type: type[ResultEvent]
     rejected_type: type[ResultEvent]
+    writer: str
+    over_http: bool = False
 
     def __post_init__(self) -> None:
         # Checked when the route is declared, so a route that could never key or answer a

@@ -41,20 +41,33 @@ _SERVICE_GRANTS = (
     "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
     "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
 )
+# The HTTP queries' role reads, so that a bug on the read side cannot write.
+_READER_GRANTS = (
+    "GRANT USAGE ON SCHEMA public TO {role}",
+    "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}",
+)
 
 
-async def migrate(migration_url: str, service_url: str) -> None:
+async def migrate(migration_url: str, service_url: str, reader_url: str | None = None) -> None:
     """Migrate to head as the role of `migration_url`, then grant the role of
-    `service_url` the rights on rows of every table (tables a later migration adds are
-    granted when it runs). Idempotent."""
+    `service_url` the rights on rows of every table, and the role of `reader_url` (the
+    HTTP queries') SELECT on them (tables a later migration adds are granted when it
+    runs). Idempotent."""
     engine = create_engine(migration_url, pool_size=1)
     try:
         await upgrade_to_head(engine)
-        owner, service = make_url(migration_url).username, make_url(service_url).username
-        if service and service != owner:
-            async with engine.begin() as connection:
-                role = connection.dialect.identifier_preparer.quote(service)
-                for grant in _SERVICE_GRANTS:
+        owner = make_url(migration_url).username
+        grants: dict[str | None, tuple[str, ...]] = {
+            make_url(service_url).username: _SERVICE_GRANTS
+        }
+        if reader_url is not None:
+            grants.setdefault(make_url(reader_url).username, _READER_GRANTS)
+        async with engine.begin() as connection:
+            for user, statements in grants.items():
+                if not user or user == owner:
+                    continue
+                role = connection.dialect.identifier_preparer.quote(user)
+                for grant in statements:
                     await connection.execute(text(grant.format(role=role)))
     finally:
         await engine.dispose()

@@ -1,8 +1,13 @@
 """The client upstream services (and the tests, and the CLI) use to send commands and,
 if they wish, await each command's result event, matched on `command_id`.
 
-    async with ShopflowClient("127.0.0.1:9092") as client:
+    kafka = KafkaConnection.parse("127.0.0.1:9092", principal="shop-payments", password=...)
+    async with ShopflowClient(kafka) as client:
         event = await client.send_and_wait(ChargePoints(command_id="c-1", user_id=1, amount=5))
+
+It connects as the principal it is given (CONTRACT.md, Access): one that may write the
+topics it sends to and, to watch results, read the result topics (`shop-reader`'s rights,
+or `shopflow-ops`'s).
 
 It keys every command by its entity id, as the contract requires, and sends with an
 idempotent producer. Results are read from the moment the client starts; a result
@@ -31,6 +36,7 @@ from contracts.commands import Command
 from contracts.dead_letters import DeadLetter
 from contracts.events import ResultEvent, parse_event
 from contracts.topics import DEAD_LETTERS, EVENT_TOPICS, ROUTES_BY_TYPE, Topics
+from producers.kafka_connection import KafkaConnection
 from producers.publisher import reliable_producer
 from producers.tracing import Headers, producer_span, trace_headers
 
@@ -57,14 +63,14 @@ async def topic_partitions(
 class ShopflowClient:
     def __init__(
         self,
-        bootstrap_servers: str,
+        kafka: KafkaConnection,
         *,
         topics: Topics | None = None,
         watch_results: bool = True,
         max_request_size: int = 1024 * 1024,
         tracer_provider: TracerProvider | None = None,
     ) -> None:
-        self._bootstrap = bootstrap_servers
+        self._kafka = kafka
         self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         self._topics = topics or Topics()
         self._watch = watch_results
@@ -88,7 +94,7 @@ class ShopflowClient:
 
     async def start(self) -> None:
         self._producer = reliable_producer(
-            self._bootstrap,
+            self._kafka,
             max_request_size=self._max_request_size,
             linger_ms=2,
             client_id="shopflow-client",
@@ -99,7 +105,7 @@ class ShopflowClient:
 
     async def _start_reader(self) -> None:
         names = [self._topics.name(t) for t in (*EVENT_TOPICS, DEAD_LETTERS)]
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        consumer = self._kafka.consumer(enable_auto_commit=False)
         assert self._producer is not None
         partitions = [
             TopicPartition(topic, p)

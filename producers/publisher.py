@@ -33,6 +33,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import TracerProvider
 
 from contracts.topics import Topics
+from producers.kafka_connection import KafkaConnection
 from producers.tracing import producer_span, trace_headers
 
 _HEADERS = [("content-type", b"application/json")]
@@ -90,7 +91,7 @@ def keyed_partitioner(key: bytes | None, all_partitions: list[int], available: l
 
 
 def reliable_producer(
-    bootstrap: str,
+    kafka: KafkaConnection,
     *,
     max_request_size: int,
     linger_ms: int,
@@ -100,8 +101,7 @@ def reliable_producer(
     """The producer every shopflow sender uses: idempotent with acks=all, so a retried
     send never duplicates or reorders a message within its partition. Make it inside the
     running event loop (aiokafka insists)."""
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+    return kafka.producer(
         enable_idempotence=True,
         acks="all",
         linger_ms=linger_ms,
@@ -114,7 +114,7 @@ def reliable_producer(
 class KafkaMessageSink:
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection,
         topics: Topics,
         *,
         max_request_size: int,
@@ -123,7 +123,7 @@ class KafkaMessageSink:
     ) -> None:
         self._topics = topics
         self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._max_request_size = max_request_size
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
@@ -132,7 +132,7 @@ class KafkaMessageSink:
         # Made here, not in __init__: aiokafka wants its objects made in the running loop
         # (the HTTP process builds its runtime before uvicorn starts the loop).
         self._producer = reliable_producer(
-            self._bootstrap,
+            self._kafka,
             max_request_size=self._max_request_size,
             # No linger: a batch's messages are handed over at once (see send_all), so
             # waiting for more only adds latency (`python -m tests.bench.latency`, before

@@ -4,9 +4,10 @@ worker` on a port of its own (`shopflow.worker_http`). One implementation, so a 
 or a scrape reads the same on both."""
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, params
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -16,9 +17,19 @@ HealthCheck = Callable[[], Awaitable[object]]
 CHECK_TIMEOUT_S = 2.0
 
 
-def health_routes(readiness_checks: Mapping[str, HealthCheck]) -> APIRouter:
+def health_routes(
+    readiness_checks: Mapping[str, HealthCheck],
+    *,
+    metrics_guard: Sequence[params.Depends] = (),
+    metrics_responses: Mapping[int | str, dict[str, Any]] | None = None,
+) -> APIRouter:
     """Live: the process answers. Ready: every check passed within 2 s, run at once; a
-    503 names what did not answer. Metrics: prometheus_client's default registry."""
+    503 names what did not answer. Metrics: prometheus_client's default registry.
+
+    `metrics_guard`: dependencies run before /metrics answers (`shopflow serve`'s asks
+    for a token with the scope shopflow:metrics; a worker's, on loopback, has none), and
+    `metrics_responses` what they may answer instead, for the OpenAPI document. The
+    probes stay open: an orchestrator's probe carries no token."""
     router = APIRouter()
 
     @router.get("/health/live")
@@ -43,7 +54,9 @@ def health_routes(readiness_checks: Mapping[str, HealthCheck]) -> APIRouter:
             status_code=200 if ok else 503,
         )
 
-    @router.get("/metrics")
+    @router.get(
+        "/metrics", dependencies=list(metrics_guard), responses=dict(metrics_responses or {})
+    )
     async def metrics() -> Response:
         # On the event loop, like the consumers: the scrape-time collectors (the
         # consumer lag) read the consumers' state from their own thread.

@@ -1,5 +1,7 @@
 """The FastAPI application of the read side. Errors are `{"error": reason, "detail": ...}`:
-404 for unknown users and products, 422 for bad parameters. Beside the OpenAPI
+401 without a valid bearer token and 403 for one that may not see that user (on
+/users/... and /metrics: `queries.auth`), 404 for unknown users and products, 422 for bad
+parameters. /products/..., /health/..., /asyncapi... and /docs are public. Beside the OpenAPI
 document of these queries (/docs), it can serve the AsyncAPI document of the wire
 contract (/asyncapi.json, and /asyncapi rendering it), made by the composition root."""
 
@@ -8,7 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Path, Request
+from fastapi import Depends, FastAPI, Path, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -17,6 +20,16 @@ from pydantic import BaseModel
 
 from contracts.limits import MAX_ENTITY_ID
 from domain.top_products import TOP_LIMIT, WINDOW_HOURS
+from queries.auth import (
+    SCOPE_METRICS,
+    SCOPE_READ,
+    Authenticator,
+    Caller,
+    Forbidden,
+    answer_auth_errors,
+    may_read_metrics,
+    may_read_user,
+)
 from queries.health import HealthCheck, health_routes
 from queries.read_model import ReadModel
 from queries.top_products import TopProducts
@@ -74,6 +87,21 @@ class ErrorAnswer(BaseModel):
     detail: Any = None
 
 
+# In the OpenAPI document of every route that asks for a token.
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": ErrorAnswer,
+        "description": "`unauthenticated`: no bearer token, or one that is refused "
+        "(malformed, expired, badly signed, another issuer or audience, an unknown key); "
+        "with `WWW-Authenticate: Bearer`",
+    },
+    403: {
+        "model": ErrorAnswer,
+        "description": "`forbidden`: a valid token that may not see this",
+    },
+}
+
+
 @dataclass(frozen=True)
 class AsyncApiPages:
     """What GET /asyncapi.json and GET /asyncapi answer: the AsyncAPI document as JSON,
@@ -93,16 +121,37 @@ def create_http_app(
     read_model: ReadModel,
     readiness_checks: Mapping[str, HealthCheck],
     *,
+    authenticator: Authenticator,
     lifespan: Any = None,
     clock: Clock = _utc_now,
     top_products: TopProducts | None = None,
     asyncapi: AsyncApiPages | None = None,
     tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
-    """The read side. Without `top_products` (the Redis view with its fallback), top
-    products are computed from PostgreSQL on every request; without `asyncapi`, there is
-    no /asyncapi. With `tracer_provider`, each request is traced (shopflow.tracing)."""
-    health = health_routes(readiness_checks)
+    """The read side. `authenticator` checks the bearer tokens (its keys' refresher is
+    started and stopped by whoever runs the app: `lifespan`). Without `top_products`
+    (the Redis view with its fallback), top products are computed from PostgreSQL on
+    every request; without `asyncapi`, there is no /asyncapi. With `tracer_provider`,
+    each request is traced (shopflow.tracing)."""
+    authenticated = Depends(authenticator.caller)
+
+    # The token is checked first (a sub-dependency), then `user_id`: without a valid
+    # token the answer is 401 whatever the path says; with one, a bad id is 422.
+    async def readable_user(user_id: EntityIdPath, caller: Caller = authenticated) -> int:
+        if not may_read_user(caller, user_id):
+            raise Forbidden(f"this token may not read user {user_id}", scope=SCOPE_READ)
+        return user_id
+
+    async def metrics_reader(caller: Caller = authenticated) -> None:
+        if not may_read_metrics(caller):
+            raise Forbidden("this token may not read the metrics", scope=SCOPE_METRICS)
+
+    readable_user_id = Depends(readable_user)
+    health = health_routes(
+        readiness_checks,
+        metrics_guard=[Depends(metrics_reader)],
+        metrics_responses=AUTH_RESPONSES,
+    )
     probes = frozenset(route.path for route in health.routes if isinstance(route, APIRoute))
     app = FastAPI(
         title="shopflow queries",
@@ -122,6 +171,8 @@ def create_http_app(
         },
     )
 
+    answer_auth_errors(app)
+
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse({"error": exc.reason, "detail": exc.detail}, status_code=404)
@@ -131,15 +182,15 @@ def create_http_app(
         detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
         return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
 
-    @app.get("/users/{user_id}/points", response_model=PointsAnswer)
-    async def points(user_id: EntityIdPath) -> PointsAnswer:
+    @app.get("/users/{user_id}/points", response_model=PointsAnswer, responses=AUTH_RESPONSES)
+    async def points(user_id: int = readable_user_id) -> PointsAnswer:
         balance = await read_model.balance(user_id)
         if balance is None:
             raise NotFound("unknown_user", f"user {user_id} is not registered")
         return PointsAnswer(user_id=user_id, balance=balance)
 
-    @app.get("/users/{user_id}/cart", response_model=CartAnswer)
-    async def cart(user_id: EntityIdPath) -> CartAnswer:
+    @app.get("/users/{user_id}/cart", response_model=CartAnswer, responses=AUTH_RESPONSES)
+    async def cart(user_id: int = readable_user_id) -> CartAnswer:
         view = await read_model.cart(user_id)
         if view is None:
             raise NotFound("unknown_user", f"user {user_id} is not registered")
@@ -194,4 +245,27 @@ def create_http_app(
         async def asyncapi_page() -> HTMLResponse:
             return HTMLResponse(asyncapi.page_html())
 
+    _refuse_unguarded(app, authenticator)
     return app
+
+
+# Paths whose every route must ask for a token: what is about a user, and the metrics.
+GUARDED = ("/users/", "/metrics")
+
+
+def _refuse_unguarded(app: FastAPI, authenticator: Authenticator) -> None:
+    """A route about a user added without the token dependency fails here, when the app
+    is built, rather than serving anyone's data to anybody."""
+
+    def asks_for_token(dependant: Dependant) -> bool:
+        return any(
+            d.call == authenticator.caller or asks_for_token(d) for d in dependant.dependencies
+        )
+
+    for route in app.routes:
+        if (
+            isinstance(route, APIRoute)
+            and route.path.startswith(GUARDED)
+            and not asks_for_token(route.dependant)
+        ):
+            raise RuntimeError(f"{route.path} must depend on the authenticator (queries.auth)")

@@ -23,6 +23,14 @@
 # SHOPFLOW_PG_PORT=5432 SHOPFLOW_REDIS_PORT=6379 SHOPFLOW_INFRA_DIR=<repo>/.infra
 # SHOPFLOW_KAFKA_BROKERS=1
 #
+# Access control is on from the first start (CONTRACT.md, Access): Kafka takes SASL
+# SCRAM-SHA-512 only and its StandardAuthorizer denies what no ACL allows; PostgreSQL checks
+# scram-sha-256 passwords on every connection; Redis's default user is off. The passwords
+# are made at the first start and kept in $SHOPFLOW_INFRA_DIR/credentials.json (mode 0600),
+# with the key that signs the HTTP tokens of `shopflow token` (token-signing-key.pem). The
+# Kafka users of the contract's principals and their ACLs are made by `shopflow topics
+# create` (the Makefile runs it after `up`), as the broker's super user `admin`.
+#
 # No Docker here: Kafka is assembled from Maven Central jars (cached under
 # ${XDG_CACHE_HOME:-~/.cache}/shopflow so later starts are offline), PostgreSQL
 # uses Debian's binaries, Redis comes from Debian's package. Servers are started
@@ -47,9 +55,8 @@ PG_OS_USER="shopflow"
 # The service's role reads and writes rows; the owner's creates, alters and drops (the
 # migrations run as it; SHOPFLOW_MIGRATION_DATABASE_URL).
 PG_APP_ROLE="shopflow"
-PG_APP_PASSWORD="shopflow"
 PG_OWNER_ROLE="shopflow_owner"
-PG_OWNER_PASSWORD="shopflow_owner"
+PG_READER_ROLE="shopflow_reader"  # the HTTP queries' role: SELECT only (the migrations grant it)
 PG_APP_DB="shopflow"
 
 KAFKA_READY_TIMEOUT=60
@@ -163,6 +170,69 @@ tail_log() {
     fi
 }
 
+# ---------------------------------------------------------------- credentials
+
+CREDENTIALS_FILE="$INFRA_DIR/credentials.json"
+TOKEN_KEY="$INFRA_DIR/token-signing-key.pem"
+TOKEN_PUBLIC_KEY="$INFRA_DIR/token-signing-key.pub.pem"
+
+# Gives every user named here that has no password in credentials.json a random one
+# (the file is made, mode 0600, at the first start). The Kafka principals of the contract
+# are added by `shopflow topics create`, which makes their SCRAM users.
+ensure_credentials() {
+    if ! (umask 077 && python3 - "$CREDENTIALS_FILE" <<'PY'); then
+import json, os, secrets, sys
+
+path = sys.argv[1]
+wanted = {
+    "kafka": ["broker", "admin"],
+    "postgres": ["postgres", "shopflow_owner", "shopflow", "shopflow_reader"],
+    "redis": ["admin", "shopflow"],
+}
+try:
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+except FileNotFoundError:
+    data = {}
+changed = False
+for section, users in wanted.items():
+    entries = data.setdefault(section, {})
+    for user in users:
+        if user not in entries:
+            entries[user] = secrets.token_hex(16)
+            changed = True
+if changed:
+    tmp = f"{path}.tmp"
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+os.chmod(path, 0o600)
+PY
+        die "could not write the local credentials to $CREDENTIALS_FILE"
+    fi
+}
+
+# Prints the password of user $2 of server $1 (kafka, postgres, redis).
+credential() {
+    python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]][sys.argv[3]])' \
+        "$CREDENTIALS_FILE" "$1" "$2" || die "no $1 password for $2 in $CREDENTIALS_FILE"
+}
+
+# The RSA key pair `shopflow token` signs with and the service started by `make run`
+# trusts (SHOPFLOW_AUTH_PUBLIC_KEY_FILE unset). A deployment trusts its identity provider.
+ensure_token_key() {
+    [[ -s "$TOKEN_KEY" && -s "$TOKEN_PUBLIC_KEY" ]] && return 0
+    ensure_command openssl openssl
+    if ! (umask 077 && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
+        -out "$TOKEN_KEY.tmp" 2>>"$INFRA_DIR/openssl.log"); then
+        die "could not make the token signing key (see $INFRA_DIR/openssl.log)"
+    fi
+    openssl pkey -in "$TOKEN_KEY.tmp" -pubout -out "$TOKEN_PUBLIC_KEY" 2>>"$INFRA_DIR/openssl.log" ||
+        die "could not write the token signing key's public half (see $INFRA_DIR/openssl.log)"
+    mv "$TOKEN_KEY.tmp" "$TOKEN_KEY"
+}
+
 # ---------------------------------------------------------------- Kafka
 
 USER_HOME=~   # tilde falls back to the passwd entry when HOME is unset
@@ -171,6 +241,7 @@ KAFKA_LIBS="$KAFKA_CACHE/libs"
 KAFKA_MARKER="$KAFKA_CACHE/complete"   # lists every jar of a finished download
 KAFKA_ROOT="$INFRA_DIR/kafka"
 KAFKA_COUNT_FILE="$KAFKA_ROOT/brokers"  # the node count the cluster was formatted with
+KAFKA_ACCESS_FILE="$KAFKA_ROOT/access"  # present when formatted with its SCRAM users
 KAFKA_MAX_NODES=9
 KAFKA_NODES=1      # the node count this run acts on (kafka_resolve_nodes)
 KAFKA_STARTED=()   # the nodes kafka_launch started (the others were already running)
@@ -346,17 +417,35 @@ EOF
 
 # Writes the NODE_* node's server.properties.
 kafka_write_properties() {
+    local broker_password
+    broker_password="$(credential kafka broker)"
+    (umask 077 && : >"$NODE_PROPS") # it holds the broker's password
     cat >"$NODE_PROPS" <<EOF
 # Written by scripts/infra.sh on every 'up'; edit the script, not this file.
 process.roles=broker,controller
 node.id=$NODE_ID
 controller.quorum.voters=$(kafka_addresses "$KAFKA_CONTROLLER_PORT" ids)
-listeners=PLAINTEXT://127.0.0.1:$NODE_PORT,CONTROLLER://127.0.0.1:$NODE_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$NODE_PORT
+listeners=CLIENT://127.0.0.1:$NODE_PORT,CONTROLLER://127.0.0.1:$NODE_CONTROLLER_PORT
+advertised.listeners=CLIENT://127.0.0.1:$NODE_PORT
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=CLIENT
+listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT
 log.dirs=$NODE_DATA
+
+# Access control (CONTRACT.md, Access). Clients and brokers authenticate with SCRAM-SHA-512;
+# the controllers with PLAIN (SCRAM does not work between KRaft controllers, KAFKA-15513),
+# as the user 'broker'. 'broker' and 'admin' are SCRAM users from the format
+# (kafka-storage format --add-scram); the others are made by 'shopflow topics create'.
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="$broker_password";
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="broker" password="$broker_password" user_broker="$broker_password";
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:broker;User:admin
+allow.everyone.if.no.acl.found=false
 
 $(kafka_replication_properties)
 
@@ -372,7 +461,8 @@ group.coordinator.append.linger.ms=0
 # Tests use short session timeouts.
 group.min.session.timeout.ms=1000
 
-# The service creates its topics itself, with the partition counts it wants.
+# Topics are created by provisioning (shopflow topics create), with the partition counts
+# the service wants.
 auto.create.topics.enable=false
 num.partitions=12
 EOF
@@ -403,6 +493,8 @@ kafka_format_if_needed() {
     if [[ -z "$KAFKA_RECORDED" ]]; then
         # Nothing was ever formatted completely: start fresh, in either layout.
         rm -rf "$KAFKA_ROOT/data" "$KAFKA_ROOT"/node-*/data
+    elif [[ ! -f "$KAFKA_ACCESS_FILE" ]]; then
+        die "Kafka's data in $KAFKA_ROOT was formatted before access control (it has no SCRAM users): run scripts/infra.sh reset (it deletes the local data)"
     fi
     for i in "$@"; do
         kafka_node "$i"
@@ -420,13 +512,18 @@ while True:
         break
 ')"
         fi
+        local scram=()
+        for user in broker admin; do
+            scram+=(--add-scram "SCRAM-SHA-512=[name=$user,password=$(credential kafka "$user")]")
+        done
         for i in "${need[@]}"; do
             kafka_node "$i"
             # A dir without meta.properties was never formatted completely.
             rm -rf "$NODE_DATA"
             java -Xmx256m -Dlog4j2.configurationFile="$TEMPLATE_DIR/log4j2.properties" \
                 -Dkafka.logs.dir="$NODE_LOGS" -cp "$KAFKA_LIBS/*" \
-                kafka.tools.StorageTool format -t "$cluster_id" -c "$NODE_PROPS" >>"$NODE_OUT" 2>&1 &
+                kafka.tools.StorageTool format -t "$cluster_id" -c "$NODE_PROPS" "${scram[@]}" \
+                >>"$NODE_OUT" 2>&1 &
             pids+=("$!")
         done
         for idx in "${!pids[@]}"; do
@@ -443,6 +540,7 @@ while True:
     if [[ "$(cat "$KAFKA_COUNT_FILE" 2>/dev/null)" != "$KAFKA_NODES" ]]; then
         echo "$KAFKA_NODES" >"$KAFKA_COUNT_FILE"
     fi
+    [[ -f "$KAFKA_ACCESS_FILE" ]] || echo "SCRAM-SHA-512 users broker, admin" >"$KAFKA_ACCESS_FILE"
 }
 
 # The NODE_* node's pid, when that broker runs.
@@ -454,9 +552,9 @@ kafka_pid() {
     fi
 }
 
-# Prints how many live brokers the broker on 127.0.0.1:$1 knows of, after an
-# ApiVersions round trip (a real protocol exchange, not just an open port) and a
-# Metadata request for no topics; fails when it does not answer both.
+# True when the broker on 127.0.0.1:$1 answers an ApiVersions request: a real protocol
+# exchange, not just an open port, and the one request a SASL listener answers before
+# authentication (this script speaks no SCRAM: it would have to hand-roll it).
 kafka_probe() {
     timeout 5 python3 - "$1" <<'PY' 2>/dev/null
 import socket, struct, sys
@@ -472,31 +570,22 @@ def recv_exact(s, n):
         data += chunk
     return data
 
-def call(s, api_key, version, correlation_id, body=b""):
-    request = struct.pack(">hhih", api_key, version, correlation_id, len(client)) + client + body
+with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+    # ApiVersions v0: the error code comes first.
+    request = struct.pack(">hhih", 18, 0, 7, len(client)) + client
     s.sendall(struct.pack(">i", len(request)) + request)
     (size,) = struct.unpack(">i", recv_exact(s, 4))
     response = recv_exact(s, size)
-    if struct.unpack(">i", response[:4])[0] != correlation_id:
+    if struct.unpack(">i", response[:4])[0] != 7 or struct.unpack(">h", response[4:6])[0] != 0:
         sys.exit(1)
-    return response[4:]
-
-with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
-    # ApiVersions v0: the error code comes first.
-    if struct.unpack(">h", call(s, 18, 0, 7)[:2])[0] != 0:
-        sys.exit(1)
-    # Metadata v4, empty topic list, no auto-creation: throttle time, then the live brokers.
-    response = call(s, 3, 4, 8, struct.pack(">ib", 0, 0))
-    print(struct.unpack(">i", response[4:8])[0])
 PY
 }
 
-# True when the NODE_* node logged its start in this run, answers, and sees every
-# node of the cluster as a live broker.
+# True when the NODE_* node logged its start in this run and answers. A KRaft broker logs
+# "Kafka Server started" once the controllers have unfenced it, so when every node has,
+# each is a live broker of the cluster.
 kafka_ready() {
-    local brokers
-    [[ -f "$NODE_LOG" ]] && grep -q "Kafka Server started" "$NODE_LOG" &&
-        brokers="$(kafka_probe "$NODE_PORT")" && [[ "$brokers" == "$KAFKA_NODES" ]]
+    [[ -f "$NODE_LOG" ]] && grep -q "Kafka Server started" "$NODE_LOG" && kafka_probe "$NODE_PORT"
 }
 
 # Starts the nodes that are not running without waiting; kafka_wait_ready waits.
@@ -569,7 +658,7 @@ kafka_launch() {
 
 kafka_wait_ready() {
     local timeout=$((KAFKA_READY_TIMEOUT + 30 * (KAFKA_NODES - 1)))
-    local deadline=$((SECONDS + timeout)) i pending brokers state
+    local deadline=$((SECONDS + timeout)) i pending state
     while :; do
         pending=0
         for ((i = 1; i <= KAFKA_NODES; i++)); do
@@ -586,8 +675,7 @@ kafka_wait_ready() {
                 if ((KAFKA_NODES == 1)); then
                     die "Kafka did not answer on 127.0.0.1:$NODE_PORT within ${timeout}s (see $NODE_LOG)"
                 fi
-                brokers="$(kafka_probe "$NODE_PORT")" || brokers="no"
-                die "$NODE_NAME on 127.0.0.1:$NODE_PORT was not ready within ${timeout}s: it sees $brokers of $KAFKA_NODES brokers (see $NODE_LOG)"
+                die "$NODE_NAME on 127.0.0.1:$NODE_PORT was not ready within ${timeout}s (see $NODE_LOG)"
             fi
             break
         done
@@ -661,20 +749,17 @@ kafka_kill() {
 }
 
 kafka_status() {
-    local i pid brokers ok=0
+    local i pid ok=0
     for ((i = 1; i <= KAFKA_NODES; i++)); do
         kafka_node "$i"
         pid="$(kafka_pid)"
-        if [[ -n "$pid" ]] && brokers="$(kafka_probe "$NODE_PORT")"; then
-            if [[ "$brokers" == "$KAFKA_NODES" ]]; then
-                if ((KAFKA_NODES == 1)); then
-                    echo "$NODE_TAG: running on 127.0.0.1:$NODE_PORT (pid $pid), log $NODE_LOG"
-                else
-                    echo "$NODE_TAG: running on 127.0.0.1:$NODE_PORT (controller :$NODE_CONTROLLER_PORT, pid $pid), log $NODE_LOG"
-                fi
-                continue
+        if [[ -n "$pid" ]] && kafka_probe "$NODE_PORT"; then
+            if ((KAFKA_NODES == 1)); then
+                echo "$NODE_TAG: running on 127.0.0.1:$NODE_PORT (pid $pid), log $NODE_LOG"
+            else
+                echo "$NODE_TAG: running on 127.0.0.1:$NODE_PORT (controller :$NODE_CONTROLLER_PORT, pid $pid), log $NODE_LOG"
             fi
-            echo "$NODE_TAG: running on 127.0.0.1:$NODE_PORT (pid $pid) but sees $brokers of $KAFKA_NODES brokers, log $NODE_LOG"
+            continue
         elif [[ -n "$pid" ]]; then
             echo "$NODE_TAG: process $pid alive but not answering on 127.0.0.1:$NODE_PORT, log $NODE_LOG"
         else
@@ -755,28 +840,33 @@ pg_answers() {
 }
 
 pg_psql() {
-    PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" \
+    PGPASSWORD="$(credential postgres postgres)" PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" \
         -U postgres -d postgres -tA "$@"
 }
 
+# Makes role $1 (LOGIN, with options $2) if missing, and sets its password to the one in
+# credentials.json on every start: the file is the truth (a rotation edits it, then 'up').
 pg_ensure_role() {
-    local role="$1" password="$2" options="$3" log="$PG_ROOT/setup.log" has_role
+    local role="$1" options="$2" log="$PG_ROOT/setup.log" has_role password
+    password="$(credential postgres "$role")"
     if ! has_role="$(pg_psql -c "SELECT 1 FROM pg_roles WHERE rolname = '$role'" 2>>"$log")"; then
         die "could not query PostgreSQL on 127.0.0.1:$PG_PORT as postgres (see $log)"
     fi
     if [[ "$has_role" != "1" ]]; then
-        pg_psql -c "CREATE ROLE $role LOGIN $options PASSWORD '$password'" >>"$log" 2>&1 ||
+        pg_psql -c "CREATE ROLE $role LOGIN $options" >>"$log" 2>&1 ||
             die "could not create the PostgreSQL role $role (see $log)"
-    else
-        pg_psql -c "ALTER ROLE $role $options" >>"$log" 2>&1 ||
-            die "could not set up the PostgreSQL role $role (see $log)"
+    fi
+    # Sent on stdin, so the password shows in no process list and no log.
+    if ! pg_psql >>"$log" 2>&1 <<<"ALTER ROLE $role LOGIN $options PASSWORD '$password';"; then
+        die "could not set up the PostgreSQL role $role (see $log)"
     fi
 }
 
 pg_ensure_app_database() {
     local log="$PG_ROOT/setup.log" has_db
-    pg_ensure_role "$PG_OWNER_ROLE" "$PG_OWNER_PASSWORD" "CREATEDB"
-    pg_ensure_role "$PG_APP_ROLE" "$PG_APP_PASSWORD" "NOCREATEDB"
+    pg_ensure_role "$PG_OWNER_ROLE" "CREATEDB"
+    pg_ensure_role "$PG_APP_ROLE" "NOCREATEDB"
+    pg_ensure_role "$PG_READER_ROLE" "NOCREATEDB"
     if ! has_db="$(pg_psql -c "SELECT 1 FROM pg_database WHERE datname = '$PG_APP_DB'" 2>>"$log")"; then
         die "could not query PostgreSQL on 127.0.0.1:$PG_PORT as postgres (see $log)"
     fi
@@ -806,12 +896,23 @@ pg_up() {
     fi
     if [[ ! -f "$PG_DATA/PG_VERSION" ]]; then
         # initdb into a side dir, so an interrupted run never leaves a half-made cluster.
+        # Every connection, local socket included, is checked with a scram-sha-256
+        # password; the superuser's is set from a file only its OS user can read.
         rm -rf "$PG_DATA" "$PG_DATA.init"
-        if ! as_pg "$PG_BIN/initdb" -D "$PG_DATA.init" -U postgres --auth=trust \
-            --encoding=UTF8 --no-locale >>"$PG_ROOT/initdb.log" 2>&1; then
+        local pwfile="$PG_ROOT/initdb.pw"
+        (umask 077 && credential postgres postgres >"$pwfile")
+        if ((EUID == 0)); then
+            chown "$PG_OS_USER" "$pwfile"
+        fi
+        if ! as_pg "$PG_BIN/initdb" -D "$PG_DATA.init" -U postgres --auth=scram-sha-256 \
+            --pwfile="$pwfile" --encoding=UTF8 --no-locale >>"$PG_ROOT/initdb.log" 2>&1; then
+            rm -f "$pwfile"
             die "could not create the PostgreSQL cluster with initdb (see $PG_ROOT/initdb.log)"
         fi
+        rm -f "$pwfile"
         mv "$PG_DATA.init" "$PG_DATA"
+    elif grep -qE '^[^#]*[[:space:]]trust([[:space:]]|$)' "$PG_DATA/pg_hba.conf"; then
+        die "the PostgreSQL cluster in $PG_DATA was made before access control (it trusts connections without a password): run scripts/infra.sh reset (it deletes the local data)"
     fi
     if pg_running; then
         state="already running"
@@ -844,7 +945,7 @@ pg_up() {
         sleep 0.2
     done
     pg_ensure_app_database
-    echo "postgresql 15: $state on 127.0.0.1:$PG_PORT (db $PG_APP_DB, user $PG_APP_ROLE/$PG_APP_PASSWORD), log $PG_LOG"
+    echo "postgresql 15: $state on 127.0.0.1:$PG_PORT (db $PG_APP_DB, roles $PG_OWNER_ROLE, $PG_APP_ROLE, $PG_READER_ROLE; passwords in $CREDENTIALS_FILE), log $PG_LOG"
 }
 
 pg_down() {
@@ -931,17 +1032,48 @@ redis_pid() {
     fi
 }
 
+REDIS_ACL_FILE="$REDIS_ROOT/users.acl"
+
+# redis-cli as the user admin (its password in the environment, not on the command line).
+redis_admin_cli() {
+    REDISCLI_AUTH="$(credential redis admin)" timeout 5 redis-cli --no-auth-warning \
+        -h 127.0.0.1 -p "$REDIS_PORT" --user admin "$@"
+}
+
+# The users (CONTRACT.md, Access): 'default' off; 'admin' may do anything; 'shopflow' only
+# what the service does (the top-products view: persistence/sales_view.py), and only on
+# keys under 'shopflow:'. Written on every start (mode 0600): the credentials file is the
+# truth, and a running server loads it again (ACL LOAD).
+redis_write_acl() {
+    local service="resetkeys ~shopflow:* resetchannels -@all +ping +select +hello +auth"
+    service+=" +client|setname +echo +get +set +exists +del +unlink +scan"
+    service+=" +sadd +zincrby +zunionstore +zrevrange +zrangebyscore +pexpire +pexpireat"
+    service+=" +evalsha +script|load +script|exists"
+    (
+        umask 077
+        {
+            echo "user default off resetkeys resetchannels -@all"
+            echo "user admin on >$(credential redis admin) ~* &* +@all"
+            echo "user shopflow on >$(credential redis shopflow) $service"
+        } >"$REDIS_ACL_FILE.tmp"
+    )
+    mv "$REDIS_ACL_FILE.tmp" "$REDIS_ACL_FILE"
+}
+
 redis_answers() {
-    [[ "$(timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == "PONG" ]]
+    [[ "$(redis_admin_cli ping 2>/dev/null)" == "PONG" ]]
 }
 
 redis_up() {
     redis_ensure_installed
     make_dir "$REDIS_ROOT"
+    redis_write_acl
     local state pid
     pid="$(redis_pid)"
     if [[ -n "$pid" ]]; then
         state="already running"
+        redis_admin_cli acl load >/dev/null 2>&1 ||
+            die "Redis on 127.0.0.1:$REDIS_PORT did not load $REDIS_ACL_FILE as admin: a server from before access control? run scripts/infra.sh reset"
     else
         rm -f "$REDIS_PID_FILE"
         if port_open "$REDIS_PORT"; then
@@ -949,6 +1081,7 @@ redis_up() {
         fi
         if ! (cd "$REDIS_ROOT" && redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
             --daemonize yes --pidfile "$REDIS_PID_FILE" --dir "$REDIS_ROOT" \
+            --aclfile "$REDIS_ACL_FILE" \
             --logfile "$REDIS_LOG" --save "" --appendonly no 9>&-) >>"$REDIS_ROOT/start.log" 2>&1; then
             tail_log "$REDIS_LOG"
             die "could not start Redis on 127.0.0.1:$REDIS_PORT (see $REDIS_LOG)"
@@ -963,7 +1096,7 @@ redis_up() {
         fi
         sleep 0.1
     done
-    echo "redis: $state on 127.0.0.1:$REDIS_PORT (pid $(redis_pid)), log $REDIS_LOG"
+    echo "redis: $state on 127.0.0.1:$REDIS_PORT (pid $(redis_pid); users admin, shopflow; passwords in $CREDENTIALS_FILE), log $REDIS_LOG"
 }
 
 redis_down() {
@@ -974,7 +1107,7 @@ redis_down() {
         echo "redis: not running"
         return 0
     fi
-    if ! redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1; then
+    if ! redis_admin_cli shutdown nosave >/dev/null 2>&1; then
         kill -TERM "$pid"
     fi
     if ! wait_pid_exit "$pid" 10; then
@@ -1118,6 +1251,8 @@ cmd_up() {
     local started=$SECONDS
     prepare_infra_dir
     ensure_command python3 python3
+    ensure_credentials
+    ensure_token_key
     if selected kafka; then
         kafka_resolve_nodes up
         kafka_launch

@@ -13,25 +13,73 @@ from fastapi import FastAPI
 from opentelemetry.trace import TracerProvider
 
 from persistence.migrate import migrate
+from queries.auth import Authenticator
 from queries.http import AsyncApiPages, create_http_app
 from queries.read_model import ReadModel
+from queries.token_keys import JwksUrl, KeyFile, KeySource, TokenKeys
 from queries.top_products import TopProducts
 from shopflow.asyncapi import asyncapi_html, asyncapi_json
-from shopflow.kafka_admin import check_session_timeout, ensure_topics
+from shopflow.kafka_access import SERVICE, kafka_connection
+from shopflow.kafka_admin import StartRefused, check_session_timeout, check_topics
+from shopflow.local_credentials import TOKEN_PUBLIC_KEY_FILE
+from shopflow.ops.access import missing_rights
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
+class RightsMissing(StartRefused):
+    """The service's Kafka principal lacks a right of its row of the Access table."""
+
+
 async def prepare(settings: Settings) -> None:
-    """Create missing topics and migrate the schema (both idempotent, safe concurrently);
-    refuse (`StartRefused`) a set-up the service cannot run on."""
-    await check_session_timeout(settings)
-    created = await ensure_topics(settings)
-    if created:
-        log.info("created topics: %s", ", ".join(created))
-    await migrate(settings.migration_database_url, settings.database_url)
+    """Check the topics and migrate the schema (idempotent, safe concurrently); refuse
+    (`StartRefused`) a set-up the service cannot run on. The topics are made beforehand
+    by provisioning (`shopflow topics create`, as an admin principal): the service's
+    principal may not create them."""
+    kafka = kafka_connection(settings, SERVICE)
+    # First: it fails at once (aiokafka) on credentials Kafka refuses, and confluent-kafka's
+    # client of `missing_rights` would retry them until its timeout.
+    await check_session_timeout(settings, kafka)
+    await check_topics(settings, kafka)
+    missing = await missing_rights(settings, kafka)
+    if missing:
+        raise RightsMissing(
+            f"principal {kafka.principal} may not do what the service needs "
+            f"(CONTRACT.md, Access): {', '.join(missing)}; an admin grants it with "
+            "`shopflow topics create`"
+        )
+    await migrate(
+        settings.migration_database_url, settings.database_url, settings.query_database_url
+    )
+
+
+class NoTokenKeysConfigured(StartRefused):
+    """Nothing says which keys sign the HTTP side's tokens."""
+
+
+def token_key_source(settings: Settings) -> KeySource:
+    """The identity provider's JWKS URL, else the key file, else the local servers' public
+    key; with none of them there is no checking a token, and `serve` refuses to start
+    rather than serve the users' data to anybody."""
+    if settings.auth_jwks_url:
+        return JwksUrl(settings.auth_jwks_url)
+    if settings.auth_public_key_file is not None:
+        return KeyFile(settings.auth_public_key_file)
+    local = settings.infra_dir / TOKEN_PUBLIC_KEY_FILE
+    if local.is_file():
+        return KeyFile(local)
+    raise NoTokenKeysConfigured(
+        "no token keys: set SHOPFLOW_AUTH_JWKS_URL or SHOPFLOW_AUTH_PUBLIC_KEY_FILE "
+        f"(locally, `scripts/infra.sh up` makes {local})"
+    )
+
+
+def create_authenticator(settings: Settings) -> Authenticator:
+    """Its keys are loaded by `start()` (the app's lifespan), not here."""
+    keys = TokenKeys(token_key_source(settings), refresh_s=settings.auth_keys_refresh_s)
+    return Authenticator(keys, issuer=settings.auth_issuer, audience=settings.auth_audience)
 
 
 def create_app(
@@ -41,10 +89,11 @@ def create_app(
     prepare_first: bool = True,
     tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
+    authenticator = create_authenticator(settings)
     runtime = Runtime.build(settings, consume=consume, tracer_provider=tracer_provider)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def running(_: FastAPI) -> AsyncIterator[None]:
         rebuild: asyncio.Task[bool] | None = None
         if prepare_first:
             await prepare(settings)
@@ -68,6 +117,17 @@ def create_app(
                 rebuild.cancel()
             await runtime.stop()
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The token keys first: without one no request about a user can be answered, so
+        # the start fails (NoTokenKeys) before anything connects. Refreshed until the end.
+        await authenticator.start()
+        try:
+            async with running(app):
+                yield
+        finally:
+            await authenticator.stop()
+
     read_model = ReadModel(runtime.engine)
     return create_http_app(
         read_model,
@@ -76,6 +136,7 @@ def create_app(
             "redis": runtime.redis_ready,
             "kafka": runtime.kafka_ready,
         },
+        authenticator=authenticator,
         lifespan=lifespan,
         clock=runtime.clock,
         top_products=TopProducts(

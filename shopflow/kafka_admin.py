@@ -11,9 +11,10 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.errors import ClusterAuthorizationFailedError, TopicAlreadyExistsError, for_code
 
 from contracts.topics import COMMAND_ROUTES, DEAD_LETTERS, EVENT_TOPICS, Topics
+from producers.kafka_connection import KafkaConnection
 from shopflow.settings import Settings, env_name
 
 log = logging.getLogger(__name__)
@@ -93,13 +94,14 @@ def planned_topics(settings: Settings) -> dict[str, PlannedTopic]:
     return plan
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
+async def ensure_topics(settings: Settings, kafka: KafkaConnection) -> list[str]:
     """Create the topics that are missing and check the partitions of those that were
     not; returns the names created. Raises the broker's error (aiokafka.errors) if one
     cannot be created, and TopicMismatch if an existing one has fewer partitions than
-    the settings ask for."""
+    the settings ask for. `kafka` must be a principal that may create topics (the
+    provisioning step's, `shopflow topics create`; the service's may not)."""
     plan = planned_topics(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka.admin()
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -123,6 +125,31 @@ async def ensure_topics(settings: Settings) -> list[str]:
         return created
     finally:
         await admin.close()
+
+
+class TopicsNotProvisioned(StartRefused):
+    """Topics the service needs that are not on the brokers: provisioning makes them."""
+
+
+async def check_topics(settings: Settings, kafka: KafkaConnection) -> None:
+    """Refuse to start unless every planned topic is there with at least its planned
+    partitions. The service does not create topics: its principal may not (CONTRACT.md,
+    Access); `shopflow topics create` does, as an admin principal."""
+    plan = planned_topics(settings)
+    admin = kafka.admin()
+    await admin.start()
+    try:
+        counts = _listed(await admin.describe_topics(list(plan)))
+    finally:
+        await admin.close()
+    missing = [name for name in plan if name not in counts]
+    if missing:
+        raise TopicsNotProvisioned(
+            f"the topics {', '.join(missing)} are not on the brokers (or {kafka.principal} "
+            "may not describe them): create them as an admin principal with `shopflow "
+            "topics create`"
+        )
+    _check_partitions(plan, counts)
 
 
 def _created(response: Any) -> list[str]:
@@ -203,10 +230,10 @@ class SessionTimeoutRefused(StartRefused):
     groups, and would keep trying without consuming anything."""
 
 
-async def check_session_timeout(settings: Settings) -> None:
+async def check_session_timeout(settings: Settings, kafka: KafkaConnection) -> None:
     """Refuse a `SHOPFLOW_SESSION_TIMEOUT_MS` outside what every broker allows (Kafka's
     default minimum is 6,000 ms; shopflow's default, 2,000, needs it lowered)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka.admin()
     await admin.start()
     try:
         brokers = (await admin.describe_cluster())["brokers"]
@@ -221,6 +248,12 @@ async def check_session_timeout(settings: Settings) -> None:
                 for b in brokers
             ],
         )
+    except ClusterAuthorizationFailedError:
+        raise StartRefused(
+            f"principal {kafka.principal} may not describe the cluster's configs (the "
+            f"brokers' {GROUP_MIN_SESSION_TIMEOUT} and {GROUP_MAX_SESSION_TIMEOUT}; "
+            "CONTRACT.md, Access); an admin grants it with `shopflow topics create`"
+        ) from None
     finally:
         await admin.close()
     lowest = max((int(v) for k, v in entries if k == GROUP_MIN_SESSION_TIMEOUT), default=0)
@@ -234,9 +267,9 @@ async def check_session_timeout(settings: Settings) -> None:
         )
 
 
-async def topic_max_message_bytes(settings: Settings, topic: str) -> int:
+async def topic_max_message_bytes(kafka: KafkaConnection, topic: str) -> int:
     """The topic's max.message.bytes as the broker applies it (its own or the default)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka.admin()
     await admin.start()
     try:
         entries = await _configs(

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.topics import COMMAND_ROUTES, ORDERS_EVENTS, Topics
+from producers.kafka_connection import KafkaConnection
 from shopflow.kafka_offsets import LogRange, describe_partitions, log_ranges
 from shopflow.settings import Settings
 
@@ -55,14 +55,14 @@ def _lag(committed: int | None, log: LogRange) -> int:
 
 
 async def consumer_lag(
-    settings: Settings, groups: Mapping[str, str] | None = None
+    settings: Settings, kafka: KafkaConnection, groups: Mapping[str, str] | None = None
 ) -> list[PartitionLag]:
     """Lag per group and partition, ordered by group then partition. `groups` maps
     group id to topic; by default the service's (`service_consumer_groups`). Raises
     MissingTopics when a topic is not there, and aiokafka's errors when the brokers
     cannot be reached."""
     wanted = dict(groups) if groups is not None else service_consumer_groups(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka.admin()
     await admin.start()
     try:
         described = await describe_partitions(admin, sorted(set(wanted.values())))
@@ -81,9 +81,7 @@ async def consumer_lag(
         )
     finally:
         await admin.close()
-    logs = await log_ranges(
-        settings.kafka_bootstrap, [tp for tps in partitions_of.values() for tp in tps]
-    )
+    logs = await log_ranges(kafka, [tp for tps in partitions_of.values() for tp in tps])
     lags = []
     for (group, topic), offsets in zip(wanted.items(), fetched, strict=True):
         for tp in partitions_of[topic]:

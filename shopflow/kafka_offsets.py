@@ -5,9 +5,11 @@ consumer-lag computation (`shopflow.kafka_lag`)."""
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import UnknownTopicOrPartitionError, for_code
+
+from producers.kafka_connection import KafkaConnection
 
 
 @dataclass(frozen=True)
@@ -51,14 +53,14 @@ async def describe_partitions(
 
 
 async def log_ranges(
-    bootstrap: str, partitions: Iterable[TopicPartition]
+    kafka: KafkaConnection, partitions: Iterable[TopicPartition]
 ) -> dict[TopicPartition, LogRange]:
     """The first and next offsets of every partition given (which must exist: aiokafka
     waits for ever on one that does not), read by a consumer of no group."""
     wanted = list(partitions)
     if not wanted:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = kafka.consumer(enable_auto_commit=False)
     await consumer.start()
     try:
         beginnings = await consumer.beginning_offsets(wanted)

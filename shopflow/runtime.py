@@ -34,8 +34,10 @@ from persistence.sales_rebuild import rebuild_sales_view
 from persistence.sales_view import SalesView
 from persistence.unit_of_work import GatewayFactory, PgDatabase
 from producers.dead_letters import DeadLetterLimits, dead_letter_room
+from producers.kafka_connection import KafkaConnection
 from producers.publisher import KafkaMessageSink, MessageSink
 from shopflow.aiokafka_on_uvloop import tolerate_closed_transports
+from shopflow.kafka_access import SERVICE, kafka_connection
 from shopflow.kafka_admin import topic_max_message_bytes
 from shopflow.settings import FaultInjection, Settings
 
@@ -56,7 +58,7 @@ def _crash_hook(settings: Settings, point: FaultInjection) -> Callable[[], Await
 
 
 def build_broker(
-    settings: Settings, *, tracer_provider: TracerProvider | None = None
+    settings: Settings, kafka: KafkaConnection, *, tracer_provider: TracerProvider | None = None
 ) -> KafkaBroker:
     # Results and dead letters go through the sink's own producer (producers.publisher);
     # FastStream's, configured alike (idempotent, acks=all, no linger), publishes nothing
@@ -67,7 +69,8 @@ def build_broker(
     # (records the lane tops a batch up with, delivery and commit after the handler
     # returns) is in tests/integration/test_worker_http.py.
     return KafkaBroker(
-        settings.kafka_servers,
+        list(kafka.bootstrap_servers),
+        security=kafka.faststream_security(),
         enable_idempotence=True,
         acks="all",
         linger_ms=0,
@@ -154,6 +157,7 @@ def register_command_consumers(
 @dataclass
 class Runtime:
     settings: Settings
+    kafka: KafkaConnection  # as the service's principal
     engine: AsyncEngine
     redis: Redis
     broker: KafkaBroker
@@ -187,7 +191,8 @@ class Runtime:
         redis = Redis.from_url(
             settings.redis_url, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
         )
-        broker = build_broker(settings, tracer_provider=tracer_provider)
+        kafka = kafka_connection(settings, SERVICE)
+        broker = build_broker(settings, kafka, tracer_provider=tracer_provider)
         topics = Topics(settings.topic_prefix)
         sales_view = SalesView(
             redis, prefix=settings.redis_key_prefix, cache_ms=settings.top_cache_ms
@@ -197,7 +202,7 @@ class Runtime:
         in_flight = InFlight()
         if consume:
             sink = KafkaMessageSink(
-                settings.kafka_bootstrap,
+                kafka,
                 topics,
                 max_request_size=settings.producer_max_request_size,
                 client_id="shopflow",
@@ -224,7 +229,17 @@ class Runtime:
                 after_apply=after_apply,
             )
         return cls(
-            settings, engine, redis, broker, topics, sales_view, clock, limits, sink, in_flight
+            settings,
+            kafka,
+            engine,
+            redis,
+            broker,
+            topics,
+            sales_view,
+            clock,
+            limits,
+            sink,
+            in_flight,
         )
 
     async def rebuild_sales_view(self, now: datetime | None = None) -> bool:
@@ -257,7 +272,7 @@ class Runtime:
     async def _size_dead_letters(self) -> None:
         # Dead letters are sized to the limits in force, read now rather than assumed;
         # raises (and the process does not start) if they could not keep the contract.
-        topic_limit = await topic_max_message_bytes(self.settings, self.topics.dead_letters)
+        topic_limit = await topic_max_message_bytes(self.kafka, self.topics.dead_letters)
         self.dead_letter_limits.max_value_bytes = dead_letter_room(
             self.settings.producer_max_request_size, topic_limit
         )

@@ -1,9 +1,12 @@
 """Configuration from SHOPFLOW_* environment variables (CONTRACT.md, "Configuration")."""
 
 from enum import StrEnum
+from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shopflow.local_credentials import LocalCredentials, with_password
 
 
 class FaultInjection(StrEnum):
@@ -31,6 +34,16 @@ class TracingMode(StrEnum):
     OFF = "off"
 
 
+class KafkaSecurityProtocol(StrEnum):
+    """How Kafka clients connect (CONTRACT.md, Access): SASL over plain TCP on loopback,
+    SASL over TLS elsewhere. PLAINTEXT exists for a broker of someone else's that checks
+    nobody; shopflow's own servers refuse it."""
+
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+    PLAINTEXT = "PLAINTEXT"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHOPFLOW_", extra="ignore")
 
@@ -38,18 +51,75 @@ class Settings(BaseSettings):
         default="127.0.0.1:9092",
         description="host:port of one broker or more, comma-separated.",
     )
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        default=KafkaSecurityProtocol.SASL_PLAINTEXT,
+        description="SASL_PLAINTEXT on loopback, SASL_SSL elsewhere (with "
+        "SHOPFLOW_KAFKA_SSL_CAFILE when the brokers' certificates are not signed by a CA "
+        "the system trusts).",
+    )
+    kafka_username: str | None = Field(
+        default=None,
+        description="The Kafka principal this process authenticates as (SCRAM-SHA-512). "
+        "Unset: the principal of its role (the service `shopflow`, the CLI `shopflow-ops`, "
+        "provisioning `admin`), with its password from the local servers' credentials "
+        "file (SHOPFLOW_INFRA_DIR/credentials.json).",
+    )
+    kafka_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the brokers' certificates (SASL_SSL). "
+        "The local servers' CA is SHOPFLOW_INFRA_DIR/kafka-ca.pem.",
+    )
+    infra_dir: Path = Field(
+        default=Path(".infra"),
+        description="The local servers' state (scripts/infra.sh's SHOPFLOW_INFRA_DIR): "
+        "credentials.json (mode 0600) and the token signing key are read from it for "
+        "whatever credential is not configured.",
+    )
     database_url: str = Field(
-        default="postgresql+asyncpg://shopflow:shopflow@127.0.0.1:5432/shopflow",
+        default="postgresql+asyncpg://shopflow@127.0.0.1:5432/shopflow",
         description="What the service connects as: a role that may read and write the "
-        "tables, and nothing more (it cannot create, alter or drop them).",
+        "tables, and nothing more (it cannot create, alter or drop them). Without a "
+        "password in it, the role's password comes from the local credentials file.",
+    )
+    query_database_url: str = Field(
+        default="postgresql+asyncpg://shopflow_reader@127.0.0.1:5432/shopflow",
+        description="What the HTTP queries connect as: a role that may only read, so that "
+        "a bug on the read side cannot write.",
     )
     migration_database_url: str = Field(
-        default="postgresql+asyncpg://shopflow_owner:shopflow_owner@127.0.0.1:5432/shopflow",
+        default="postgresql+asyncpg://shopflow_owner@127.0.0.1:5432/shopflow",
         description="What migrations run as: the owner of the schema. After migrating, it "
-        "grants the service's role (the user of SHOPFLOW_DATABASE_URL) what it needs. The "
-        "same role in both is allowed (no grants then), but gives the service every right.",
+        "grants the service's role (the user of SHOPFLOW_DATABASE_URL) and the read-only "
+        "one (SHOPFLOW_QUERY_DATABASE_URL's) what they need. The same role in both is "
+        "allowed (no grants then), but gives the service every right.",
     )
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = Field(
+        default="redis://shopflow@127.0.0.1:6379/0",
+        description="Redis, as an ACL user limited to shopflow's keys. Without a password "
+        "in it, the user's password comes from the local credentials file.",
+    )
+
+    auth_jwks_url: str | None = Field(
+        default=None,
+        description="Where the identity provider publishes its token keys (JWKS). Fetched "
+        "at start and every SHOPFLOW_AUTH_KEYS_REFRESH_S, never on a request's path.",
+    )
+    auth_public_key_file: Path | None = Field(
+        default=None,
+        description="A PEM file of the public keys that sign tokens (one or more; reread "
+        "when it changes). Neither this nor a JWKS URL: the local servers' key, "
+        "SHOPFLOW_INFRA_DIR/token-signing-key.pub.pem; none of the three: `serve` "
+        "refuses to start.",
+    )
+    auth_issuer: str = Field(default="shopflow-local", description="The tokens' `iss`.")
+    auth_audience: str = Field(default="shopflow", description="The tokens' `aud`.")
+    auth_keys_refresh_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often the token keys are fetched again (JWKS) or the key file's "
+        "modification time looked at.",
+    )
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     worker_http_port: int = Field(
@@ -182,6 +252,21 @@ class Settings(BaseSettings):
     )
     fault_injection: FaultInjection = FaultInjection.NONE
 
+    @model_validator(mode="after")
+    def _local_passwords(self) -> "Settings":
+        """The URLs that name a user and no password get the local servers' password for
+        it (CONTRACT.md, Configuration); a URL with a password is left as it is."""
+        credentials = self.local_credentials()
+        for name in ("database_url", "query_database_url", "migration_database_url"):
+            # Into __dict__: a password filled in here does not make the setting one that
+            # was set (`shopflow config` reports where each setting came from).
+            self.__dict__[name] = with_password(getattr(self, name), credentials, "postgres")
+        self.__dict__["redis_url"] = with_password(self.redis_url, credentials, "redis")
+        return self
+
+    def local_credentials(self) -> LocalCredentials:
+        return LocalCredentials.load(self.infra_dir)
+
     def command_group(self, topic: str) -> str:
         """The consumer group of a command topic (its deployed name): one group per
         topic, so a rebalance of one topic does not pause the others."""
@@ -190,12 +275,6 @@ class Settings(BaseSettings):
     @property
     def sales_aggregator_group(self) -> str:
         return f"{self.consumer_group}.top-products"
-
-    @property
-    def kafka_servers(self) -> list[str]:
-        """SHOPFLOW_KAFKA_BOOTSTRAP as a list. aiokafka splits a comma-separated string
-        itself, but FastStream's KafkaBroker takes a string as one server."""
-        return [server.strip() for server in self.kafka_bootstrap.split(",") if server.strip()]
 
 
 def env_name(setting: str) -> str:

@@ -11,9 +11,11 @@ from typing import Annotated
 import typer
 import uvicorn
 import uvloop
+from aiokafka.errors import KafkaError
 
 from shopflow.app import create_app, prepare
 from shopflow.cli.logs import LogLevel
+from shopflow.kafka_access import SERVICE, MissingCredentials, kafka_connection, why_refused
 from shopflow.kafka_admin import StartRefused
 from shopflow.logs import configure_logging
 from shopflow.runtime import Runtime
@@ -41,12 +43,16 @@ def _tune_garbage_collector(settings: Settings) -> None:
 @contextlib.contextmanager
 def _refusing_to_start() -> Iterator[None]:
     """A set-up the service will not run on (topics with too few partitions, a session
-    timeout the brokers refuse): its one sentence on stderr and exit 1, not a stack
-    trace."""
+    timeout the brokers refuse, a right its principal lacks, credentials Kafka refuses or
+    that nothing gives): its one sentence on stderr and exit 1, not a stack trace."""
     try:
         yield
-    except StartRefused as error:
+    except (StartRefused, MissingCredentials) as error:
         typer.echo(f"shopflow refuses to start: {error}", err=True)
+        raise typer.Exit(1) from None
+    except KafkaError as error:
+        kafka = kafka_connection(Settings(), SERVICE)
+        typer.echo(f"shopflow refuses to start: {asyncio.run(why_refused(kafka, error))}", err=True)
         raise typer.Exit(1) from None
 
 
@@ -61,14 +67,17 @@ def serve(
     # Prepared before uvicorn starts rather than in the app's lifespan: uvicorn reports a
     # lifespan failure as a stack trace, and a refusal should read as one line.
     with _refusing_to_start():
-        asyncio.run(prepare(settings))
-    config = uvicorn.Config(
-        create_app(
+        # First, as it touches nothing: no token keys configured is a refusal too
+        # (shopflow.app.token_key_source).
+        app = create_app(
             settings,
             consume=consume,
             prepare_first=False,
             tracer_provider=configure_tracing(settings, "shopflow"),
-        ),
+        )
+        asyncio.run(prepare(settings))
+    config = uvicorn.Config(
+        app,
         host=settings.http_host,
         port=settings.http_port,
         log_level=log_level,

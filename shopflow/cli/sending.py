@@ -18,6 +18,7 @@ from contracts.commands import Command
 from contracts.events import RejectionReason, ResultEvent
 from contracts.topics import Topics
 from producers.client import ShopflowClient
+from shopflow.kafka_access import OPS, MissingCredentials, kafka_connection, why_refused
 from shopflow.settings import Settings
 
 EXIT_ACCEPTED = 0
@@ -65,19 +66,26 @@ def rejection_line(event: ResultEvent) -> str:
 @contextlib.asynccontextmanager
 async def connected(wait: bool) -> AsyncIterator[ShopflowClient]:
     settings = Settings()
-    client = ShopflowClient(
-        settings.kafka_bootstrap, topics=Topics(settings.topic_prefix), watch_results=wait
-    )
+    try:
+        kafka = kafka_connection(settings, OPS)
+    except MissingCredentials as error:
+        raise fail(str(error)) from None
+    client = ShopflowClient(kafka, topics=Topics(settings.topic_prefix), watch_results=wait)
     try:
         await client.start()
-    except (KafkaError, TimeoutError) as error:
+    except KafkaError as error:  # refused credentials, a topic it may not use, no broker
+        await client.stop()
+        raise fail(await why_refused(kafka, error)) from None
+    except TimeoutError as error:
         await client.stop()
         raise fail(
-            f"cannot reach Kafka at {settings.kafka_bootstrap} or its topics "
+            f"no answer from Kafka at {settings.kafka_bootstrap} or its topics "
             f"(is `make run` going?): {error!r}"
         ) from None
     try:
         yield client
+    except KafkaError as error:  # a send refused: a topic this principal may not write
+        raise fail(f"could not send: {await why_refused(kafka, error)}") from None
     finally:
         await client.stop()
 

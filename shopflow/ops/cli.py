@@ -14,12 +14,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from contracts.dead_letters import DeadLetterReason
 from persistence.dead_letter_reader import DeadLetterFilter, RecordedDeadLetter
+from producers.kafka_connection import KafkaConnection
+from shopflow.kafka_access import ADMIN, OPS, MissingCredentials, kafka_connection
 from shopflow.kafka_admin import StartRefused
 from shopflow.kafka_lag import MissingTopics, consumer_lag
 from shopflow.ops import config as config_ops
 from shopflow.ops import dead_letters as letters_ops
 from shopflow.ops import lag as lag_ops
 from shopflow.ops import topics as topics_ops
+from shopflow.ops.access import provision
 from shopflow.ops.output import (
     EXIT_NOT_FOUND,
     fail,
@@ -52,6 +55,16 @@ def command(app: typer.Typer, name: str) -> Callable[[Command], Command]:
 
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _kafka(settings: Settings, principal: str) -> KafkaConnection:
+    """How this command connects to Kafka (`kafka_connection`); exit 2 when nothing gives
+    the principal's password."""
+    try:
+        return kafka_connection(settings, principal)
+    except MissingCredentials as error:
+        raise fail(str(error)) from None
+
 
 # --- dead-letters -----------------------------------------------------------------------
 
@@ -249,7 +262,7 @@ def _replay_with_progress(settings: Settings, chosen: list[RecordedDeadLetter]) 
     done = 0
     try:
         with (
-            servers_reached("replay the dead letters"),
+            servers_reached("replay the dead letters", _kafka(settings, OPS)),
             Progress(
                 TextColumn("replaying"),
                 BarColumn(),
@@ -284,21 +297,31 @@ topics_app = typer.Typer(
 
 @command(topics_app, "create")
 def create_topics() -> None:
-    """Create the missing topics, as the service does when it starts.
+    """Provision Kafka for the service, as an admin principal: the missing topics and the
+    ACLs of CONTRACT.md's Access table on them (and, on the local servers, a SCRAM user
+    for each of its principals).
 
-    Partition counts from SHOPFLOW_COMMAND_PARTITIONS, SHOPFLOW_EVENT_PARTITIONS and
+    Runs as SHOPFLOW_KAFKA_USERNAME, or as the local servers' `admin`. Partition counts
+    from SHOPFLOW_COMMAND_PARTITIONS, SHOPFLOW_EVENT_PARTITIONS and
     SHOPFLOW_DEAD_LETTER_PARTITIONS, SHOPFLOW_REPLICATION_FACTOR replicas, the dead-letter
-    topic's max.message.bytes. Exit 1 if an existing topic has fewer partitions than
-    configured."""
+    topic's max.message.bytes. Idempotent. Exit 1 if an existing topic has fewer
+    partitions than configured."""
     settings = Settings()
+    kafka = _kafka(settings, ADMIN)
     try:
-        with servers_reached(f"create the topics on {settings.kafka_bootstrap}"):
-            result = asyncio.run(topics_ops.create(settings))
+        with servers_reached(f"provision the topics on {settings.kafka_bootstrap}", kafka):
+            result = asyncio.run(topics_ops.create(settings, kafka))
+            access = asyncio.run(
+                provision(settings, kafka, local_users=settings.kafka_username is None)
+            )
     except StartRefused as error:
         raise fail(str(error), EXIT_NOT_FOUND) from None
     for name in result.created:
         typer.echo(f"created {name}")
     typer.echo(f"{len(result.created)} topics created, {len(result.existing)} were there already")
+    if access.users:
+        typer.echo(f"SCRAM users of the local servers: {', '.join(access.users)}")
+    typer.echo(f"{access.acls} ACLs in force")
 
 
 @command(topics_app, "describe")
@@ -322,8 +345,9 @@ def describe_topics(
     for), its replication factor and its partitions' end offsets summed; --verbose adds
     each partition. Exit 1 if a topic is missing (`shopflow topics create` creates it)."""
     settings = Settings()
-    with servers_reached(f"describe the topics on {settings.kafka_bootstrap}"):
-        states = asyncio.run(topics_ops.describe(settings))
+    kafka = _kafka(settings, ADMIN)
+    with servers_reached(f"describe the topics on {settings.kafka_bootstrap}", kafka):
+        states = asyncio.run(topics_ops.describe(settings, kafka))
     if as_json:
         print_json([topics_ops.as_json(state) for state in states])
     else:
@@ -346,9 +370,10 @@ def lag(as_json: AsJson = False) -> None:
     committed offset, the end offset and the lag (records still to read), then each
     group's totals. A partition with no committed offset counts from its first record."""
     settings = Settings()
+    kafka = _kafka(settings, OPS)
     try:
-        with servers_reached(f"read the consumer groups on {settings.kafka_bootstrap}"):
-            groups = lag_ops.by_group(asyncio.run(consumer_lag(settings)))
+        with servers_reached(f"read the consumer groups on {settings.kafka_bootstrap}", kafka):
+            groups = lag_ops.by_group(asyncio.run(consumer_lag(settings, kafka)))
     except MissingTopics as error:
         raise fail(f"{error} (`shopflow topics create` creates them)", EXIT_NOT_FOUND) from None
     if as_json:

@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import PurePath
 from typing import Any, Final
 
 from pydantic import SecretBytes, SecretStr
@@ -14,9 +15,9 @@ from sqlalchemy.exc import ArgumentError
 from shopflow.settings import Settings, env_name
 
 HIDDEN: Final = "***"
-# A field named like this holds a secret whatever its value looks like. Today no field
-# does; a secret setting added later should rather be a pydantic SecretStr (masked here,
-# and in every repr and log line of the settings).
+# A field named like this holds a secret whatever its value looks like. A secret setting
+# should rather be a pydantic SecretStr (masked here, and in every repr and log line of
+# the settings), as SHOPFLOW_KAFKA_PASSWORD is.
 SECRET_NAME_PARTS: Final = ("password", "secret", "token", "credential")
 
 
@@ -28,6 +29,8 @@ def masked(name: str, value: Any) -> Any:
         return HIDDEN
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, PurePath):
+        return str(value)
     if not isinstance(value, str):
         return value
     if any(part in name.lower() for part in SECRET_NAME_PARTS):

@@ -30,6 +30,7 @@ from persistence.dead_letter_reader import DeadLetterFilter, DeadLetterReader, R
 from persistence.dead_letter_store import DeadLetterStore, KeptRecord
 from producers.client import ShopflowClient
 from producers.dead_letters import RECORD_OVERHEAD_BYTES
+from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.settings import Settings
 
 SHORT_KEY_CHARS = 24
@@ -247,7 +248,7 @@ async def replay(
         async with (
             engine.connect() as connection,
             ShopflowClient(
-                settings.kafka_bootstrap,
+                kafka_connection(settings, OPS),
                 watch_results=False,
                 max_request_size=replay_room(settings, letters),
             ) as client,

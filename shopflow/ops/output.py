@@ -1,6 +1,7 @@
 """What every operator command shares: the consoles, ISO times as options, and servers
 that cannot be reached turned into one line and exit code 2."""
 
+import asyncio
 import contextlib
 import json
 from collections.abc import Iterator
@@ -11,6 +12,9 @@ import typer
 from aiokafka.errors import KafkaError
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
+
+from producers.kafka_connection import KafkaConnection
+from shopflow.kafka_access import MissingCredentials, why_refused
 
 # Exit codes: 0 done, 1 the answer is "no" (not found, something missing), 2 could not
 # be done (a server unreachable, a selection refused). As the command-sending commands.
@@ -57,12 +61,23 @@ def iso_time(text: str) -> datetime:
 
 
 @contextlib.contextmanager
-def servers_reached(what: str) -> Iterator[None]:
-    """Kafka or PostgreSQL unreachable (or refusing) as one line on stderr, exit 2."""
+def servers_reached(what: str, kafka: KafkaConnection | None = None) -> Iterator[None]:
+    """Kafka or PostgreSQL unreachable (or refusing) as one line on stderr, exit 2. With
+    `kafka`, the connection the command used, a Kafka refusal says why (a refused
+    password, a topic or group the principal may not use: `why_refused`)."""
     try:
         yield
-    except (KafkaError, SQLAlchemyError, OSError, TimeoutError) as error:
-        said = str(error)
-        named = said if said.startswith(type(error).__name__) else f"{type(error).__name__}: {said}"
-        detail = " ".join(named.split())[:300]
-        raise fail(f"could not {what}: {detail}") from None
+    except MissingCredentials as error:
+        raise fail(f"could not {what}: {error}") from None
+    except KafkaError as error:
+        if kafka is None:
+            raise fail(f"could not {what}: {_detail(error)}") from None
+        raise fail(f"could not {what}: {asyncio.run(why_refused(kafka, error))}") from None
+    except (SQLAlchemyError, OSError, TimeoutError) as error:
+        raise fail(f"could not {what}: {_detail(error)}") from None
+
+
+def _detail(error: BaseException) -> str:
+    said = str(error)
+    named = said if said.startswith(type(error).__name__) else f"{type(error).__name__}: {said}"
+    return " ".join(named.split())[:300]

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from rich.table import Table
 from rich.text import Text
 
+from producers.kafka_connection import KafkaConnection
 from shopflow.kafka_admin import ensure_topics, planned_topics
 from shopflow.kafka_offsets import LogRange, PartitionInfo, describe_partitions, log_ranges
 from shopflow.settings import Settings
@@ -21,10 +21,10 @@ class CreatedTopics:
     existing: list[str]
 
 
-async def create(settings: Settings) -> CreatedTopics:
+async def create(settings: Settings, kafka: KafkaConnection) -> CreatedTopics:
     """`ensure_topics`: raises TopicMismatch (a StartRefused) when an existing topic has
     fewer partitions than configured, and the broker's error when it refuses one."""
-    created = await ensure_topics(settings)
+    created = await ensure_topics(settings, kafka)
     planned = planned_topics(settings)
     return CreatedTopics(created, [name for name in planned if name not in created])
 
@@ -55,18 +55,18 @@ class TopicState:
         return None if self.partitions is None else sum(p.log.end for p in self.partitions)
 
 
-async def describe(settings: Settings) -> list[TopicState]:
+async def describe(settings: Settings, kafka: KafkaConnection) -> list[TopicState]:
     """Every topic the service uses (`planned_topics`, the same list `create` makes), as
     the brokers have it."""
     planned = planned_topics(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka.admin()
     await admin.start()
     try:
         described = await describe_partitions(admin, list(planned))
     finally:
         await admin.close()
     logs = await log_ranges(
-        settings.kafka_bootstrap,
+        kafka,
         [
             TopicPartition(topic, p.partition)
             for topic, partitions in described.items()

@@ -13,6 +13,11 @@ fresh database and topic prefix, removed at the end.
   send commands and await their result events.
 - `shopflow_http`: an `httpx.AsyncClient` on shopflow's HTTP queries (`GET
   /users/{id}/points`, ...), the app `shopflow serve --no-consume` serves, in process.
+  It sends a service's bearer token (scopes shopflow:read and shopflow:metrics) unless
+  a request says otherwise.
+- `shopflow_token`: signs bearer tokens that `shopflow_http`'s app accepts:
+  `shopflow_token(user=7)` (a customer's), `shopflow_token(scopes=["shopflow:read"])`,
+  `shopflow_token.headers(user=7)` (`{"Authorization": "Bearer ..."}`).
 
 The async fixtures live in the session's event loop (pytest-asyncio, `loop_scope="session"`):
 tests that use them must run in it too, `@pytest.mark.asyncio(loop_scope="session")` (or
@@ -39,11 +44,16 @@ if TYPE_CHECKING:
     from shopflow.runtime import Runtime
     from shopflow.settings import Settings
     from shopflow.testing.servers import Endpoints
+    from shopflow.testing.tokens import TokenSigner
 
 # The fixtures that live in the session's event loop.
 _IN_SESSION_LOOP = frozenset(
     {"shopflow_settings", "shopflow_service", "shopflow_client", "shopflow_http"}
 )
+# What `shopflow_http` is, unless a request sends a token of its own: a service that
+# reads (as a storefront's back end would), for a whole session.
+_HTTP_CLIENT_SCOPES = ("shopflow:read", "shopflow:metrics")
+_HTTP_CLIENT_TOKEN_TTL_S = 24 * 3600
 
 
 @pytest.hookimpl(tryfirst=True)  # before the fixtures are set up (a service started)
@@ -103,25 +113,48 @@ async def shopflow_client(shopflow_service: Runtime) -> AsyncIterator[ShopflowCl
     """A started ShopflowClient on the service's topics: `await
     shopflow_client.send_and_wait(command)` returns the command's result event."""
     from producers.client import ShopflowClient
+    from shopflow.kafka_access import OPS, kafka_connection
 
-    settings = shopflow_service.settings
-    async with ShopflowClient(settings.kafka_bootstrap, topics=shopflow_service.topics) as client:
+    kafka = kafka_connection(shopflow_service.settings, OPS)
+    async with ShopflowClient(kafka, topics=shopflow_service.topics) as client:
         yield client
 
 
+@pytest.fixture(scope="session")
+def shopflow_token(
+    shopflow_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> TokenSigner:
+    """Signs bearer tokens for `shopflow_http`: `shopflow_token(user=7)`,
+    `shopflow_token(scopes=["shopflow:read"])`, `shopflow_token.headers(user=7)`. With the
+    local servers' key when there is one, else a key made for the session."""
+    from shopflow.testing.tokens import session_signer
+
+    return session_signer(shopflow_settings, tmp_path_factory.mktemp("shopflow-token"))
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def shopflow_http(shopflow_service: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx.AsyncClient on shopflow's HTTP queries (`GET /users/{id}/points`, ...)."""
+async def shopflow_http(
+    shopflow_service: Runtime, shopflow_token: TokenSigner
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx.AsyncClient on shopflow's HTTP queries (`GET /users/{id}/points`, ...),
+    sending a service's token (shopflow:read, shopflow:metrics); a request's own
+    `headers=shopflow_token.headers(user=...)` (or none: `{"Authorization": ""}`) replace
+    it."""
     import httpx
 
     from shopflow.app import create_app
 
     # The HTTP side as `shopflow serve --no-consume` runs it next to the consuming service:
-    # its own runtime (connections), started and stopped by the app's lifespan.
-    app = create_app(shopflow_service.settings, consume=False, prepare_first=False)
+    # its own runtime (connections), started and stopped by the app's lifespan, checking
+    # tokens against the key `shopflow_token` signs with.
+    settings = shopflow_token.settings_for(shopflow_service.settings)
+    app = create_app(settings, consume=False, prepare_first=False)
     transport = httpx.ASGITransport(app=app)
+    headers = shopflow_token.headers(scopes=_HTTP_CLIENT_SCOPES, ttl_s=_HTTP_CLIENT_TOKEN_TTL_S)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://shopflow") as client,
+        httpx.AsyncClient(
+            transport=transport, base_url="http://shopflow", headers=headers
+        ) as client,
     ):
         yield client

@@ -5,7 +5,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
@@ -13,6 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from persistence.reconciliation import describe, find_violations
 from persistence.sales_view import SalesView
 from shopflow.app import prepare
+from shopflow.kafka_access import ADMIN, kafka_connection
+from shopflow.kafka_admin import ensure_topics
+from shopflow.ops.access import provision, revoke_topic_acls
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.servers import Endpoints
@@ -34,11 +36,13 @@ async def _ensure_service_role(connection: AsyncConnection) -> None:
 @asynccontextmanager
 async def isolated_settings(endpoints: Endpoints, run: str) -> AsyncIterator[Settings]:
     """Settings for a shopflow of its own on `endpoints`, named after `run`: database
-    `shopflow_test_<run>` (created here), topics behind the prefix `test-<run>.` and
-    consumer groups `shopflow-test-<run>.*` (created by the service, `prepare`), Redis
-    keys under `test-<run>:top` in Redis database 1 (so that a test may FLUSHDB without
-    touching a development service's view in database 0). On exit the topics are
-    deleted, the database dropped and the Redis keys removed."""
+    `shopflow_test_<run>` (created here), topics behind the prefix `test-<run>.` with the
+    contract's ACLs on them (provisioned here, as the Kafka admin, as `shopflow topics
+    create` does), consumer groups `shopflow-test-<run>.*` (within the service's group
+    prefix), Redis keys under `shopflow:test-<run>:top` in Redis database 1 (so that a
+    test may FLUSHDB without touching a development service's view in database 0). On
+    exit the topics and their ACLs are deleted, the database dropped and the Redis keys
+    removed."""
     database = f"shopflow_test_{run}"
     admin = create_async_engine(endpoints.database_url, isolation_level="AUTOCOMMIT")
     async with admin.connect() as connection:
@@ -46,14 +50,20 @@ async def isolated_settings(endpoints: Endpoints, run: str) -> AsyncIterator[Set
         await _ensure_service_role(connection)
     owner_url = make_url(endpoints.database_url).set(database=database)
     # The service connects as its own role, as deployed: rows only, no schema rights.
-    service = make_url(Settings().database_url)
+    # The HTTP queries connect as the read-only role.
+    defaults = Settings()
+    service, reader = make_url(defaults.database_url), make_url(defaults.query_database_url)
     service_url = owner_url.set(username=service.username, password=service.password)
+    reader_url = owner_url.set(username=reader.username, password=reader.password)
     settings = Settings(
         kafka_bootstrap=endpoints.kafka_bootstrap,
         database_url=service_url.render_as_string(hide_password=False),
+        query_database_url=reader_url.render_as_string(hide_password=False),
         migration_database_url=owner_url.render_as_string(hide_password=False),
-        redis_url=str(make_url(endpoints.redis_url).set(database="1")),
-        redis_key_prefix=f"test-{run}:top",
+        redis_url=make_url(endpoints.redis_url)
+        .set(database="1")
+        .render_as_string(hide_password=False),
+        redis_key_prefix=f"shopflow:test-{run}:top",
         topic_prefix=f"test-{run}.",
         consumer_group=f"shopflow-test-{run}",
         batch_timeout_ms=20,
@@ -65,6 +75,9 @@ async def isolated_settings(endpoints: Endpoints, run: str) -> AsyncIterator[Set
         event_partitions=3,
         dead_letter_partitions=1,
     )
+    admin_kafka = kafka_connection(settings, ADMIN)
+    # The users once a session (cheap, and `make test` need not have run `topics create`).
+    await provision(settings, admin_kafka, local_users=settings.kafka_username is None)
     try:
         yield settings
     finally:
@@ -73,25 +86,35 @@ async def isolated_settings(endpoints: Endpoints, run: str) -> AsyncIterator[Set
             await SalesView(redis, prefix=settings.redis_key_prefix).clear()
         finally:
             await redis.aclose()
-        kafka_admin = AIOKafkaAdminClient(bootstrap_servers=endpoints.kafka_bootstrap)
+        ours: list[str] = []
+        kafka_admin = admin_kafka.admin()
         await kafka_admin.start()
         try:
             existing = set(await kafka_admin.list_topics())
-            await kafka_admin.delete_topics(
-                [t for t in existing if t.startswith(settings.topic_prefix)]
-            )
+            ours = [t for t in existing if t.startswith(settings.topic_prefix)]
+            await kafka_admin.delete_topics(ours)
         finally:
             await kafka_admin.close()
+        await revoke_topic_acls(admin_kafka, ours)
         async with admin.connect() as connection:
             await connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         await admin.dispose()
 
 
+async def provisioned(settings: Settings) -> None:
+    """The topics behind `settings.topic_prefix` and their ACLs, made as `shopflow topics
+    create` makes them: as the Kafka admin (the service's principal may not)."""
+    admin = kafka_connection(settings, ADMIN)
+    await ensure_topics(settings, admin)
+    await provision(settings, admin, local_users=False)
+
+
 @asynccontextmanager
 async def running(settings: Settings, **build: Any) -> AsyncIterator[Runtime]:
-    """A runtime on `settings` (topics created, schema migrated), consuming until the
+    """A runtime on `settings` (topics provisioned, schema migrated), consuming until the
     block ends; `build` goes to `Runtime.build` (a clock, a payment gateway...)."""
     runtime = Runtime.build(settings, **build)
+    await provisioned(settings)
     await prepare(settings)
     await runtime.start()
     try:

@@ -9,12 +9,14 @@ Kinds: `charges`, `orders` (two lines each), `register`, `upsert`, `add-item`,
 `remove-item`, and `mix` (50 % AddCartItem, 25 % ChargePoints, 25 % PlaceOrder).
 
 Uses the servers of `make up` and the default database, on topics of its own (a fresh
-prefix, deleted afterwards). What the commands need (users, balances, products with
-ample stock, cart lines) is created with SQL first, keeping the books consistent for
-`shopflow check`. The commands are produced, then the `shopflow worker` subprocess
-starts (several workers start first and are given 6 s to join their groups, and the
-commands are produced then), and the clock runs from the first result to the last.
-The script checks that every command was accepted exactly once and that balances,
+prefix, created with the contract's ACLs as the Kafka admin, deleted afterwards). The
+commands are produced as `shopflow-ops` (it writes every command topic), the results read
+as `shop-reader`; the worker is the service's principal. What the commands need (users,
+balances, products with ample stock, cart lines) is created with SQL first, keeping the
+books consistent for `shopflow check`. The commands are produced, then the `shopflow
+worker` subprocess starts (several workers start first and are given 6 s to join their
+groups, and the commands are produced then), and the clock runs from the first result to
+the last. The script checks that every command was accepted exactly once and that balances,
 stock and carts moved by exactly what was sent; for a single-topic kind it then
 measures, in the same run, a bare aiokafka loop over the same records
 (`tests.bench.ceilings`) and gives shopflow's rate as a ratio of it. The workers'
@@ -34,7 +36,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -49,6 +51,7 @@ from contracts.commands import (
     UpsertProduct,
 )
 from contracts.events import parse_event
+from contracts.principals import OPS, READER
 from contracts.topics import ROUTES_BY_TYPE, Topics
 from persistence.database import create_engine
 from persistence.migrate import migrate
@@ -60,9 +63,14 @@ from persistence.tables import (
     users,
 )
 from producers.client import topic_partitions
-from shopflow.kafka_admin import ensure_topics
+from shopflow.kafka_access import kafka_connection
 from tests.bench.ceilings import bare_drain
-from tests.bench.scratch import delete_scratch_topics, scratch_settings, service_env
+from tests.bench.scratch import (
+    create_scratch_topics,
+    delete_scratch_topics,
+    scratch_settings,
+    service_env,
+)
 
 KINDS = ("charges", "orders", "register", "upsert", "add-item", "remove-item", "mix")
 BALANCE = 10**12
@@ -275,17 +283,17 @@ async def run(
     run_id = settings.consumer_group
     topics = Topics(settings.topic_prefix)
     engine = create_engine(settings.database_url)
-    await migrate(settings.migration_database_url, settings.database_url)
+    await migrate(
+        settings.migration_database_url, settings.database_url, settings.query_database_url
+    )
     shop = await _prepare(engine, kind, count, user_count)
     before = await _totals(engine, shop)
-    await ensure_topics(settings)
+    await create_scratch_topics(settings)
     commands = commands_of(kind, count, run_id, shop.user_ids, shop.product_ids)
     routes = {ROUTES_BY_TYPE[type(c)] for c in commands}
 
     async def produce() -> list[TopicPartition]:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, linger_ms=5
-        )
+        producer = kafka_connection(settings, OPS).producer(enable_idempotence=True, linger_ms=5)
         await producer.start()
         pending = []
         for command in commands:
@@ -333,7 +341,7 @@ async def run(
         partitions = await produce()
         started = time.perf_counter()
         processes = await launch()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = kafka_connection(settings, READER).consumer()
     await consumer.start()
     consumer.assign(partitions)
     await consumer.seek_to_beginning(*partitions)
@@ -377,12 +385,7 @@ async def run(
     await engine.dispose()
     bare = None
     if ceiling and len(routes) == 1:
-        bare = await bare_drain(
-            settings.kafka_bootstrap,
-            topics.name(next(iter(routes)).topic),
-            count,
-            settings.command_partitions,
-        )
+        bare = await bare_drain(settings, next(iter(routes)), count)
     await delete_scratch_topics(settings)
 
     assert len(accepted) == count, f"{count - len(accepted)} commands not accepted"

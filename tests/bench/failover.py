@@ -13,7 +13,9 @@ the balances must move by exactly what was sent. The killed worker's partitions 
 served again only once the group notices it is gone (`SHOPFLOW_SESSION_TIMEOUT_MS`) and
 rebalances; a frozen worker that misses its session costs a rebalance too.
 
-Uses the servers of `make up` and the default database, on topics and groups of its own.
+Uses the servers of `make up` and the default database, on topics and groups of its own
+(the topics created with the contract's ACLs as the Kafka admin). The charges are sent as
+`shop-payments` (their upstream writer), the results read as `shop-reader`.
 """
 
 import argparse
@@ -27,20 +29,27 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.commands import ChargePoints
 from contracts.events import parse_event
+from contracts.principals import PAYMENTS, READER
 from contracts.topics import POINTS_CHARGE, POINTS_EVENTS, Topics
 from persistence.database import create_engine
 from persistence.migrate import migrate
 from persistence.tables import point_balances
-from shopflow.kafka_admin import ensure_topics
+from shopflow.kafka_access import kafka_connection
 from shopflow.settings import Settings
 from tests.bench.drain import seed
-from tests.bench.scratch import delete_scratch_topics, scratch_settings, service_env
+from tests.bench.scratch import (
+    create_scratch_topics,
+    delete_scratch_topics,
+    partitions_of,
+    scratch_settings,
+    service_env,
+)
 
 USERS = 200
 SETTLE_S = 8.0  # both workers started and joined their groups before any command
@@ -90,19 +99,20 @@ async def run(
     settings = settings or scratch_settings("failover")
     topics = Topics(settings.topic_prefix)
     engine = create_engine(settings.database_url)
-    await migrate(settings.migration_database_url, settings.database_url)
+    await migrate(
+        settings.migration_database_url, settings.database_url, settings.query_database_url
+    )
     first = secrets.randbelow(2**60) + 1
     user_ids = [first + i for i in range(USERS)]
     await seed(engine, user_ids, 0, [])
-    await ensure_topics(settings)
+    await create_scratch_topics(settings)
     env = service_env(settings, SHOPFLOW_SESSION_TIMEOUT_MS=str(session_timeout_ms))
     argv = [sys.executable, "-m", "shopflow", "worker", "--log-level", "warning"]
     workers = [await asyncio.create_subprocess_exec(*argv, env=env) for _ in range(2)]
 
-    results = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, linger_ms=1
-    )
+    downstream = kafka_connection(settings, READER)
+    results = downstream.consumer()
+    producer = kafka_connection(settings, PAYMENTS).producer(enable_idempotence=True, linger_ms=1)
     await results.start()
     await producer.start()
     intended: dict[str, float] = {}
@@ -113,7 +123,8 @@ async def run(
     async def read() -> None:
         nonlocal repeated
         topic = topics.name(POINTS_EVENTS)
-        assigned = [TopicPartition(topic, p) for p in await producer.partitions_for(topic)]
+        # Asked as the reader: the payments service may not describe the result topics.
+        assigned = [TopicPartition(topic, p) for p in await partitions_of(downstream, topic)]
         results.assign(assigned)
         await results.seek_to_beginning(*assigned)
         while True:

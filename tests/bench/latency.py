@@ -7,7 +7,10 @@ omission), recorded with HdrHistogram; beside it, in the same run, a bare aiokaf
     .venv/bin/python -m tests.bench.latency --rates 500,3000 --seconds 20
 
 Uses the servers of `make up` and the default database, on topics of its own (a fresh
-prefix, deleted afterwards), with one `shopflow worker` subprocess.
+prefix, created with the contract's ACLs as the Kafka admin, deleted afterwards), with one
+`shopflow worker` subprocess. The charges are sent as `shop-payments` (their upstream
+writer), the results read as `shop-reader`; the echo runs as the service's principal, on
+the contract's charge and result topics behind a prefix of its own (same ACLs).
 """
 
 import argparse
@@ -20,17 +23,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from hdrh.histogram import HdrHistogram
 
 from contracts.commands import ChargePoints
+from contracts.principals import PAYMENTS, READER, SERVICE
 from contracts.topics import POINTS_CHARGE, POINTS_EVENTS, Topics
 from persistence.database import create_engine
 from persistence.migrate import migrate
-from shopflow.kafka_admin import ensure_topics
+from shopflow.kafka_access import kafka_connection
 from tests.bench.ceilings import bare_loop
 from tests.bench.drain import seed
-from tests.bench.scratch import delete_scratch_topics, scratch_settings, service_env
+from tests.bench.scratch import (
+    create_scratch_topics,
+    delete_scratch_topics,
+    scratch_settings,
+    service_env,
+    side_topics,
+)
 
 USERS = 1000
 
@@ -127,23 +136,17 @@ async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
     run_id = settings.consumer_group
     topics = Topics(settings.topic_prefix)
     command_topic, result_topic = topics.name(POINTS_CHARGE), topics.name(POINTS_EVENTS)
-    echo_source, echo_target = f"{command_topic}.echo-in", f"{command_topic}.echo-out"
     engine = create_engine(settings.database_url)
-    await migrate(settings.migration_database_url, settings.database_url)
+    await migrate(
+        settings.migration_database_url, settings.database_url, settings.query_database_url
+    )
     first_id = secrets.randbelow(2**60) + 1
     user_ids = [first_id + i for i in range(USERS)]
     await seed(engine, user_ids, 0, [])
     await engine.dispose()
-    await ensure_topics(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    await admin.create_topics(
-        [NewTopic(t, settings.command_partitions, 1) for t in (echo_source, echo_target)]
-    )
+    await create_scratch_topics(settings)
 
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, linger_ms=1
-    )
+    producer = kafka_connection(settings, PAYMENTS).producer(enable_idempotence=True, linger_ms=1)
     await producer.start()
 
     def commands(label: str, count: int) -> list[tuple[str, bytes, bytes]]:
@@ -159,11 +162,10 @@ async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
         return out
 
     async def results_consumer(topic: str) -> AIOKafkaConsumer:
-        consumer = AIOKafkaConsumer(
+        consumer = kafka_connection(settings, READER).consumer(
             topic,
-            bootstrap_servers=settings.kafka_bootstrap,
             auto_offset_reset="latest",
-            group_id=f"lat-{secrets.token_hex(3)}",
+            group_id=f"{READER}-lat-{secrets.token_hex(3)}",  # the reader's group prefix
         )
         await consumer.start()
         while not consumer.assignment():
@@ -185,25 +187,31 @@ async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
         results.append((what, measured))
         print(measured.line(what), flush=True)
 
+    echo_partitions = dict.fromkeys((POINTS_CHARGE, POINTS_EVENTS), settings.command_partitions)
     try:
-        # The bare echo first, at each rate.
-        stop = asyncio.Event()
-        echo = asyncio.create_task(
-            bare_loop(
-                settings.kafka_bootstrap,
-                echo_source,
-                echo_target,
-                result_of=_echo_result,
-                done=lambda _: stop.is_set(),
-                poll_ms=20,
+        # The bare echo first, at each rate, from a charge topic to a result topic of its
+        # own (the contract's ACLs on them: the same principals as shopflow's).
+        async with side_topics(settings, "echo", echo_partitions) as echo_topics:
+            echo_source = echo_topics.name(POINTS_CHARGE)
+            echo_target = echo_topics.name(POINTS_EVENTS)
+            stop = asyncio.Event()
+            echo = asyncio.create_task(
+                bare_loop(
+                    kafka_connection(settings, SERVICE),
+                    echo_source,
+                    echo_target,
+                    group=f"{settings.consumer_group}.echo",
+                    result_of=_echo_result,
+                    done=lambda _: stop.is_set(),
+                    poll_ms=20,
+                )
             )
-        )
-        out = await results_consumer(echo_target)
-        for rate in rates:
-            await measure("bare aiokafka echo", echo_source, out, f"echo{rate}", rate)
-        stop.set()
-        await echo
-        await out.stop()
+            out = await results_consumer(echo_target)
+            for rate in rates:
+                await measure("bare aiokafka echo", echo_source, out, f"echo{rate}", rate)
+            stop.set()
+            await echo
+            await out.stop()
 
         # Then shopflow, one worker process.
         worker = await asyncio.create_subprocess_exec(
@@ -229,7 +237,6 @@ async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
             await worker.wait()
     finally:
         await producer.stop()
-        await admin.close()
         await delete_scratch_topics(settings)
     return results
 

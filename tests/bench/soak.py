@@ -3,12 +3,13 @@
     .venv/bin/python -m tests.bench.soak                        # 1,000/s for 300 s
     .venv/bin/python -m tests.bench.soak --rate 2000 --seconds 600
 
-Charges are sent at a fixed rate (open loop) to one `shopflow worker` on topics of its
-own, while the worker's resident memory (VmRSS) is sampled every 5 s. It reports the
-RSS after the first minute (warm: caches, pools and buffers filled), at the end, and
-the least-squares slope over the samples after the first minute; every command must be
-answered. "No growth beyond noise" means a slope near 0 MB/min and an end within a few
-MB of the first-minute figure.
+Charges are sent at a fixed rate (open loop, as `shop-payments`, their upstream writer) to
+one `shopflow worker` on topics of its own (created with the contract's ACLs as the Kafka
+admin; the results read as `shop-reader`), while the worker's resident memory (VmRSS)
+is sampled every 5 s. It reports the RSS after the first minute (warm: caches, pools and
+buffers filled), at the end, and the least-squares slope over the samples after the
+first minute; every command must be answered. "No growth beyond noise" means a slope
+near 0 MB/min and an end within a few MB of the first-minute figure.
 """
 
 import argparse
@@ -18,15 +19,19 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from contracts.commands import ChargePoints
+from contracts.principals import PAYMENTS, READER
 from contracts.topics import POINTS_CHARGE, POINTS_EVENTS, Topics
 from persistence.database import create_engine
 from persistence.migrate import migrate
-from shopflow.kafka_admin import ensure_topics
+from shopflow.kafka_access import kafka_connection
 from tests.bench.drain import _rss_mb, seed
-from tests.bench.scratch import delete_scratch_topics, scratch_settings, service_env
+from tests.bench.scratch import (
+    create_scratch_topics,
+    delete_scratch_topics,
+    scratch_settings,
+    service_env,
+)
 
 USERS = 2_000
 SAMPLE_SECONDS = 5.0
@@ -67,21 +72,22 @@ async def run(rate: int, seconds: float) -> Soak:
     run_id = settings.consumer_group
     topics = Topics(settings.topic_prefix)
     engine = create_engine(settings.database_url)
-    await migrate(settings.migration_database_url, settings.database_url)
+    await migrate(
+        settings.migration_database_url, settings.database_url, settings.query_database_url
+    )
     first_id = secrets.randbelow(2**60) + 1
     user_ids = [first_id + i for i in range(USERS)]
     await seed(engine, user_ids, 0, [])
     await engine.dispose()
-    await ensure_topics(settings)
+    await create_scratch_topics(settings)
     worker = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "shopflow", "worker", "--log-level", "warning"),
         env=service_env(settings),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2)
-    consumer = AIOKafkaConsumer(
+    producer = kafka_connection(settings, PAYMENTS).producer(linger_ms=2)
+    consumer = kafka_connection(settings, READER).consumer(
         topics.name(POINTS_EVENTS),
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=f"soak-reader-{run_id}",
+        group_id=f"{READER}-soak-{run_id}",  # the reader's group prefix
         auto_offset_reset="earliest",
     )
     await producer.start()

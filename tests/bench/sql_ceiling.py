@@ -83,7 +83,9 @@ def _decoded(commands: list[Any]) -> list[DecodedCommand]:
 async def run(kind: str, count: int, user_count: int = 2_000) -> SqlCeiling:
     settings = Settings()
     engine = create_engine(settings.database_url)
-    await migrate(settings.migration_database_url, settings.database_url)
+    await migrate(
+        settings.migration_database_url, settings.database_url, settings.query_database_url
+    )
 
     async def batches() -> list[list[DecodedCommand]]:
         shop = await _prepare(engine, kind, count, user_count)

@@ -35,6 +35,12 @@ out if the stream is over by then):
 - starts it again (`infra.sh up kafka` starts only the dead node) and measures how long
   until it is back in the ISR of that partition, and in every ISR.
 The figures go in the run's notes.
+
+The fault's own clients (the metadata, offsets and configs it watches, `__consumer_offsets`
+among them, and the probe topics it creates, writes and deletes) are the Kafka admin's:
+an operator's instruments, outside the contract's table, which only the super user may
+use. The driver has waited for the three brokers before creating the run's topics
+(scripts/infra.sh's readiness probe cannot authenticate, so it does not count them).
 """
 
 import asyncio
@@ -44,12 +50,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
+from contracts.principals import ADMIN
 from contracts.topics import POINTS_CHARGE, Topics
+from producers.kafka_connection import KafkaConnection
+from shopflow.kafka_access import kafka_connection
 from shopflow.kafka_admin import planned_topics
 from tests.chaos.driver import Fault, Run
 from tests.chaos.servers import REPO, ChaosServers
@@ -106,11 +115,12 @@ Partitions = dict[tuple[str, int], Replicas]
 
 
 class Cluster:
-    """The cluster's metadata and offsets, asked of whichever broker answers."""
+    """The cluster's metadata and offsets, asked of whichever broker answers, as `kafka`'s
+    principal (the admin: it describes every topic, the internal ones too)."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    def __init__(self, kafka: KafkaConnection) -> None:
+        self.admin = kafka.admin()
+        self.consumer = kafka.consumer(enable_auto_commit=False)
 
     async def start(self) -> None:
         await self.admin.start()
@@ -418,9 +428,9 @@ def leader_kill(kills: int) -> Fault:
     so in the notes."""
 
     async def inject(run: Run) -> int:
-        cluster = Cluster(run.settings.kafka_bootstrap)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=run.settings.kafka_bootstrap,
+        admin = kafka_connection(run.settings, ADMIN)
+        cluster = Cluster(admin)
+        producer = admin.producer(
             enable_idempotence=True,
             acks="all",
             linger_ms=0,

@@ -13,6 +13,13 @@ The checks, whatever the fault:
 - no command id has two point transactions of a kind or two orders.
 The longest wait is from a command's intended send time (open loop: a stalled service
 cannot slow the sender down and hide its queue) to its outcome's arrival.
+
+With access control on, as deployed: the run's topics and their ACLs are made as the Kafka
+admin before the workers start (`tests.bench.scratch.create_scratch_topics`) and removed
+as the admin after a run without problems; the schema is migrated as its owner; the
+workers are the service's principal (their servers' credentials, SHOPFLOW_INFRA_DIR);
+the driver sends and observes as `shopflow-ops` (it writes every command topic and reads
+the results and the dead letters).
 """
 
 import asyncio
@@ -28,18 +35,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 
 from contracts.events import ResultEvent
+from contracts.principals import OPS
 from contracts.topics import ROUTES_BY_TOPIC, Topics
 from persistence.database import create_engine
 from persistence.migrate import migrate
 from persistence.reconciliation import describe, find_violations
-from shopflow.kafka_admin import ensure_topics
+from producers.kafka_connection import KafkaConnection
+from shopflow.kafka_access import kafka_connection
 from shopflow.settings import Settings
-from tests.bench.scratch import delete_scratch_topics, service_env
+from tests.bench.scratch import create_scratch_topics, delete_scratch_topics, service_env
 from tests.chaos.database import read_state, recorded_twice
 from tests.chaos.model import differences, expected_state
 from tests.chaos.observer import Observer
@@ -125,10 +133,9 @@ class Sender:
     """Sends records and keeps where each landed; a send that fails (a broker down) is
     tried again, as an upstream service would (the ledger answers a repeat)."""
 
-    def __init__(self, bootstrap: str, topics: Topics) -> None:
+    def __init__(self, kafka: KafkaConnection, topics: Topics) -> None:
         self._topics = topics
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+        self.producer = kafka.producer(
             enable_idempotence=True,
             acks="all",
             linger_ms=2,
@@ -216,17 +223,24 @@ async def run(
     settings = servers.settings(label)
     topics = Topics(settings.topic_prefix)
     workload = build(commands, run=label, seed=seed)
-    await migrate(settings.migration_database_url, settings.database_url)
-    await ensure_topics(settings)
+    await migrate(
+        settings.migration_database_url, settings.database_url, settings.query_database_url
+    )
+    # As the Kafka admin: waits for every broker (the three of the cluster), creates the
+    # topics, the principals' SCRAM users and the ACLs, before any worker starts.
+    await create_scratch_topics(settings, brokers=servers.brokers)
     extra = (
         {}
         if session_timeout_ms is None
         else {"SHOPFLOW_SESSION_TIMEOUT_MS": str(session_timeout_ms)}
     )
-    pool = WorkerPool(service_env(settings, **extra), REPO / ".infra" / "chaos-logs" / label)
+    # The logs under the run's consumer group, where redis_fault's serve writes its own.
+    logs = REPO / ".infra" / "chaos-logs" / settings.consumer_group
+    pool = WorkerPool(service_env(settings, **extra), logs)
     chaos = Run(servers, settings, pool, random.Random(seed), len(workload.stream))
     resent: set[str] = set()
-    sender = Sender(settings.kafka_bootstrap, topics)
+    ops = kafka_connection(settings, OPS)
+    sender = Sender(ops, topics)
 
     by_id: dict[str, Record] = {}
 
@@ -243,7 +257,7 @@ async def run(
         if observer.final(record.command_id) is None:  # no other copy answered meanwhile
             sender.send(record)
 
-    observer = Observer(settings.kafka_bootstrap, topics, send_again)
+    observer = Observer(ops, topics, send_again)
     intended: dict[str, float] = {}
     try:
         for _ in range(workers):

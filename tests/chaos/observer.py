@@ -15,6 +15,7 @@ from contracts.dead_letters import DeadLetter
 from contracts.events import RejectionReason, ResultEvent, parse_event
 from contracts.topics import EVENT_TOPICS, Topics
 from producers.client import topic_partitions
+from producers.kafka_connection import KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,13 @@ class Seen:
 class Observer:
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection,
         topics: Topics,
         on_transient: Callable[[str], None],
     ) -> None:
-        self._bootstrap = bootstrap
+        """`kafka`: a principal that may read the result topics and the dead letters
+        (`shopflow-ops`)."""
+        self._kafka = kafka
         self._topics = topics
         self._on_transient = on_transient
         self.results: dict[str, list[Seen]] = {}
@@ -52,9 +55,7 @@ class Observer:
     async def start(self, producer: AIOKafkaProducer) -> None:
         """Start reading; `producer` finds the topics' partitions (a consumer's metadata
         may not list a new topic for minutes)."""
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, enable_auto_commit=False
-        )
+        self._consumer = self._kafka.consumer(enable_auto_commit=False)
         await self._consumer.start()
         names = [self._topics.name(t) for t in EVENT_TOPICS] + [self._topics.dead_letters]
         assigned = []

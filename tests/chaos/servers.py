@@ -1,14 +1,23 @@
 """The servers of the chaos runs: an instance of scripts/infra.sh of their own (a state
 dir under .infra/chaos and ports of their own), so that failing them never disturbs the
 servers of `make up` and the other tests. Each fault starts, stops or kills one of them
-through the script, as an operator would."""
+through the script, as an operator would.
+
+Access control is on, as on every server set of scripts/infra.sh: the passwords are those
+the script made at the instance's first start, in its own state dir (credentials.json),
+which the settings of a run point at (`infra_dir`) and its workers are given
+(SHOPFLOW_INFRA_DIR)."""
 
 import asyncio
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from shopflow.settings import Settings
+from sqlalchemy import make_url
+
+from shopflow.local_credentials import LocalCredentials
+from shopflow.settings import KafkaSecurityProtocol, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "scripts" / "infra.sh"
@@ -39,26 +48,42 @@ class ChaosServers:
             "SHOPFLOW_KAFKA_BROKERS": str(self.brokers),
         }
 
+    def _url(self, setting: str, port: int) -> str:
+        """The default of a URL setting (its user, no password), on `port` of loopback."""
+        default = make_url(Settings.model_fields[setting].default)
+        return default.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+
     def settings(self, label: str, **overrides: object) -> Settings:
         """Default settings pointed at these servers, behind a fresh topic prefix,
-        consumer group and Redis namespace."""
-        base = Settings()
-        database = f"@127.0.0.1:{self.pg_port}/"
-        return base.model_copy(
-            update={
-                "kafka_bootstrap": self.bootstrap,
-                "database_url": base.database_url.replace("@127.0.0.1:5432/", database),
-                "migration_database_url": base.migration_database_url.replace(
-                    "@127.0.0.1:5432/", database
-                ),
-                "redis_url": f"redis://127.0.0.1:{self.redis_port}/0",
-                "topic_prefix": f"{label}.",
-                "consumer_group": label,
-                "redis_key_prefix": f"{label}:top",
-                "replication_factor": min(self.brokers, 3),
-                **overrides,
-            }
-        )
+        consumer group (within the service's group prefix, `shopflow`) and Redis namespace
+        (within the service's keys, `shopflow:`). The URLs name the default roles and
+        users; their passwords, and the Kafka principals', come from this instance's
+        credentials file (`infra_dir`), so call it once the servers are up."""
+        values: dict[str, Any] = {
+            "infra_dir": self.state_dir,
+            "kafka_bootstrap": self.bootstrap,
+            "kafka_security_protocol": KafkaSecurityProtocol.SASL_PLAINTEXT,
+            "kafka_username": None,
+            "kafka_password": None,
+            "kafka_ssl_cafile": None,
+            "database_url": self._url("database_url", self.pg_port),
+            "query_database_url": self._url("query_database_url", self.pg_port),
+            "migration_database_url": self._url("migration_database_url", self.pg_port),
+            "redis_url": self._url("redis_url", self.redis_port),
+            "topic_prefix": f"{label}.",
+            "consumer_group": f"shopflow-{label}",
+            "redis_key_prefix": f"shopflow:{label}:top",
+            "replication_factor": min(self.brokers, 3),
+        }
+        return Settings(**values | overrides)
+
+    def admin_redis_url(self) -> str:
+        """Redis as its user `admin` (FLUSHALL and the like; the service's user may not)."""
+        password = self.credentials().require("redis", "admin", configure="")
+        return f"redis://admin:{password}@127.0.0.1:{self.redis_port}/0"
+
+    def credentials(self) -> LocalCredentials:
+        return LocalCredentials.load(self.state_dir)
 
     async def infra(self, *args: str) -> str:
         """Run scripts/infra.sh with these servers' environment; its output."""

@@ -1,22 +1,53 @@
 """`shopflow worker` processes of a chaos run: started, killed, stopped, their logs kept."""
 
 import asyncio
+import contextlib
 import signal
+import socket
 import sys
+import time
 from pathlib import Path
+
+import httpx
 
 from shopflow.settings import FaultInjection
 
+STARTED_TIMEOUT_S = 60.0  # for a worker to answer /health/live
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
 
 class Worker:
-    def __init__(self, process: asyncio.subprocess.Process, name: str, log: Path) -> None:
+    def __init__(
+        self, process: asyncio.subprocess.Process, name: str, log: Path, http_port: int
+    ) -> None:
         self.process = process
         self.name = name
         self.log = log
+        self.http_port = http_port  # its /metrics and /health
 
     @property
     def alive(self) -> bool:
         return self.process.returncode is None
+
+    async def started(self, timeout: float = STARTED_TIMEOUT_S) -> bool:
+        """Wait until the worker answers GET /health/live (it has prepared, its SIGTERM
+        handler is in place and its consumers are starting) or has exited; whether it
+        answers. A worker SIGTERMed before that (still importing, still checking its
+        topics) dies of the signal: no graceful stop to speak of, nothing consumed yet."""
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.http_port}/health/live"
+        async with httpx.AsyncClient(timeout=1.0) as http:
+            while self.alive and time.monotonic() < deadline:
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get(url)).status_code == 200:
+                        return True
+                await asyncio.sleep(0.1)
+        return False
 
     async def kill(self) -> None:
         """SIGKILL: no goodbye to the group, nothing flushed."""
@@ -68,6 +99,12 @@ class WorkerPool:
         self._started += 1
         name = f"worker-{self._started}" + ("" if fault is FaultInjection.NONE else f"-{fault}")
         log = self._log_dir / f"{name}.log"
+        port = _free_port()
+        env = {
+            **self._env,
+            "SHOPFLOW_FAULT_INJECTION": fault.value,
+            "SHOPFLOW_WORKER_HTTP_PORT": str(port),
+        }
         with log.open("wb") as out:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -76,17 +113,20 @@ class WorkerPool:
                 "worker",
                 "--log-level",
                 "warning",
-                env={**self._env, "SHOPFLOW_FAULT_INJECTION": fault.value},
+                env=env,
                 stdout=out,
                 stderr=out,
             )
-        worker = Worker(process, name, log)
+        worker = Worker(process, name, log, port)
         self.workers.append(worker)
         return worker
 
     async def stop_all(self, timeout: float) -> list[tuple[str, int | None]]:
         """Every live worker stopped gracefully: (name, exit code) of each, None for one
-        still there after `timeout` (its stacks dumped, then killed)."""
+        still there after `timeout` (its stacks dumped, then killed). A worker started
+        late (a replacement, just before the stream ended) is let finish its start first:
+        the graceful stop is that of a running worker."""
+        await asyncio.gather(*(w.started() for w in self.alive))
         alive = self.alive
         codes = await asyncio.gather(*(w.stop(timeout) for w in alive), return_exceptions=True)
         for worker in alive:

@@ -11,17 +11,19 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from typer.testing import CliRunner, Result
 
 from persistence.reconciliation import describe, find_violations
 from producers.client import topic_partitions
+from producers.kafka_connection import KafkaConnection
 from queries.read_model import ReadModel
 from shopflow.cli import app
 from shopflow.cli.demo import DEMO_CHARGE, DEMO_PRODUCTS, DEMO_USERS
-from shopflow.kafka_admin import ensure_topics
+from shopflow.kafka_access import SERVICE, kafka_connection
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
+from shopflow.testing.session import provisioned
 from tests.conftest import new_command_id, new_entity_id
 from tests.integration.helpers import balance_of
 
@@ -49,17 +51,17 @@ def explain(result: Result) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _reading(bootstrap: str, topic: str) -> AsyncIterator[AIOKafkaConsumer]:
+async def _reading(kafka: KafkaConnection, topic: str) -> AsyncIterator[AIOKafkaConsumer]:
     """A consumer assigned every partition of `topic` (no group, nothing committed)."""
     # The partitions come from a producer: a consumer's partitions_for_topic only reads
     # metadata it happens to hold (None before it has any).
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = kafka.producer()
     await producer.start()
     try:
         partitions = await topic_partitions(producer, topic)
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = kafka.consumer(enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign([TopicPartition(topic, p) for p in partitions])
@@ -118,7 +120,8 @@ async def test_an_amount_outside_the_contract_exits_2_and_sends_nothing(
     command_id = new_command_id("cli")
     topic = f"{test_settings.topic_prefix}shop.points.charge"
 
-    async with _reading(test_settings.kafka_bootstrap, topic) as reader:
+    # The command topic, read as the service reads it (only its principal may).
+    async with _reading(kafka_connection(test_settings, SERVICE), topic) as reader:
         before = await reader.end_offsets(list(reader.assignment()))
         result = await shopflow("charge", new_entity_id(), 0, "--command-id", command_id)
         appended = await _values_since(reader, before)
@@ -216,7 +219,7 @@ async def test_no_wait_prints_the_command_id_and_a_missed_deadline_exits_2(
     unserved = test_settings.model_copy(
         update={"topic_prefix": f"{test_settings.topic_prefix}unserved."}
     )
-    await ensure_topics(unserved)
+    await provisioned(unserved)
 
     sent = await shopflow(
         "register-user", new_entity_id(), "Cy", "--command-id", command_id, "--no-wait"

@@ -14,6 +14,7 @@ from contracts.commands import RegisterUser
 from contracts.events import UserRegistered
 from contracts.topics import USERS_EVENTS, Topics
 from producers.client import ShopflowClient
+from shopflow.kafka_access import OPS, SERVICE, kafka_connection
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from tests.conftest import new_command_id, new_entity_id
@@ -31,7 +32,7 @@ UNREADABLE = {
 @pytest.fixture
 async def own_client(service: Runtime, test_settings: Settings) -> AsyncIterator[ShopflowClient]:
     async with ShopflowClient(
-        test_settings.kafka_bootstrap, topics=Topics(test_settings.topic_prefix)
+        kafka_connection(test_settings, OPS), topics=Topics(test_settings.topic_prefix)
     ) as started:
         yield started
 
@@ -46,11 +47,19 @@ async def test_an_unreadable_result_record_is_skipped_and_later_results_arrive(
     topic = Topics(test_settings.topic_prefix).name(USERS_EVENTS)
     command = RegisterUser(command_id=new_command_id("reader"), user_id=new_entity_id(), name="R")
 
+    # Written as the service: no other principal may write a result topic.
+    forger = kafka_connection(test_settings, SERVICE).producer()
+    await forger.start()
     with caplog.at_level(logging.WARNING, logger="producers.client"):
-        written = [
-            await own_client.send_raw(topic, b"garbage", UNREADABLE[kind], partition=partition)
-            for partition in range(test_settings.event_partitions)
-        ]
+        try:
+            written = [
+                await forger.send_and_wait(
+                    topic, UNREADABLE[kind], key=b"garbage", partition=partition
+                )
+                for partition in range(test_settings.event_partitions)
+            ]
+        finally:
+            await forger.stop()
         event = await own_client.send_and_wait(command, timeout=15)
 
     assert isinstance(event, UserRegistered)

@@ -18,8 +18,9 @@ from contracts.events import PointsCharged
 from contracts.topics import Topics
 from persistence.tables import point_balances, processed_commands, users
 from producers.client import ShopflowClient
-from shopflow.kafka_admin import ensure_topics
+from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.settings import FaultInjection, Settings
+from shopflow.testing.session import provisioned
 from tests.bench.scratch import service_env
 from tests.conftest import new_command_id, new_entity_id
 from tests.integration.helpers import (
@@ -56,7 +57,7 @@ async def _wait_exit(process: asyncio.subprocess.Process, timeout: float) -> int
 async def own_service_settings(test_settings: Settings) -> Settings:
     """Topics and consumer groups of this test's own, so only its workers consume them."""
     settings = isolated(test_settings, "crash")
-    await ensure_topics(settings)
+    await provisioned(settings)
     return settings
 
 
@@ -78,7 +79,8 @@ async def test_a_worker_killed_mid_batch_then_restarted_applies_once_and_answers
     command = ChargePoints(command_id=new_command_id("crash"), user_id=user_id, amount=250)
 
     async with ShopflowClient(
-        own_service_settings.kafka_bootstrap, topics=Topics(own_service_settings.topic_prefix)
+        kafka_connection(own_service_settings, OPS),
+        topics=Topics(own_service_settings.topic_prefix),
     ) as client:
         crashing = await _start_worker(own_service_settings, point)
         try:
@@ -168,7 +170,8 @@ async def test_sigterm_mid_stream_then_restart_applies_every_command_once(
     command_ids = [c.command_id for c in commands]
 
     async with ShopflowClient(
-        own_service_settings.kafka_bootstrap, topics=Topics(own_service_settings.topic_prefix)
+        kafka_connection(own_service_settings, OPS),
+        topics=Topics(own_service_settings.topic_prefix),
     ) as client:
         await asyncio.gather(*(client.send(command) for command in commands))
         # Stopped mid-stream for sure: batches of 10 stretch the stream over 100 batches,
@@ -239,7 +242,8 @@ async def test_a_batch_outlasting_the_graceful_stop_is_handed_back_not_acknowled
     command = ChargePoints(command_id=new_command_id("graceful"), user_id=user_id, amount=250)
 
     async with ShopflowClient(
-        own_service_settings.kafka_bootstrap, topics=Topics(own_service_settings.topic_prefix)
+        kafka_connection(own_service_settings, OPS),
+        topics=Topics(own_service_settings.topic_prefix),
     ) as client:
         async with engine.connect() as blocker:
             # Hold the balance row, so the worker's batch waits on it past the stop.

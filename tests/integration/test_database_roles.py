@@ -3,7 +3,7 @@ nothing of the schema; the migrations run as the schema's owner (issue: a databa
 for the service with only the rights it needs)."""
 
 import pytest
-from sqlalchemy import delete, insert, make_url, select, text
+from sqlalchemy import delete, func, insert, make_url, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -79,3 +79,38 @@ async def test_the_tables_belong_to_the_migrations_role_not_the_service_role(
     owner = make_url(test_settings.migration_database_url).username
     assert service != owner
     assert owners == {owner}
+
+
+@pytest.mark.usefixtures("service")
+async def test_the_read_only_role_reads_rows_and_is_refused_a_write(
+    test_settings: Settings,
+) -> None:
+    engine = create_async_engine(test_settings.query_database_url)
+    try:
+        async with engine.connect() as connection:
+            counted = await connection.scalar(select(func.count()).select_from(users))
+            with pytest.raises(DBAPIError) as raised:
+                await connection.execute(insert(users).values(user_id=new_entity_id(), name="W"))
+            await connection.rollback()
+    finally:
+        await engine.dispose()
+
+    assert counted is not None
+    assert getattr(raised.value.orig, "sqlstate", None) == "42501"  # insufficient_privilege
+
+
+@pytest.mark.parametrize("password", ["not-the-password", ""])
+async def test_postgresql_refuses_the_service_role_without_its_password(
+    test_settings: Settings, password: str
+) -> None:
+    url = make_url(test_settings.database_url).set(password=password)
+    engine = create_async_engine(url)
+    try:
+        with pytest.raises(DBAPIError) as raised:
+            async with engine.connect():
+                pass
+    finally:
+        await engine.dispose()
+
+    # 28P01 invalid_password: checked (scram-sha-256), even on loopback.
+    assert getattr(raised.value.orig, "sqlstate", None) == "28P01"

@@ -33,6 +33,7 @@ from contracts.topics import POINTS_CHARGE, Topics
 from persistence.dead_letter_store import DeadLetterStore
 from persistence.tables import point_transactions
 from producers.client import ShopflowClient
+from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.settings import Settings
 from tests.conftest import new_command_id
 from tests.hostile import Hostile, hostile_charges
@@ -61,7 +62,7 @@ TALLY = Tally()
 async def hostile_client(test_settings: Settings) -> AsyncIterator[ShopflowClient]:
     # Room for values up to the broker's own limit (the default client stops at 1 MiB).
     async with ShopflowClient(
-        test_settings.kafka_bootstrap,
+        kafka_connection(test_settings, OPS),
         topics=Topics(test_settings.topic_prefix),
         max_request_size=2 * 1024 * 1024,
     ) as started:

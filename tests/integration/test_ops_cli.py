@@ -18,18 +18,21 @@ from uuid import UUID
 
 import pytest
 import typer
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
+from pydantic import SecretStr
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.core import TyperGroup
 from typer.testing import Result
 
+from contracts.access import group_grants, principals, topic_grants
 from contracts.commands import ChargePoints
 from contracts.dead_letters import DeadLetter, DeadLetterReason, dead_letter_id
 from contracts.events import PointsCharged
 from contracts.topics import CART_ADD_ITEM, POINTS_CHARGE, Topics
 from producers.client import ShopflowClient
 from shopflow.cli import app
+from shopflow.kafka_access import SERVICE, kafka_connection
 from shopflow.kafka_admin import planned_topics
 from shopflow.kafka_lag import service_consumer_groups
 from shopflow.kafka_offsets import log_ranges
@@ -46,6 +49,11 @@ def ops_env(monkeypatch: pytest.MonkeyPatch, test_settings: Settings, service: o
     """Every setting of the test session in the environment the CLI reads Settings from."""
     for name in Settings.model_fields:
         value = getattr(test_settings, name)
+        if value is None:  # unset stays unset (the default)
+            monkeypatch.delenv(env_name(name), raising=False)
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         monkeypatch.setenv(env_name(name), str(value.value if isinstance(value, Enum) else value))
     return test_settings
 
@@ -64,17 +72,19 @@ async def dead_letter_for(client: ShopflowClient, letter_id: UUID) -> DeadLetter
     return await client.wait_for_dead_letter(lambda d: d.dead_letter_id == letter_id)
 
 
-async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[TopicPartition, int]:
-    logs = await log_ranges(bootstrap, [TopicPartition(topic, p) for p in range(partitions)])
+# Command topics: read as the service reads them (only its principal may).
+async def end_offsets(settings: Settings, topic: str, partitions: int) -> dict[TopicPartition, int]:
+    partitioned = [TopicPartition(topic, p) for p in range(partitions)]
+    logs = await log_ranges(kafka_connection(settings, SERVICE), partitioned)
     return {tp: log.end for tp, log in logs.items()}
 
 
 async def records_since(
-    bootstrap: str, since: dict[TopicPartition, int]
+    settings: Settings, since: dict[TopicPartition, int]
 ) -> list[tuple[bytes | None, bytes | None]]:
     """(key, value) of every record appended to these partitions after `since`."""
-    until = await end_offsets(bootstrap, next(iter(since)).topic, len(since))
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    until = await end_offsets(settings, next(iter(since)).topic, len(since))
+    consumer = kafka_connection(settings, SERVICE).consumer(enable_auto_commit=False)
     await consumer.start()
     records: list[tuple[bytes | None, bytes | None]] = []
     try:
@@ -246,7 +256,7 @@ async def test_replay_after_a_fix_applies_the_command_once_however_often_it_is_r
     assert letter.reason is DeadLetterReason.PROCESSING_FAILED
     assert "refused by the bug under test" in letter.error
     letter_id = str(letter.dead_letter_id)
-    before = await end_offsets(ops_env.kafka_bootstrap, topic, ops_env.command_partitions)
+    before = await end_offsets(ops_env, topic, ops_env.command_partitions)
 
     unchosen = await shopflow("dead-letters", "replay")
     unknown = await shopflow("dead-letters", "replay", "00000000-0000-0000-0000-000000000000")
@@ -271,7 +281,7 @@ async def test_replay_after_a_fix_applies_the_command_once_however_often_it_is_r
     assert dry.stdout.endswith("dry run: would send back 1 dead letter; nothing sent\n")
     assert dry_by_filter.exit_code == 0, explain(dry_by_filter)
     assert letter_id in dry_by_filter.stdout
-    assert await end_offsets(ops_env.kafka_bootstrap, topic, ops_env.command_partitions) == before
+    assert await end_offsets(ops_env, topic, ops_env.command_partitions) == before
     assert await balance_of(engine, user_id) == 0
     assert client.results(charge.command_id) == []
 
@@ -279,7 +289,7 @@ async def test_replay_after_a_fix_applies_the_command_once_however_often_it_is_r
         await connection.execute(text(_DROP_TRIGGER))
     replayed = await shopflow("dead-letters", "replay", letter_id)
     event = await client.wait_for_result(charge.command_id)
-    after_one = await records_since(ops_env.kafka_bootstrap, before)
+    after_one = await records_since(ops_env, before)
 
     assert replayed.exit_code == 0, explain(replayed)
     assert replayed.stdout == "sent back: 1 dead letter\n"
@@ -289,7 +299,7 @@ async def test_replay_after_a_fix_applies_the_command_once_however_often_it_is_r
 
     again = await shopflow("dead-letters", "replay", letter_id)
     results = await client.wait_for_results(charge.command_id, count=2)
-    after_two = await records_since(ops_env.kafka_bootstrap, before)
+    after_two = await records_since(ops_env, before)
 
     assert again.exit_code == 0, explain(again)
     assert again.stdout == "sent back: 1 dead letter\n"
@@ -328,7 +338,11 @@ async def test_topics_describe_shows_the_configured_partitions_and_create_makes_
     assert verbose.exit_code == 0, explain(verbose)
     assert "partition 2" in verbose.stdout
     assert existing.exit_code == 0, explain(existing)
-    assert existing.stdout == f"0 topics created, {len(planned)} were there already\n"
+    assert existing.stdout.splitlines() == [
+        f"0 topics created, {len(planned)} were there already",
+        f"SCRAM users of the local servers: {', '.join(principals())}",
+        f"{len(topic_grants(Topics(ops_env.topic_prefix)) + group_grants())} ACLs in force",
+    ]
 
     # Topics of a prefix of their own (deleted with the session's, which it begins with).
     fresh = ops_env.model_copy(update={"topic_prefix": f"{ops_env.topic_prefix}ops-create."})
@@ -342,6 +356,8 @@ async def test_topics_describe_shows_the_configured_partitions_and_create_makes_
     assert created.stdout.splitlines() == [
         *(f"created {name}" for name in planned_topics(fresh)),
         f"{len(planned)} topics created, 0 were there already",
+        f"SCRAM users of the local servers: {', '.join(principals())}",
+        f"{len(topic_grants(Topics(fresh.topic_prefix)) + group_grants())} ACLs in force",
     ]
     async with asyncio.timeout(15):  # until the brokers' metadata lists them all
         while True:

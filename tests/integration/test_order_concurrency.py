@@ -16,8 +16,10 @@ from persistence.tables import orders as order_rows
 from persistence.tables import point_balances
 from producers.client import ShopflowClient
 from shopflow.app import prepare
+from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
+from shopflow.testing.session import provisioned
 from tests.conftest import new_command_id
 from tests.integration.helpers import funded_users, isolated, new_product, stock_of
 
@@ -26,11 +28,12 @@ from tests.integration.helpers import funded_users, isolated, new_product, stock
 async def two_instances(test_settings: Settings) -> AsyncIterator[ShopflowClient]:
     settings = isolated(test_settings, "race", batch_max_records=50)
     instances = [Runtime.build(settings) for _ in range(2)]
+    await provisioned(settings)
     await prepare(settings)
     await asyncio.gather(*(runtime.start() for runtime in instances))
     try:
         async with ShopflowClient(
-            settings.kafka_bootstrap, topics=Topics(settings.topic_prefix)
+            kafka_connection(settings, OPS), topics=Topics(settings.topic_prefix)
         ) as client:
             yield client
     finally:

@@ -19,8 +19,10 @@ from persistence.payments import PointsPaymentGateway
 from persistence.tables import payments
 from producers.client import ShopflowClient
 from shopflow.app import prepare
+from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
+from shopflow.testing.session import provisioned
 from tests.conftest import new_command_id
 from tests.integration.helpers import (
     balance_of,
@@ -66,11 +68,12 @@ async def declining_service(
     runtime = Runtime.build(
         settings, payment_gateway=lambda connection: ScriptedGateway(connection, script)
     )
+    await provisioned(settings)
     await prepare(settings)
     await runtime.start()
     try:
         async with ShopflowClient(
-            settings.kafka_bootstrap, topics=Topics(settings.topic_prefix)
+            kafka_connection(settings, OPS), topics=Topics(settings.topic_prefix)
         ) as client:
             yield client, script
     finally:

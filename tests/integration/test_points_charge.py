@@ -2,7 +2,6 @@
 
 import asyncio
 
-from aiokafka import AIOKafkaProducer
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -11,6 +10,7 @@ from contracts.events import PointsCharged, PointsChargeRejected, RejectionReaso
 from contracts.limits import MAX_BALANCE
 from persistence.tables import point_balances, point_transactions
 from producers.client import ShopflowClient
+from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.settings import Settings
 from tests.conftest import new_command_id, new_entity_id
 from tests.integration.helpers import balance_of, registered_user, transactions_of
@@ -71,9 +71,7 @@ async def test_same_charge_from_ten_concurrent_producers_is_applied_once(
 ) -> None:
     user_id = await registered_user(client)
     command = ChargePoints(command_id=new_command_id("race"), user_id=user_id, amount=42)
-    producers = [
-        AIOKafkaProducer(bootstrap_servers=test_settings.kafka_bootstrap) for _ in range(10)
-    ]
+    producers = [kafka_connection(test_settings, OPS).producer() for _ in range(10)]
     await asyncio.gather(*(p.start() for p in producers))
     try:
         await asyncio.gather(

@@ -29,9 +29,9 @@ from contracts.events import PointsCharged
 from contracts.topics import POINTS_CHARGE, Topics
 from persistence.dead_letter_store import DeadLetterStore
 from producers.client import ShopflowClient
-from shopflow.kafka_admin import ensure_topics
+from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.settings import Settings
-from shopflow.testing.session import running
+from shopflow.testing.session import provisioned, running
 from tests.conftest import new_command_id
 from tests.integration.helpers import (
     balance_of,
@@ -58,7 +58,7 @@ async def _assert_each_answered_once(client: ShopflowClient, commands: list[Char
 @pytest.fixture
 async def own_topics(test_settings: Settings) -> Settings:
     settings = isolated(test_settings, "poison")
-    await ensure_topics(settings)
+    await provisioned(settings)
     return settings
 
 
@@ -77,7 +77,7 @@ async def test_a_900000_byte_record_is_cut_once_and_stops_nothing_across_a_resta
     assert len(big) == BIG
 
     async with ShopflowClient(
-        settings.kafka_bootstrap,
+        kafka_connection(settings, OPS),
         topics=Topics(settings.topic_prefix),
         max_request_size=2 * 1024 * 1024,
     ) as client:
@@ -187,7 +187,7 @@ async def test_a_batch_failing_for_good_because_of_one_record_isolates_it(
     poison_before = _counter("shopflow_poison_records_total")
 
     async with ShopflowClient(
-        settings.kafka_bootstrap, topics=Topics(settings.topic_prefix)
+        kafka_connection(settings, OPS), topics=Topics(settings.topic_prefix)
     ) as client:
         # On the topic before the service starts, so that they arrive as one batch.
         for command in batch:

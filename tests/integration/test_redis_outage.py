@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy import make_url
 
 from contracts.commands import ChargePoints, OrderLine, PlaceOrder
 from contracts.events import OrderPlaced, PointsCharged
@@ -22,6 +23,7 @@ from contracts.topics import Topics
 from producers.client import ShopflowClient
 from queries.read_model import ReadModel
 from queries.top_products import TopProducts
+from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import running
@@ -36,19 +38,29 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _url(settings: Settings, port: int) -> str:
+    """The session's Redis URL (its user and password) on another port."""
+    return make_url(settings.redis_url).set(port=port).render_as_string(hide_password=False)
+
+
 @asynccontextmanager
-async def _redis_server(port: int) -> AsyncIterator[asyncio.subprocess.Process]:
-    """A throwaway redis-server on `port`, answering when the block starts; stopped (if
-    the block did not) when it ends."""
+async def _redis_server(url: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A throwaway redis-server for `url`, answering when the block starts; stopped (if
+    the block did not) when it ends. Closed like the real one: its default user is off,
+    and the URL's user may use only keys under `shopflow:`."""
     binary = shutil.which("redis-server")
     assert binary, "redis-server is not installed (scripts/infra.sh up installs it)"
+    parsed = make_url(url)
+    assert parsed.port is not None
     server = await asyncio.create_subprocess_exec(
-        *(binary, "--port", str(port), "--bind", "127.0.0.1"),
+        *(binary, "--port", str(parsed.port), "--bind", "127.0.0.1"),
         *("--save", "", "--appendonly", "no"),
+        *("--user", "default", "off"),
+        *("--user", str(parsed.username), "on", f">{parsed.password}", "~shopflow:*", "+@all"),
         stdout=asyncio.subprocess.DEVNULL,
     )
     try:
-        probe = Redis(port=port)
+        probe = Redis.from_url(url)
         async with asyncio.timeout(10):
             while True:
                 try:
@@ -80,11 +92,13 @@ async def test_with_redis_stopped_commands_flow_and_top_products_come_from_postg
     test_settings: Settings,
 ) -> None:
     port = _free_port()
-    settings = isolated(test_settings, "outage", redis_url=f"redis://127.0.0.1:{port}/0")
+    settings = isolated(test_settings, "outage", redis_url=_url(test_settings, port))
     async with (
-        _redis_server(port) as redis_server,
+        _redis_server(settings.redis_url) as redis_server,
         running(settings) as runtime,
-        ShopflowClient(settings.kafka_bootstrap, topics=Topics(settings.topic_prefix)) as client,
+        ShopflowClient(
+            kafka_connection(settings, OPS), topics=Topics(settings.topic_prefix)
+        ) as client,
     ):
         read_model = ReadModel(runtime.engine)
         top = TopProducts(runtime.sales_view, read_model, runtime.rebuild_sales_view, runtime.clock)
@@ -107,7 +121,7 @@ async def test_with_redis_stopped_commands_flow_and_top_products_come_from_postg
         assert source == "postgresql"
         assert answer == await read_model.top_products(runtime.clock())
 
-        async with _redis_server(port):  # back, empty
+        async with _redis_server(settings.redis_url):  # back, empty
 
             async def redis_answers_as_postgresql() -> None:
                 answer, source = await top.top()
@@ -124,14 +138,14 @@ async def test_after_a_redis_restart_the_services_first_command_goes_through(
     test_settings: Settings,
 ) -> None:
     port = _free_port()
-    settings = isolated(test_settings, "restart", redis_url=f"redis://127.0.0.1:{port}/0")
+    settings = isolated(test_settings, "restart", redis_url=_url(test_settings, port))
     runtime = Runtime.build(settings, consume=False)
     try:
-        async with _redis_server(port) as first:
+        async with _redis_server(settings.redis_url) as first:
             assert await runtime.redis.ping()  # a pooled connection, open
             first.terminate()
             await first.wait()
-        async with _redis_server(port):
+        async with _redis_server(settings.redis_url):
             # The pooled connection was closed by the server that stopped: the command is
             # tried again on a new one rather than failing.
             assert await runtime.redis.ping()

@@ -6,21 +6,23 @@ sent."""
 import secrets
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import TopicPartition
+from aiokafka.admin import NewTopic
 from aiokafka.errors import MessageSizeTooLargeError
 
 from contracts.topics import Topics
 from producers.publisher import KafkaMessageSink, OutgoingMessage, keyed_partitioner
+from shopflow.kafka_access import ADMIN, kafka_connection
 from shopflow.settings import Settings
 
 PARTITIONS = 3
 
 
 async def _scratch_topic(settings: Settings) -> str:
-    """A topic of the test run's prefix (deleted with the run's topics)."""
+    """A topic of the test run's prefix (deleted with the run's topics). No principal of
+    the contract may write it: the test's clients are the Kafka admin."""
     name = f"sink-{secrets.token_hex(4)}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka_connection(settings, ADMIN).admin()
     await admin.start()
     try:
         await admin.create_topics([NewTopic(settings.topic_prefix + name, PARTITIONS, 1)])
@@ -31,7 +33,7 @@ async def _scratch_topic(settings: Settings) -> str:
 
 async def _read_all(settings: Settings, topic: str, count: int) -> dict[int, list[bytes]]:
     """Every record of `topic` by partition, once `count` came and nothing more does."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = kafka_connection(settings, ADMIN).consumer()
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
@@ -57,7 +59,7 @@ async def _read_all(settings: Settings, topic: str, count: int) -> dict[int, lis
 
 async def _started_sink(settings: Settings, *, max_request_size: int) -> KafkaMessageSink:
     sink = KafkaMessageSink(
-        settings.kafka_bootstrap,
+        kafka_connection(settings, ADMIN),
         Topics(settings.topic_prefix),
         max_request_size=max_request_size,
         client_id="sink-test",

@@ -24,10 +24,12 @@ from producers.client import ShopflowClient
 from queries.read_model import ReadModel
 from queries.top_products import FALLBACKS, TopProducts
 from shopflow.app import prepare
+from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
+from shopflow.testing.session import provisioned
 from tests.conftest import new_command_id, new_entity_id
-from tests.integration.helpers import funded_user, isolated, new_product
+from tests.integration.helpers import admin_redis_url, funded_user, isolated, new_product
 
 # Synthetic events live in a future week of their own: nothing else the tests do falls
 # in their windows, and their buckets' expiry (absolute) lies ahead of the wall clock.
@@ -47,10 +49,19 @@ def _order_placed(occurred_at: datetime, *lines: tuple[int, int]) -> OrderPlaced
     )
 
 
-async def _publish(client: ShopflowClient, topics: Topics, event: OrderPlaced) -> None:
-    await client.send_raw(
-        topics.name(ORDERS_EVENTS), str(event.user_id).encode(), event.model_dump_json().encode()
-    )
+async def _publish(runtime: Runtime, event: OrderPlaced) -> None:
+    """`event` on the runtime's order events, written as the service (no other principal
+    may write a result topic)."""
+    producer = runtime.kafka.producer()
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            runtime.topics.name(ORDERS_EVENTS),
+            event.model_dump_json().encode(),
+            key=str(event.user_id).encode(),
+        )
+    finally:
+        await producer.stop()
 
 
 async def _eventually(check: Callable[[], object], timeout: float = 15.0) -> None:
@@ -78,9 +89,9 @@ async def test_answer_counts_only_the_last_72_hours_and_products_fall_out_as_tim
     client: ShopflowClient, service: Runtime, uncached_view: SalesView
 ) -> None:
     old, recent, newest = new_entity_id(), new_entity_id(), new_entity_id()
-    await _publish(client, service.topics, _order_placed(FUTURE - timedelta(hours=80), (old, 9)))
-    await _publish(client, service.topics, _order_placed(FUTURE - timedelta(hours=71), (recent, 5)))
-    await _publish(client, service.topics, _order_placed(FUTURE - timedelta(hours=1), (newest, 2)))
+    await _publish(service, _order_placed(FUTURE - timedelta(hours=80), (old, 9)))
+    await _publish(service, _order_placed(FUTURE - timedelta(hours=71), (recent, 5)))
+    await _publish(service, _order_placed(FUTURE - timedelta(hours=1), (newest, 2)))
 
     async def at_future() -> None:
         assert await uncached_view.top(FUTURE) == [(recent, 5), (newest, 2)]
@@ -102,8 +113,8 @@ async def test_same_order_placed_delivered_three_times_counts_once(
     sentinel = _order_placed(at, (new_entity_id(), 1))
 
     for _ in range(3):
-        await _publish(client, service.topics, event)
-    await _publish(client, service.topics, sentinel)
+        await _publish(service, event)
+    await _publish(service, sentinel)
 
     async def counted() -> None:
         top = dict(await uncached_view.top(at))
@@ -130,11 +141,12 @@ async def crashing_aggregator(
             raise RuntimeError("simulated crash between applying and committing")
 
     runtime = Runtime.build(settings, after_apply=crash_once)
+    await provisioned(settings)
     await prepare(settings)
     await runtime.start()
     try:
         async with ShopflowClient(
-            settings.kafka_bootstrap, topics=Topics(settings.topic_prefix)
+            kafka_connection(settings, OPS), topics=Topics(settings.topic_prefix)
         ) as client:
             yield client, runtime, crashes
     finally:
@@ -145,12 +157,12 @@ async def crashing_aggregator(
 async def test_crash_between_applying_and_committing_counts_once(
     crashing_aggregator: tuple[ShopflowClient, Runtime, list[int]],
 ) -> None:
-    client, runtime, crashes = crashing_aggregator
+    _, runtime, crashes = crashing_aggregator
     view = SalesView(runtime.redis, prefix=runtime.settings.redis_key_prefix, cache_ms=0)
     product_id = new_entity_id()
     at = FUTURE + timedelta(days=20)
 
-    await _publish(client, runtime.topics, _order_placed(at, (product_id, 3)))
+    await _publish(runtime, _order_placed(at, (product_id, 3)))
 
     async def counted_once() -> None:
         assert crashes == [1]
@@ -219,7 +231,13 @@ async def test_after_redis_is_flushed_the_answer_comes_from_postgresql_then_redi
     before, _ = await top.top()
     fallbacks_before = FALLBACKS.labels("view_missing")._value.get()
 
-    await service.redis.flushdb()  # FLUSHALL, for the service's Redis database
+    # FLUSHALL, for the service's Redis database: as Redis's admin (the service's user
+    # may not, CONTRACT.md, Access).
+    admin = Redis.from_url(admin_redis_url(service.settings))
+    try:
+        await admin.flushdb()
+    finally:
+        await admin.aclose()
     with caplog.at_level(logging.WARNING, logger="queries.top_products"):
         after_flush, source = await top.top()
 
@@ -268,7 +286,7 @@ async def test_redis_answer_equals_the_plain_python_computation(
     history: list[tuple[int, list[tuple[int, int]], bool]],
     read_offsets: list[int],
 ) -> None:
-    view = SalesView(service.redis, prefix=f"prop-{secrets.token_hex(6)}", cache_ms=0)
+    view = SalesView(service.redis, prefix=f"shopflow:prop-{secrets.token_hex(6)}", cache_ms=0)
     base = FUTURE + timedelta(days=40, seconds=secrets.randbelow(3600))
     sales: list[Sale] = []
     for minutes, lines, twice in history:

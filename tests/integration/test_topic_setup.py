@@ -1,5 +1,6 @@
-"""`ensure_topics` (which `shopflow serve`, `worker` and `migrate` run first) against the
-real broker: topics it cannot use are refused, and what the broker refuses is raised.
+"""`ensure_topics` (which `shopflow topics create` runs, as the Kafka admin) and
+`check_topics` (which `shopflow serve`, `worker` and `migrate` run first) against the real
+broker: topics the service cannot use are refused, and what the broker refuses is raised.
 
 Each test has a topic prefix of its own and deletes its topics after. The CLI runs in a
 worker thread, as in test_cli.py (its commands call asyncio.run)."""
@@ -8,13 +9,16 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import InvalidReplicationFactorError
 from typer.testing import CliRunner, Result
 
 from contracts.topics import COMMAND_ROUTES, DEAD_LETTERS, EVENT_TOPICS, POINTS_CHARGE, Topics
 from shopflow.cli import app
+from shopflow.kafka_access import ADMIN, kafka_connection
 from shopflow.kafka_admin import TopicMismatch, ensure_topics
+from shopflow.kafka_admin import planned_topics as planned
+from shopflow.ops.access import provision
 from shopflow.settings import Settings
 from tests.bench.scratch import delete_scratch_topics, service_env
 from tests.integration.helpers import isolated
@@ -37,7 +41,7 @@ async def settings(test_settings: Settings) -> AsyncIterator[Settings]:
 
 
 async def create_topic(settings: Settings, name: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka_connection(settings, ADMIN).admin()
     await admin.start()
     try:
         response = await admin.create_topics([NewTopic(name, partitions, 1)])
@@ -47,7 +51,7 @@ async def create_topic(settings: Settings, name: str, partitions: int) -> None:
 
 
 async def broker_count(settings: Settings) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka_connection(settings, ADMIN).admin()
     await admin.start()
     try:
         return len((await admin.describe_cluster())["brokers"])
@@ -75,7 +79,7 @@ async def test_a_topic_with_fewer_partitions_than_configured_is_refused(
     await create_topic(settings, charges, 1)
 
     with pytest.raises(TopicMismatch) as raised:
-        await ensure_topics(settings)
+        await ensure_topics(settings, kafka_connection(settings, ADMIN))
 
     assert str(raised.value) == short_sentence(charges)
 
@@ -83,8 +87,8 @@ async def test_a_topic_with_fewer_partitions_than_configured_is_refused(
 async def test_ensuring_twice_creates_once_and_accepts_what_it_created(
     settings: Settings,
 ) -> None:
-    first = await ensure_topics(settings)
-    second = await ensure_topics(settings)
+    first = await ensure_topics(settings, kafka_connection(settings, ADMIN))
+    second = await ensure_topics(settings, kafka_connection(settings, ADMIN))
 
     assert set(first) == all_topics(settings)
     assert second == []
@@ -94,7 +98,7 @@ async def test_a_topic_with_more_partitions_than_configured_is_used(settings: Se
     charges = Topics(settings.topic_prefix).name(POINTS_CHARGE)
     await create_topic(settings, charges, PARTITIONS + 2)
 
-    created = await ensure_topics(settings)
+    created = await ensure_topics(settings, kafka_connection(settings, ADMIN))
 
     assert set(created) == all_topics(settings) - {charges}
 
@@ -106,14 +110,17 @@ async def test_a_creation_the_broker_refuses_raises_naming_the_topic(
     refused = settings.model_copy(update={"replication_factor": await broker_count(settings) + 1})
 
     with pytest.raises(InvalidReplicationFactorError) as raised:
-        await ensure_topics(refused)
+        await ensure_topics(refused, kafka_connection(refused, ADMIN))
 
     assert any(topic in str(raised.value) for topic in all_topics(settings))
 
 
-async def shopflow(settings: Settings, *args: str) -> Result:
-    """`shopflow ARGS...` with the SHOPFLOW_* environment of `settings`, in a thread."""
-    env = service_env(settings, SHOPFLOW_SESSION_TIMEOUT_MS=str(settings.session_timeout_ms))
+async def shopflow(settings: Settings, *args: str, **extra: str) -> Result:
+    """`shopflow ARGS...` with the SHOPFLOW_* environment of `settings` (and `extra`
+    variables), in a thread."""
+    env = service_env(
+        settings, SHOPFLOW_SESSION_TIMEOUT_MS=str(settings.session_timeout_ms), **extra
+    )
     return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
 
 
@@ -121,12 +128,31 @@ async def shopflow(settings: Settings, *args: str) -> Result:
 async def test_the_cli_refuses_to_start_in_one_line(settings: Settings, command: str) -> None:
     charges = Topics(settings.topic_prefix).name(POINTS_CHARGE)
     await create_topic(settings, charges, 1)
+    admin = kafka_connection(settings, ADMIN)
+    with pytest.raises(TopicMismatch):  # the others are made (and the short one refused)
+        await ensure_topics(settings, admin)
+    await provision(settings, admin, local_users=False)
 
     result = await shopflow(settings, command)
 
     assert result.exit_code == 1, f"exit {result.exit_code}\n{result.output}"
     assert result.stderr == f"shopflow refuses to start: {short_sentence(charges)}\n"
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["migrate", "worker", "serve"])
+async def test_a_service_on_topics_nobody_provisioned_refuses_to_start_in_one_line(
+    settings: Settings, command: str
+) -> None:
+    result = await shopflow(settings, command)
+
+    assert result.exit_code == 1, f"exit {result.exit_code}\n{result.output}"
+    missing = ", ".join(sorted(all_topics(settings), key=list(planned(settings)).index))
+    assert result.stderr == (
+        f"shopflow refuses to start: the topics {missing} are not on the brokers (or "
+        "shopflow may not describe them): create them as an admin principal with "
+        "`shopflow topics create`\n"
+    )
 
 
 async def test_a_session_timeout_the_broker_refuses_stops_the_worker_in_one_line(

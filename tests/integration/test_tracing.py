@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -28,6 +28,7 @@ from contracts.topics import POINTS_CHARGE, POINTS_EVENTS
 from producers.client import ShopflowClient
 from producers.tracing import trace_headers
 from shopflow.app import create_app
+from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import running
@@ -90,7 +91,7 @@ async def _result_headers(
     settings: Settings, topic: str, command_ids: set[str]
 ) -> dict[str, dict[str, bytes]]:
     """The headers of each command's result record on `topic` (the test's own)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = kafka_connection(settings, OPS).consumer()
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(settings.event_partitions)]
@@ -126,7 +127,7 @@ async def test_a_commands_trace_goes_through_its_batch_to_its_result(
     async with (
         running(settings, tracer_provider=provider) as runtime,
         ShopflowClient(
-            settings.kafka_bootstrap, topics=runtime.topics, tracer_provider=provider
+            kafka_connection(settings, OPS), topics=runtime.topics, tracer_provider=provider
         ) as client,
     ):
         commands, results = runtime.topics.name(POINTS_CHARGE), runtime.topics.name(POINTS_EVENTS)

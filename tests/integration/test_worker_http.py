@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -42,7 +41,9 @@ from contracts.events import (
 from contracts.topics import COMMAND_ROUTES, ORDERS_EVENTS, POINTS_CHARGE, Topics
 from persistence.tables import point_balances
 from producers.client import ShopflowClient
+from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.settings import Settings
+from shopflow.testing.session import provisioned
 from tests import dashboard
 from tests.bench.scratch import service_env
 from tests.conftest import new_command_id, new_entity_id
@@ -72,7 +73,9 @@ async def _start_worker(
 ) -> asyncio.subprocess.Process:
     """`shopflow worker` in a process of its own, its HTTP side on `port`; with
     `capture`, its stdout and stderr piped to the test (which must read them as they
-    come: a full pipe would block the worker's writes)."""
+    come: a full pipe would block the worker's writes). Its topics are provisioned first,
+    as `shopflow topics create` does before a worker starts."""
+    await provisioned(settings)
     env = service_env(
         settings,
         SHOPFLOW_WORKER_HTTP_PORT=str(port),
@@ -164,7 +167,9 @@ async def worker(test_settings: Settings) -> AsyncIterator[Worker]:
 
 @pytest.fixture(scope="module")
 async def client(worker: Worker) -> AsyncIterator[ShopflowClient]:
-    async with ShopflowClient(worker.settings.kafka_bootstrap, topics=worker.topics) as started:
+    async with ShopflowClient(
+        kafka_connection(worker.settings, OPS), topics=worker.topics
+    ) as started:
         yield started
 
 
@@ -321,7 +326,7 @@ async def test_the_lag_gauge_shows_each_partition_and_the_records_waiting_behind
     first, *behind = [
         ChargePoints(command_id=new_command_id("lag"), user_id=user_id, amount=10) for _ in range(6)
     ]
-    producer = AIOKafkaProducer(bootstrap_servers=worker.settings.kafka_bootstrap)
+    producer = kafka_connection(worker.settings, OPS).producer()
     await producer.start()
     try:
         async with db.connect() as blocker:

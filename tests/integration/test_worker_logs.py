@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from contracts.commands import ChargePoints, RegisterUser
 from contracts.events import (
@@ -30,6 +29,7 @@ from contracts.events import (
 )
 from contracts.topics import POINTS_CHARGE, USERS_REGISTER, Topics
 from producers.client import ShopflowClient
+from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.settings import Settings
 from tests.conftest import new_command_id, new_entity_id
 from tests.integration.helpers import isolated
@@ -94,7 +94,9 @@ async def test_a_batch_and_each_refused_command_are_one_json_line_each(
 ) -> None:
     charge_topic = worker.topics.name(POINTS_CHARGE)
     user_id, stranger = new_entity_id(), new_entity_id()
-    async with ShopflowClient(worker.settings.kafka_bootstrap, topics=worker.topics) as client:
+    async with ShopflowClient(
+        kafka_connection(worker.settings, OPS), topics=worker.topics
+    ) as client:
         registered = await client.send_and_wait(
             RegisterUser(command_id=new_command_id("log"), user_id=user_id, name="Logs")
         )
@@ -110,7 +112,7 @@ async def test_a_batch_and_each_refused_command_are_one_json_line_each(
             (str(user_id).encode(), conflicting.model_dump_json().encode()),
             (b"1", b"{not json"),
         ]
-        producer = AIOKafkaProducer(bootstrap_servers=worker.settings.kafka_bootstrap)
+        producer = kafka_connection(worker.settings, OPS).producer()
         await producer.start()
         try:
             batch = producer.create_batch()

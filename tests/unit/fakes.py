@@ -20,6 +20,7 @@ from domain.orders import PricedOrder
 from domain.payment import Payment, PaymentDeclined
 from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
 from persistence.ledger import LedgerEntry
+from producers.kafka_connection import KafkaConnection
 
 
 class InjectedFault(TransientError):
@@ -262,3 +263,7 @@ class FakeDatabase:
             yield FakeUnitOfWork(self.state, self.faults, self._snapshots)
             self.faults.check("commit")
         self.transactions += 1
+
+
+# Credentials for the clients a unit test builds and never starts (no server is there).
+UNIT_KAFKA = KafkaConnection(("127.0.0.1:9092",), principal="shopflow", password="unit-test")

@@ -144,6 +144,7 @@ def _route(model: type[WireModel]) -> CommandRoute:
         result_topic=ORDERS_EVENTS,
         accepted_type=OrderPlaced,
         rejected_type=OrderRejected,
+        writer="shop-storefront",
     )
 
 

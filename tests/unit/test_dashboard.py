@@ -9,6 +9,7 @@ import queries.top_products  # noqa: F401  (declares the read side's fallback co
 from shopflow.runtime import build_broker
 from shopflow.settings import Settings
 from tests import dashboard
+from tests.unit.fakes import UNIT_KAFKA
 
 
 def test_every_panel_is_well_formed() -> None:
@@ -54,7 +55,7 @@ def test_every_expression_reads_and_the_dashboard_shows_what_operators_need() ->
 
 
 def test_every_metric_the_dashboard_reads_is_declared_by_the_code() -> None:
-    build_broker(Settings())  # FastStream's middleware registers its metrics
+    build_broker(Settings(), UNIT_KAFKA)  # FastStream's middleware registers its metrics
     declared = dashboard.declared(generate_latest(REGISTRY).decode())
     read = set().union(*(q.metrics for q in dashboard.queries(dashboard.load())))
 

@@ -12,7 +12,6 @@ import pytest
 from aiokafka.admin import NewTopic
 from aiokafka.errors import InvalidReplicationFactorError, UnknownError
 
-import shopflow.kafka_admin
 from contracts.topics import (
     COMMAND_ROUTES,
     DEAD_LETTERS,
@@ -21,6 +20,7 @@ from contracts.topics import (
     POINTS_EVENTS,
     Topics,
 )
+from producers.kafka_connection import KafkaConnection
 from shopflow.kafka_admin import TopicMismatch, ensure_topics, planned_topics
 from shopflow.settings import Settings
 
@@ -101,11 +101,20 @@ class FakeAdmin:
         ]
 
 
+class FakeConnection(KafkaConnection):
+    """A connection whose admin client is the fake."""
+
+    def admin(self, **options: Any) -> Any:
+        return FakeAdmin()
+
+
+FAKE_KAFKA = FakeConnection(("fake:9092",), security_protocol="PLAINTEXT")
+
+
 @pytest.fixture
 def broker(monkeypatch: pytest.MonkeyPatch) -> FakeBroker:
     fake = FakeBroker()
     monkeypatch.setattr(FakeAdmin, "broker", fake)
-    monkeypatch.setattr(shopflow.kafka_admin, "AIOKafkaAdminClient", FakeAdmin)
     return fake
 
 
@@ -136,7 +145,7 @@ async def test_a_creation_error_other_than_already_exists_raises_naming_the_topi
     broker.creation_errors[CHARGES] = (INVALID_REPLICATION_FACTOR, message)
 
     with pytest.raises(InvalidReplicationFactorError) as raised:
-        await ensure_topics(settings())
+        await ensure_topics(settings(), FAKE_KAFKA)
 
     assert CHARGES in str(raised.value)
     assert message in str(raised.value)
@@ -148,7 +157,7 @@ async def test_an_error_code_aiokafka_does_not_know_still_raises_with_its_code(
     broker.creation_errors[CHARGES] = (9999, "")
 
     with pytest.raises(UnknownError, match=f"{CHARGES} \\(broker error code 9999\\)"):
-        await ensure_topics(settings())
+        await ensure_topics(settings(), FAKE_KAFKA)
 
 
 async def test_already_exists_is_not_an_error_and_the_topic_is_not_reported_created(
@@ -156,7 +165,7 @@ async def test_already_exists_is_not_an_error_and_the_topic_is_not_reported_crea
 ) -> None:
     broker.appear_after_listing[CHARGES] = 6  # another process, starting at the same time
 
-    created = await ensure_topics(settings())
+    created = await ensure_topics(settings(), FAKE_KAFKA)
 
     assert sorted(created) == sorted(t for t in all_planned() if t != CHARGES)
 
@@ -167,13 +176,13 @@ async def test_a_topic_created_elsewhere_in_between_has_its_partitions_checked(
     broker.appear_after_listing[CHARGES] = 2
 
     with pytest.raises(TopicMismatch, match=f"topic {CHARGES} has 2 partitions"):
-        await ensure_topics(settings())
+        await ensure_topics(settings(), FAKE_KAFKA)
 
 
 async def test_a_v0_answer_without_error_messages_is_read(broker: FakeBroker) -> None:
     broker.answer_v0 = True
 
-    created = await ensure_topics(settings())
+    created = await ensure_topics(settings(), FAKE_KAFKA)
 
     assert sorted(created) == sorted(all_planned())
 
@@ -184,7 +193,7 @@ async def test_an_existing_topic_with_fewer_partitions_is_refused_in_one_sentenc
     broker.partitions[CHARGES] = 3
 
     with pytest.raises(TopicMismatch) as raised:
-        await ensure_topics(settings())
+        await ensure_topics(settings(), FAKE_KAFKA)
 
     assert str(raised.value) == (
         f"topic {CHARGES} has 3 partitions, fewer than the 6 SHOPFLOW_COMMAND_PARTITIONS "
@@ -202,7 +211,7 @@ async def test_every_short_topic_is_named_with_the_setting_it_falls_short_of(
     broker.partitions[POINTS_RESULTS] = 2
 
     with pytest.raises(TopicMismatch) as raised:
-        await ensure_topics(settings())
+        await ensure_topics(settings(), FAKE_KAFKA)
 
     text = str(raised.value)
     assert f"topic {CHARGES} has 1 partition, fewer than the 6 SHOPFLOW_COMMAND_PARTITIONS" in text
@@ -220,7 +229,7 @@ async def test_more_partitions_than_configured_is_fine_and_logged_at_info(
     broker.partitions[CHARGES] = 24
 
     with caplog.at_level(logging.INFO, logger="shopflow.kafka_admin"):
-        created = await ensure_topics(settings())
+        created = await ensure_topics(settings(), FAKE_KAFKA)
 
     assert created == []
     assert any(
@@ -237,13 +246,13 @@ async def test_partitions_not_yet_in_the_metadata_are_asked_for_again(
     broker.unlisted_describes = 2  # a topic just created elsewhere: not listed at first
 
     with pytest.raises(TopicMismatch):
-        await ensure_topics(settings())
+        await ensure_topics(settings(), FAKE_KAFKA)
 
     assert broker.describe_calls == 3
 
 
 async def test_topics_it_created_itself_need_no_metadata_round_trip(broker: FakeBroker) -> None:
-    created = await ensure_topics(settings())
+    created = await ensure_topics(settings(), FAKE_KAFKA)
 
     assert sorted(created) == sorted(all_planned())
     assert broker.describe_calls == 0

@@ -45,7 +45,7 @@ from contracts.topics import (
 from producers.dead_letters import DeadLetterLimits
 from shopflow.runtime import build_broker, register_command_consumers
 from shopflow.settings import Settings
-from tests.unit.fakes import FakeDatabase, FakeState
+from tests.unit.fakes import UNIT_KAFKA, FakeDatabase, FakeState
 from tests.unit.memory_kafka import (
     MemoryKafka,
     MemorySink,
@@ -103,7 +103,7 @@ async def wiring(*, hand_over: bool) -> AsyncIterator[Wired]:
         batch_max_records=500,
         batch_linger_ms=2,  # the lane tops batches up from the consumer (getmany)
     )
-    broker = build_broker(settings)
+    broker = build_broker(settings, UNIT_KAFKA)
     kafka, sink, in_flight = MemoryKafka(), MemorySink(), InFlight()
     database = FakeDatabase(FakeState(users={USER: "Ann"}, balances={USER: 0}))
     register_command_consumers(

@@ -1,0 +1,282 @@
+"""Applying CONTRACT.md's Access table to the brokers (`shopflow topics create`): the
+SCRAM users of the local servers' principals and the ACLs of `contracts.access`.
+
+aiokafka's admin client can create neither SCRAM users nor ACLs; confluent-kafka's
+(librdkafka) can, so this module, and only this one, uses it. It runs as an admin
+principal (the local servers' `admin`, a super user), never as the service.
+"""
+
+import asyncio
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaException, TopicCollection
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialAlteration,
+    UserScramCredentialUpsertion,
+)
+
+from contracts.access import Grant, Operation, Resource, group_grants, principals, topic_grants
+from contracts.principals import SERVICE
+from contracts.topics import COMMAND_ROUTES, Topics
+from producers.kafka_connection import KafkaConnection
+from shopflow.local_credentials import ensure_local_passwords
+from shopflow.settings import Settings
+
+# librdkafka's default; the broker keeps the salted hash, never the password.
+SCRAM_ITERATIONS = 4096
+TIMEOUT_S = 30.0
+
+_OPERATIONS = {
+    Operation.READ: AclOperation.READ,
+    Operation.WRITE: AclOperation.WRITE,
+    Operation.DESCRIBE: AclOperation.DESCRIBE,
+    Operation.DESCRIBE_CONFIGS: AclOperation.DESCRIBE_CONFIGS,
+}
+_RESOURCES = {
+    Resource.TOPIC: ResourceType.TOPIC,
+    Resource.GROUP: ResourceType.GROUP,
+    Resource.CLUSTER: ResourceType.BROKER,  # librdkafka's name for the cluster resource
+}
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    users: list[str]  # SCRAM users made or updated
+    acls: int  # ACL bindings in force for these topics and the groups
+
+
+def admin_client(kafka: KafkaConnection) -> AdminClient:
+    """confluent-kafka's admin client for the same servers and identity."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": kafka.bootstrap,
+        "security.protocol": kafka.security_protocol,
+        "socket.timeout.ms": int(TIMEOUT_S * 1000),
+    }
+    if kafka.principal is not None:
+        config.update(
+            {
+                "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": kafka.principal,
+                "sasl.password": kafka.password,
+            }
+        )
+    if kafka.ssl_cafile is not None:
+        config["ssl.ca.location"] = kafka.ssl_cafile
+    return AdminClient(config)
+
+
+def binding(grant: Grant) -> AclBinding:
+    return AclBinding(
+        _RESOURCES[grant.resource],
+        grant.name,
+        ResourcePatternType.PREFIXED if grant.prefixed else ResourcePatternType.LITERAL,
+        f"User:{grant.principal}",
+        "*",
+        _OPERATIONS[grant.operation],
+        AclPermissionType.ALLOW,
+    )
+
+
+def _wait(futures: Iterable[Future[Any]]) -> None:
+    for future in futures:
+        future.result(timeout=TIMEOUT_S)
+
+
+def _upsert_users(admin: AdminClient, passwords: dict[str, str]) -> None:
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
+    upserts: list[UserScramCredentialAlteration] = [
+        UserScramCredentialUpsertion(user, info, password.encode())
+        for user, password in sorted(passwords.items())
+    ]
+    _wait(admin.alter_user_scram_credentials(upserts).values())
+    # As with ACLs (below): in force once the broker has read them, not when answered.
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        try:
+            described = admin.describe_user_scram_credentials(sorted(passwords))
+            assert isinstance(described, dict)  # a future per user, when users are named
+            _wait(described.values())
+            return
+        except KafkaException:  # ResourceNotFound: not there yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+_EVERY_ACL = AclBindingFilter(
+    ResourceType.ANY,
+    None,  # type: ignore[arg-type]  # any name (librdkafka's stub says str)
+    ResourcePatternType.ANY,
+    None,  # type: ignore[arg-type]  # any principal
+    None,  # type: ignore[arg-type]  # any host
+    AclOperation.ANY,
+    AclPermissionType.ANY,
+)
+
+
+def _described(admin: AdminClient) -> set[AclBinding]:
+    found: list[AclBinding] = admin.describe_acls(_EVERY_ACL).result(timeout=TIMEOUT_S)
+    return set(found)
+
+
+def _create_acls(admin: AdminClient, grants: list[Grant]) -> None:
+    """Create the bindings and return once the broker applies them. CreateAcls answers
+    when the controller has committed them; the broker's authorizer (and DescribeAcls)
+    has them once it has read the metadata log that far, which took up to 2 s here: a
+    client started in between was still denied."""
+    wanted = {binding(g) for g in grants}
+    _wait(admin.create_acls(sorted(wanted, key=str)).values())
+    deadline = time.monotonic() + TIMEOUT_S
+    while not wanted <= _described(admin):
+        if time.monotonic() > deadline:
+            raise ProvisioningFailed(f"the brokers did not apply the ACLs within {TIMEOUT_S:.0f} s")
+        time.sleep(0.05)
+
+
+def _delete_topic_acls(admin: AdminClient, names: list[str]) -> None:
+    filters = [
+        AclBindingFilter(
+            ResourceType.TOPIC,
+            name,
+            ResourcePatternType.LITERAL,
+            None,  # type: ignore[arg-type]  # any principal (librdkafka's stub says str)
+            None,  # type: ignore[arg-type]  # any host
+            AclOperation.ANY,
+            AclPermissionType.ANY,
+        )
+        for name in names
+    ]
+    _wait(admin.delete_acls(filters).values())
+
+
+async def provision(
+    settings: Settings, kafka: KafkaConnection, *, local_users: bool
+) -> Provisioned:
+    """The ACLs of the topics behind `settings.topic_prefix` and of the groups; with
+    `local_users`, also a SCRAM user for every principal of the table, its password
+    from the local credentials file (made there at the first start)."""
+    topics = Topics(settings.topic_prefix)
+    grants = topic_grants(topics) + group_grants()
+    passwords: dict[str, str] = {}
+    if local_users:
+        credentials = ensure_local_passwords(settings.infra_dir, "kafka", principals())
+        passwords = {p: credentials.require("kafka", p, configure="") for p in principals()}
+
+    def run() -> None:
+        admin = admin_client(kafka)
+        if passwords:
+            _upsert_users(admin, passwords)
+        _create_acls(admin, grants)
+
+    await asyncio.to_thread(_explained, run)
+    return Provisioned(sorted(passwords), len(grants))
+
+
+async def revoke_topic_acls(kafka: KafkaConnection, names: list[str]) -> None:
+    """Delete every ACL on the topics `names` (deleted topics: a test session's); the
+    group rules stay, shared by every topic prefix."""
+    if names:
+        await asyncio.to_thread(
+            _explained, lambda: _delete_topic_acls(admin_client(kafka), sorted(names))
+        )
+
+
+class ProvisioningFailed(RuntimeError):
+    pass
+
+
+def _explained(run: Any) -> None:
+    try:
+        run()
+    except KafkaException as error:
+        raise ProvisioningFailed(f"Kafka refused the provisioning: {error.args[0]}") from None
+
+
+# An operation the brokers report a principal may do, and the ones that imply it.
+_IMPLIED_BY = {
+    AclOperation.READ: {AclOperation.READ, AclOperation.ALL},
+    AclOperation.WRITE: {AclOperation.WRITE, AclOperation.ALL},
+    AclOperation.DESCRIBE: {
+        AclOperation.DESCRIBE,
+        AclOperation.READ,
+        AclOperation.WRITE,
+        AclOperation.DELETE,
+        AclOperation.ALTER,
+        AclOperation.ALL,
+    },
+    AclOperation.DESCRIBE_CONFIGS: {
+        AclOperation.DESCRIBE_CONFIGS,
+        AclOperation.ALTER_CONFIGS,
+        AclOperation.ALL,
+    },
+}
+_PHRASES = {
+    Operation.READ: "read",
+    Operation.WRITE: "write",
+    Operation.DESCRIBE: "describe",
+    Operation.DESCRIBE_CONFIGS: "describe the configs of",
+}
+
+
+def _may(allowed: set[AclOperation], operation: Operation) -> bool:
+    return bool(allowed & _IMPLIED_BY[_OPERATIONS[operation]])
+
+
+def _authorized(futures: dict[str, Future[Any]]) -> dict[str, set[AclOperation]]:
+    """Each name's authorized operations; none where the broker refused to describe it
+    (it answers so for a topic that does not exist too, to hide which ones do)."""
+    allowed: dict[str, set[AclOperation]] = {}
+    for name, future in futures.items():
+        try:
+            allowed[name] = set(future.result(timeout=TIMEOUT_S).authorized_operations or ())
+        except KafkaException:
+            allowed[name] = set()
+    return allowed
+
+
+async def missing_rights(settings: Settings, kafka: KafkaConnection) -> list[str]:
+    """What the service's row of the Access table grants on its topics and consumer
+    groups that the brokers do not let `kafka`'s principal do, each as a phrase ("read
+    topic shop.points.charge"); empty when it may do all of it. Read from the brokers'
+    own answer (DescribeTopics and DescribeGroups with the authorized operations), so it
+    holds whatever ACLs or authorizer a deployment has."""
+    topics = Topics(settings.topic_prefix)
+    needed = [g for g in topic_grants(topics) if g.principal == SERVICE]
+    groups = [settings.command_group(topics.name(r.topic)) for r in COMMAND_ROUTES]
+    groups.append(settings.sales_aggregator_group)
+
+    def run() -> list[str]:
+        admin = admin_client(kafka)
+        names = sorted({g.name for g in needed})
+        on_topics = _authorized(
+            admin.describe_topics(TopicCollection(names), include_authorized_operations=True)
+        )
+        on_groups = _authorized(
+            admin.describe_consumer_groups(groups, include_authorized_operations=True)
+        )
+        missing = [
+            f"{_PHRASES[g.operation]} topic {g.name}"
+            for g in needed
+            if not _may(on_topics[g.name], g.operation)
+        ]
+        missing += [
+            f"read consumer group {group}"
+            for group in groups
+            if not _may(on_groups[group], Operation.READ)
+        ]
+        return missing
+
+    return await asyncio.to_thread(run)
