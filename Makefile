@@ -27,8 +27,11 @@ down:
 status:
 	bash scripts/infra.sh status
 
-up-docker:
-	docker compose -f docker-compose.kafka.yml up -d --wait
+# The same servers in containers (docker-compose.kafka.yml), with the same credentials.
+up-docker: $(STAMP)
+	bash scripts/infra.sh credentials
+	docker compose --env-file $${SHOPFLOW_INFRA_DIR:-.infra}/docker.env -f docker-compose.kafka.yml up -d --wait
+	$(BIN)/shopflow topics create
 
 run: $(STAMP) up
 	$(BIN)/shopflow serve

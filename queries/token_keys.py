@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import jwt
 from cryptography import x509
@@ -56,6 +57,7 @@ ALGORITHMS = RSA_ALGORITHMS | {"ES256", "ES384", "EdDSA"}
 MIN_RSA_BITS = 2048
 EARLY_REFRESH_MIN_S = 30.0
 JWKS_TIMEOUT_S = 10.0
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 # RFC 7638, 3.2: the members of each key type's thumbprint, in lexicographic order.
 _THUMBPRINT_MEMBERS = {
@@ -236,9 +238,16 @@ class KeyFile:
 
 class JwksUrl:
     """An identity provider's JWKS document, fetched by PyJWT's client (no redirects; its
-    own JWK set cache off, since this is the cache)."""
+    own JWK set cache off, since this is the cache). Over https: whoever could change the
+    document on its way could sign any token; plain http only on loopback (tests, a
+    sidecar)."""
 
     def __init__(self, url: str, *, timeout_s: float = JWKS_TIMEOUT_S) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "https" and not (
+            parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+        ):
+            raise KeySourceError(f"the JWKS URL {url} is not https (plain http: loopback only)")
         self.url = url
         self._client = jwt.PyJWKClient(url, cache_jwk_set=False, timeout=timeout_s)
 

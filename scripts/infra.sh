@@ -8,6 +8,8 @@
 #   scripts/infra.sh kill SERVER|kafka-I ...       fault injection: SIGKILL, wait until gone (postgres: the
 #                                                  postmaster; the next `up` starts it with crash recovery)
 #   scripts/infra.sh reset                         down, then delete the data dirs (not the Kafka jar cache)
+#   scripts/infra.sh credentials                   make the local credentials (and .infra/docker.env for
+#                                                  docker-compose.kafka.yml) without starting anything
 #
 # SERVER is kafka (every node), postgres or redis; none means all three. kafka-I is Kafka node I.
 #
@@ -20,6 +22,7 @@
 # kill and `up` without a count use it; `up` with another count fails until `reset`.
 #
 # Environment (defaults): SHOPFLOW_KAFKA_PORT=9092 SHOPFLOW_KAFKA_CONTROLLER_PORT=9093
+# SHOPFLOW_KAFKA_SSL_PORT=<SHOPFLOW_KAFKA_PORT + 200> (SASL_SSL)
 # SHOPFLOW_PG_PORT=5432 SHOPFLOW_REDIS_PORT=6379 SHOPFLOW_INFRA_DIR=<repo>/.infra
 # SHOPFLOW_KAFKA_BROKERS=1
 #
@@ -45,6 +48,8 @@ KAFKA_VERSION="4.1.1"
 LOG4J_VERSION="2.24.3"   # must match the Kafka line: 2.24.x for 4.1
 KAFKA_PORT="${SHOPFLOW_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${SHOPFLOW_KAFKA_CONTROLLER_PORT:-9093}"
+# SASL_SSL beside SASL_PLAINTEXT, for clients that want TLS (node I: + 2(I-1) as well).
+KAFKA_SSL_PORT="${SHOPFLOW_KAFKA_SSL_PORT:-$((KAFKA_PORT + 200))}"
 PG_PORT="${SHOPFLOW_PG_PORT:-5432}"
 REDIS_PORT="${SHOPFLOW_REDIS_PORT:-6379}"
 INFRA_DIR="${SHOPFLOW_INFRA_DIR:-$REPO_DIR/.infra}"
@@ -175,6 +180,9 @@ tail_log() {
 CREDENTIALS_FILE="$INFRA_DIR/credentials.json"
 TOKEN_KEY="$INFRA_DIR/token-signing-key.pem"
 TOKEN_PUBLIC_KEY="$INFRA_DIR/token-signing-key.pub.pem"
+KAFKA_CA="$INFRA_DIR/kafka-ca.pem"            # what SASL_SSL clients trust (SHOPFLOW_KAFKA_SSL_CAFILE)
+KAFKA_CA_KEY="$INFRA_DIR/kafka-ca.key"        # mode 0600
+KAFKA_KEYSTORE="$INFRA_DIR/kafka-broker.pem"  # the brokers' key and certificate chain, mode 0600
 
 # Gives every user named here that has no password in credentials.json a random one
 # (the file is made, mode 0600, at the first start). The Kafka principals of the contract
@@ -233,6 +241,40 @@ ensure_token_key() {
     mv "$TOKEN_KEY.tmp" "$TOKEN_KEY"
 }
 
+# A local CA and a certificate for 127.0.0.1 signed by it, made at the first start: the
+# brokers' SASL_SSL listener presents it, and clients verify it with kafka-ca.pem
+# (hostname checked: the certificate names IP 127.0.0.1 and localhost).
+ensure_kafka_tls() {
+    [[ -s "$KAFKA_CA" && -s "$KAFKA_KEYSTORE" ]] && return 0
+    ensure_command openssl openssl
+    local work="$INFRA_DIR/tls.tmp" log="$INFRA_DIR/openssl.log"
+    rm -rf "$work"
+    (umask 077 && mkdir -p "$work")
+    if ! (
+        umask 077
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=shopflow local CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" \
+            -keyout "$work/ca.key" -out "$work/ca.pem" &&
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+                -keyout "$work/broker.key" -out "$work/broker.csr" &&
+            printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+                "extendedKeyUsage=serverAuth" "basicConstraints=CA:FALSE" >"$work/broker.ext" &&
+            openssl x509 -req -days 825 -in "$work/broker.csr" -CA "$work/ca.pem" \
+                -CAkey "$work/ca.key" -CAcreateserial -extfile "$work/broker.ext" \
+                -out "$work/broker.crt" &&
+            cat "$work/broker.key" "$work/broker.crt" "$work/ca.pem" >"$work/keystore.pem"
+    ) >>"$log" 2>&1; then
+        rm -rf "$work"
+        die "could not make the local CA and the brokers' certificate (see $log)"
+    fi
+    mv "$work/ca.key" "$KAFKA_CA_KEY"
+    mv "$work/keystore.pem" "$KAFKA_KEYSTORE"
+    chmod 644 "$work/ca.pem"
+    mv "$work/ca.pem" "$KAFKA_CA"
+    rm -rf "$work"
+}
+
 # ---------------------------------------------------------------- Kafka
 
 USER_HOME=~   # tilde falls back to the passwd entry when HOME is unset
@@ -270,6 +312,7 @@ kafka_node() {
     NODE_PID_FILE="$NODE_DIR/kafka.pid"
     NODE_PORT=$((KAFKA_PORT + 2 * (NODE_ID - 1)))
     NODE_CONTROLLER_PORT=$((KAFKA_CONTROLLER_PORT + 2 * (NODE_ID - 1)))
+    NODE_SSL_PORT=$((KAFKA_SSL_PORT + 2 * (NODE_ID - 1)))
 }
 
 valid_node_count() {
@@ -327,7 +370,7 @@ kafka_resolve_nodes() {
     local i p seen=" "
     for ((i = 1; i <= KAFKA_NODES; i++)); do
         kafka_node "$i"
-        for p in "$NODE_PORT" "$NODE_CONTROLLER_PORT"; do
+        for p in "$NODE_PORT" "$NODE_CONTROLLER_PORT" "$NODE_SSL_PORT"; do
             ((p <= 65535)) ||
                 die "$NODE_NAME would listen on port $p, above 65535: lower SHOPFLOW_KAFKA_PORT and SHOPFLOW_KAFKA_CONTROLLER_PORT"
             [[ "$seen" != *" $p "* ]] ||
@@ -425,27 +468,15 @@ kafka_write_properties() {
 process.roles=broker,controller
 node.id=$NODE_ID
 controller.quorum.voters=$(kafka_addresses "$KAFKA_CONTROLLER_PORT" ids)
-listeners=CLIENT://127.0.0.1:$NODE_PORT,CONTROLLER://127.0.0.1:$NODE_CONTROLLER_PORT
-advertised.listeners=CLIENT://127.0.0.1:$NODE_PORT
+listeners=CLIENT://127.0.0.1:$NODE_PORT,CONTROLLER://127.0.0.1:$NODE_CONTROLLER_PORT,TLS://127.0.0.1:$NODE_SSL_PORT
+advertised.listeners=CLIENT://127.0.0.1:$NODE_PORT,TLS://127.0.0.1:$NODE_SSL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=CLIENT
-listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT
+listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT,TLS:SASL_SSL
 log.dirs=$NODE_DATA
 
-# Access control (CONTRACT.md, Access). Clients and brokers authenticate with SCRAM-SHA-512;
-# the controllers with PLAIN (SCRAM does not work between KRaft controllers, KAFKA-15513),
-# as the user 'broker'. 'broker' and 'admin' are SCRAM users from the format
-# (kafka-storage format --add-scram); the others are made by 'shopflow topics create'.
-sasl.enabled.mechanisms=SCRAM-SHA-512
-listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512
-listener.name.controller.sasl.enabled.mechanisms=PLAIN
-sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
-sasl.mechanism.controller.protocol=PLAIN
-listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="$broker_password";
-listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="broker" password="$broker_password" user_broker="$broker_password";
-authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
-super.users=User:broker;User:admin
-allow.everyone.if.no.acl.found=false
+$(sed -e "s|@BROKER_PASSWORD@|$broker_password|g" -e "s|@KEYSTORE@|$KAFKA_KEYSTORE|g" \
+    "$TEMPLATE_DIR/kafka-access.properties")
 
 $(kafka_replication_properties)
 
@@ -609,6 +640,9 @@ kafka_launch() {
         fi
         if port_open "$NODE_CONTROLLER_PORT"; then
             die "port $NODE_CONTROLLER_PORT ($NODE_NAME controller) is already in use by a process this script did not start"
+        fi
+        if port_open "$NODE_SSL_PORT"; then
+            die "port $NODE_SSL_PORT ($NODE_NAME SASL_SSL) is already in use by a process this script did not start"
         fi
     done
     kafka_fetch_jars
@@ -1040,23 +1074,31 @@ redis_admin_cli() {
         -h 127.0.0.1 -p "$REDIS_PORT" --user admin "$@"
 }
 
+# SHA-256 of user $1's Redis password, as an ACL file names it (#<hex>): the file holds no
+# password, so docker-compose.kafka.yml's Redis (another user inside its container) may
+# read it too.
+redis_password_hash() {
+    local hash
+    hash="$(printf '%s' "$(credential redis "$1")" | sha256sum)"
+    echo "${hash%% *}"
+}
+
 # The users (CONTRACT.md, Access): 'default' off; 'admin' may do anything; 'shopflow' only
 # what the service does (the top-products view: persistence/sales_view.py), and only on
-# keys under 'shopflow:'. Written on every start (mode 0600): the credentials file is the
-# truth, and a running server loads it again (ACL LOAD).
+# keys under 'shopflow:'. Written on every start: the credentials file is the truth, and
+# a running server loads it again (ACL LOAD).
 redis_write_acl() {
     local service="resetkeys ~shopflow:* resetchannels -@all +ping +select +hello +auth"
     service+=" +client|setname +echo +get +set +exists +del +unlink +scan"
     service+=" +sadd +zincrby +zunionstore +zrevrange +zrangebyscore +pexpire +pexpireat"
     service+=" +evalsha +script|load +script|exists"
-    (
-        umask 077
-        {
-            echo "user default off resetkeys resetchannels -@all"
-            echo "user admin on >$(credential redis admin) ~* &* +@all"
-            echo "user shopflow on >$(credential redis shopflow) $service"
-        } >"$REDIS_ACL_FILE.tmp"
-    )
+    make_dir "$REDIS_ROOT"
+    {
+        echo "user default off resetkeys resetchannels -@all"
+        echo "user admin on #$(redis_password_hash admin) ~* &* +@all"
+        echo "user shopflow on #$(redis_password_hash shopflow) $service"
+    } >"$REDIS_ACL_FILE.tmp"
+    chmod 644 "$REDIS_ACL_FILE.tmp"
     mv "$REDIS_ACL_FILE.tmp" "$REDIS_ACL_FILE"
 }
 
@@ -1147,6 +1189,36 @@ redis_status() {
     return 1
 }
 
+# ---------------------------------------------------------------- Docker
+
+DOCKER_ENV="$INFRA_DIR/docker.env"
+
+# What docker-compose.kafka.yml needs from the local credentials: the passwords as
+# variables (docker.env, mode 0600, for `docker compose --env-file`), the Redis ACL file,
+# the brokers' TLS key and certificate. `make up-docker` runs it before compose.
+cmd_credentials() {
+    prepare_infra_dir
+    ensure_command python3 python3
+    ensure_credentials
+    ensure_token_key
+    ensure_kafka_tls
+    redis_write_acl
+    (
+        umask 077
+        cat >"$DOCKER_ENV.tmp" <<EOF
+SHOPFLOW_INFRA_DIR=$INFRA_DIR
+KAFKA_BROKER_PASSWORD=$(credential kafka broker)
+KAFKA_ADMIN_PASSWORD=$(credential kafka admin)
+POSTGRES_PASSWORD=$(credential postgres postgres)
+SHOPFLOW_OWNER_PASSWORD=$(credential postgres "$PG_OWNER_ROLE")
+SHOPFLOW_SERVICE_PASSWORD=$(credential postgres "$PG_APP_ROLE")
+SHOPFLOW_READER_PASSWORD=$(credential postgres "$PG_READER_ROLE")
+EOF
+    )
+    mv "$DOCKER_ENV.tmp" "$DOCKER_ENV"
+    echo "infra: credentials in $CREDENTIALS_FILE, and for Docker in $DOCKER_ENV"
+}
+
 # ---------------------------------------------------------------- commands
 
 prepare_infra_dir() {
@@ -1172,6 +1244,7 @@ usage: $0 up [kafka|postgres|redis ...] [--brokers N]
        $0 status [kafka|postgres|redis ...]
        $0 kill kafka|kafka-N|postgres|redis ...
        $0 reset
+       $0 credentials
 EOF
     exit 2
 }
@@ -1253,6 +1326,7 @@ cmd_up() {
     ensure_command python3 python3
     ensure_credentials
     ensure_token_key
+    ensure_kafka_tls
     if selected kafka; then
         kafka_resolve_nodes up
         kafka_launch
@@ -1343,7 +1417,7 @@ main() {
     [[ "$INFRA_DIR" != "/" ]] || die "SHOPFLOW_INFRA_DIR must not be /"
     local cmd="${1:-}"
     case "$cmd" in
-        up | down | status | kill | reset) shift ;;
+        up | down | status | kill | reset | credentials) shift ;;
         *) usage ;;
     esac
     parse_args "$cmd" "$@"
@@ -1355,6 +1429,7 @@ main() {
             ;;
         kill) cmd_kill ;;
         reset) cmd_reset ;;
+        credentials) cmd_credentials ;;
     esac
 }
 

@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from opentelemetry.trace import TracerProvider
+from sqlalchemy import text
 
+from persistence.database import create_engine
 from persistence.migrate import migrate
 from queries.auth import Authenticator
 from queries.http import AsyncApiPages, create_http_app
 from queries.read_model import ReadModel
-from queries.token_keys import JwksUrl, KeyFile, KeySource, TokenKeys
+from queries.token_keys import JwksUrl, KeyFile, KeySource, KeySourceError, TokenKeys
 from queries.top_products import TopProducts
 from shopflow.asyncapi import asyncapi_html, asyncapi_json
 from shopflow.kafka_access import SERVICE, kafka_connection
@@ -64,7 +66,10 @@ def token_key_source(settings: Settings) -> KeySource:
     key; with none of them there is no checking a token, and `serve` refuses to start
     rather than serve the users' data to anybody."""
     if settings.auth_jwks_url:
-        return JwksUrl(settings.auth_jwks_url)
+        try:
+            return JwksUrl(settings.auth_jwks_url)
+        except KeySourceError as error:
+            raise NoTokenKeysConfigured(str(error)) from None
     if settings.auth_public_key_file is not None:
         return KeyFile(settings.auth_public_key_file)
     local = settings.infra_dir / TOKEN_PUBLIC_KEY_FILE
@@ -91,6 +96,10 @@ def create_app(
 ) -> FastAPI:
     authenticator = create_authenticator(settings)
     runtime = Runtime.build(settings, consume=consume, tracer_provider=tracer_provider)
+    # The queries read as the read-only role (SHOPFLOW_QUERY_DATABASE_URL), so that a bug
+    # on the read side cannot write; the consumers and the top-products rebuild use the
+    # runtime's engine, as the service's role.
+    query_engine = create_engine(settings.query_database_url, pool_size=settings.db_pool_size)
 
     @contextlib.asynccontextmanager
     async def running(_: FastAPI) -> AsyncIterator[None]:
@@ -127,12 +136,17 @@ def create_app(
                 yield
         finally:
             await authenticator.stop()
+            await query_engine.dispose()
 
-    read_model = ReadModel(runtime.engine)
+    async def query_database_ready() -> None:
+        async with query_engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    read_model = ReadModel(query_engine)
     return create_http_app(
         read_model,
         {
-            "postgresql": runtime.database_ready,
+            "postgresql": query_database_ready,
             "redis": runtime.redis_ready,
             "kafka": runtime.kafka_ready,
         },

@@ -38,9 +38,36 @@ def sign_token(
 ) -> str:
     """An RS256 token for `user_id` (its `sub`) and/or `scopes` (its `scope`), valid for
     `ttl_s` seconds from `now` (the current time by default)."""
+    return sign_with(
+        signing_key(private_key_pem),
+        issuer=issuer,
+        audience=audience,
+        user_id=user_id,
+        scopes=scopes,
+        ttl_s=ttl_s,
+        now=now,
+    )
+
+
+def signing_key(private_key_pem: bytes) -> RSAPrivateKey:
+    """The key of a PEM text (loading it takes milliseconds: load once to sign many)."""
     key = load_pem_private_key(private_key_pem, password=None)
     if not isinstance(key, RSAPrivateKey):
         raise NoSigningKey(f"the signing key is {type(key).__name__}, not an RSA key")
+    return key
+
+
+def sign_with(
+    key: RSAPrivateKey,
+    *,
+    issuer: str,
+    audience: str,
+    user_id: int | None = None,
+    scopes: Sequence[str] = (),
+    ttl_s: int = 3600,
+    now: float | None = None,
+) -> str:
+    """`sign_token` with a loaded key."""
     issued = int(time.time() if now is None else now)
     claims: dict[str, object] = {
         "iss": issuer,

@@ -50,9 +50,7 @@ if TYPE_CHECKING:
 _IN_SESSION_LOOP = frozenset(
     {"shopflow_settings", "shopflow_service", "shopflow_client", "shopflow_http"}
 )
-# What `shopflow_http` is, unless a request sends a token of its own: a service that
-# reads (as a storefront's back end would), for a whole session.
-_HTTP_CLIENT_SCOPES = ("shopflow:read", "shopflow:metrics")
+# How long `shopflow_http`'s own token lasts: longer than a session.
 _HTTP_CLIENT_TOKEN_TTL_S = 24 * 3600
 
 
@@ -142,6 +140,7 @@ async def shopflow_http(
     it."""
     import httpx
 
+    from queries.auth import SCOPE_METRICS, SCOPE_READ
     from shopflow.app import create_app
 
     # The HTTP side as `shopflow serve --no-consume` runs it next to the consuming service:
@@ -150,7 +149,10 @@ async def shopflow_http(
     settings = shopflow_token.settings_for(shopflow_service.settings)
     app = create_app(settings, consume=False, prepare_first=False)
     transport = httpx.ASGITransport(app=app)
-    headers = shopflow_token.headers(scopes=_HTTP_CLIENT_SCOPES, ttl_s=_HTTP_CLIENT_TOKEN_TTL_S)
+    # Unless a request sends a token of its own: a service that reads (as a storefront's
+    # back end would) and scrapes.
+    scopes = [SCOPE_READ, SCOPE_METRICS]
+    headers = shopflow_token.headers(scopes=scopes, ttl_s=_HTTP_CLIENT_TOKEN_TTL_S)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(

@@ -9,16 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-    load_pem_private_key,
-)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from shopflow.settings import Settings
-from shopflow.tokens import NoSigningKey, local_signing_key, sign_token
+from shopflow.tokens import NoSigningKey, local_signing_key, sign_with, signing_key
 
 
 @dataclass(frozen=True)
@@ -26,7 +20,7 @@ class TokenSigner:
     """`signer(user=7)`: a customer's token; `signer(scopes=["shopflow:read"])`: a
     service's; both at once are allowed."""
 
-    private_key_pem: bytes
+    key: rsa.RSAPrivateKey
     public_key_file: Path
     issuer: str
     audience: str
@@ -34,8 +28,8 @@ class TokenSigner:
     def __call__(
         self, *, user: int | None = None, scopes: Sequence[str] = (), ttl_s: int = 3600
     ) -> str:
-        return sign_token(
-            self.private_key_pem,
+        return sign_with(
+            self.key,
             issuer=self.issuer,
             audience=self.audience,
             user_id=user,
@@ -59,14 +53,11 @@ class TokenSigner:
 def session_signer(settings: Settings, folder: Path) -> TokenSigner:
     """A signer with the local key, or with a key made now; its public half in `folder`."""
     try:
-        private_pem = local_signing_key(settings)
+        key = signing_key(local_signing_key(settings))
     except NoSigningKey:
-        private_pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-            Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
-        )
-    private_key = load_pem_private_key(private_pem, password=None)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public_key_file = folder / "token-public-key.pem"
     public_key_file.write_bytes(
-        private_key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     )
-    return TokenSigner(private_pem, public_key_file, settings.auth_issuer, settings.auth_audience)
+    return TokenSigner(key, public_key_file, settings.auth_issuer, settings.auth_audience)

@@ -22,12 +22,19 @@ BENCH_SERVICE_LOG=info to see more.
    20 ms. The rate is that of the events applied after the first were seen, from then to
    the last (so the first batch's own time is not counted without its events). The
    Redis answer must equal `domain.top_products.top_of` of what was sent.
-2. Users with a balance are seeded with SQL. Then, separately for `GET /products/top`
-   and `GET /users/{id}/points` (random seeded users), `clients` asyncio tasks, each with
-   its own keep-alive `httpx.AsyncClient` (one connection), send requests back to back
-   for `seconds` after a short unrecorded warm-up. Every answer must be 200 and equal to
-   what is expected (the top five of what was sent; the seeded balance). Latencies are
-   recorded in microseconds in an HdrHistogram.
+2. Users with a balance and products are seeded with SQL. Then, separately for
+   `GET /products/top`, `GET /users/{id}/points` (random seeded users, each request with
+   that user's own bearer token, signed with the local servers' key as `shopflow token`
+   signs them) and `GET /products/{id}` (random seeded products; public, no token),
+   `clients` asyncio tasks, each with its own keep-alive `httpx.AsyncClient` (one
+   connection), send requests back to back for `seconds` after a short unrecorded
+   warm-up. Every answer must be 200 and equal to what is expected (the top five of what
+   was sent; the seeded balance; the seeded product). Latencies are recorded in
+   microseconds in an HdrHistogram.
+
+   Points and product are the same work but for the token: one row read by primary key
+   and one small JSON answer, so the two side by side are the read with and without the
+   token check (its verification, cached per token after its first use, and the rule).
 
 This is a closed loop: a client waits for its answer before sending the next request, so
 at saturation the latency is the queueing at fixed concurrency (about clients / rate by
@@ -63,13 +70,19 @@ from domain.top_products import WINDOW_HOURS, Sale, top_of
 from persistence.database import create_engine
 from persistence.migrate import migrate
 from persistence.sales_view import SalesView
-from shopflow.kafka_admin import ensure_topics
 from shopflow.settings import Settings
+from shopflow.tokens import local_signing_key, sign_with, signing_key
 from tests.bench.drain import seed
-from tests.bench.scratch import delete_scratch_topics, scratch_settings, service_env
+from tests.bench.scratch import (
+    create_scratch_topics,
+    delete_scratch_topics,
+    scratch_settings,
+    service_env,
+)
 
 PRODUCTS = 200
 USERS = 1_000
+SEEDED_PRODUCTS = 1_000  # for GET /products/{id}, ids of their own
 BALANCE = 12_345
 WARM_UP_REQUESTS = 5  # per client, not recorded
 POLL_S = 0.02
@@ -89,6 +102,10 @@ class HttpQueries:
     points_p99_ms: float
     points_max_ms: float
     points_requests_per_second: float
+    product_p50_ms: float
+    product_p99_ms: float
+    product_max_ms: float
+    product_requests_per_second: float
     clients: int
 
     def lines(self) -> list[str]:
@@ -108,11 +125,18 @@ class HttpQueries:
                 self.top_requests_per_second,
             ),
             endpoint(
-                "GET /users/{id}/points",
+                "GET /users/{id}/points (the user's own token)",
                 self.points_p50_ms,
                 self.points_p99_ms,
                 self.points_max_ms,
                 self.points_requests_per_second,
+            ),
+            endpoint(
+                "GET /products/{id} (public: no token)",
+                self.product_p50_ms,
+                self.product_p99_ms,
+                self.product_max_ms,
+                self.product_requests_per_second,
             ),
         ]
 
@@ -244,9 +268,11 @@ async def _load(
     seconds: float,
     path_of: Callable[[random.Random], str],
     check: Callable[[str, Any], None],
+    headers_of: Callable[[str], dict[str, str]] = lambda _: {},
 ) -> _Load:
     """`clients` tasks, each with its own keep-alive connection, sending back to back for
-    `seconds` after a warm-up; each request's latency in microseconds."""
+    `seconds` after a warm-up; each request's latency in microseconds. `headers_of` gives
+    a request's headers from its path (its user's token)."""
     histogram = HdrHistogram(LOWEST_US, HIGHEST_US, 3)
     # One context for all: httpx would load the CA bundle once per client (about 30 ms of
     # CPU each), although plain http never uses it.
@@ -269,7 +295,7 @@ async def _load(
         ) as client:
             for _ in range(WARM_UP_REQUESTS):
                 path = path_of(rng)
-                verify(path, await client.get(path))
+                verify(path, await client.get(path, headers=headers_of(path)))
             warmed += 1
             if warmed == clients:  # the last to be warmed up starts the clock
                 started = time.perf_counter()
@@ -278,8 +304,9 @@ async def _load(
             await go.wait()
             while time.perf_counter() < deadline:
                 path = path_of(rng)
+                headers = headers_of(path)
                 sent = time.perf_counter_ns()
-                answer = await client.get(path)
+                answer = await client.get(path, headers=headers)
                 elapsed_us = (time.perf_counter_ns() - sent) // 1000
                 histogram.record_value(min(HIGHEST_US, max(LOWEST_US, elapsed_us)))
                 count += 1
@@ -297,18 +324,36 @@ async def run(events: int = 20_000, seconds: float = 5.0, clients: int = 32) -> 
         raise ValueError(f"events {events}, seconds {seconds}, clients {clients}")
     settings = scratch_settings()
     run_id = settings.consumer_group
-    settings = settings.model_copy(update={"redis_key_prefix": f"{run_id}:top"})
+    settings = settings.model_copy(update={"redis_key_prefix": f"shopflow:{run_id}:top"})
     engine = create_engine(settings.database_url, pool_size=2)
     redis = Redis.from_url(settings.redis_url)
     view = SalesView(redis, prefix=settings.redis_key_prefix, cache_ms=0)
     processes: list[asyncio.subprocess.Process] = []
     try:
-        await migrate(settings.migration_database_url, settings.database_url)
-        await ensure_topics(settings)
+        await migrate(
+            settings.migration_database_url, settings.database_url, settings.query_database_url
+        )
+        await create_scratch_topics(settings)
         first_id = secrets.randbelow(2**60) + 1
         user_ids = [first_id + i for i in range(USERS)]
-        await seed(engine, user_ids, BALANCE, [])
+        product_ids = [first_id + i for i in range(SEEDED_PRODUCTS)]
+        await seed(engine, user_ids, BALANCE, product_ids)
         await engine.dispose()
+        # Each user's own token, as a customer's client would hold it: signed beforehand
+        # (RS256 signing is the identity provider's cost, not the service's).
+        key = signing_key(local_signing_key(settings))
+        tokens = {
+            user_id: {
+                "Authorization": "Bearer "
+                + sign_with(
+                    key,
+                    issuer=settings.auth_issuer,
+                    audience=settings.auth_audience,
+                    user_id=user_id,
+                )
+            }
+            for user_id in user_ids
+        }
 
         now = datetime.now(UTC)
         sent = _events(events, run_id, now)
@@ -365,6 +410,11 @@ async def run(events: int = 20_000, seconds: float = 5.0, clients: int = 32) -> 
             user_id = int(path.split("/")[2])
             assert body == {"user_id": user_id, "balance": BALANCE}, f"GET {path}: {body}"
 
+        def check_product(path: str, body: Any) -> None:
+            product_id = int(path.split("/")[2])
+            assert body["product_id"] == product_id, f"GET {path}: {body}"
+            assert body["name"] == "bench", f"GET {path}: {body}"
+
         top = await _load(base_url, clients, seconds, lambda _: "/products/top", check_top)
         points = await _load(
             base_url,
@@ -372,12 +422,20 @@ async def run(events: int = 20_000, seconds: float = 5.0, clients: int = 32) -> 
             seconds,
             lambda rng: f"/users/{rng.choice(user_ids)}/points",
             check_points,
+            lambda path: tokens[int(path.split("/")[2])],
         )
-        print(
-            f"checks: {top.requests + points.requests} answers, all 200 and as expected",
-            flush=True,
+        product = await _load(
+            base_url,
+            clients,
+            seconds,
+            lambda rng: f"/products/{rng.choice(product_ids)}",
+            check_product,
         )
-        return HttpQueries(rate, *top.figures(), *points.figures(), clients=clients)
+        answers = top.requests + points.requests + product.requests
+        print(f"checks: {answers} answers, all 200 and as expected", flush=True)
+        return HttpQueries(
+            rate, *top.figures(), *points.figures(), *product.figures(), clients=clients
+        )
     finally:
         for process in reversed(processes):
             await _stop(process)

@@ -15,6 +15,7 @@ the contract's charge and result topics behind a prefix of its own (same ACLs).
 
 import argparse
 import asyncio
+import contextlib
 import secrets
 import sys
 import time
@@ -146,7 +147,8 @@ async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
     await engine.dispose()
     await create_scratch_topics(settings)
 
-    producer = kafka_connection(settings, PAYMENTS).producer(enable_idempotence=True, linger_ms=1)
+    payments = kafka_connection(settings, PAYMENTS)
+    producer = payments.producer(enable_idempotence=True, linger_ms=1)
     await producer.start()
 
     def commands(label: str, count: int) -> list[tuple[str, bytes, bytes]]:
@@ -174,10 +176,17 @@ async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
 
     results: list[tuple[str, Latency]] = []
 
-    async def measure(what: str, topic: str, out: AIOKafkaConsumer, label: str, rate: int) -> None:
+    async def measure(
+        what: str,
+        sender: AIOKafkaProducer,
+        topic: str,
+        out: AIOKafkaConsumer,
+        label: str,
+        rate: int,
+    ) -> None:
         arrivals: dict[str, float] = {}
         measured = await _open_loop(
-            producer,
+            sender,
             topic,
             commands(label, int(rate * seconds)),
             rate,
@@ -190,10 +199,13 @@ async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
     echo_partitions = dict.fromkeys((POINTS_CHARGE, POINTS_EVENTS), settings.command_partitions)
     try:
         # The bare echo first, at each rate, from a charge topic to a result topic of its
-        # own (the contract's ACLs on them: the same principals as shopflow's).
+        # own (the contract's ACLs on them: the same principals as shopflow's). Its clients
+        # are stopped before the topics and their ACLs go.
         async with side_topics(settings, "echo", echo_partitions) as echo_topics:
             echo_source = echo_topics.name(POINTS_CHARGE)
             echo_target = echo_topics.name(POINTS_EVENTS)
+            echo_producer = payments.producer(enable_idempotence=True, linger_ms=1)
+            await echo_producer.start()
             stop = asyncio.Event()
             echo = asyncio.create_task(
                 bare_loop(
@@ -207,11 +219,20 @@ async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
                 )
             )
             out = await results_consumer(echo_target)
-            for rate in rates:
-                await measure("bare aiokafka echo", echo_source, out, f"echo{rate}", rate)
-            stop.set()
-            await echo
-            await out.stop()
+            try:
+                for rate in rates:
+                    await measure(
+                        "bare aiokafka echo", echo_producer, echo_source, out, f"echo{rate}", rate
+                    )
+                stop.set()
+                await echo
+            finally:
+                if not echo.done():  # a measurement failed
+                    echo.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await echo
+                await out.stop()
+                await echo_producer.stop()
 
         # Then shopflow, one worker process.
         worker = await asyncio.create_subprocess_exec(
@@ -230,7 +251,7 @@ async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
                 _reader(out, warm, lambda v: _command_id_of(v).decode()),
             )
             for rate in rates:
-                await measure("shopflow, 1 worker", command_topic, out, f"sf{rate}", rate)
+                await measure("shopflow, 1 worker", producer, command_topic, out, f"sf{rate}", rate)
             await out.stop()
         finally:
             worker.terminate()

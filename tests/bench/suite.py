@@ -13,8 +13,9 @@ In one run, so that the ratios hold on a noisy machine:
   (`tests.bench.sql_ceiling`);
 - open-loop latency at 500/s and at half the measured ChargePoints drain rate, beside a
   bare aiokafka echo at the same rates (`tests.bench.latency`, HdrHistogram);
-- the aggregator's rate, and GET /products/top and /users/{id}/points over real HTTP
-  at 32 concurrent clients (`tests.bench.http_queries`);
+- the aggregator's rate, and GET /products/top, /users/{id}/points (with the user's
+  token) and /products/{id} (without) over real HTTP at 32 concurrent clients
+  (`tests.bench.http_queries`);
 - then `shopflow check`'s invariants over the whole database, which must hold.
 
 The JSON goes to `<out>/bench-<UTC time>.json` (`benchmarks/results` by default), with
@@ -163,7 +164,11 @@ def table(result: dict[str, Any]) -> str:
         f"| aggregator, `OrderPlaced` applied | {h['aggregator_events_per_second']:,.0f}/s "
         "(target 20,000/s) | |"
     )
-    for name, path in (("top", "/products/top"), ("points", "/users/{id}/points")):
+    for name, path in (
+        ("top", "/products/top"),
+        ("points", "/users/{id}/points"),  # with the user's token
+        ("product", "/products/{id}"),  # the same kind of read, public
+    ):
         rows.append(
             f"| `GET {path}`, {h['clients']} clients over HTTP (p50 / p99) | "
             f"{h[name + '_p50_ms']:.2f} / {h[name + '_p99_ms']:.2f} ms (target p99 5 ms) | "

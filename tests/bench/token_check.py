@@ -14,12 +14,11 @@ the cost of the cache itself on top of a full check).
 import argparse
 import time
 
+import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from queries.auth import CACHE_SIZE, TokenVerifier
-from queries.token_keys import TokenKeys
-from shopflow.tokens import sign_token
+from queries.token_keys import TokenKeys, jwk_thumbprint
 
 ISSUER, AUDIENCE = "bench", "shopflow"
 
@@ -33,16 +32,22 @@ def _per_check_us(verifier: TokenVerifier, tokens: list[str]) -> float:
 
 def run(checks: int) -> dict[str, float]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     keys = TokenKeys.fixed(key.public_key())
+    kid = jwk_thumbprint(key.public_key())
 
     def verifier(cache_size: int) -> TokenVerifier:
         return TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, cache_size=cache_size)
 
-    one = sign_token(pem, issuer=ISSUER, audience=AUDIENCE, user_id=42)
-    distinct = [
-        sign_token(pem, issuer=ISSUER, audience=AUDIENCE, user_id=i + 1) for i in range(checks)
-    ]
+    def token(user_id: int) -> str:
+        # As `shopflow token` signs them (shopflow.tokens.sign_token, which reads the PEM
+        # key each time: too slow for thousands).
+        now = int(time.time())
+        claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": str(user_id), "iat": now}
+        claims["exp"] = now + 3600
+        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
+
+    one = token(42)
+    distinct = [token(i + 1) for i in range(checks)]
     _per_check_us(verifier(0), [one] * 200)  # warm-up: imports, OpenSSL's first use
     return {
         "full_check_us": _per_check_us(verifier(0), [one] * checks),

@@ -56,7 +56,9 @@ from redis.asyncio import Redis
 from domain.top_products import TOP_LIMIT, rank
 from persistence.database import create_engine
 from persistence.sales_view import SalesView
+from queries.auth import SCOPE_METRICS
 from queries.read_model import ReadModel
+from shopflow.tokens import local_signing_key, sign_token
 from tests.bench.scratch import service_env
 from tests.chaos.driver import Fault, Run
 from tests.chaos.servers import REPO
@@ -72,6 +74,7 @@ MATCH_TIMEOUT_S = 15.0  # after the stream, for the view to match PostgreSQL
 SERVE_START_TIMEOUT_S = 60.0
 SERVE_STOP_TIMEOUT_S = 45.0
 HTTP_TIMEOUT_S = 10.0
+METRICS_TOKEN_TTL_S = 6 * 3600  # longer than any run
 EVERY_PRODUCT = 1_000_000  # a limit no ranking reaches
 FALLBACKS = "shopflow_top_products_fallback_total"
 
@@ -135,12 +138,24 @@ class Service:
     """The run's `shopflow serve --no-consume`: the HTTP queries over the run's
     PostgreSQL and Redis, with its log among the workers'."""
 
-    def __init__(self, process: asyncio.subprocess.Process, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, process: asyncio.subprocess.Process, http: httpx.AsyncClient, metrics_token: str
+    ) -> None:
         self.process = process
         self.http = http
+        # `serve`'s /metrics asks for the scope shopflow:metrics (a Prometheus's token);
+        # signed with the servers' key, which the serve checks tokens against.
+        self.metrics_headers = {"Authorization": f"Bearer {metrics_token}"}
 
     @classmethod
     async def start(cls, run: Run) -> "Service":
+        metrics_token = sign_token(
+            local_signing_key(run.settings),
+            issuer=run.settings.auth_issuer,
+            audience=run.settings.auth_audience,
+            scopes=[SCOPE_METRICS],
+            ttl_s=METRICS_TOKEN_TTL_S,
+        )
         port = _free_port()
         env = service_env(run.settings, SHOPFLOW_HTTP_PORT=str(port))
         log_dir = REPO / ".infra" / "chaos-logs" / run.settings.consumer_group
@@ -159,7 +174,9 @@ class Service:
                 stderr=out,
             )
         service = cls(
-            process, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=HTTP_TIMEOUT_S)
+            process,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=HTTP_TIMEOUT_S),
+            metrics_token,
         )
         try:
             await service._answering()
@@ -193,7 +210,9 @@ class Service:
     async def fallbacks(self) -> dict[str, float]:
         """The service's answers from PostgreSQL so far, by reason."""
         counts: dict[str, float] = {}
-        text = (await self.http.get("/metrics")).text
+        response = await self.http.get("/metrics", headers=self.metrics_headers)
+        assert response.status_code == 200, f"GET /metrics: {response.status_code} {response.text}"
+        text = response.text
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if sample.name == FALLBACKS:

@@ -43,6 +43,9 @@ class ChaosServers:
             "SHOPFLOW_INFRA_DIR": str(self.state_dir),
             "SHOPFLOW_KAFKA_PORT": str(self.kafka_port),
             "SHOPFLOW_KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
+            # The SASL_SSL listener's (the script's default, pinned: an inherited
+            # SHOPFLOW_KAFKA_SSL_PORT would be the main servers').
+            "SHOPFLOW_KAFKA_SSL_PORT": str(self.kafka_port + 200),
             "SHOPFLOW_PG_PORT": str(self.pg_port),
             "SHOPFLOW_REDIS_PORT": str(self.redis_port),
             "SHOPFLOW_KAFKA_BROKERS": str(self.brokers),

@@ -1,4 +1,6 @@
-"""The HTTP read side against the real database."""
+"""The HTTP read side against the real database, asked with a service's token (the
+scopes shopflow:read and shopflow:metrics) unless a test says otherwise; the tokens'
+own rules are tests/unit/test_http_auth.py's."""
 
 from collections.abc import AsyncIterator
 
@@ -7,11 +9,13 @@ import pytest
 
 from contracts.commands import ChargePoints
 from producers.client import ShopflowClient
+from queries.auth import SCOPE_METRICS, SCOPE_READ
 from queries.http import create_http_app
 from queries.read_model import ReadModel
 from shopflow.runtime import Runtime
 from tests.conftest import new_command_id, new_entity_id
 from tests.integration.helpers import registered_user
+from tests.signing_keys import SigningKey, accepting, bearer, ec_key
 
 
 async def _ok() -> None:
@@ -22,11 +26,23 @@ async def _down() -> None:
     raise ConnectionError("refused")
 
 
+@pytest.fixture(scope="module")
+def signer() -> SigningKey:
+    return ec_key()
+
+
 @pytest.fixture
-async def http(service: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_http_app(ReadModel(service.engine), {"postgresql": _ok, "redis": _ok})
+async def http(service: Runtime, signer: SigningKey) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_http_app(
+        ReadModel(service.engine),
+        {"postgresql": _ok, "redis": _ok},
+        authenticator=accepting(signer),
+    )
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://shopflow") as client:
+    headers = bearer(signer.token(sub=None, scope=f"{SCOPE_READ} {SCOPE_METRICS}"))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://shopflow", headers=headers
+    ) as client:
         yield client
 
 
@@ -42,6 +58,22 @@ async def test_points_of_a_user_after_a_charge(
 
     assert answer.status_code == 200
     assert answer.json() == {"user_id": user_id, "balance": 77}
+
+
+async def test_a_customer_reads_its_own_points_and_not_another_users(
+    http: httpx.AsyncClient, client: ShopflowClient, signer: SigningKey
+) -> None:
+    user_id = await registered_user(client)
+    other = await registered_user(client)
+    own_token = bearer(signer.token(sub=str(user_id)))
+
+    own = await http.get(f"/users/{user_id}/points", headers=own_token)
+    others = await http.get(f"/users/{other}/points", headers=own_token)
+    nobody = await http.get(f"/users/{user_id}/points", headers={"Authorization": ""})
+
+    assert (own.status_code, own.json()) == (200, {"user_id": user_id, "balance": 0})
+    assert (others.status_code, others.json()["error"]) == (403, "forbidden")
+    assert (nobody.status_code, nobody.json()["error"]) == (401, "unauthenticated")
 
 
 async def test_points_of_an_unknown_user_is_404_unknown_user(http: httpx.AsyncClient) -> None:
@@ -68,8 +100,14 @@ async def test_bad_ids_are_422_with_a_machine_readable_error(
     assert answer.json()["error"] == "invalid_request"
 
 
-async def test_readiness_names_the_server_that_is_down(service: Runtime) -> None:
-    app = create_http_app(ReadModel(service.engine), {"postgresql": _ok, "kafka": _down})
+async def test_readiness_names_the_server_that_is_down(
+    service: Runtime, signer: SigningKey
+) -> None:
+    app = create_http_app(
+        ReadModel(service.engine),
+        {"postgresql": _ok, "kafka": _down},
+        authenticator=accepting(signer),
+    )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://shopflow") as client:
         answer = await client.get("/health/ready")

@@ -28,10 +28,12 @@ from persistence.tables import (
     products,
     users,
 )
+from queries.auth import SCOPE_READ
 from queries.http import create_http_app
 from queries.read_model import ReadModel
 from shopflow.runtime import Runtime
 from tests.conftest import new_command_id, new_entity_id
+from tests.signing_keys import accepting, bearer, ec_key
 
 # (product_id, quantity, unit_price)
 Line = tuple[int, int, int]
@@ -114,9 +116,15 @@ def a_week_of_its_own() -> datetime:
 
 @asynccontextmanager
 async def http_at(engine: AsyncEngine, now: datetime) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_http_app(ReadModel(engine), {}, clock=lambda: now)
+    """The read side at `now`, asked by a service that may read every user (tokens are
+    tests/unit/test_http_auth.py's concern)."""
+    signer = ec_key()
+    app = create_http_app(ReadModel(engine), {}, clock=lambda: now, authenticator=accepting(signer))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://shopflow") as client:
+    headers = bearer(signer.token(sub=None, scope=SCOPE_READ))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://shopflow", headers=headers
+    ) as client:
         yield client
 
 

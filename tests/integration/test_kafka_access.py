@@ -5,6 +5,7 @@ it does not allow denied. The topics are a prefix of the module's own, provision
 reach nobody."""
 
 import asyncio
+import os
 
 import pytest
 from aiokafka import TopicPartition
@@ -46,8 +47,9 @@ from contracts.topics import (
 )
 from producers.kafka_connection import KafkaConnection
 from shopflow.kafka_access import ADMIN, kafka_connection
+from shopflow.local_credentials import KAFKA_CA_FILE
 from shopflow.ops.access import admin_client, binding, missing_rights
-from shopflow.settings import Settings
+from shopflow.settings import KafkaSecurityProtocol, Settings
 from shopflow.testing.session import provisioned
 from tests.integration.helpers import isolated
 from tests.integration.test_cli import explain
@@ -334,3 +336,46 @@ async def test_the_cli_says_which_topic_its_principal_may_not_use(
     charges = Topics(acl_settings.topic_prefix).name(POINTS_CHARGE)
     assert result.exit_code == 2, explain(result)
     assert f"principal {STOREFRONT} may not use topic {charges}" in result.stderr
+
+
+# --- SASL_SSL ---------------------------------------------------------------------------
+
+
+def _tls(settings: Settings, cafile: str | None) -> Settings:
+    """`settings` on the brokers' SASL_SSL listener (scripts/infra.sh: the plain port +
+    200, or SHOPFLOW_KAFKA_SSL_PORT)."""
+    servers = [s.strip().rpartition(":") for s in settings.kafka_bootstrap.split(",")]
+    first = int(servers[0][2])
+    tls_first = int(os.environ.get("SHOPFLOW_KAFKA_SSL_PORT", first + 200))
+    bootstrap = ",".join(f"{host}:{tls_first + int(port) - first}" for host, _, port in servers)
+    return settings.model_copy(
+        update={
+            "kafka_bootstrap": bootstrap,
+            "kafka_security_protocol": KafkaSecurityProtocol.SASL_SSL,
+            "kafka_ssl_cafile": cafile,
+        }
+    )
+
+
+async def test_a_client_connects_over_sasl_ssl_trusting_the_local_ca(
+    acl_settings: Settings,
+) -> None:
+    tls = _tls(acl_settings, str(acl_settings.infra_dir / KAFKA_CA_FILE))
+
+    await _produce(kafka_connection(tls, PAYMENTS), Topics(tls.topic_prefix).name(POINTS_CHARGE))
+    await _consume(
+        kafka_connection(tls, READER),
+        Topics(tls.topic_prefix).name(POINTS_EVENTS),
+        "shop-reader.acl-tls-test",
+    )
+
+
+async def test_a_sasl_ssl_client_that_does_not_trust_the_ca_is_refused(
+    acl_settings: Settings,
+) -> None:
+    tls = _tls(acl_settings, None)  # the system's CAs only: the local CA is not one
+
+    with pytest.raises(KafkaConnectionError):
+        await _produce(
+            kafka_connection(tls, PAYMENTS), Topics(tls.topic_prefix).name(POINTS_CHARGE)
+        )

@@ -52,6 +52,6 @@ async def test_the_service_user_is_limited_to_its_keys_and_commands(
     try:
         assert await service.ping()
         with pytest.raises(NoPermissionError):
-            await service.execute_command(*command)
+            await service.execute_command(*command)  # type: ignore[no-untyped-call]
     finally:
         await service.aclose()

@@ -27,11 +27,13 @@ from contracts.events import PointsCharged, parse_event
 from contracts.topics import POINTS_CHARGE, POINTS_EVENTS
 from producers.client import ShopflowClient
 from producers.tracing import trace_headers
+from queries.auth import SCOPE_READ
 from shopflow.app import create_app
 from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import running
+from shopflow.testing.tokens import TokenSigner
 from shopflow.tracing import instrument_libraries, uninstrument_libraries
 from tests.conftest import new_command_id
 from tests.integration.helpers import isolated, user_in_database
@@ -222,15 +224,22 @@ async def test_a_commands_trace_goes_through_its_batch_to_its_result(
 
 
 @pytest.fixture
-async def traced_http(service: Runtime, traced: Traced) -> AsyncIterator[httpx.AsyncClient]:
-    """`serve`'s HTTP side (`create_app`, not consuming), traced on the test's provider."""
+async def traced_http(
+    service: Runtime, traced: Traced, shopflow_token: TokenSigner
+) -> AsyncIterator[httpx.AsyncClient]:
+    """`serve`'s HTTP side (`create_app`, not consuming), traced on the test's provider,
+    asked with a token that may read every user."""
     app = create_app(
-        service.settings, consume=False, prepare_first=False, tracer_provider=traced[0]
+        shopflow_token.settings_for(service.settings),
+        consume=False,
+        prepare_first=False,
+        tracer_provider=traced[0],
     )
     transport = httpx.ASGITransport(app=app)
+    headers = shopflow_token.headers(scopes=[SCOPE_READ])
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://shopflow") as http,
+        httpx.AsyncClient(transport=transport, base_url="http://shopflow", headers=headers) as http,
     ):
         yield http
 

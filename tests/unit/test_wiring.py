@@ -4,17 +4,20 @@ process's garbage collector is tuned as configured."""
 
 import functools
 import gc
+from pathlib import Path
 
 from fastapi import FastAPI
 
 from shopflow.app import create_app
 from shopflow.cli.processes import _tune_garbage_collector
+from shopflow.kafka_access import kafka_connection
 from shopflow.runtime import build_broker
 from shopflow.settings import Settings
+from tests.signing_keys import public_key_file
 
 
-def test_the_http_app_with_its_consumers_builds_before_the_loop_runs() -> None:
-    app = create_app(Settings(), consume=True)
+def test_the_http_app_with_its_consumers_builds_before_the_loop_runs(tmp_path: Path) -> None:
+    app = create_app(Settings(auth_public_key_file=public_key_file(tmp_path)), consume=True)
 
     assert isinstance(app, FastAPI)
     assert any(getattr(route, "path", None) == "/products/top" for route in app.routes)
@@ -31,10 +34,14 @@ def test_a_process_collects_young_objects_as_configured_with_what_it_holds_froze
         gc.set_threshold(*before)
 
 
-def test_the_consumers_bootstrap_from_every_broker_listed() -> None:
+def test_the_consumers_bootstrap_from_every_broker_listed_with_their_credentials() -> None:
     # FastStream takes a string as one server: "a:1,b:2" would be a host named "a:1,b".
-    settings = Settings(kafka_bootstrap="127.0.0.1:29092, 127.0.0.1:29094,127.0.0.1:29096")
-    builder = build_broker(settings).config.broker_config.builder
+    settings = Settings(
+        kafka_bootstrap="127.0.0.1:29092, 127.0.0.1:29094,127.0.0.1:29096",
+        kafka_username="shopflow-prod",
+        kafka_password="s3cret",
+    )
+    builder = build_broker(settings, kafka_connection(settings)).config.broker_config.builder
 
     assert isinstance(builder, functools.partial)
     assert builder.keywords["bootstrap_servers"] == [
@@ -42,3 +49,7 @@ def test_the_consumers_bootstrap_from_every_broker_listed() -> None:
         "127.0.0.1:29094",
         "127.0.0.1:29096",
     ]
+    assert builder.keywords["security_protocol"] == "SASL_PLAINTEXT"
+    assert builder.keywords["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert builder.keywords["sasl_plain_username"] == "shopflow-prod"
+    assert builder.keywords["sasl_plain_password"] == "s3cret"
