@@ -27,7 +27,7 @@ from producers.kafka_connection import KafkaConnection
 from shopflow.kafka_access import kafka_connection
 from shopflow.kafka_admin import ensure_topics, planned_topics
 from shopflow.local_credentials import LocalCredentials, Section
-from shopflow.ops.access import provision, revoke_topic_acls
+from shopflow.ops.access import missing_rights, provision, revoke_topic_acls
 from shopflow.settings import Settings, env_name
 
 BROKERS_TIMEOUT_S = 60.0  # for every broker of the cluster to be registered
@@ -141,7 +141,8 @@ async def wait_for_brokers(admin_kafka: KafkaConnection, brokers: int) -> None:
 async def _until_visible(settings: Settings) -> None:
     """Until each bootstrap broker authenticates the service's principal and shows it the
     run's topics (the users and ACLs just provisioned reach the brokers through the
-    metadata log, each at its own pace)."""
+    metadata log, each at its own pace), and the brokers grant it what a worker checks
+    before it starts."""
     service = kafka_connection(settings, SERVICE)
     names = list(planned_topics(settings))
     deadline = time.monotonic() + VISIBLE_TIMEOUT_S
@@ -174,6 +175,17 @@ async def _until_visible(settings: Settings) -> None:
                     "after provisioning"
                 )
             await asyncio.sleep(POLL_S)
+    # What a worker checks before it starts (shopflow.app.prepare): every right of the
+    # service's row, on the topics and on the run's consumer groups. On a fresh cluster
+    # the groups' coordinator (__consumer_offsets) is not there for a second or so, and
+    # a group that cannot be described counts as one the service may not read.
+    while missing := await missing_rights(settings, service):
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{service.principal} {VISIBLE_TIMEOUT_S:.0f} s after provisioning still "
+                f"may not: {', '.join(missing)}"
+            )
+        await asyncio.sleep(POLL_S)
 
 
 async def create_scratch_topics(settings: Settings, *, brokers: int | None = None) -> list[str]:
