@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import IllegalStateError
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, Topic
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
@@ -388,7 +388,9 @@ def register_batch_subscriber(
             await lane.handle(records, message.consumer)  # type: ignore[arg-type]
 
     broker.subscriber(
-        topic,
+        # Not FastStream's to create: provisioning makes the topics as an admin, and the
+        # service's principal may not (CONTRACT.md, Access).
+        Topic(topic, declare=False),
         batch=True,
         group_id=group_id,
         max_records=options.max_records,

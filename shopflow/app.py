@@ -18,7 +18,14 @@ from persistence.migrate import migrate
 from queries.auth import Authenticator
 from queries.http import AsyncApiPages, create_http_app
 from queries.read_model import ReadModel
-from queries.token_keys import JwksUrl, KeyFile, KeySource, KeySourceError, TokenKeys
+from queries.token_keys import (
+    JwksUrl,
+    KeyFile,
+    KeySource,
+    KeySourceError,
+    NoTokenKeys,
+    TokenKeys,
+)
 from queries.top_products import TopProducts
 from shopflow.asyncapi import asyncapi_html, asyncapi_json
 from shopflow.kafka_access import SERVICE, kafka_connection
@@ -79,6 +86,18 @@ def token_key_source(settings: Settings) -> KeySource:
         "no token keys: set SHOPFLOW_AUTH_JWKS_URL or SHOPFLOW_AUTH_PUBLIC_KEY_FILE "
         f"(locally, `scripts/infra.sh up` makes {local})"
     )
+
+
+async def check_token_keys(settings: Settings) -> None:
+    """Load the token keys once, as the app's start will: `serve` does so before uvicorn
+    starts, so that keys configured but not to be had (an unreadable file, a JWKS URL
+    that does not answer) are a one-line refusal rather than a lifespan stack trace."""
+    keys = TokenKeys(token_key_source(settings), refresh_s=settings.auth_keys_refresh_s)
+    try:
+        await keys.start()
+    except NoTokenKeys as error:
+        raise NoTokenKeysConfigured(str(error)) from None
+    await keys.stop()
 
 
 def create_authenticator(settings: Settings) -> Authenticator:

@@ -13,7 +13,7 @@ import uvicorn
 import uvloop
 from aiokafka.errors import KafkaError
 
-from shopflow.app import create_app, prepare
+from shopflow.app import check_token_keys, create_app, prepare
 from shopflow.cli.logs import LogLevel
 from shopflow.kafka_access import SERVICE, MissingCredentials, kafka_connection, why_refused
 from shopflow.kafka_admin import StartRefused
@@ -75,6 +75,7 @@ def serve(
             prepare_first=False,
             tracer_provider=configure_tracing(settings, "shopflow"),
         )
+        asyncio.run(check_token_keys(settings))
         asyncio.run(prepare(settings))
     config = uvicorn.Config(
         app,

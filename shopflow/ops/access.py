@@ -7,13 +7,16 @@ principal (the local servers' `admin`, a super user), never as the service.
 """
 
 import asyncio
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicCollection
+from aiokafka.conn import create_conn
+from aiokafka.errors import SaslAuthenticationFailed
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -34,6 +37,8 @@ from contracts.topics import COMMAND_ROUTES, Topics
 from producers.kafka_connection import KafkaConnection
 from shopflow.local_credentials import ensure_local_passwords
 from shopflow.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # librdkafka's default; the broker keeps the salted hash, never the password.
 SCRAM_ITERATIONS = 4096
@@ -64,6 +69,10 @@ def admin_client(kafka: KafkaConnection) -> AdminClient:
         "bootstrap.servers": kafka.bootstrap,
         "security.protocol": kafka.security_protocol,
         "socket.timeout.ms": int(TIMEOUT_S * 1000),
+        # librdkafka's own lines go through Python's logging (shopflow.logs), warnings and
+        # worse only: at its default level it prints a line each time a client is closed.
+        "logger": log,
+        "log_level": 4,
     }
     if kafka.principal is not None:
         config.update(
@@ -182,7 +191,39 @@ async def provision(
         _create_acls(admin, grants)
 
     await asyncio.to_thread(_explained, run)
+    if passwords:
+        await _await_logins(kafka.as_principal(SERVICE, passwords[SERVICE]))
     return Provisioned(sorted(passwords), len(grants))
+
+
+async def _await_logins(kafka: KafkaConnection) -> None:
+    """Return once every broker of the cluster accepts `kafka`'s login: a SCRAM user is
+    in force on a broker once that broker has read it from the metadata log, and
+    `_upsert_users` saw it on one broker only (on three, the others refused it for a
+    moment)."""
+    admin = kafka.admin()
+    await admin.start()  # retried by aiokafka itself while no broker accepts it yet
+    try:
+        brokers = (await admin.describe_cluster())["brokers"]
+    finally:
+        await admin.close()
+    options = kafka.options()
+    del options["bootstrap_servers"]
+    deadline = time.monotonic() + TIMEOUT_S
+    for broker in brokers:
+        while True:
+            try:
+                connection = await create_conn(broker["host"], broker["port"], **options)
+            except (SaslAuthenticationFailed, OSError):
+                if time.monotonic() > deadline:
+                    raise ProvisioningFailed(
+                        f"broker {broker['node_id']} still refuses the new SCRAM users "
+                        f"after {TIMEOUT_S:.0f} s"
+                    ) from None
+                await asyncio.sleep(0.1)
+                continue
+            connection.close()
+            break
 
 
 async def revoke_topic_acls(kafka: KafkaConnection, names: list[str]) -> None:
@@ -235,15 +276,45 @@ def _may(allowed: set[AclOperation], operation: Operation) -> bool:
     return bool(allowed & _IMPLIED_BY[_OPERATIONS[operation]])
 
 
-def _authorized(futures: dict[str, Future[Any]]) -> dict[str, set[AclOperation]]:
+# What a broker answers while it cannot tell yet (a group coordinator still loading on a
+# fresh cluster, a leader being elected): asked again, never taken for a missing right.
+_NOT_YET = frozenset(
+    {
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    }
+)
+
+
+def _authorized(
+    describe: Callable[[list[str]], dict[str, Future[Any]]], names: list[str]
+) -> dict[str, set[AclOperation]]:
     """Each name's authorized operations; none where the broker refused to describe it
-    (it answers so for a topic that does not exist too, to hide which ones do)."""
+    (it answers so for a topic that does not exist too, to hide which ones do). Names it
+    could not answer for yet are asked again, for up to TIMEOUT_S."""
     allowed: dict[str, set[AclOperation]] = {}
-    for name, future in futures.items():
-        try:
-            allowed[name] = set(future.result(timeout=TIMEOUT_S).authorized_operations or ())
-        except KafkaException:
-            allowed[name] = set()
+    deadline = time.monotonic() + TIMEOUT_S
+    pending = names
+    while pending:
+        retry = []
+        for name, future in describe(pending).items():
+            try:
+                described = future.result(timeout=TIMEOUT_S)
+            except KafkaException as error:
+                if error.args[0].code() in _NOT_YET and time.monotonic() < deadline:
+                    retry.append(name)
+                else:
+                    allowed[name] = set()
+                continue
+            allowed[name] = set(described.authorized_operations or ())
+        pending = retry
+        if pending:
+            time.sleep(0.1)
     return allowed
 
 
@@ -262,10 +333,14 @@ async def missing_rights(settings: Settings, kafka: KafkaConnection) -> list[str
         admin = admin_client(kafka)
         names = sorted({g.name for g in needed})
         on_topics = _authorized(
-            admin.describe_topics(TopicCollection(names), include_authorized_operations=True)
+            lambda some: admin.describe_topics(
+                TopicCollection(some), include_authorized_operations=True
+            ),
+            names,
         )
         on_groups = _authorized(
-            admin.describe_consumer_groups(groups, include_authorized_operations=True)
+            lambda some: admin.describe_consumer_groups(some, include_authorized_operations=True),
+            groups,
         )
         missing = [
             f"{_PHRASES[g.operation]} topic {g.name}"

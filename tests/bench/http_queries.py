@@ -60,7 +60,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaProducer
 from hdrh.histogram import HdrHistogram
 from redis.asyncio import Redis
 
@@ -70,10 +69,12 @@ from domain.top_products import WINDOW_HOURS, Sale, top_of
 from persistence.database import create_engine
 from persistence.migrate import migrate
 from persistence.sales_view import SalesView
+from shopflow.kafka_access import SERVICE, kafka_connection
 from shopflow.settings import Settings
 from shopflow.tokens import local_signing_key, sign_with, signing_key
 from tests.bench.drain import seed
 from tests.bench.scratch import (
+    admin_redis_url,
     create_scratch_topics,
     delete_scratch_topics,
     scratch_settings,
@@ -181,9 +182,8 @@ def _events(count: int, run_id: str, now: datetime) -> list[OrderPlaced]:
 
 
 async def _produce(settings: Settings, events: list[OrderPlaced]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, linger_ms=5
-    )
+    # Order events, as the service publishes them: only its principal may write them.
+    producer = kafka_connection(settings, SERVICE).producer(enable_idempotence=True, linger_ms=5)
     await producer.start()
     try:
         topic = Topics(settings.topic_prefix).name(ORDERS_EVENTS)
@@ -327,6 +327,9 @@ async def run(events: int = 20_000, seconds: float = 5.0, clients: int = 32) -> 
     settings = settings.model_copy(update={"redis_key_prefix": f"shopflow:{run_id}:top"})
     engine = create_engine(settings.database_url, pool_size=2)
     redis = Redis.from_url(settings.redis_url)
+    # The bench's own look at the view (SCARD), as Redis's admin: the service's user may
+    # run only the commands the service uses.
+    observer = Redis.from_url(admin_redis_url(settings))
     view = SalesView(redis, prefix=settings.redis_key_prefix, cache_ms=0)
     processes: list[asyncio.subprocess.Process] = []
     try:
@@ -373,7 +376,7 @@ async def run(events: int = 20_000, seconds: float = 5.0, clients: int = 32) -> 
         worker = await _launch("worker", env)
         processes.append(worker)
         rate, first = await _aggregation(
-            redis, _seen_keys(settings.redis_key_prefix, sent), events, worker
+            observer, _seen_keys(settings.redis_key_prefix, sent), events, worker
         )
         print(
             f"shopflow worker: first events applied {first - launched:.2f} s after launch; "
@@ -442,6 +445,7 @@ async def run(events: int = 20_000, seconds: float = 5.0, clients: int = 32) -> 
         await view.clear()
         await redis.delete(f"{settings.redis_key_prefix}.rebuild-lock")
         await redis.aclose()
+        await observer.aclose()
         await engine.dispose()
         await delete_scratch_topics(settings)
 

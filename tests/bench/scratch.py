@@ -55,6 +55,17 @@ def scratch_settings(label: str = "bench", **overrides: object) -> Settings:
     )
 
 
+def admin_redis_url(settings: Settings) -> str:
+    """`settings.redis_url` as Redis's user `admin`, its password from the servers'
+    credentials file: for what a benchmark or fault does that the service's user may not
+    (FLUSHALL, reading the view's sets with SCARD, keys outside `shopflow:`)."""
+    password = settings.local_credentials().require(
+        "redis", "admin", configure="a Redis URL with the admin's password"
+    )
+    url = make_url(settings.redis_url).set(username="admin", password=password)
+    return url.render_as_string(hide_password=False)
+
+
 def _without_local_password(url: str, credentials: LocalCredentials, section: Section) -> str:
     """`url` without its password when that is its user's password in the local
     credentials file (a subprocess reads it there itself); else `url` as it is."""
@@ -264,3 +275,4 @@ async def side_topics(
         finally:
             await admin.close()
             await revoke_topic_acls(admin_kafka, topics.all())
+

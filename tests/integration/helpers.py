@@ -2,7 +2,7 @@
 
 import asyncio
 
-from sqlalchemy import func, make_url, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.commands import ChargePoints, RegisterUser, UpsertProduct
@@ -176,11 +176,3 @@ async def a_query_waits_on_a_lock(engine: AsyncEngine, timeout: float) -> None:
             if waiting:
                 return
             await asyncio.sleep(0.1)
-
-
-def admin_redis_url(settings: Settings) -> str:
-    """The settings' Redis URL as the local servers' Redis admin, for what the service's
-    user may not do (FLUSHDB)."""
-    password = settings.local_credentials().require("redis", "admin", configure="")
-    url = make_url(settings.redis_url).set(username="admin", password=password)
-    return url.render_as_string(hide_password=False)

@@ -28,8 +28,9 @@ from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
+from tests.bench.scratch import admin_redis_url
 from tests.conftest import new_command_id, new_entity_id
-from tests.integration.helpers import admin_redis_url, funded_user, isolated, new_product
+from tests.integration.helpers import funded_user, isolated, new_product
 
 # Synthetic events live in a future week of their own: nothing else the tests do falls
 # in their windows, and their buckets' expiry (absolute) lies ahead of the wall clock.

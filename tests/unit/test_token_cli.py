@@ -142,3 +142,22 @@ def test_without_a_local_key_a_sessions_signer_makes_one(
     )
 
     assert verifier.verify(signer(user=4)) == Caller(4, frozenset())
+
+
+def test_serve_refuses_in_one_line_when_its_token_keys_cannot_be_read(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pem"
+    env = {
+        "SHOPFLOW_AUTH_PUBLIC_KEY_FILE": str(missing),
+        # Credentials of its own: nothing here may depend on a local credentials file.
+        "SHOPFLOW_INFRA_DIR": str(tmp_path),
+        "SHOPFLOW_KAFKA_USERNAME": "shopflow",
+        "SHOPFLOW_KAFKA_PASSWORD": "unit-test",
+    }
+
+    result = CliRunner().invoke(app, ["serve"], env=env)
+
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        "shopflow refuses to start: no token key could be loaded: "
+        f"cannot read {missing}: No such file or directory\n"
+    )
