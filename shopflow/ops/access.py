@@ -1,9 +1,10 @@
-"""Applying CONTRACT.md's Access table to the brokers (`shopflow topics create`): the
-SCRAM users of the local servers' principals and the ACLs of `contracts.access`.
+"""CONTRACT.md's Access table and the brokers: applying it (`provision`, which `shopflow
+topics create` runs as an admin principal: the SCRAM users of the local servers'
+principals and the ACLs of `contracts.access`), and reading what a principal may do
+(`missing_rights`, which a worker runs as itself before it starts).
 
-aiokafka's admin client can create neither SCRAM users nor ACLs; confluent-kafka's
-(librdkafka) can, so this module, and only this one, uses it. It runs as an admin
-principal (the local servers' `admin`, a super user), never as the service.
+aiokafka's admin client can create neither SCRAM users nor ACLs, nor ask what a client
+may do; confluent-kafka's (librdkafka) can, so this module, and only this one, uses it.
 """
 
 import asyncio

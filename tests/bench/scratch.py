@@ -275,4 +275,3 @@ async def side_topics(
         finally:
             await admin.close()
             await revoke_topic_acls(admin_kafka, topics.all())
-
