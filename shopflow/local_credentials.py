@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
 
 CREDENTIALS_FILE = "credentials.json"
 TOKEN_SIGNING_KEY_FILE = "token-signing-key.pem"
@@ -79,6 +80,18 @@ def with_password(url: str, credentials: LocalCredentials, section: Section) -> 
     if password is None:
         return url
     return parsed.set(password=password).render_as_string(hide_password=False)
+
+
+def without_password(value: str) -> str:
+    """`value` with the password of the URL it is masked (`***`); anything else as is.
+    SQLAlchemy's URL parser renders any scheme://user:password@host form (the database
+    URLs, Redis's); a URL it cannot read is hidden whole when it could hold a password."""
+    if "://" not in value or "@" not in value:
+        return value
+    try:
+        return make_url(value).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "***"
 
 
 def ensure_local_passwords(infra_dir: Path, section: Section, names: list[str]) -> LocalCredentials:

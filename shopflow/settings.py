@@ -1,12 +1,14 @@
 """Configuration from SHOPFLOW_* environment variables (CONTRACT.md, "Configuration")."""
 
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shopflow.local_credentials import LocalCredentials, with_password
+from shopflow.local_credentials import LocalCredentials, with_password, without_password
 
 
 class FaultInjection(StrEnum):
@@ -263,6 +265,12 @@ class Settings(BaseSettings):
             self.__dict__[name] = with_password(getattr(self, name), credentials, "postgres")
         self.__dict__["redis_url"] = with_password(self.redis_url, credentials, "redis")
         return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # The URLs' passwords are not shown (a test failure prints the settings, a log
+        # line may); SHOPFLOW_KAFKA_PASSWORD is a SecretStr, masked by pydantic itself.
+        for name, value in super().__repr_args__():
+            yield name, without_password(value) if isinstance(value, str) else value
 
     def local_credentials(self) -> LocalCredentials:
         return LocalCredentials.load(self.infra_dir)

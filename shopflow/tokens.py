@@ -26,29 +26,6 @@ class NoSigningKey(Exception):
     """The local signing key is missing or unreadable."""
 
 
-def sign_token(
-    private_key_pem: bytes,
-    *,
-    issuer: str,
-    audience: str,
-    user_id: int | None = None,
-    scopes: Sequence[str] = (),
-    ttl_s: int = 3600,
-    now: float | None = None,
-) -> str:
-    """An RS256 token for `user_id` (its `sub`) and/or `scopes` (its `scope`), valid for
-    `ttl_s` seconds from `now` (the current time by default)."""
-    return sign_with(
-        signing_key(private_key_pem),
-        issuer=issuer,
-        audience=audience,
-        user_id=user_id,
-        scopes=scopes,
-        ttl_s=ttl_s,
-        now=now,
-    )
-
-
 def signing_key(private_key_pem: bytes) -> RSAPrivateKey:
     """The key of a PEM text (loading it takes milliseconds: load once to sign many)."""
     key = load_pem_private_key(private_key_pem, password=None)
@@ -57,7 +34,7 @@ def signing_key(private_key_pem: bytes) -> RSAPrivateKey:
     return key
 
 
-def sign_with(
+def sign_token(
     key: RSAPrivateKey,
     *,
     issuer: str,
@@ -67,7 +44,10 @@ def sign_with(
     ttl_s: int = 3600,
     now: float | None = None,
 ) -> str:
-    """`sign_token` with a loaded key."""
+    """An RS256 token for `user_id` (its `sub`) and/or `scopes` (its `scope`), valid for
+    `ttl_s` seconds from `now` (the current time by default), its `kid` the key's
+    thumbprint. `key` is loaded once (`signing_key`, `local_signing_key`): loading one
+    takes milliseconds, signing with it far less."""
     issued = int(time.time() if now is None else now)
     claims: dict[str, object] = {
         "iss": issuer,
@@ -82,11 +62,11 @@ def sign_with(
     return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
 
 
-def local_signing_key(settings: Settings) -> bytes:
-    """The local servers' private signing key (PEM)."""
+def local_signing_key(settings: Settings) -> RSAPrivateKey:
+    """The local servers' private signing key."""
     path = settings.infra_dir / TOKEN_SIGNING_KEY_FILE
     try:
-        return path.read_bytes()
+        return signing_key(path.read_bytes())
     except FileNotFoundError:
         raise NoSigningKey(
             f"there is no {path}: start the local servers: scripts/infra.sh up makes it"

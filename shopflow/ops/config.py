@@ -9,9 +9,8 @@ from typing import Any, Final
 from pydantic import SecretBytes, SecretStr
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import make_url
-from sqlalchemy.exc import ArgumentError
 
+from shopflow.local_credentials import without_password
 from shopflow.settings import Settings, env_name
 
 HIDDEN: Final = "***"
@@ -35,13 +34,7 @@ def masked(name: str, value: Any) -> Any:
         return value
     if any(part in name.lower() for part in SECRET_NAME_PARTS):
         return HIDDEN
-    if "://" in value:
-        try:
-            return make_url(value).render_as_string(hide_password=True)
-        except (ArgumentError, ValueError):
-            # Not a URL SQLAlchemy can read: all of it hidden if it could hold a password.
-            return HIDDEN if "@" in value else value
-    return value
+    return without_password(value)
 
 
 @dataclass(frozen=True)

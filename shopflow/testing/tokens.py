@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from shopflow.settings import Settings
-from shopflow.tokens import NoSigningKey, local_signing_key, sign_with, signing_key
+from shopflow.tokens import NoSigningKey, local_signing_key, sign_token
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class TokenSigner:
     def __call__(
         self, *, user: int | None = None, scopes: Sequence[str] = (), ttl_s: int = 3600
     ) -> str:
-        return sign_with(
+        return sign_token(
             self.key,
             issuer=self.issuer,
             audience=self.audience,
@@ -53,7 +53,7 @@ class TokenSigner:
 def session_signer(settings: Settings, folder: Path) -> TokenSigner:
     """A signer with the local key, or with a key made now; its public half in `folder`."""
     try:
-        key = signing_key(local_signing_key(settings))
+        key = local_signing_key(settings)
     except NoSigningKey:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public_key_file = folder / "token-public-key.pem"

@@ -71,7 +71,7 @@ from persistence.migrate import migrate
 from persistence.sales_view import SalesView
 from shopflow.kafka_access import SERVICE, kafka_connection
 from shopflow.settings import Settings
-from shopflow.tokens import local_signing_key, sign_with, signing_key
+from shopflow.tokens import local_signing_key, sign_token
 from tests.bench.drain import seed
 from tests.bench.scratch import (
     admin_redis_url,
@@ -344,11 +344,11 @@ async def run(events: int = 20_000, seconds: float = 5.0, clients: int = 32) -> 
         await engine.dispose()
         # Each user's own token, as a customer's client would hold it: signed beforehand
         # (RS256 signing is the identity provider's cost, not the service's).
-        key = signing_key(local_signing_key(settings))
+        key = local_signing_key(settings)
         tokens = {
             user_id: {
                 "Authorization": "Bearer "
-                + sign_with(
+                + sign_token(
                     key,
                     issuer=settings.auth_issuer,
                     audience=settings.auth_audience,

@@ -39,8 +39,8 @@ def run(checks: int) -> dict[str, float]:
         return TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, cache_size=cache_size)
 
     def token(user_id: int) -> str:
-        # As `shopflow token` signs them (shopflow.tokens.sign_token, which reads the PEM
-        # key each time: too slow for thousands).
+        # As `shopflow token` signs them (shopflow.tokens.sign_token), here with the
+        # test's own key.
         now = int(time.time())
         claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": str(user_id), "iat": now}
         claims["exp"] = now + 3600
