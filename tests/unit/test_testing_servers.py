@@ -113,3 +113,15 @@ def test_an_unknown_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         find_servers(),
     ):
         pass
+
+
+def test_testcontainers_are_refused_saying_what_to_run_instead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SHOPFLOW_TEST_INFRA", "testcontainers")
+
+    with pytest.raises(RuntimeError) as raised, find_servers():
+        pass
+
+    assert "without access control" in str(raised.value)
+    assert "SHOPFLOW_TEST_INFRA=local" in str(raised.value)
