@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka.conn import create_conn
 from aiokafka.errors import SaslAuthenticationFailed
@@ -40,6 +40,7 @@ from shopflow.local_credentials import ensure_local_passwords
 from shopflow.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # librdkafka's default; the broker keeps the salted hash, never the password.
 SCRAM_ITERATIONS = 4096
@@ -62,6 +63,7 @@ _RESOURCES = {
 class Provisioned:
     users: list[str]  # SCRAM users made or updated
     acls: int  # ACL bindings in force for these topics and the groups
+    removed: int = 0  # bindings on these topics beyond the table, deleted
 
 
 def admin_client(kafka: KafkaConnection) -> AdminClient:
@@ -156,6 +158,45 @@ def _create_acls(admin: AdminClient, grants: list[Grant]) -> None:
         time.sleep(0.05)
 
 
+def _remove_strays(admin: AdminClient, grants: list[Grant]) -> int:
+    """Delete what the contract's principals are allowed on these topics beyond
+    `grants` (a right granted by hand, or one a route no longer gives), so that on the
+    service's topics the ACLs are exactly the table; returns how many. Rules on other
+    topics, on groups and for other principals are not this table's to judge."""
+    names = {g.name for g in grants if g.resource is Resource.TOPIC}
+    ours = {f"User:{p}" for p in principals()}
+    wanted = {binding(g) for g in grants}
+    strays = [
+        found
+        for found in _described(admin)
+        if found.restype == ResourceType.TOPIC
+        and found.name in names
+        and found.principal in ours
+        and found not in wanted
+    ]
+    if not strays:
+        return 0
+    filters = [
+        AclBindingFilter(
+            found.restype,
+            found.name,
+            found.resource_pattern_type,
+            found.principal,
+            found.host,
+            found.operation,
+            found.permission_type,
+        )
+        for found in strays
+    ]
+    _wait(admin.delete_acls(filters).values())
+    deadline = time.monotonic() + TIMEOUT_S
+    while set(strays) & _described(admin):
+        if time.monotonic() > deadline:
+            raise ProvisioningFailed(f"the brokers kept stray ACLs after {TIMEOUT_S:.0f} s")
+        time.sleep(0.05)
+    return len(strays)
+
+
 def _delete_topic_acls(admin: AdminClient, names: list[str]) -> None:
     filters = [
         AclBindingFilter(
@@ -175,7 +216,8 @@ def _delete_topic_acls(admin: AdminClient, names: list[str]) -> None:
 async def provision(
     settings: Settings, kafka: KafkaConnection, *, local_users: bool
 ) -> Provisioned:
-    """The ACLs of the topics behind `settings.topic_prefix` and of the groups; with
+    """The ACLs of the topics behind `settings.topic_prefix` and of the groups, and on
+    those topics no more for the table's principals (`_remove_strays`); with
     `local_users`, also a SCRAM user for every principal of the table, its password
     from the local credentials file (made there at the first start)."""
     topics = Topics(settings.topic_prefix)
@@ -185,16 +227,17 @@ async def provision(
         credentials = ensure_local_passwords(settings.infra_dir, "kafka", principals())
         passwords = {p: credentials.require("kafka", p, configure="") for p in principals()}
 
-    def run() -> None:
+    def run() -> int:
         admin = admin_client(kafka)
         if passwords:
             _upsert_users(admin, passwords)
         _create_acls(admin, grants)
+        return _remove_strays(admin, grants)
 
-    await asyncio.to_thread(_explained, run)
+    removed = await asyncio.to_thread(_explained, run)
     if passwords:
         await _await_logins(kafka.as_principal(SERVICE, passwords[SERVICE]))
-    return Provisioned(sorted(passwords), len(grants))
+    return Provisioned(sorted(passwords), len(grants), removed)
 
 
 async def _await_logins(kafka: KafkaConnection) -> None:
@@ -240,9 +283,9 @@ class ProvisioningFailed(RuntimeError):
     pass
 
 
-def _explained(run: Any) -> None:
+def _explained(run: Callable[[], T]) -> T:
     try:
-        run()
+        return run()
     except KafkaException as error:
         raise ProvisioningFailed(f"Kafka refused the provisioning: {error.args[0]}") from None
 

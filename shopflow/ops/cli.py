@@ -322,6 +322,8 @@ def create_topics() -> None:
     if access.users:
         typer.echo(f"SCRAM users of the local servers: {', '.join(access.users)}")
     typer.echo(f"{access.acls} ACLs in force")
+    if access.removed:
+        typer.echo(f"{access.removed} ACLs beyond the contract's table removed from its topics")
 
 
 @command(topics_app, "describe")

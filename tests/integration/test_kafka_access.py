@@ -5,6 +5,7 @@ it does not allow denied. The topics are a prefix of the module's own, provision
 reach nobody."""
 
 import asyncio
+import contextlib
 import os
 
 import pytest
@@ -48,7 +49,7 @@ from contracts.topics import (
 from producers.kafka_connection import KafkaConnection
 from shopflow.kafka_access import ADMIN, kafka_connection
 from shopflow.local_credentials import KAFKA_CA_FILE
-from shopflow.ops.access import admin_client, binding, missing_rights
+from shopflow.ops.access import admin_client, binding, missing_rights, provision
 from shopflow.settings import KafkaSecurityProtocol, Settings
 from shopflow.testing.session import provisioned
 from tests.integration.helpers import isolated
@@ -379,3 +380,27 @@ async def test_a_sasl_ssl_client_that_does_not_trust_the_ca_is_refused(
         await _produce(
             kafka_connection(tls, PAYMENTS), Topics(tls.topic_prefix).name(POINTS_CHARGE)
         )
+
+
+async def test_provisioning_removes_a_right_granted_beyond_the_table(
+    test_settings: Settings,
+) -> None:
+    settings = isolated(test_settings, "stray")
+    await provisioned(settings)
+    charges = Topics(settings.topic_prefix).name(POINTS_CHARGE)
+    stray = Grant(STOREFRONT, Resource.TOPIC, charges, Operation.WRITE)  # minting points
+    admin = admin_client(kafka_connection(settings, ADMIN))
+    for future in admin.create_acls([binding(stray)]).values():
+        future.result(timeout=TIMEOUT_S)
+    async with asyncio.timeout(TIMEOUT_S):  # in force (the brokers apply ACLs later)
+        while True:
+            with contextlib.suppress(TopicAuthorizationFailedError):
+                await _produce(kafka_connection(settings, STOREFRONT), charges)
+                break
+            await asyncio.sleep(0.1)
+
+    access = await provision(settings, kafka_connection(settings, ADMIN), local_users=False)
+
+    assert access.removed == 1
+    with pytest.raises(TopicAuthorizationFailedError):
+        await _produce(kafka_connection(settings, STOREFRONT), charges)
