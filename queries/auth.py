@@ -267,28 +267,29 @@ def _quoted(value: str) -> str:
     return "".join(c for c in value if " " <= c <= "~" and c not in '"\\')
 
 
+def _answer(status: int, error: str, detail: str, challenge: str) -> Response:
+    """The contract's error shape, with the RFC 6750 challenge."""
+    return JSONResponse(
+        {"error": error, "detail": detail},
+        status_code=status,
+        headers={"WWW-Authenticate": f'Bearer realm="{REALM}"{challenge}'},
+    )
+
+
 async def _unauthenticated(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, Unauthenticated)
-    challenge = f'Bearer realm="{REALM}"'
+    challenge = ""
     if exc.invalid_token:
-        challenge += f', error="invalid_token", error_description="{_quoted(exc.detail)}"'
-    return JSONResponse(
-        {"error": "unauthenticated", "detail": exc.detail},
-        status_code=401,
-        headers={"WWW-Authenticate": challenge},
-    )
+        challenge = f', error="invalid_token", error_description="{_quoted(exc.detail)}"'
+    return _answer(401, "unauthenticated", exc.detail, challenge)
 
 
 async def _forbidden(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, Forbidden)
-    challenge = f'Bearer realm="{REALM}", error="insufficient_scope"'
+    challenge = ', error="insufficient_scope"'
     if exc.scope:
         challenge += f', scope="{_quoted(exc.scope)}"'
-    return JSONResponse(
-        {"error": "forbidden", "detail": exc.detail},
-        status_code=403,
-        headers={"WWW-Authenticate": challenge},
-    )
+    return _answer(403, "forbidden", exc.detail, challenge)
 
 
 def answer_auth_errors(app: FastAPI) -> None:
