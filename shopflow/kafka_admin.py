@@ -1,7 +1,9 @@
-"""Creating the service's topics with explicit partition counts (the broker does not
-auto-create them: a topic created by accident with one partition caps parallelism),
-refusing topics with fewer partitions than configured, and reading back the limit that
-sizes dead letters."""
+"""Creating the service's topics with explicit partition counts (`ensure_topics`, run by
+`shopflow topics create` as an admin principal; the broker does not auto-create them: a
+topic created by accident with one partition caps parallelism), checking at start that
+they are there with at least the configured partitions (`check_topics`, as the service),
+the brokers' session timeout bounds, and reading back the limit that sizes dead
+letters."""
 
 import asyncio
 import logging

@@ -135,9 +135,11 @@ def worker(log_level: LogLevel = "info") -> None:
 
 @app.command()
 def migrate(log_level: LogLevel = "info") -> None:
-    """Create missing topics and apply the database migrations."""
+    """Check the topics and the service's Kafka rights, and apply the database migrations.
+
+    The topics are made beforehand by `shopflow topics create`, as the Kafka admin."""
     settings = Settings()
     configure_logging(log_level, settings.log_format)
     with _refusing_to_start():
         asyncio.run(prepare(settings))
-    typer.echo("topics and schema are up to date")
+    typer.echo("topics and rights checked, schema up to date")
