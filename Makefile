@@ -7,13 +7,21 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test up down status lint typecheck unit integration bench soak chaos clean up-docker
+.PHONY: run test up down status lint typecheck unit bench soak chaos clean up-docker lock
 
-$(STAMP): pyproject.toml
+# The environment is exactly requirements.lock (every version pinned, every file's hash
+# checked), then shopflow itself on top, editable; `make lock` writes the lock again from
+# pyproject.toml.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes \
+		--quiet -o requirements.lock
 
 # The servers, then Kafka's provisioning as its admin (topics, SCRAM users, ACLs): the
 # service's own principal may not create topics.
