@@ -29,6 +29,7 @@ from contracts.events import (
     ORDERS_EVENTS,
     POINTS_EVENTS,
     USERS_EVENTS,
+    ResultEvent,
 )
 from contracts.routes import CommandRoute
 
@@ -45,18 +46,27 @@ __all__ = [
     "ORDERS_PLACE",
     "POINTS_CHARGE",
     "POINTS_EVENTS",
+    "REJECTION_TYPES",
     "ROUTES_BY_TOPIC",
     "ROUTES_BY_TYPE",
     "USERS_EVENTS",
     "USERS_REGISTER",
     "CommandRoute",
     "Topics",
+    "is_rejection",
 ]
 
 DEAD_LETTERS: Final = "shop.dead-letters"
 
 ROUTES_BY_TYPE: Final = {route.command_type: route for route in COMMAND_ROUTES}
 ROUTES_BY_TOPIC: Final = {route.topic: route for route in COMMAND_ROUTES}
+# The business "no"s: each route's rejected event type (which must carry a `reason`).
+REJECTION_TYPES: Final = frozenset(route.rejected_type for route in COMMAND_ROUTES)
+
+
+def is_rejection(event: ResultEvent) -> bool:
+    """Whether `event` is a rejection (its command was refused), by the routes' types."""
+    return type(event) in REJECTION_TYPES
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from aiokafka.errors import KafkaError
 
 from contracts.commands import ChargePoints, Command, RegisterUser, UpsertProduct
 from contracts.events import RejectionReason, ResultEvent, UserRejected
+from contracts.topics import is_rejection
 from shopflow.cli.sending import (
     EXIT_ACCEPTED,
     EXIT_FAILED,
@@ -17,7 +18,6 @@ from shopflow.cli.sending import (
     collect,
     connected,
     fail,
-    is_rejection,
     rejection_line,
 )
 

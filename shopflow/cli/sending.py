@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from contracts.commands import Command
 from contracts.events import RejectionReason, ResultEvent
-from contracts.topics import Topics
+from contracts.topics import Topics, is_rejection
 from producers.client import ShopflowClient
 from shopflow.kafka_access import OPS, MissingCredentials, kafka_connection, why_refused
 from shopflow.settings import Settings
@@ -46,10 +46,6 @@ def contract_checked() -> Iterator[None]:
         yield
     except ValidationError as error:
         raise fail(validation_message(error)) from None
-
-
-def is_rejection(event: ResultEvent) -> bool:
-    return type(event).__name__.endswith("Rejected")
 
 
 def rejection_line(event: ResultEvent) -> str:

@@ -15,7 +15,7 @@ from consumers.routes import Answer, Binding, EventMeta, bind
 from contracts.commands import ChargePoints, Command, PlaceOrder
 from contracts.common import CommandId, WireModel
 from contracts.events import EVENT_TOPICS, EVENT_TYPES
-from contracts.topics import COMMAND_ROUTES, DEAD_LETTERS
+from contracts.topics import COMMAND_ROUTES, DEAD_LETTERS, REJECTION_TYPES
 
 
 def test_every_route_of_the_contract_has_exactly_one_binding() -> None:
@@ -72,3 +72,12 @@ def test_topics_and_command_types_are_routed_once() -> None:
     assert len(set(topics)) == len(topics)
     assert not set(topics) & {*EVENT_TOPICS, DEAD_LETTERS}
     assert len({route.command_type for route in COMMAND_ROUTES}) == len(COMMAND_ROUTES)
+
+
+def test_a_rejection_is_told_by_its_routes_type_not_its_name() -> None:
+    accepted = {route.accepted_type for route in COMMAND_ROUTES}
+    rejected = {route.rejected_type for route in COMMAND_ROUTES}
+
+    assert rejected == REJECTION_TYPES
+    assert not accepted & rejected
+    assert all("reason" in t.model_fields for t in REJECTION_TYPES)
