@@ -236,17 +236,18 @@ async def provision(
 
     removed = await asyncio.to_thread(_explained, run)
     if passwords:
-        await _await_logins(kafka.as_principal(SERVICE, passwords[SERVICE]))
+        await _await_logins(kafka, kafka.as_principal(SERVICE, passwords[SERVICE]))
     return Provisioned(sorted(passwords), len(grants), removed)
 
 
-async def _await_logins(kafka: KafkaConnection) -> None:
+async def _await_logins(admin_kafka: KafkaConnection, kafka: KafkaConnection) -> None:
     """Return once every broker of the cluster accepts `kafka`'s login: a SCRAM user is
     in force on a broker once that broker has read it from the metadata log, and
     `_upsert_users` saw it on one broker only (on three, the others refused it for a
-    moment)."""
-    admin = kafka.admin()
-    await admin.start()  # retried by aiokafka itself while no broker accepts it yet
+    moment). The brokers are listed as `admin_kafka`, a user every broker has from its
+    format, since a client of `kafka` would fail on the first broker that refuses it."""
+    admin = admin_kafka.admin()
+    await admin.start()
     try:
         brokers = (await admin.describe_cluster())["brokers"]
     finally:
