@@ -13,8 +13,8 @@ Choices:
   the oldest forgotten first, all of them when the keys change): a client sends one token
   many times, and the signature check is most of a check's CPU. With a cache hit, the
   `iss`, `aud` and signature were checked on this token's first use, with these keys.
-  Measured by `python -m tests.bench.token_check`; the figures are in README, "Access:
-  HTTP tokens".
+  Measured by `python -m tests.bench.token_check`; the figures are in README, "Access"
+  ("HTTP: bearer tokens").
 - 401 `unauthenticated` carries `WWW-Authenticate: Bearer realm="shopflow"`, with
   `error="invalid_token"` and a description when a token was sent but refused (RFC 6750,
   3); 403 `forbidden` carries `error="insufficient_scope"` and the scope that would do.

@@ -88,11 +88,16 @@ def token_key_source(settings: Settings) -> KeySource:
     )
 
 
+def token_keys(settings: Settings) -> TokenKeys:
+    return TokenKeys(token_key_source(settings), refresh_s=settings.auth_keys_refresh_s)
+
+
 async def check_token_keys(settings: Settings) -> None:
-    """Load the token keys once, as the app's start will: `serve` does so before uvicorn
-    starts, so that keys configured but not to be had (an unreadable file, a JWKS URL
-    that does not answer) are a one-line refusal rather than a lifespan stack trace."""
-    keys = TokenKeys(token_key_source(settings), refresh_s=settings.auth_keys_refresh_s)
+    """Load the token keys once, as the app's start will (the same `TokenKeys.start`):
+    `serve` does so before uvicorn starts, so that keys configured but not to be had (an
+    unreadable file, a JWKS URL that does not answer) are a one-line refusal rather than
+    a lifespan stack trace."""
+    keys = token_keys(settings)
     try:
         await keys.start()
     except NoTokenKeys as error:
@@ -102,8 +107,9 @@ async def check_token_keys(settings: Settings) -> None:
 
 def create_authenticator(settings: Settings) -> Authenticator:
     """Its keys are loaded by `start()` (the app's lifespan), not here."""
-    keys = TokenKeys(token_key_source(settings), refresh_s=settings.auth_keys_refresh_s)
-    return Authenticator(keys, issuer=settings.auth_issuer, audience=settings.auth_audience)
+    return Authenticator(
+        token_keys(settings), issuer=settings.auth_issuer, audience=settings.auth_audience
+    )
 
 
 def create_app(

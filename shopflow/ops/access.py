@@ -128,15 +128,28 @@ def _upsert_users(admin: AdminClient, passwords: dict[str, str]) -> None:
             time.sleep(0.05)
 
 
-_EVERY_ACL = AclBindingFilter(
-    ResourceType.ANY,
-    None,  # type: ignore[arg-type]  # any name (librdkafka's stub says str)
-    ResourcePatternType.ANY,
-    None,  # type: ignore[arg-type]  # any principal
-    None,  # type: ignore[arg-type]  # any host
-    AclOperation.ANY,
-    AclPermissionType.ANY,
-)
+def _filter(
+    restype: ResourceType | str | int,
+    name: str | None,
+    pattern: ResourcePatternType | str | int,
+    principal: str | None = None,
+    host: str | None = None,
+    operation: AclOperation | str | int = AclOperation.ANY,
+    permission: AclPermissionType | str | int = AclPermissionType.ANY,
+) -> AclBindingFilter:
+    """A filter of ACL bindings; None matches any (librdkafka's stub says str)."""
+    return AclBindingFilter(
+        restype,
+        name,  # type: ignore[arg-type]
+        pattern,
+        principal,  # type: ignore[arg-type]
+        host,  # type: ignore[arg-type]
+        operation,
+        permission,
+    )
+
+
+_EVERY_ACL = _filter(ResourceType.ANY, None, ResourcePatternType.ANY)
 
 
 def _described(admin: AdminClient) -> set[AclBinding]:
@@ -144,18 +157,29 @@ def _described(admin: AdminClient) -> set[AclBinding]:
     return set(found)
 
 
-def _create_acls(admin: AdminClient, grants: list[Grant]) -> None:
-    """Create the bindings and return once the broker applies them. CreateAcls answers
-    when the controller has committed them; the broker's authorizer (and DescribeAcls)
-    has them once it has read the metadata log that far, which took up to 2 s here: a
-    client started in between was still denied."""
-    wanted = {binding(g) for g in grants}
-    _wait(admin.create_acls(sorted(wanted, key=str)).values())
+def _until_applied(admin: AdminClient, applied: Callable[[set[AclBinding]], bool]) -> None:
+    """Return once the broker's bindings satisfy `applied`. CreateAcls and DeleteAcls
+    answer when the controller has committed the change; the broker's authorizer (and
+    DescribeAcls) has it once it has read the metadata log that far, which took up to 2 s
+    here: a client started in between was still denied (or still allowed)."""
     deadline = time.monotonic() + TIMEOUT_S
-    while not wanted <= _described(admin):
+    while not applied(_described(admin)):
         if time.monotonic() > deadline:
             raise ProvisioningFailed(f"the brokers did not apply the ACLs within {TIMEOUT_S:.0f} s")
         time.sleep(0.05)
+
+
+def _create_acls(admin: AdminClient, grants: list[Grant]) -> None:
+    wanted = {binding(g) for g in grants}
+    _wait(admin.create_acls(sorted(wanted, key=str)).values())
+    _until_applied(admin, lambda present: wanted <= present)
+
+
+def _delete_acls(admin: AdminClient, filters: list[AclBindingFilter]) -> int:
+    """Delete what `filters` match, once applied; returns how many bindings."""
+    deleted = {b for future in admin.delete_acls(filters).values() for b in future.result()}
+    _until_applied(admin, lambda present: not deleted & present)
+    return len(deleted)
 
 
 def _remove_strays(admin: AdminClient, grants: list[Grant]) -> int:
@@ -167,17 +191,7 @@ def _remove_strays(admin: AdminClient, grants: list[Grant]) -> int:
     ours = {f"User:{p}" for p in principals()}
     wanted = {binding(g) for g in grants}
     strays = [
-        found
-        for found in _described(admin)
-        if found.restype == ResourceType.TOPIC
-        and found.name in names
-        and found.principal in ours
-        and found not in wanted
-    ]
-    if not strays:
-        return 0
-    filters = [
-        AclBindingFilter(
+        _filter(
             found.restype,
             found.name,
             found.resource_pattern_type,
@@ -186,31 +200,13 @@ def _remove_strays(admin: AdminClient, grants: list[Grant]) -> int:
             found.operation,
             found.permission_type,
         )
-        for found in strays
+        for found in _described(admin)
+        if found.restype == ResourceType.TOPIC
+        and found.name in names
+        and found.principal in ours
+        and found not in wanted
     ]
-    _wait(admin.delete_acls(filters).values())
-    deadline = time.monotonic() + TIMEOUT_S
-    while set(strays) & _described(admin):
-        if time.monotonic() > deadline:
-            raise ProvisioningFailed(f"the brokers kept stray ACLs after {TIMEOUT_S:.0f} s")
-        time.sleep(0.05)
-    return len(strays)
-
-
-def _delete_topic_acls(admin: AdminClient, names: list[str]) -> None:
-    filters = [
-        AclBindingFilter(
-            ResourceType.TOPIC,
-            name,
-            ResourcePatternType.LITERAL,
-            None,  # type: ignore[arg-type]  # any principal (librdkafka's stub says str)
-            None,  # type: ignore[arg-type]  # any host
-            AclOperation.ANY,
-            AclPermissionType.ANY,
-        )
-        for name in names
-    ]
-    _wait(admin.delete_acls(filters).values())
+    return _delete_acls(admin, strays) if strays else 0
 
 
 async def provision(
@@ -276,7 +272,14 @@ async def revoke_topic_acls(kafka: KafkaConnection, names: list[str]) -> None:
     group rules stay, shared by every topic prefix."""
     if names:
         await asyncio.to_thread(
-            _explained, lambda: _delete_topic_acls(admin_client(kafka), sorted(names))
+            _explained,
+            lambda: _delete_acls(
+                admin_client(kafka),
+                [
+                    _filter(ResourceType.TOPIC, n, ResourcePatternType.LITERAL)
+                    for n in sorted(names)
+                ],
+            ),
         )
 
 
