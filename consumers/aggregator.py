@@ -18,12 +18,17 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import Counter
 from pydantic import Field, TypeAdapter, ValidationError
 
-from consumers.applier import Clock
-from consumers.subscribers import ConsumerOptions, InFlight, Records, register_batch_subscriber
-from contracts.events import OrderPlaced, OrderRejected
-from domain.top_products import Sale
-from persistence.sales_view import SalesView
-from producers.publisher import DELIVERED, Delivery
+from shopflow.consumers.applier import Clock
+from shopflow.consumers.subscribers import (
+    ConsumerOptions,
+    InFlight,
+    Records,
+    register_batch_subscriber,
+)
+from shopflow.contracts.events import OrderPlaced, OrderRejected
+from shopflow.domain.top_products import Sale
+from shopflow.persistence.sales_view import SalesView
+from shopflow.producers.publisher import DELIVERED, Delivery
 
 log = logging.getLogger(__name__)
 

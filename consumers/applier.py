@@ -42,15 +42,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from consumers.decoding import DecodedCommand
-from consumers.failures import TransientError, is_transient
-from consumers.handlers import BINDINGS
-from consumers.ports import Database, UnitOfWork
-from consumers.routes import Answer, Binding, EventMeta
-from contracts.events import RejectionReason, ResultEvent
-from domain.errors import Rejected
-from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
-from persistence.ledger import LedgerEntry
+from shopflow.consumers.decoding import DecodedCommand
+from shopflow.consumers.failures import TransientError, is_transient
+from shopflow.consumers.handlers import BINDINGS
+from shopflow.consumers.ports import Database, UnitOfWork
+from shopflow.consumers.routes import Answer, Binding, EventMeta
+from shopflow.contracts.events import RejectionReason, ResultEvent
+from shopflow.domain.errors import Rejected
+from shopflow.persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
+from shopflow.persistence.ledger import LedgerEntry
 
 log = logging.getLogger(__name__)
 

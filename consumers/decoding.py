@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from contracts import strict_json
-from contracts.commands import Command
-from contracts.dead_letters import DeadLetterReason
-from contracts.limits import MAX_MESSAGE_BYTES
-from contracts.topics import CommandRoute
-from producers.dead_letters import SourceRecord
+from shopflow.contracts import strict_json
+from shopflow.contracts.commands import Command
+from shopflow.contracts.dead_letters import DeadLetterReason
+from shopflow.contracts.limits import MAX_MESSAGE_BYTES
+from shopflow.contracts.topics import CommandRoute
+from shopflow.producers.dead_letters import SourceRecord
 
 
 @dataclass(frozen=True)

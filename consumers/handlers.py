@@ -13,11 +13,11 @@ other implementation of a rule.
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from consumers.failures import TransientError
-from consumers.locking import LockedRows, LockRule
-from consumers.ports import UnitOfWork
-from consumers.routes import Answer, Binding, EventMeta, bind
-from contracts.commands import (
+from shopflow.consumers.failures import TransientError
+from shopflow.consumers.locking import LockedRows, LockRule
+from shopflow.consumers.ports import UnitOfWork
+from shopflow.consumers.routes import Answer, Binding, EventMeta, bind
+from shopflow.contracts.commands import (
     AddCartItem,
     ChargePoints,
     PlaceOrder,
@@ -25,8 +25,8 @@ from contracts.commands import (
     RemoveCartItem,
     UpsertProduct,
 )
-from contracts.common import WireModel
-from contracts.events import (
+from shopflow.contracts.common import WireModel
+from shopflow.contracts.events import (
     CartItemAdded,
     CartItemRemoved,
     OrderPlaced,
@@ -35,13 +35,13 @@ from contracts.events import (
     ProductUpserted,
     UserRegistered,
 )
-from domain.cart import CartChange, decide_cart_changes
-from domain.catalog import Product, decide_upserts
-from domain.errors import Rejected
-from domain.orders import SettledOrder, decide_orders
-from domain.payment import Payment, pay_with_retries
-from domain.points import decide_charges
-from domain.users import decide_registrations
+from shopflow.domain.cart import CartChange, decide_cart_changes
+from shopflow.domain.catalog import Product, decide_upserts
+from shopflow.domain.errors import Rejected
+from shopflow.domain.orders import SettledOrder, decide_orders
+from shopflow.domain.payment import Payment, pay_with_retries
+from shopflow.domain.points import decide_charges
+from shopflow.domain.users import decide_registrations
 
 
 class LostInsertRace(TransientError):

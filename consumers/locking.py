@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from consumers.ports import UnitOfWork
-from domain.catalog import Product
+from shopflow.consumers.ports import UnitOfWork
+from shopflow.domain.catalog import Product
 
 C = TypeVar("C")
 

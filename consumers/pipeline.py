@@ -45,16 +45,16 @@ from typing import Protocol
 
 from opentelemetry.context import Context
 
-from consumers import metrics
-from consumers.applier import Applied, BatchFailed, Clock, Outcome, OutcomeKind, utc_now
-from consumers.decoding import DecodedCommand, Undeliverable, decode_record
-from consumers.failures import describe, is_transient
-from consumers.tracing import CommandSpans, CommandTracer
-from contracts.dead_letters import DeadLetterReason
-from contracts.topics import DEAD_LETTERS, CommandRoute
-from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
-from producers.dead_letters import DeadLetterLimits, SourceRecord, build_dead_letter
-from producers.publisher import DELIVERED, Delivery, MessageSink, OutgoingMessage
+from shopflow.consumers import metrics
+from shopflow.consumers.applier import Applied, BatchFailed, Clock, Outcome, OutcomeKind, utc_now
+from shopflow.consumers.decoding import DecodedCommand, Undeliverable, decode_record
+from shopflow.consumers.failures import describe, is_transient
+from shopflow.consumers.tracing import CommandSpans, CommandTracer
+from shopflow.contracts.dead_letters import DeadLetterReason
+from shopflow.contracts.topics import DEAD_LETTERS, CommandRoute
+from shopflow.persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
+from shopflow.producers.dead_letters import DeadLetterLimits, SourceRecord, build_dead_letter
+from shopflow.producers.publisher import DELIVERED, Delivery, MessageSink, OutgoingMessage
 
 log = logging.getLogger(__name__)
 

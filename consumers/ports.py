@@ -13,11 +13,11 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from domain.catalog import Product
-from domain.orders import PricedOrder
-from domain.payment import PaymentGateway
-from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
-from persistence.ledger import LedgerEntry
+from shopflow.domain.catalog import Product
+from shopflow.domain.orders import PricedOrder
+from shopflow.domain.payment import PaymentGateway
+from shopflow.persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
+from shopflow.persistence.ledger import LedgerEntry
 
 
 class Users(Protocol):

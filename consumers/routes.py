@@ -14,12 +14,12 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
-from consumers.locking import LockedRows, LockRule, lock_rows
-from consumers.ports import UnitOfWork
-from contracts.common import WireModel
-from contracts.events import ResultEvent
-from contracts.topics import COMMAND_ROUTES, ROUTES_BY_TYPE
-from domain.errors import Rejected
+from shopflow.consumers.locking import LockedRows, LockRule, lock_rows
+from shopflow.consumers.ports import UnitOfWork
+from shopflow.contracts.common import WireModel
+from shopflow.contracts.events import ResultEvent
+from shopflow.contracts.topics import COMMAND_ROUTES, ROUTES_BY_TYPE
+from shopflow.domain.errors import Rejected
 
 C = TypeVar("C", bound=WireModel)
 

@@ -43,10 +43,10 @@ from faststream.kafka import KafkaBroker, Topic
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
-from consumers import metrics
-from consumers.pipeline import CommandPipeline
-from consumers.progress import PROGRESS
-from producers.publisher import DELIVERED, Delivery
+from shopflow.consumers import metrics
+from shopflow.consumers.pipeline import CommandPipeline
+from shopflow.consumers.progress import PROGRESS
+from shopflow.producers.publisher import DELIVERED, Delivery
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ This package is the service's public API. It imports pydantic only, so upstream 
 downstream services can depend on it without pulling in the service's I/O stack.
 """
 
-from contracts.commands import (
+from shopflow.contracts.commands import (
     AddCartItem,
     ChargePoints,
     Command,
@@ -14,8 +14,8 @@ from contracts.commands import (
     RemoveCartItem,
     UpsertProduct,
 )
-from contracts.dead_letters import DeadLetter, DeadLetterReason
-from contracts.events import (
+from shopflow.contracts.dead_letters import DeadLetter, DeadLetterReason
+from shopflow.contracts.events import (
     CartItemAdded,
     CartItemRejected,
     CartItemRemoved,
@@ -31,8 +31,8 @@ from contracts.events import (
     UserRegistered,
     UserRejected,
 )
-from contracts.routes import CommandRoute
-from contracts.topics import COMMAND_ROUTES, Topics
+from shopflow.contracts.routes import CommandRoute
+from shopflow.contracts.topics import COMMAND_ROUTES, Topics
 
 __all__ = [
     "COMMAND_ROUTES",

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from contracts.principals import GATEWAY, OPS, READER, SERVICE
-from contracts.topics import COMMAND_ROUTES, DEAD_LETTERS, EVENT_TOPICS, Topics
+from shopflow.contracts.principals import GATEWAY, OPS, READER, SERVICE
+from shopflow.contracts.topics import COMMAND_ROUTES, DEAD_LETTERS, EVENT_TOPICS, Topics
 
 
 class Operation(StrEnum):

@@ -10,8 +10,8 @@ from typing import Annotated, Final, Literal
 
 from pydantic import Field, model_validator
 
-from contracts.common import CommandId, ProductId, Quantity, UserId, WireModel
-from contracts.events import (
+from shopflow.contracts.common import CommandId, ProductId, Quantity, UserId, WireModel
+from shopflow.contracts.events import (
     CART_EVENTS,
     CATALOG_EVENTS,
     ORDERS_EVENTS,
@@ -29,15 +29,15 @@ from contracts.events import (
     UserRegistered,
     UserRejected,
 )
-from contracts.limits import (
+from shopflow.contracts.limits import (
     MAX_CHARGE_AMOUNT,
     MAX_NAME_LENGTH,
     MAX_ORDER_ITEMS,
     MAX_PRICE,
     MAX_STOCK_ADDED,
 )
-from contracts.principals import ACCOUNTS, CATALOG, PAYMENTS, STOREFRONT
-from contracts.routes import CommandRoute
+from shopflow.contracts.principals import ACCOUNTS, CATALOG, PAYMENTS, STOREFRONT
+from shopflow.contracts.routes import CommandRoute
 
 # U+0000 is excluded: PostgreSQL text cannot hold it, so such a name could never be stored.
 Name = Annotated[

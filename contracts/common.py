@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
-from contracts.limits import (
+from shopflow.contracts.limits import (
     COMMAND_ID_PATTERN,
     MAX_COMMAND_ID_LENGTH,
     MAX_ENTITY_ID,

@@ -7,7 +7,7 @@ from typing import Final
 
 from pydantic import Field
 
-from contracts.common import UtcTimestamp, WireModel
+from shopflow.contracts.common import UtcTimestamp, WireModel
 
 # Namespace of dead_letter_id: uuid5 of "<source_topic>/<partition>/<offset>". Fixed
 # forever, so anyone can compute the id of a record's dead letter from its coordinates.

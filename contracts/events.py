@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from contracts.common import CommandId, ProductId, UserId, UtcTimestamp, WireModel
+from shopflow.contracts.common import CommandId, ProductId, UserId, UtcTimestamp, WireModel
 
 USERS_EVENTS: Final = "shop.users.events"
 CATALOG_EVENTS: Final = "shop.catalog.events"

@@ -11,8 +11,8 @@ pydantic only.
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.common import WireModel
-from contracts.events import RejectionReason, ResultEvent
+from shopflow.contracts.common import WireModel
+from shopflow.contracts.events import RejectionReason, ResultEvent
 
 
 @dataclass(frozen=True)

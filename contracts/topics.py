@@ -13,7 +13,7 @@ broker never see each other's messages; `Topics` applies it.
 from dataclasses import dataclass
 from typing import Final
 
-from contracts.commands import (
+from shopflow.contracts.commands import (
     CART_ADD_ITEM,
     CART_REMOVE_ITEM,
     CATALOG_UPSERT_PRODUCT,
@@ -22,7 +22,7 @@ from contracts.commands import (
     POINTS_CHARGE,
     USERS_REGISTER,
 )
-from contracts.events import (
+from shopflow.contracts.events import (
     CART_EVENTS,
     CATALOG_EVENTS,
     EVENT_TOPICS,
@@ -31,7 +31,7 @@ from contracts.events import (
     USERS_EVENTS,
     ResultEvent,
 )
-from contracts.routes import CommandRoute
+from shopflow.contracts.routes import CommandRoute
 
 __all__ = [
     "CART_ADD_ITEM",

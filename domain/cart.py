@@ -2,9 +2,9 @@
 
 from collections.abc import Mapping, Sequence, Set
 
-from contracts.commands import AddCartItem, RemoveCartItem
-from domain.catalog import Product
-from domain.errors import (
+from shopflow.contracts.commands import AddCartItem, RemoveCartItem
+from shopflow.domain.catalog import Product
+from shopflow.domain.errors import (
     InsufficientCartQuantity,
     OutOfStock,
     Rejected,

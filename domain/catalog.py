@@ -3,8 +3,8 @@
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from contracts.commands import UpsertProduct
-from domain.errors import OutOfStock
+from shopflow.contracts.commands import UpsertProduct
+from shopflow.domain.errors import OutOfStock
 
 
 @dataclass(frozen=True)

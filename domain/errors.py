@@ -5,7 +5,7 @@ A `Rejected` is not a failure of the service: the command is answered with a
 `command_id` is spent.
 """
 
-from contracts.events import RejectionReason
+from shopflow.contracts.events import RejectionReason
 
 
 class Rejected(Exception):

@@ -6,10 +6,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from contracts.commands import PlaceOrder
-from domain import points
-from domain.catalog import Product
-from domain.errors import EmptyCart, PaymentFailed, Rejected, UnknownProduct, UnknownUser
+from shopflow.contracts.commands import PlaceOrder
+from shopflow.domain import points
+from shopflow.domain.catalog import Product
+from shopflow.domain.errors import EmptyCart, PaymentFailed, Rejected, UnknownProduct, UnknownUser
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 
 from collections.abc import Mapping, Sequence
 
-from contracts.commands import ChargePoints
-from contracts.limits import MAX_BALANCE
-from domain.errors import BalanceLimitExceeded, InsufficientPoints, Rejected, UnknownUser
+from shopflow.contracts.commands import ChargePoints
+from shopflow.contracts.limits import MAX_BALANCE
+from shopflow.domain.errors import BalanceLimitExceeded, InsufficientPoints, Rejected, UnknownUser
 
 
 def charge(balance: int, amount: int) -> int:

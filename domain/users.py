@@ -2,8 +2,8 @@
 
 from collections.abc import Sequence, Set
 
-from contracts.commands import RegisterUser
-from domain.errors import Rejected, UserExists
+from shopflow.contracts.commands import RegisterUser
+from shopflow.domain.errors import Rejected, UserExists
 
 
 def decide_registrations(

@@ -11,7 +11,7 @@ from uuid import UUID
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from persistence.tables import dead_letters
+from shopflow.persistence.tables import dead_letters
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts.dead_letters import DeadLetter
-from persistence.tables import dead_letters
+from shopflow.contracts.dead_letters import DeadLetter
+from shopflow.persistence.tables import dead_letters
 
 
 @dataclass(frozen=True)

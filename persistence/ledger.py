@@ -19,7 +19,7 @@ from uuid import UUID
 from sqlalchemy import delete, func, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from persistence.tables import processed_commands
+from shopflow.persistence.tables import processed_commands
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from sqlalchemy import make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from persistence.database import create_engine
+from shopflow.persistence.database import create_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Arbitrary constant: serializes concurrent `upgrade_to_head` calls (workers starting together).

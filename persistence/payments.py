@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from sqlalchemy import BigInteger, String, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.payment import Payment, PaymentDeclined
-from persistence.arrays import bound, rows_of
-from persistence.tables import payments
+from shopflow.domain.payment import Payment, PaymentDeclined
+from shopflow.persistence.arrays import bound, rows_of
+from shopflow.persistence.tables import payments
 
 _paid = rows_of("pay", user_id=BigInteger(), amount=BigInteger(), command_id=String())
 _RECORD_PAYMENTS = insert(payments).from_select(["user_id", "amount", "command_id"], select(_paid))

@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, Table, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from persistence.tables import (
+from shopflow.persistence.tables import (
     order_lines,
     orders,
     payments,

@@ -20,10 +20,10 @@ from sqlalchemy import BigInteger, DateTime, String, delete, func, insert, liter
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.catalog import Product
-from domain.orders import PricedOrder
-from persistence.arrays import any_of, bound, rows_of
-from persistence.tables import (
+from shopflow.domain.catalog import Product
+from shopflow.domain.orders import PricedOrder
+from shopflow.persistence.arrays import any_of, bound, rows_of
+from shopflow.persistence.tables import (
     cart_items,
     order_lines,
     orders,

@@ -6,9 +6,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.top_products import Sale, window_start
-from persistence.sales_view import SalesView
-from persistence.tables import order_lines, orders, processed_commands
+from shopflow.domain.top_products import Sale, window_start
+from shopflow.persistence.sales_view import SalesView
+from shopflow.persistence.tables import order_lines, orders, processed_commands
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
-from domain.top_products import (
+from shopflow.domain.top_products import (
     TOP_LIMIT,
     WINDOW,
     Sale,

@@ -7,11 +7,11 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.payment import PaymentGateway
-from persistence.dead_letter_store import DeadLetterStore
-from persistence.ledger import Ledger
-from persistence.payments import PointsPaymentGateway
-from persistence.repositories import (
+from shopflow.domain.payment import PaymentGateway
+from shopflow.persistence.dead_letter_store import DeadLetterStore
+from shopflow.persistence.ledger import Ledger
+from shopflow.persistence.payments import PointsPaymentGateway
+from shopflow.persistence.repositories import (
     CartRepository,
     OrderRepository,
     PointsRepository,

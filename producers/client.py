@@ -32,13 +32,13 @@ from aiokafka.structs import RecordMetadata
 from opentelemetry import trace
 from opentelemetry.trace import TracerProvider
 
-from contracts.commands import Command
-from contracts.dead_letters import DeadLetter
-from contracts.events import ResultEvent, parse_event
-from contracts.topics import DEAD_LETTERS, EVENT_TOPICS, ROUTES_BY_TYPE, Topics
-from producers.kafka_connection import KafkaConnection
-from producers.publisher import reliable_producer
-from producers.tracing import Headers, producer_span, trace_headers
+from shopflow.contracts.commands import Command
+from shopflow.contracts.dead_letters import DeadLetter
+from shopflow.contracts.events import ResultEvent, parse_event
+from shopflow.contracts.topics import DEAD_LETTERS, EVENT_TOPICS, ROUTES_BY_TYPE, Topics
+from shopflow.producers.kafka_connection import KafkaConnection
+from shopflow.producers.publisher import reliable_producer
+from shopflow.producers.tracing import Headers, producer_span, trace_headers
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
 
-from contracts.dead_letters import (
+from shopflow.contracts.dead_letters import (
     GUARANTEED_WHOLE_PAYLOAD_BYTES,
     MAX_DEAD_LETTER_KEY_CHARS,
     DeadLetter,

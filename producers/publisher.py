@@ -32,9 +32,9 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import TracerProvider
 
-from contracts.topics import Topics
-from producers.kafka_connection import KafkaConnection
-from producers.tracing import producer_span, trace_headers
+from shopflow.contracts.topics import Topics
+from shopflow.producers.kafka_connection import KafkaConnection
+from shopflow.producers.tracing import producer_span, trace_headers
 
 _HEADERS = [("content-type", b"application/json")]
 

@@ -35,8 +35,8 @@ from fastapi import FastAPI, Request, Security
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from contracts.limits import MAX_ENTITY_ID
-from queries.token_keys import ALGORITHMS, TokenKeys
+from shopflow.contracts.limits import MAX_ENTITY_ID
+from shopflow.queries.token_keys import ALGORITHMS, TokenKeys
 
 # The scopes, the only place they are spelled.
 SCOPE_READ = "shopflow:read"  # read any user

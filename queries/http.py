@@ -18,9 +18,9 @@ from fastapi.routing import APIRoute
 from opentelemetry.trace import TracerProvider
 from pydantic import BaseModel
 
-from contracts.limits import MAX_ENTITY_ID
-from domain.top_products import TOP_LIMIT, WINDOW_HOURS
-from queries.auth import (
+from shopflow.contracts.limits import MAX_ENTITY_ID
+from shopflow.domain.top_products import TOP_LIMIT, WINDOW_HOURS
+from shopflow.queries.auth import (
     SCOPE_METRICS,
     SCOPE_READ,
     Authenticator,
@@ -30,9 +30,9 @@ from queries.auth import (
     may_read_metrics,
     may_read_user,
 )
-from queries.health import HealthCheck, health_routes
-from queries.read_model import ReadModel
-from queries.top_products import TopProducts
+from shopflow.queries.health import HealthCheck, health_routes
+from shopflow.queries.read_model import ReadModel
+from shopflow.queries.top_products import TopProducts
 
 Clock = Callable[[], datetime]
 

@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.top_products import TOP_LIMIT, window_end, window_start
-from persistence.tables import cart_items, order_lines, point_balances, products, users
+from shopflow.domain.top_products import TOP_LIMIT, window_end, window_start
+from shopflow.persistence.tables import cart_items, order_lines, point_balances, products, users
 
 
 @dataclass(frozen=True)

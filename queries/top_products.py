@@ -16,8 +16,8 @@ from typing import Any
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
-from persistence.sales_view import SalesView
-from queries.read_model import ReadModel, TopProductView
+from shopflow.persistence.sales_view import SalesView
+from shopflow.queries.read_model import ReadModel, TopProductView
 
 log = logging.getLogger(__name__)
 

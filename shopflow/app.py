@@ -13,12 +13,17 @@ from fastapi import FastAPI
 from opentelemetry.trace import TracerProvider
 from sqlalchemy import text
 
-from persistence.database import create_engine
-from persistence.migrate import migrate
-from queries.auth import Authenticator
-from queries.http import AsyncApiPages, create_http_app
-from queries.read_model import ReadModel
-from queries.token_keys import (
+from shopflow.asyncapi import asyncapi_html, asyncapi_json
+from shopflow.kafka_access import SERVICE, kafka_connection
+from shopflow.kafka_admin import StartRefused, check_session_timeout, check_topics
+from shopflow.local_credentials import TOKEN_PUBLIC_KEY_FILE
+from shopflow.ops.access import missing_rights
+from shopflow.persistence.database import create_engine
+from shopflow.persistence.migrate import migrate
+from shopflow.queries.auth import Authenticator
+from shopflow.queries.http import AsyncApiPages, create_http_app
+from shopflow.queries.read_model import ReadModel
+from shopflow.queries.token_keys import (
     JwksUrl,
     KeyFile,
     KeySource,
@@ -26,12 +31,7 @@ from queries.token_keys import (
     NoTokenKeys,
     TokenKeys,
 )
-from queries.top_products import TopProducts
-from shopflow.asyncapi import asyncapi_html, asyncapi_json
-from shopflow.kafka_access import SERVICE, kafka_connection
-from shopflow.kafka_admin import StartRefused, check_session_timeout, check_topics
-from shopflow.local_credentials import TOKEN_PUBLIC_KEY_FILE
-from shopflow.ops.access import missing_rights
+from shopflow.queries.top_products import TopProducts
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 

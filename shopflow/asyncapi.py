@@ -19,8 +19,8 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from faststream.specification.asyncapi import get_asyncapi_html
 
-from contracts.dead_letters import DeadLetter
-from contracts.topics import COMMAND_ROUTES, DEAD_LETTERS
+from shopflow.contracts.dead_letters import DeadLetter
+from shopflow.contracts.topics import COMMAND_ROUTES, DEAD_LETTERS
 
 
 def _documented_subscriber(broker: KafkaBroker, topic: str, payload: type[Any], doc: str) -> None:

@@ -18,9 +18,9 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from contracts.principals import ADMIN, OPS, SERVICE
-from producers.kafka_connection import KafkaConnection
+from shopflow.contracts.principals import ADMIN, OPS, SERVICE
 from shopflow.local_credentials import MissingCredentials
+from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.settings import KafkaSecurityProtocol, Settings, env_name
 
 __all__ = [

@@ -15,8 +15,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import ClusterAuthorizationFailedError, TopicAlreadyExistsError, for_code
 
-from contracts.topics import COMMAND_ROUTES, DEAD_LETTERS, EVENT_TOPICS, Topics
-from producers.kafka_connection import KafkaConnection
+from shopflow.contracts.topics import COMMAND_ROUTES, DEAD_LETTERS, EVENT_TOPICS, Topics
+from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.settings import Settings, env_name
 
 log = logging.getLogger(__name__)

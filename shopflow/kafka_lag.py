@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 
-from contracts.topics import COMMAND_ROUTES, ORDERS_EVENTS, Topics
-from producers.kafka_connection import KafkaConnection
+from shopflow.contracts.topics import COMMAND_ROUTES, ORDERS_EVENTS, Topics
 from shopflow.kafka_offsets import LogRange, describe_partitions, log_ranges
+from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.settings import Settings
 
 

@@ -9,7 +9,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import UnknownTopicOrPartitionError, for_code
 
-from producers.kafka_connection import KafkaConnection
+from shopflow.producers.kafka_connection import KafkaConnection
 
 
 @dataclass(frozen=True)

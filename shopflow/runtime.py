@@ -20,25 +20,25 @@ from redis.backoff import ExponentialBackoff
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from consumers.aggregator import register_sales_aggregator
-from consumers.applier import BatchApplier, Clock, utc_now
-from consumers.consumer_state import CONSUMER_LAG, check_consumers_running
-from consumers.pipeline import CommandPipeline
-from consumers.ports import Database
-from consumers.subscribers import ConsumerOptions, InFlight, register_command_subscriber
-from consumers.tracing import CommandTracer
-from contracts.topics import COMMAND_ROUTES, ORDERS_EVENTS, Topics
-from persistence.database import create_engine
-from persistence.payments import PointsPaymentGateway
-from persistence.sales_rebuild import rebuild_sales_view
-from persistence.sales_view import SalesView
-from persistence.unit_of_work import GatewayFactory, PgDatabase
-from producers.dead_letters import DeadLetterLimits, dead_letter_room
-from producers.kafka_connection import KafkaConnection
-from producers.publisher import KafkaMessageSink, MessageSink
 from shopflow.aiokafka_on_uvloop import tolerate_closed_transports
+from shopflow.consumers.aggregator import register_sales_aggregator
+from shopflow.consumers.applier import BatchApplier, Clock, utc_now
+from shopflow.consumers.consumer_state import CONSUMER_LAG, check_consumers_running
+from shopflow.consumers.pipeline import CommandPipeline
+from shopflow.consumers.ports import Database
+from shopflow.consumers.subscribers import ConsumerOptions, InFlight, register_command_subscriber
+from shopflow.consumers.tracing import CommandTracer
+from shopflow.contracts.topics import COMMAND_ROUTES, ORDERS_EVENTS, Topics
 from shopflow.kafka_access import SERVICE, kafka_connection
 from shopflow.kafka_admin import topic_max_message_bytes
+from shopflow.persistence.database import create_engine
+from shopflow.persistence.payments import PointsPaymentGateway
+from shopflow.persistence.sales_rebuild import rebuild_sales_view
+from shopflow.persistence.sales_view import SalesView
+from shopflow.persistence.unit_of_work import GatewayFactory, PgDatabase
+from shopflow.producers.dead_letters import DeadLetterLimits, dead_letter_room
+from shopflow.producers.kafka_connection import KafkaConnection
+from shopflow.producers.publisher import KafkaMessageSink, MessageSink
 from shopflow.settings import FaultInjection, Settings
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from queries.token_keys import jwk_thumbprint
 from shopflow.local_credentials import TOKEN_SIGNING_KEY_FILE
+from shopflow.queries.token_keys import jwk_thumbprint
 from shopflow.settings import Settings
 
 ALGORITHM = "RS256"

@@ -29,8 +29,8 @@ from collections.abc import AsyncIterator, Iterator
 import uvicorn
 from fastapi import FastAPI
 
-from queries.health import create_health_app
 from shopflow.kafka_admin import StartRefused
+from shopflow.queries.health import create_health_app
 from shopflow.runtime import Runtime
 
 # How long the server's stop waits for a request being answered (a scrape takes

@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 from pydantic import BaseModel
 
-from contracts.commands import ChargePoints
-from contracts.dead_letters import DeadLetterReason
-from contracts.limits import COMMAND_ID_PATTERN, MAX_CHARGE_AMOUNT, MAX_MESSAGE_BYTES
-from contracts.strict_json import MAX_DEPTH
+from shopflow.contracts.commands import ChargePoints
+from shopflow.contracts.dead_letters import DeadLetterReason
+from shopflow.contracts.limits import COMMAND_ID_PATTERN, MAX_CHARGE_AMOUNT, MAX_MESSAGE_BYTES
+from shopflow.contracts.strict_json import MAX_DEPTH
 
 # The largest value the test client can send: the broker takes a record batch of up to
 # 1 MiB + 12 bytes (max.message.bytes), which leaves this much for the value.

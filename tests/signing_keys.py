@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from queries.auth import Authenticator
-from queries.token_keys import PublicKey, TokenKeys, jwk_thumbprint
+from shopflow.queries.auth import Authenticator
+from shopflow.queries.token_keys import PublicKey, TokenKeys, jwk_thumbprint
 
 ISSUER = "https://id.example.test"
 AUDIENCE = "shopflow"

@@ -5,7 +5,7 @@ import httpx
 import pytest
 
 from examples.downstream.loyalty import LoyaltyProgram
-from producers.client import ShopflowClient
+from shopflow.producers.client import ShopflowClient
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from uuid import UUID
 
 import httpx
 
-from contracts.commands import ChargePoints
-from contracts.events import PointsCharged, PointsChargeRejected, RejectionReason
-from producers.client import ShopflowClient
+from shopflow.contracts.commands import ChargePoints
+from shopflow.contracts.events import PointsCharged, PointsChargeRejected, RejectionReason
+from shopflow.producers.client import ShopflowClient
 
 SPEND_PER_POINT = 100  # one point per 100 spent
 

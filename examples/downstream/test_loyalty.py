@@ -12,10 +12,10 @@ import uuid
 import httpx
 import pytest
 
-from contracts.commands import RegisterUser
-from contracts.events import PointsCharged, RejectionReason, UserRegistered
 from examples.downstream.loyalty import LoyaltyProgram, RewardRefused
-from producers.client import ShopflowClient
+from shopflow.contracts.commands import RegisterUser
+from shopflow.contracts.events import PointsCharged, RejectionReason, UserRegistered
+from shopflow.producers.client import ShopflowClient
 
 # shopflow's fixtures live in the session's event loop, so the tests run in it too.
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -9,7 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from persistence.tables import metadata
+from shopflow.persistence.tables import metadata
 
 config = context.config
 target_metadata = metadata

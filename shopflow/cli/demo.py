@@ -8,9 +8,6 @@ from typing import Annotated
 import typer
 from aiokafka.errors import KafkaError
 
-from contracts.commands import ChargePoints, Command, RegisterUser, UpsertProduct
-from contracts.events import RejectionReason, ResultEvent, UserRejected
-from contracts.topics import is_rejection
 from shopflow.cli.sending import (
     EXIT_ACCEPTED,
     EXIT_FAILED,
@@ -20,6 +17,9 @@ from shopflow.cli.sending import (
     fail,
     rejection_line,
 )
+from shopflow.contracts.commands import ChargePoints, Command, RegisterUser, UpsertProduct
+from shopflow.contracts.events import RejectionReason, ResultEvent, UserRejected
+from shopflow.contracts.topics import is_rejection
 
 app = typer.Typer()  # merged into `shopflow` (shopflow/cli/__init__.py)
 

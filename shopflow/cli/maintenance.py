@@ -5,11 +5,11 @@ from typing import Annotated
 
 import typer
 
-from persistence.database import create_engine
-from persistence.ledger import Ledger
-from persistence.reconciliation import describe, find_violations
 from shopflow.cli.logs import LogLevel
 from shopflow.logs import configure_logging
+from shopflow.persistence.database import create_engine
+from shopflow.persistence.ledger import Ledger
+from shopflow.persistence.reconciliation import describe, find_violations
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 

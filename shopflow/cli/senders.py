@@ -27,7 +27,8 @@ import typer
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from contracts.commands import (
+from shopflow.cli.sending import contract_checked, deliver, fail, validation_message
+from shopflow.contracts.commands import (
     AddCartItem,
     ChargePoints,
     Command,
@@ -35,10 +36,9 @@ from contracts.commands import (
     RemoveCartItem,
     UpsertProduct,
 )
-from contracts.common import WireModel
-from contracts.routes import CommandRoute
-from contracts.topics import COMMAND_ROUTES, ROUTES_BY_TOPIC
-from shopflow.cli.sending import contract_checked, deliver, fail, validation_message
+from shopflow.contracts.common import WireModel
+from shopflow.contracts.routes import CommandRoute
+from shopflow.contracts.topics import COMMAND_ROUTES, ROUTES_BY_TOPIC
 
 app = typer.Typer()  # merged into `shopflow` (shopflow/cli/__init__.py)
 

@@ -14,11 +14,11 @@ import typer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from contracts.commands import Command
-from contracts.events import RejectionReason, ResultEvent
-from contracts.topics import Topics, is_rejection
-from producers.client import ShopflowClient
+from shopflow.contracts.commands import Command
+from shopflow.contracts.events import RejectionReason, ResultEvent
+from shopflow.contracts.topics import Topics, is_rejection
 from shopflow.kafka_access import OPS, MissingCredentials, kafka_connection, why_refused
+from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
 
 EXIT_ACCEPTED = 0

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from contracts.limits import MAX_ENTITY_ID
-from queries.auth import SCOPES
+from shopflow.contracts.limits import MAX_ENTITY_ID
+from shopflow.queries.auth import SCOPES
 from shopflow.settings import Settings
 from shopflow.tokens import NoSigningKey, local_signing_key, sign_token
 

@@ -32,11 +32,18 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from contracts.access import Grant, Operation, Resource, group_grants, principals, topic_grants
-from contracts.principals import SERVICE
-from contracts.topics import COMMAND_ROUTES, Topics
-from producers.kafka_connection import KafkaConnection
+from shopflow.contracts.access import (
+    Grant,
+    Operation,
+    Resource,
+    group_grants,
+    principals,
+    topic_grants,
+)
+from shopflow.contracts.principals import SERVICE
+from shopflow.contracts.topics import COMMAND_ROUTES, Topics
 from shopflow.local_credentials import ensure_local_passwords
+from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.settings import Settings
 
 log = logging.getLogger(__name__)

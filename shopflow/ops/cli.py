@@ -12,9 +12,7 @@ from uuid import UUID
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from contracts.dead_letters import DeadLetterReason
-from persistence.dead_letter_reader import DeadLetterFilter, RecordedDeadLetter
-from producers.kafka_connection import KafkaConnection
+from shopflow.contracts.dead_letters import DeadLetterReason
 from shopflow.kafka_access import ADMIN, OPS, MissingCredentials, kafka_connection
 from shopflow.kafka_admin import StartRefused
 from shopflow.kafka_lag import MissingTopics, consumer_lag
@@ -32,6 +30,8 @@ from shopflow.ops.output import (
     stderr,
     stdout,
 )
+from shopflow.persistence.dead_letter_reader import DeadLetterFilter, RecordedDeadLetter
+from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.settings import Settings
 
 Command = TypeVar("Command", bound=Callable[..., Any])

@@ -24,13 +24,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from contracts.topics import Topics
-from persistence.database import create_engine
-from persistence.dead_letter_reader import DeadLetterFilter, DeadLetterReader, RecordedDeadLetter
-from persistence.dead_letter_store import DeadLetterStore, KeptRecord
-from producers.client import ShopflowClient
-from producers.dead_letters import RECORD_OVERHEAD_BYTES
+from shopflow.contracts.topics import Topics
 from shopflow.kafka_access import OPS, kafka_connection
+from shopflow.persistence.database import create_engine
+from shopflow.persistence.dead_letter_reader import (
+    DeadLetterFilter,
+    DeadLetterReader,
+    RecordedDeadLetter,
+)
+from shopflow.persistence.dead_letter_store import DeadLetterStore, KeptRecord
+from shopflow.producers.client import ShopflowClient
+from shopflow.producers.dead_letters import RECORD_OVERHEAD_BYTES
 from shopflow.settings import Settings
 
 SHORT_KEY_CHARS = 24

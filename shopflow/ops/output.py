@@ -13,8 +13,8 @@ from aiokafka.errors import KafkaError
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
-from producers.kafka_connection import KafkaConnection
 from shopflow.kafka_access import MissingCredentials, why_refused
+from shopflow.producers.kafka_connection import KafkaConnection
 
 # Exit codes: 0 done, 1 the answer is "no" (not found, something missing), 2 could not
 # be done (a server unreachable, a selection refused). As the command-sending commands.

@@ -9,9 +9,9 @@ from aiokafka import TopicPartition
 from rich.table import Table
 from rich.text import Text
 
-from producers.kafka_connection import KafkaConnection
 from shopflow.kafka_admin import ensure_topics, planned_topics
 from shopflow.kafka_offsets import LogRange, PartitionInfo, describe_partitions, log_ranges
+from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.settings import Settings
 
 

@@ -40,7 +40,7 @@ import pytest_asyncio
 if TYPE_CHECKING:
     import httpx
 
-    from producers.client import ShopflowClient
+    from shopflow.producers.client import ShopflowClient
     from shopflow.runtime import Runtime
     from shopflow.settings import Settings
     from shopflow.testing.servers import Endpoints
@@ -110,8 +110,8 @@ async def shopflow_service(shopflow_settings: Settings) -> AsyncIterator[Runtime
 async def shopflow_client(shopflow_service: Runtime) -> AsyncIterator[ShopflowClient]:
     """A started ShopflowClient on the service's topics: `await
     shopflow_client.send_and_wait(command)` returns the command's result event."""
-    from producers.client import ShopflowClient
     from shopflow.kafka_access import OPS, kafka_connection
+    from shopflow.producers.client import ShopflowClient
 
     kafka = kafka_connection(shopflow_service.settings, OPS)
     async with ShopflowClient(kafka, topics=shopflow_service.topics) as client:
@@ -140,8 +140,8 @@ async def shopflow_http(
     it."""
     import httpx
 
-    from queries.auth import SCOPE_METRICS, SCOPE_READ
     from shopflow.app import create_app
+    from shopflow.queries.auth import SCOPE_METRICS, SCOPE_READ
 
     # The HTTP side as `shopflow serve --no-consume` runs it next to the consuming service:
     # its own runtime (connections), started and stopped by the app's lifespan, checking

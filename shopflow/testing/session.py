@@ -9,12 +9,12 @@ from redis.asyncio import Redis
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from persistence.reconciliation import describe, find_violations
-from persistence.sales_view import SalesView
 from shopflow.app import prepare
 from shopflow.kafka_access import ADMIN, kafka_connection
 from shopflow.kafka_admin import ensure_topics
 from shopflow.ops.access import provision, revoke_topic_acls
+from shopflow.persistence.reconciliation import describe, find_violations
+from shopflow.persistence.sales_view import SalesView
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.servers import Endpoints

@@ -14,11 +14,11 @@ import secrets
 import time
 from collections.abc import Callable
 
-from contracts.principals import SERVICE
-from contracts.routes import CommandRoute
-from contracts.topics import Topics
-from producers.kafka_connection import KafkaConnection
+from shopflow.contracts.principals import SERVICE
+from shopflow.contracts.routes import CommandRoute
+from shopflow.contracts.topics import Topics
 from shopflow.kafka_access import kafka_connection
+from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.settings import Settings
 from tests.bench.scratch import side_topics
 

@@ -40,7 +40,7 @@ from aiokafka import TopicPartition
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import (
+from shopflow.contracts.commands import (
     AddCartItem,
     ChargePoints,
     Command,
@@ -50,20 +50,20 @@ from contracts.commands import (
     RemoveCartItem,
     UpsertProduct,
 )
-from contracts.events import parse_event
-from contracts.principals import OPS, READER
-from contracts.topics import ROUTES_BY_TYPE, Topics
-from persistence.database import create_engine
-from persistence.migrate import migrate
-from persistence.tables import (
+from shopflow.contracts.events import parse_event
+from shopflow.contracts.principals import OPS, READER
+from shopflow.contracts.topics import ROUTES_BY_TYPE, Topics
+from shopflow.kafka_access import kafka_connection
+from shopflow.persistence.database import create_engine
+from shopflow.persistence.migrate import migrate
+from shopflow.persistence.tables import (
     cart_items,
     point_balances,
     point_transactions,
     products,
     users,
 )
-from producers.client import topic_partitions
-from shopflow.kafka_access import kafka_connection
+from shopflow.producers.client import topic_partitions
 from tests.bench.ceilings import bare_drain
 from tests.bench.scratch import (
     create_scratch_topics,

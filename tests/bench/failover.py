@@ -33,14 +33,14 @@ from aiokafka import TopicPartition
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import ChargePoints
-from contracts.events import parse_event
-from contracts.principals import PAYMENTS, READER
-from contracts.topics import POINTS_CHARGE, POINTS_EVENTS, Topics
-from persistence.database import create_engine
-from persistence.migrate import migrate
-from persistence.tables import point_balances
+from shopflow.contracts.commands import ChargePoints
+from shopflow.contracts.events import parse_event
+from shopflow.contracts.principals import PAYMENTS, READER
+from shopflow.contracts.topics import POINTS_CHARGE, POINTS_EVENTS, Topics
 from shopflow.kafka_access import kafka_connection
+from shopflow.persistence.database import create_engine
+from shopflow.persistence.migrate import migrate
+from shopflow.persistence.tables import point_balances
 from shopflow.settings import Settings
 from tests.bench.drain import seed
 from tests.bench.scratch import (

@@ -63,13 +63,13 @@ import httpx
 from hdrh.histogram import HdrHistogram
 from redis.asyncio import Redis
 
-from contracts.events import OrderPlaced, PlacedOrderLine
-from contracts.topics import ORDERS_EVENTS, Topics
-from domain.top_products import WINDOW_HOURS, Sale, top_of
-from persistence.database import create_engine
-from persistence.migrate import migrate
-from persistence.sales_view import SalesView
+from shopflow.contracts.events import OrderPlaced, PlacedOrderLine
+from shopflow.contracts.topics import ORDERS_EVENTS, Topics
+from shopflow.domain.top_products import WINDOW_HOURS, Sale, top_of
 from shopflow.kafka_access import SERVICE, kafka_connection
+from shopflow.persistence.database import create_engine
+from shopflow.persistence.migrate import migrate
+from shopflow.persistence.sales_view import SalesView
 from shopflow.settings import Settings
 from shopflow.tokens import local_signing_key, sign_token
 from tests.bench.drain import seed

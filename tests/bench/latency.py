@@ -26,12 +26,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from hdrh.histogram import HdrHistogram
 
-from contracts.commands import ChargePoints
-from contracts.principals import PAYMENTS, READER, SERVICE
-from contracts.topics import POINTS_CHARGE, POINTS_EVENTS, Topics
-from persistence.database import create_engine
-from persistence.migrate import migrate
+from shopflow.contracts.commands import ChargePoints
+from shopflow.contracts.principals import PAYMENTS, READER, SERVICE
+from shopflow.contracts.topics import POINTS_CHARGE, POINTS_EVENTS, Topics
 from shopflow.kafka_access import kafka_connection
+from shopflow.persistence.database import create_engine
+from shopflow.persistence.migrate import migrate
 from tests.bench.ceilings import bare_loop
 from tests.bench.drain import seed
 from tests.bench.scratch import (

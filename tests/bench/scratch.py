@@ -21,13 +21,13 @@ from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, for_code
 from sqlalchemy import make_url
 
-from contracts.principals import ADMIN, SERVICE
-from contracts.topics import Topics
-from producers.kafka_connection import KafkaConnection
+from shopflow.contracts.principals import ADMIN, SERVICE
+from shopflow.contracts.topics import Topics
 from shopflow.kafka_access import kafka_connection
 from shopflow.kafka_admin import ensure_topics, planned_topics
 from shopflow.local_credentials import LocalCredentials, Section
 from shopflow.ops.access import missing_rights, provision, revoke_topic_acls
+from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.settings import Settings, env_name
 
 BROKERS_TIMEOUT_S = 60.0  # for every broker of the cluster to be registered

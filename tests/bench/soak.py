@@ -19,12 +19,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from contracts.commands import ChargePoints
-from contracts.principals import PAYMENTS, READER
-from contracts.topics import POINTS_CHARGE, POINTS_EVENTS, Topics
-from persistence.database import create_engine
-from persistence.migrate import migrate
+from shopflow.contracts.commands import ChargePoints
+from shopflow.contracts.principals import PAYMENTS, READER
+from shopflow.contracts.topics import POINTS_CHARGE, POINTS_EVENTS, Topics
 from shopflow.kafka_access import kafka_connection
+from shopflow.persistence.database import create_engine
+from shopflow.persistence.migrate import migrate
 from tests.bench.drain import _rss_mb, seed
 from tests.bench.scratch import (
     create_scratch_topics,

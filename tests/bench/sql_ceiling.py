@@ -24,12 +24,12 @@ import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from consumers.applier import BatchApplier
-from consumers.decoding import DecodedCommand, RawRecord, decode_record
-from contracts.topics import ROUTES_BY_TYPE
-from persistence.database import create_engine
-from persistence.migrate import migrate
-from persistence.unit_of_work import PgDatabase, PgUnitOfWork
+from shopflow.consumers.applier import BatchApplier
+from shopflow.consumers.decoding import DecodedCommand, RawRecord, decode_record
+from shopflow.contracts.topics import ROUTES_BY_TYPE
+from shopflow.persistence.database import create_engine
+from shopflow.persistence.migrate import migrate
+from shopflow.persistence.unit_of_work import PgDatabase, PgUnitOfWork
 from shopflow.settings import Settings
 from tests.bench.drain import _prepare, commands_of
 

@@ -17,8 +17,8 @@ import time
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from queries.auth import CACHE_SIZE, TokenVerifier
-from queries.token_keys import TokenKeys, jwk_thumbprint
+from shopflow.queries.auth import CACHE_SIZE, TokenVerifier
+from shopflow.queries.token_keys import TokenKeys, jwk_thumbprint
 
 ISSUER, AUDIENCE = "bench", "shopflow"
 

@@ -55,11 +55,11 @@ from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from contracts.principals import ADMIN
-from contracts.topics import POINTS_CHARGE, Topics
-from producers.kafka_connection import KafkaConnection
+from shopflow.contracts.principals import ADMIN
+from shopflow.contracts.topics import POINTS_CHARGE, Topics
 from shopflow.kafka_access import kafka_connection
 from shopflow.kafka_admin import planned_topics
+from shopflow.producers.kafka_connection import KafkaConnection
 from tests.chaos.driver import Fault, Run
 from tests.chaos.servers import REPO, ChaosServers
 

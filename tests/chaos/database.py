@@ -4,7 +4,7 @@ effects recorded more than once for one command id."""
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from persistence.tables import (
+from shopflow.persistence.tables import (
     cart_items,
     orders,
     point_balances,

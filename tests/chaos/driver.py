@@ -38,14 +38,14 @@ from typing import Any
 from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 
-from contracts.events import ResultEvent
-from contracts.principals import OPS
-from contracts.topics import ROUTES_BY_TOPIC, Topics
-from persistence.database import create_engine
-from persistence.migrate import migrate
-from persistence.reconciliation import describe, find_violations
-from producers.kafka_connection import KafkaConnection
+from shopflow.contracts.events import ResultEvent
+from shopflow.contracts.principals import OPS
+from shopflow.contracts.topics import ROUTES_BY_TOPIC, Topics
 from shopflow.kafka_access import kafka_connection
+from shopflow.persistence.database import create_engine
+from shopflow.persistence.migrate import migrate
+from shopflow.persistence.reconciliation import describe, find_violations
+from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.settings import Settings
 from tests.bench.scratch import create_scratch_topics, delete_scratch_topics, service_env
 from tests.chaos.database import read_state, recorded_twice

@@ -11,7 +11,7 @@ room against the stock: stock only falls during the stream, so an order refused
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from contracts.commands import (
+from shopflow.contracts.commands import (
     AddCartItem,
     ChargePoints,
     PlaceOrder,
@@ -19,8 +19,8 @@ from contracts.commands import (
     RemoveCartItem,
     UpsertProduct,
 )
-from contracts.events import OrderPlaced, RejectionReason, ResultEvent
-from contracts.topics import ROUTES_BY_TYPE
+from shopflow.contracts.events import OrderPlaced, RejectionReason, ResultEvent
+from shopflow.contracts.topics import ROUTES_BY_TYPE
 from tests.chaos.workload import RICH_BALANCE, Expected, Workload
 
 

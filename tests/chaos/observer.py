@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from contracts.dead_letters import DeadLetter
-from contracts.events import RejectionReason, ResultEvent, parse_event
-from contracts.topics import EVENT_TOPICS, Topics
-from producers.client import topic_partitions
-from producers.kafka_connection import KafkaConnection
+from shopflow.contracts.dead_letters import DeadLetter
+from shopflow.contracts.events import RejectionReason, ResultEvent, parse_event
+from shopflow.contracts.topics import EVENT_TOPICS, Topics
+from shopflow.producers.client import topic_partitions
+from shopflow.producers.kafka_connection import KafkaConnection
 
 log = logging.getLogger(__name__)
 

@@ -53,11 +53,11 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from domain.top_products import TOP_LIMIT, rank
-from persistence.database import create_engine
-from persistence.sales_view import SalesView
-from queries.auth import SCOPE_METRICS
-from queries.read_model import ReadModel
+from shopflow.domain.top_products import TOP_LIMIT, rank
+from shopflow.persistence.database import create_engine
+from shopflow.persistence.sales_view import SalesView
+from shopflow.queries.auth import SCOPE_METRICS
+from shopflow.queries.read_model import ReadModel
 from shopflow.tokens import local_signing_key, sign_token
 from tests.bench.scratch import service_env
 from tests.chaos.driver import Fault, Run

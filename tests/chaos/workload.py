@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from contracts.commands import (
+from shopflow.contracts.commands import (
     AddCartItem,
     ChargePoints,
     Command,
@@ -38,9 +38,9 @@ from contracts.commands import (
     RemoveCartItem,
     UpsertProduct,
 )
-from contracts.dead_letters import DeadLetterReason
-from contracts.events import RejectionReason
-from contracts.topics import ROUTES_BY_TYPE
+from shopflow.contracts.dead_letters import DeadLetterReason
+from shopflow.contracts.events import RejectionReason
+from shopflow.contracts.topics import ROUTES_BY_TYPE
 
 RICH_BALANCE = 10**9  # one charge of the maximum: covers any rich user's orders here
 PLENTY_STOCK = 10**6

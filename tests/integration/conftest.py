@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from producers.client import ShopflowClient
+from shopflow.producers.client import ShopflowClient
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.servers import Endpoints

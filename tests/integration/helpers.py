@@ -5,9 +5,9 @@ import asyncio
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import ChargePoints, RegisterUser, UpsertProduct
-from contracts.events import PointsCharged, ProductUpserted, UserRegistered
-from persistence.tables import (
+from shopflow.contracts.commands import ChargePoints, RegisterUser, UpsertProduct
+from shopflow.contracts.events import PointsCharged, ProductUpserted, UserRegistered
+from shopflow.persistence.tables import (
     cart_items,
     dead_letters,
     orders,
@@ -17,7 +17,7 @@ from persistence.tables import (
     products,
     users,
 )
-from producers.client import ShopflowClient
+from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
 from tests.conftest import new_command_id, new_entity_id
 

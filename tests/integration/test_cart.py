@@ -2,9 +2,14 @@
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import AddCartItem, RemoveCartItem
-from contracts.events import CartItemAdded, CartItemRejected, CartItemRemoved, RejectionReason
-from producers.client import ShopflowClient
+from shopflow.contracts.commands import AddCartItem, RemoveCartItem
+from shopflow.contracts.events import (
+    CartItemAdded,
+    CartItemRejected,
+    CartItemRemoved,
+    RejectionReason,
+)
+from shopflow.producers.client import ShopflowClient
 from tests.conftest import new_command_id, new_entity_id
 from tests.integration.helpers import cart_of, new_product, registered_user
 

@@ -14,13 +14,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from typer.testing import CliRunner, Result
 
-from persistence.reconciliation import describe, find_violations
-from producers.client import topic_partitions
-from producers.kafka_connection import KafkaConnection
-from queries.read_model import ReadModel
 from shopflow.cli import app
 from shopflow.cli.demo import DEMO_CHARGE, DEMO_PRODUCTS, DEMO_USERS
 from shopflow.kafka_access import SERVICE, kafka_connection
+from shopflow.persistence.reconciliation import describe, find_violations
+from shopflow.producers.client import topic_partitions
+from shopflow.producers.kafka_connection import KafkaConnection
+from shopflow.queries.read_model import ReadModel
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from contracts.commands import RegisterUser
-from contracts.events import UserRegistered
-from contracts.topics import USERS_EVENTS, Topics
-from producers.client import ShopflowClient
+from shopflow.contracts.commands import RegisterUser
+from shopflow.contracts.events import UserRegistered
+from shopflow.contracts.topics import USERS_EVENTS, Topics
 from shopflow.kafka_access import OPS, SERVICE, kafka_connection
+from shopflow.producers.client import ShopflowClient
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from tests.conftest import new_command_id, new_entity_id
@@ -50,7 +50,7 @@ async def test_an_unreadable_result_record_is_skipped_and_later_results_arrive(
     # Written as the service: no other principal may write a result topic.
     forger = kafka_connection(test_settings, SERVICE).producer()
     await forger.start()
-    with caplog.at_level(logging.WARNING, logger="producers.client"):
+    with caplog.at_level(logging.WARNING, logger="shopflow.producers.client"):
         try:
             written = [
                 await forger.send_and_wait(

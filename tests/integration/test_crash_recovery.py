@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import ChargePoints
-from contracts.events import PointsCharged
-from contracts.topics import Topics
-from persistence.tables import point_balances, processed_commands, users
-from producers.client import ShopflowClient
+from shopflow.contracts.commands import ChargePoints
+from shopflow.contracts.events import PointsCharged
+from shopflow.contracts.topics import Topics
 from shopflow.kafka_access import OPS, kafka_connection
+from shopflow.persistence.tables import point_balances, processed_commands, users
+from shopflow.producers.client import ShopflowClient
 from shopflow.settings import FaultInjection, Settings
 from shopflow.testing.session import provisioned
 from tests.bench.scratch import service_env

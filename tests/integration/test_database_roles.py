@@ -7,7 +7,7 @@ from sqlalchemy import delete, func, insert, make_url, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from persistence.tables import users
+from shopflow.persistence.tables import users
 from shopflow.settings import Settings
 from tests.conftest import new_entity_id
 

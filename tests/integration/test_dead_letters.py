@@ -9,12 +9,12 @@ import json
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import ChargePoints
-from contracts.dead_letters import DeadLetterReason, dead_letter_id
-from contracts.events import PointsCharged
-from contracts.limits import MAX_MESSAGE_BYTES
-from persistence.dead_letter_store import DeadLetterStore
-from producers.client import ShopflowClient
+from shopflow.contracts.commands import ChargePoints
+from shopflow.contracts.dead_letters import DeadLetterReason, dead_letter_id
+from shopflow.contracts.events import PointsCharged
+from shopflow.contracts.limits import MAX_MESSAGE_BYTES
+from shopflow.persistence.dead_letter_store import DeadLetterStore
+from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
 from tests.conftest import new_command_id
 from tests.integration.helpers import dead_letter_rows, registered_user

@@ -26,14 +26,14 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import ChargePoints
-from contracts.dead_letters import GUARANTEED_WHOLE_PAYLOAD_BYTES, dead_letter_id
-from contracts.events import PointsCharged
-from contracts.topics import POINTS_CHARGE, Topics
-from persistence.dead_letter_store import DeadLetterStore
-from persistence.tables import point_transactions
-from producers.client import ShopflowClient
+from shopflow.contracts.commands import ChargePoints
+from shopflow.contracts.dead_letters import GUARANTEED_WHOLE_PAYLOAD_BYTES, dead_letter_id
+from shopflow.contracts.events import PointsCharged
+from shopflow.contracts.topics import POINTS_CHARGE, Topics
 from shopflow.kafka_access import OPS, kafka_connection
+from shopflow.persistence.dead_letter_store import DeadLetterStore
+from shopflow.persistence.tables import point_transactions
+from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
 from tests.conftest import new_command_id
 from tests.hostile import Hostile, hostile_charges

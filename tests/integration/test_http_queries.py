@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from contracts.commands import ChargePoints
-from producers.client import ShopflowClient
-from queries.auth import SCOPE_METRICS, SCOPE_READ
-from queries.http import create_http_app
-from queries.read_model import ReadModel
+from shopflow.contracts.commands import ChargePoints
+from shopflow.producers.client import ShopflowClient
+from shopflow.queries.auth import SCOPE_METRICS, SCOPE_READ
+from shopflow.queries.http import create_http_app
+from shopflow.queries.read_model import ReadModel
 from shopflow.runtime import Runtime
 from tests.conftest import new_command_id, new_entity_id
 from tests.integration.helpers import registered_user

@@ -18,7 +18,7 @@ import httpx
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from persistence.tables import (
+from shopflow.persistence.tables import (
     cart_items,
     order_lines,
     orders,
@@ -28,9 +28,9 @@ from persistence.tables import (
     products,
     users,
 )
-from queries.auth import SCOPE_READ
-from queries.http import create_http_app
-from queries.read_model import ReadModel
+from shopflow.queries.auth import SCOPE_READ
+from shopflow.queries.http import create_http_app
+from shopflow.queries.read_model import ReadModel
 from shopflow.runtime import Runtime
 from tests.conftest import new_command_id, new_entity_id
 from tests.signing_keys import accepting, bearer, ec_key

@@ -19,8 +19,8 @@ from aiokafka.errors import (
 )
 from confluent_kafka.admin import AclBindingFilter
 
-from contracts.access import Grant, Operation, Resource
-from contracts.principals import (
+from shopflow.contracts.access import Grant, Operation, Resource
+from shopflow.contracts.principals import (
     ACCOUNTS,
     CATALOG,
     GATEWAY,
@@ -30,7 +30,7 @@ from contracts.principals import (
     SERVICE,
     STOREFRONT,
 )
-from contracts.topics import (
+from shopflow.contracts.topics import (
     CART_ADD_ITEM,
     CART_EVENTS,
     CART_REMOVE_ITEM,
@@ -46,10 +46,10 @@ from contracts.topics import (
     USERS_REGISTER,
     Topics,
 )
-from producers.kafka_connection import KafkaConnection
 from shopflow.kafka_access import ADMIN, kafka_connection
 from shopflow.local_credentials import KAFKA_CA_FILE
 from shopflow.ops.access import admin_client, binding, missing_rights, provision
+from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.settings import KafkaSecurityProtocol, Settings
 from shopflow.testing.session import provisioned
 from tests.integration.helpers import isolated

@@ -17,8 +17,8 @@ import secrets
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from persistence.repositories import CartRepository, ProductRepository
-from persistence.tables import products
+from shopflow.persistence.repositories import CartRepository, ProductRepository
+from shopflow.persistence.tables import products
 from tests.integration.helpers import user_in_database
 
 STEP_SECONDS = 3.0

@@ -7,7 +7,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from persistence.tables import metadata
+from shopflow.persistence.tables import metadata
 
 
 def _differences(connection: Connection) -> list[Any]:

@@ -25,17 +25,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.core import TyperGroup
 from typer.testing import Result
 
-from contracts.access import group_grants, principals, topic_grants
-from contracts.commands import ChargePoints
-from contracts.dead_letters import DeadLetter, DeadLetterReason, dead_letter_id
-from contracts.events import PointsCharged
-from contracts.topics import CART_ADD_ITEM, POINTS_CHARGE, Topics
-from producers.client import ShopflowClient
 from shopflow.cli import app
+from shopflow.contracts.access import group_grants, principals, topic_grants
+from shopflow.contracts.commands import ChargePoints
+from shopflow.contracts.dead_letters import DeadLetter, DeadLetterReason, dead_letter_id
+from shopflow.contracts.events import PointsCharged
+from shopflow.contracts.topics import CART_ADD_ITEM, POINTS_CHARGE, Topics
 from shopflow.kafka_access import SERVICE, kafka_connection
 from shopflow.kafka_admin import planned_topics
 from shopflow.kafka_lag import service_consumer_groups
 from shopflow.kafka_offsets import log_ranges
+from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings, env_name
 from tests.conftest import new_command_id
 from tests.integration.helpers import balance_of, registered_user, transactions_of

@@ -9,14 +9,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import ChargePoints, OrderLine, PlaceOrder
-from contracts.events import OrderPlaced, OrderRejected, PointsCharged, RejectionReason
-from contracts.topics import Topics
-from persistence.tables import orders as order_rows
-from persistence.tables import point_balances
-from producers.client import ShopflowClient
 from shopflow.app import prepare
+from shopflow.contracts.commands import ChargePoints, OrderLine, PlaceOrder
+from shopflow.contracts.events import OrderPlaced, OrderRejected, PointsCharged, RejectionReason
+from shopflow.contracts.topics import Topics
 from shopflow.kafka_access import OPS, kafka_connection
+from shopflow.persistence.tables import orders as order_rows
+from shopflow.persistence.tables import point_balances
+from shopflow.producers.client import ShopflowClient
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned

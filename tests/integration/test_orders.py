@@ -2,9 +2,9 @@
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import AddCartItem, OrderLine, PlaceOrder
-from contracts.events import OrderPlaced, OrderRejected, RejectionReason
-from producers.client import ShopflowClient
+from shopflow.contracts.commands import AddCartItem, OrderLine, PlaceOrder
+from shopflow.contracts.events import OrderPlaced, OrderRejected, RejectionReason
+from shopflow.producers.client import ShopflowClient
 from tests.conftest import new_command_id, new_entity_id
 from tests.integration.helpers import (
     balance_of,

@@ -11,15 +11,15 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from contracts.commands import OrderLine, PlaceOrder
-from contracts.events import OrderPlaced, OrderRejected, RejectionReason
-from contracts.topics import Topics
-from domain.payment import Payment, PaymentDeclined
-from persistence.payments import PointsPaymentGateway
-from persistence.tables import payments
-from producers.client import ShopflowClient
 from shopflow.app import prepare
+from shopflow.contracts.commands import OrderLine, PlaceOrder
+from shopflow.contracts.events import OrderPlaced, OrderRejected, RejectionReason
+from shopflow.contracts.topics import Topics
+from shopflow.domain.payment import Payment, PaymentDeclined
 from shopflow.kafka_access import OPS, kafka_connection
+from shopflow.persistence.payments import PointsPaymentGateway
+from shopflow.persistence.tables import payments
+from shopflow.producers.client import ShopflowClient
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned

@@ -5,12 +5,12 @@ import asyncio
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import ChargePoints
-from contracts.events import PointsCharged, PointsChargeRejected, RejectionReason
-from contracts.limits import MAX_BALANCE
-from persistence.tables import point_balances, point_transactions
-from producers.client import ShopflowClient
+from shopflow.contracts.commands import ChargePoints
+from shopflow.contracts.events import PointsCharged, PointsChargeRejected, RejectionReason
+from shopflow.contracts.limits import MAX_BALANCE
 from shopflow.kafka_access import OPS, kafka_connection
+from shopflow.persistence.tables import point_balances, point_transactions
+from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
 from tests.conftest import new_command_id, new_entity_id
 from tests.integration.helpers import balance_of, registered_user, transactions_of

@@ -18,18 +18,18 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import ChargePoints
-from contracts.dead_letters import (
+from shopflow.contracts.commands import ChargePoints
+from shopflow.contracts.dead_letters import (
     GUARANTEED_WHOLE_PAYLOAD_BYTES,
     DeadLetter,
     DeadLetterReason,
     dead_letter_id,
 )
-from contracts.events import PointsCharged
-from contracts.topics import POINTS_CHARGE, Topics
-from persistence.dead_letter_store import DeadLetterStore
-from producers.client import ShopflowClient
+from shopflow.contracts.events import PointsCharged
+from shopflow.contracts.topics import POINTS_CHARGE, Topics
 from shopflow.kafka_access import OPS, kafka_connection
+from shopflow.persistence.dead_letter_store import DeadLetterStore
+from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned, running
 from tests.conftest import new_command_id

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import insert, make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from persistence.migrate import upgrade_to_head
-from persistence.reconciliation import Violation, describe, find_violations
-from persistence.tables import (
+from shopflow.persistence.migrate import upgrade_to_head
+from shopflow.persistence.reconciliation import Violation, describe, find_violations
+from shopflow.persistence.tables import (
     order_lines,
     orders,
     payments,

@@ -17,13 +17,13 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import make_url
 
-from contracts.commands import ChargePoints, OrderLine, PlaceOrder
-from contracts.events import OrderPlaced, PointsCharged
-from contracts.topics import Topics
-from producers.client import ShopflowClient
-from queries.read_model import ReadModel
-from queries.top_products import TopProducts
+from shopflow.contracts.commands import ChargePoints, OrderLine, PlaceOrder
+from shopflow.contracts.events import OrderPlaced, PointsCharged
+from shopflow.contracts.topics import Topics
 from shopflow.kafka_access import OPS, kafka_connection
+from shopflow.producers.client import ShopflowClient
+from shopflow.queries.read_model import ReadModel
+from shopflow.queries.top_products import TopProducts
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import running

@@ -10,9 +10,9 @@ from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.errors import MessageSizeTooLargeError
 
-from contracts.topics import Topics
-from producers.publisher import KafkaMessageSink, OutgoingMessage, keyed_partitioner
+from shopflow.contracts.topics import Topics
 from shopflow.kafka_access import ADMIN, kafka_connection
+from shopflow.producers.publisher import KafkaMessageSink, OutgoingMessage, keyed_partitioner
 from shopflow.settings import Settings
 
 PARTITIONS = 3

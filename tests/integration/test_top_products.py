@@ -15,16 +15,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from contracts.commands import OrderLine, PlaceOrder
-from contracts.events import OrderPlaced, PlacedOrderLine
-from contracts.topics import ORDERS_EVENTS, Topics
-from domain.top_products import Sale, top_of
-from persistence.sales_view import SalesView
-from producers.client import ShopflowClient
-from queries.read_model import ReadModel
-from queries.top_products import FALLBACKS, TopProducts
 from shopflow.app import prepare
+from shopflow.contracts.commands import OrderLine, PlaceOrder
+from shopflow.contracts.events import OrderPlaced, PlacedOrderLine
+from shopflow.contracts.topics import ORDERS_EVENTS, Topics
+from shopflow.domain.top_products import Sale, top_of
 from shopflow.kafka_access import OPS, kafka_connection
+from shopflow.persistence.sales_view import SalesView
+from shopflow.producers.client import ShopflowClient
+from shopflow.queries.read_model import ReadModel
+from shopflow.queries.top_products import FALLBACKS, TopProducts
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
@@ -239,7 +239,7 @@ async def test_after_redis_is_flushed_the_answer_comes_from_postgresql_then_redi
         await admin.flushdb()
     finally:
         await admin.aclose()
-    with caplog.at_level(logging.WARNING, logger="queries.top_products"):
+    with caplog.at_level(logging.WARNING, logger="shopflow.queries.top_products"):
         after_flush, source = await top.top()
 
     assert source == "postgresql"

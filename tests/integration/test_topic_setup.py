@@ -13,8 +13,14 @@ from aiokafka.admin import NewTopic
 from aiokafka.errors import InvalidReplicationFactorError
 from typer.testing import CliRunner, Result
 
-from contracts.topics import COMMAND_ROUTES, DEAD_LETTERS, EVENT_TOPICS, POINTS_CHARGE, Topics
 from shopflow.cli import app
+from shopflow.contracts.topics import (
+    COMMAND_ROUTES,
+    DEAD_LETTERS,
+    EVENT_TOPICS,
+    POINTS_CHARGE,
+    Topics,
+)
 from shopflow.kafka_access import ADMIN, kafka_connection
 from shopflow.kafka_admin import TopicMismatch, ensure_topics
 from shopflow.kafka_admin import planned_topics as planned

@@ -22,14 +22,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import ChargePoints
-from contracts.events import PointsCharged, parse_event
-from contracts.topics import POINTS_CHARGE, POINTS_EVENTS
-from producers.client import ShopflowClient
-from producers.tracing import trace_headers
-from queries.auth import SCOPE_READ
 from shopflow.app import create_app
+from shopflow.contracts.commands import ChargePoints
+from shopflow.contracts.events import PointsCharged, parse_event
+from shopflow.contracts.topics import POINTS_CHARGE, POINTS_EVENTS
 from shopflow.kafka_access import OPS, kafka_connection
+from shopflow.producers.client import ShopflowClient
+from shopflow.producers.tracing import trace_headers
+from shopflow.queries.auth import SCOPE_READ
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import running

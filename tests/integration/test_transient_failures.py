@@ -9,9 +9,9 @@ in a sequence because sequences are not rolled back with the failed savepoint.
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import ChargePoints
-from contracts.events import PointsCharged, PointsChargeRejected, RejectionReason
-from producers.client import ShopflowClient
+from shopflow.contracts.commands import ChargePoints
+from shopflow.contracts.events import PointsCharged, PointsChargeRejected, RejectionReason
+from shopflow.producers.client import ShopflowClient
 from tests.conftest import new_command_id
 from tests.integration.helpers import balance_of, ledger_rows, registered_user, transactions_of
 

@@ -3,12 +3,12 @@
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import RegisterUser, UpsertProduct
-from contracts.events import ProductUpserted, RejectionReason, UserRegistered, UserRejected
-from persistence.ledger import Ledger
-from persistence.tables import processed_commands
-from producers.client import ShopflowClient
-from queries.read_model import ReadModel
+from shopflow.contracts.commands import RegisterUser, UpsertProduct
+from shopflow.contracts.events import ProductUpserted, RejectionReason, UserRegistered, UserRejected
+from shopflow.persistence.ledger import Ledger
+from shopflow.persistence.tables import processed_commands
+from shopflow.producers.client import ShopflowClient
+from shopflow.queries.read_model import ReadModel
 from tests.conftest import new_command_id, new_entity_id
 from tests.integration.helpers import balance_of, ledger_rows
 

@@ -28,8 +28,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from contracts.commands import ChargePoints, OrderLine, PlaceOrder, RegisterUser, UpsertProduct
-from contracts.events import (
+from shopflow.contracts.commands import (
+    ChargePoints,
+    OrderLine,
+    PlaceOrder,
+    RegisterUser,
+    UpsertProduct,
+)
+from shopflow.contracts.events import (
     OrderPlaced,
     PointsCharged,
     PointsChargeRejected,
@@ -38,10 +44,10 @@ from contracts.events import (
     UserRegistered,
     UserRejected,
 )
-from contracts.topics import COMMAND_ROUTES, ORDERS_EVENTS, POINTS_CHARGE, Topics
-from persistence.tables import point_balances
-from producers.client import ShopflowClient
+from shopflow.contracts.topics import COMMAND_ROUTES, ORDERS_EVENTS, POINTS_CHARGE, Topics
 from shopflow.kafka_access import OPS, kafka_connection
+from shopflow.persistence.tables import point_balances
+from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
 from tests import dashboard

@@ -20,16 +20,16 @@ from typing import Any
 import httpx
 import pytest
 
-from contracts.commands import ChargePoints, RegisterUser
-from contracts.events import (
+from shopflow.contracts.commands import ChargePoints, RegisterUser
+from shopflow.contracts.events import (
     PointsCharged,
     PointsChargeRejected,
     RejectionReason,
     UserRegistered,
 )
-from contracts.topics import POINTS_CHARGE, USERS_REGISTER, Topics
-from producers.client import ShopflowClient
+from shopflow.contracts.topics import POINTS_CHARGE, USERS_REGISTER, Topics
 from shopflow.kafka_access import OPS, kafka_connection
+from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
 from tests.conftest import new_command_id, new_entity_id
 from tests.integration.helpers import isolated
@@ -141,7 +141,7 @@ async def test_a_batch_and_each_refused_command_are_one_json_line_each(
 
     [line] = _of(events, "batch applied", topic=charge_topic)
     assert line["level"] == "info"
-    assert line["logger"] == "consumers.pipeline"
+    assert line["logger"] == "shopflow.consumers.pipeline"
     stamped = datetime.fromisoformat(line["timestamp"])
     assert stamped.utcoffset() == timedelta(0)
     assert abs(datetime.now(UTC) - stamped) < timedelta(minutes=1)
@@ -168,7 +168,7 @@ async def test_a_batch_and_each_refused_command_are_one_json_line_each(
     [refusal] = _of(events, "command rejected", command_id=unknown.command_id)
     assert {k: refusal[k] for k in ("level", "logger", "topic", "partition", "offset")} == {
         "level": "info",
-        "logger": "consumers.pipeline",
+        "logger": "shopflow.consumers.pipeline",
         "topic": charge_topic,
         "partition": 0,
         "offset": first + 1,

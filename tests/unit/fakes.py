@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-from consumers.failures import TransientError
-from domain.catalog import Product
-from domain.orders import PricedOrder
-from domain.payment import Payment, PaymentDeclined
-from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
-from persistence.ledger import LedgerEntry
-from producers.kafka_connection import KafkaConnection
+from shopflow.consumers.failures import TransientError
+from shopflow.domain.catalog import Product
+from shopflow.domain.orders import PricedOrder
+from shopflow.domain.payment import Payment, PaymentDeclined
+from shopflow.persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
+from shopflow.persistence.ledger import LedgerEntry
+from shopflow.producers.kafka_connection import KafkaConnection
 
 
 class InjectedFault(TransientError):

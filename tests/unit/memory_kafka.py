@@ -31,7 +31,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from faststream.message import StreamMessage
 
-from producers.publisher import Delivery, OutgoingMessage
+from shopflow.producers.publisher import Delivery, OutgoingMessage
 
 Headers = Sequence[tuple[str, bytes]]
 

@@ -18,14 +18,14 @@ from typing import Any
 
 import pytest
 
-from consumers.applier import BatchApplier, BatchFailed, Outcome, OutcomeKind
-from consumers.decoding import DecodedCommand, RawRecord, decode_record
-from contracts.commands import ChargePoints, Command
-from contracts.dead_letters import DeadLetterReason
-from contracts.topics import ROUTES_BY_TYPE
-from persistence.dead_letter_store import DeadLetterEntry
-from persistence.ledger import LedgerEntry
-from producers.dead_letters import build_dead_letter
+from shopflow.consumers.applier import BatchApplier, BatchFailed, Outcome, OutcomeKind
+from shopflow.consumers.decoding import DecodedCommand, RawRecord, decode_record
+from shopflow.contracts.commands import ChargePoints, Command
+from shopflow.contracts.dead_letters import DeadLetterReason
+from shopflow.contracts.topics import ROUTES_BY_TYPE
+from shopflow.persistence.dead_letter_store import DeadLetterEntry
+from shopflow.persistence.ledger import LedgerEntry
+from shopflow.producers.dead_letters import build_dead_letter
 from tests.unit.fakes import FakeDatabase, FakeState
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import httpx
 
-from contracts.topics import COMMAND_ROUTES
 from shopflow.app import create_app
 from shopflow.asyncapi import asyncapi_json
+from shopflow.contracts.topics import COMMAND_ROUTES
 from shopflow.settings import Settings
 from tests.signing_keys import public_key_file
 

@@ -25,9 +25,9 @@ from typing import Any
 from hypothesis import Phase, event, example, given, settings, target
 from hypothesis import strategies as st
 
-from consumers.applier import Applied, BatchApplier, Outcome, OutcomeKind
-from consumers.decoding import DecodedCommand, RawRecord, decode_record
-from contracts.commands import (
+from shopflow.consumers.applier import Applied, BatchApplier, Outcome, OutcomeKind
+from shopflow.consumers.decoding import DecodedCommand, RawRecord, decode_record
+from shopflow.contracts.commands import (
     AddCartItem,
     ChargePoints,
     Command,
@@ -37,9 +37,9 @@ from contracts.commands import (
     RemoveCartItem,
     UpsertProduct,
 )
-from contracts.limits import MAX_BALANCE, MAX_CHARGE_AMOUNT
-from contracts.topics import ROUTES_BY_TYPE
-from domain.catalog import Product
+from shopflow.contracts.limits import MAX_BALANCE, MAX_CHARGE_AMOUNT
+from shopflow.contracts.topics import ROUTES_BY_TYPE
+from shopflow.domain.catalog import Product
 from tests.unit.fakes import FakeDatabase, FakeState, Faults
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)

@@ -1,7 +1,7 @@
 import pytest
 
-from domain.catalog import Product
-from domain.errors import OutOfStock
+from shopflow.domain.catalog import Product
+from shopflow.domain.errors import OutOfStock
 
 
 def test_restock_renames_reprices_and_adds_units() -> None:

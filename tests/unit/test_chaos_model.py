@@ -6,9 +6,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from contracts.commands import PlaceOrder
-from contracts.events import RejectionReason, ResultEvent
-from contracts.topics import ROUTES_BY_TYPE
+from shopflow.contracts.commands import PlaceOrder
+from shopflow.contracts.events import RejectionReason, ResultEvent
+from shopflow.contracts.topics import ROUTES_BY_TYPE
 from tests.chaos.model import differences, expected_state
 from tests.chaos.workload import Expected, Record, Workload, build
 

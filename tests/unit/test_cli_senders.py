@@ -11,12 +11,12 @@ import typer.main
 from pydantic import Field
 from typer.testing import CliRunner
 
-from contracts.common import CommandId, ProductId, UserId, WireModel
-from contracts.events import ORDERS_EVENTS, OrderPlaced, OrderRejected
-from contracts.routes import CommandRoute
-from contracts.topics import COMMAND_ROUTES
 from shopflow.cli import app
 from shopflow.cli.senders import sender_name, typed_sender
+from shopflow.contracts.common import CommandId, ProductId, UserId, WireModel
+from shopflow.contracts.events import ORDERS_EVENTS, OrderPlaced, OrderRejected
+from shopflow.contracts.routes import CommandRoute
+from shopflow.contracts.topics import COMMAND_ROUTES
 
 # (kind, option strings or argument name, type, required, default, repeatable, metavar)
 Param = tuple[str, tuple[str, ...], str, bool, Any, bool, str | None]

@@ -8,7 +8,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka import KafkaBroker
 
-from consumers.consumer_state import (
+from shopflow.consumers.consumer_state import (
     ConsumerLag,
     ConsumersNotRunning,
     check_consumers_running,

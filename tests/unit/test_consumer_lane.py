@@ -7,8 +7,8 @@ import asyncio
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import RecordTooLargeError
 
-from consumers.subscribers import ConsumerLane, InFlight, Records
-from producers.publisher import DELIVERED, Delivery
+from shopflow.consumers.subscribers import ConsumerLane, InFlight, Records
+from shopflow.producers.publisher import DELIVERED, Delivery
 
 TOPIC = "shop.points.charge"
 

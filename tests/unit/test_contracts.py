@@ -3,9 +3,15 @@
 import pytest
 from pydantic import ValidationError
 
-from contracts.commands import ChargePoints, OrderLine, PlaceOrder, RegisterUser, UpsertProduct
-from contracts.events import EVENT_TYPES, PointsCharged, parse_event
-from contracts.topics import COMMAND_ROUTES, Topics
+from shopflow.contracts.commands import (
+    ChargePoints,
+    OrderLine,
+    PlaceOrder,
+    RegisterUser,
+    UpsertProduct,
+)
+from shopflow.contracts.events import EVENT_TYPES, PointsCharged, parse_event
+from shopflow.contracts.topics import COMMAND_ROUTES, Topics
 
 
 def test_command_id_allows_the_documented_alphabet() -> None:

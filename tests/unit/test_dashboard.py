@@ -5,7 +5,7 @@ I/O; tests/integration/test_worker_http.py holds it to a running worker's /metri
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 
-import queries.top_products  # noqa: F401  (declares the read side's fallback counter)
+import shopflow.queries.top_products  # noqa: F401  (declares the read side's fallback counter)
 from shopflow.runtime import build_broker
 from shopflow.settings import Settings
 from tests import dashboard

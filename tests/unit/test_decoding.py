@@ -4,15 +4,15 @@ import json
 
 import pytest
 
-from consumers.decoding import (
+from shopflow.consumers.decoding import (
     DecodedCommand,
     RawRecord,
     Undeliverable,
     decode_record,
 )
-from contracts.dead_letters import DeadLetterReason
-from contracts.limits import MAX_MESSAGE_BYTES
-from contracts.topics import ROUTES_BY_TOPIC
+from shopflow.contracts.dead_letters import DeadLetterReason
+from shopflow.contracts.limits import MAX_MESSAGE_BYTES
+from shopflow.contracts.topics import ROUTES_BY_TOPIC
 
 ROUTE = ROUTES_BY_TOPIC["shop.points.charge"]
 
@@ -152,7 +152,7 @@ def test_fingerprint_ignores_spacing_and_field_order_but_not_values() -> None:
 def test_aggregator_reads_order_placed_and_skips_other_and_unreadable_records() -> None:
     from aiokafka import ConsumerRecord
 
-    from consumers.aggregator import sales_of
+    from shopflow.consumers.aggregator import sales_of
 
     placed = (
         b'{"event_id": "8f0e0d6c-1b7e-4c55-9a43-3e8e7f1d2c11", "type": "OrderPlaced",'
@@ -165,7 +165,7 @@ def test_aggregator_reads_order_placed_and_skips_other_and_unreadable_records() 
     def record(value: bytes) -> "ConsumerRecord[bytes, bytes]":
         return ConsumerRecord("t", 0, 1, 0, 0, b"1", value, None, 1, len(value), ())
 
-    from consumers.aggregator import UNREADABLE_EVENTS
+    from shopflow.consumers.aggregator import UNREADABLE_EVENTS
 
     unreadable = UNREADABLE_EVENTS._value.get()
     sales = sales_of([record(placed), record(rejected), record(b"{broken"), record(b"[]")])

@@ -8,13 +8,13 @@ from typing import TypeVar
 
 import pytest
 
-from consumers.handlers import BINDINGS, LostInsertRace
-from consumers.routes import Answer, EventMeta
-from contracts.commands import ChargePoints, RegisterUser, UpsertProduct
-from contracts.events import PointsCharged, ProductUpserted, UserRegistered
-from contracts.limits import MAX_BALANCE
-from domain.catalog import Product
-from domain.errors import UnknownUser, UserExists
+from shopflow.consumers.handlers import BINDINGS, LostInsertRace
+from shopflow.consumers.routes import Answer, EventMeta
+from shopflow.contracts.commands import ChargePoints, RegisterUser, UpsertProduct
+from shopflow.contracts.events import PointsCharged, ProductUpserted, UserRegistered
+from shopflow.contracts.limits import MAX_BALANCE
+from shopflow.domain.catalog import Product
+from shopflow.domain.errors import UnknownUser, UserExists
 from tests.unit.fakes import FakeUnitOfWork
 
 C = TypeVar("C", RegisterUser, UpsertProduct, ChargePoints)

@@ -10,15 +10,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumers.decoding import DecodedCommand, RawRecord, Undeliverable, decode_record
-from contracts.dead_letters import (
+from shopflow.consumers.decoding import DecodedCommand, RawRecord, Undeliverable, decode_record
+from shopflow.contracts.dead_letters import (
     GUARANTEED_WHOLE_PAYLOAD_BYTES,
     DeadLetter,
     DeadLetterReason,
     dead_letter_id,
 )
-from contracts.topics import COMMAND_ROUTES, ROUTES_BY_TOPIC, CommandRoute
-from producers.dead_letters import DeadLetterLimits, build_dead_letter
+from shopflow.contracts.topics import COMMAND_ROUTES, ROUTES_BY_TOPIC, CommandRoute
+from shopflow.producers.dead_letters import DeadLetterLimits, build_dead_letter
 from tests.hostile import Hostile, hostile_charges, schema_documents
 
 ROUTE = ROUTES_BY_TOPIC["shop.points.charge"]

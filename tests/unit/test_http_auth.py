@@ -19,8 +19,8 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 
-from domain.top_products import TOP_LIMIT
-from queries.auth import (
+from shopflow.domain.top_products import TOP_LIMIT
+from shopflow.queries.auth import (
     SCOPE_METRICS,
     SCOPE_POINTS_CHARGE,
     SCOPE_READ,
@@ -28,9 +28,9 @@ from queries.auth import (
     Authenticator,
     Caller,
 )
-from queries.http import AsyncApiPages, _refuse_unguarded, create_http_app
-from queries.read_model import CartView, ProductView, ReadModel, TopProductView
-from queries.token_keys import JwksUrl, KeyFile, TokenKeys, public_jwk
+from shopflow.queries.http import AsyncApiPages, _refuse_unguarded, create_http_app
+from shopflow.queries.read_model import CartView, ProductView, ReadModel, TopProductView
+from shopflow.queries.token_keys import JwksUrl, KeyFile, TokenKeys, public_jwk
 from tests.signing_keys import (
     AUDIENCE,
     ISSUER,

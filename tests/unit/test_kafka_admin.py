@@ -12,7 +12,7 @@ import pytest
 from aiokafka.admin import NewTopic
 from aiokafka.errors import InvalidReplicationFactorError, UnknownError
 
-from contracts.topics import (
+from shopflow.contracts.topics import (
     COMMAND_ROUTES,
     DEAD_LETTERS,
     EVENT_TOPICS,
@@ -20,8 +20,8 @@ from contracts.topics import (
     POINTS_EVENTS,
     Topics,
 )
-from producers.kafka_connection import KafkaConnection
 from shopflow.kafka_admin import TopicMismatch, ensure_topics, planned_topics
+from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.settings import Settings
 
 PREFIX = "unit."

@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from consumers.handlers import BINDINGS
-from consumers.locking import LockRule, lock_rows
-from contracts.commands import (
+from shopflow.consumers.handlers import BINDINGS
+from shopflow.consumers.locking import LockRule, lock_rows
+from shopflow.contracts.commands import (
     AddCartItem,
     ChargePoints,
     Command,
@@ -19,7 +19,7 @@ from contracts.commands import (
     RemoveCartItem,
     UpsertProduct,
 )
-from domain.catalog import Product
+from shopflow.domain.catalog import Product
 from tests.unit.fakes import FakeUnitOfWork
 
 Calls = list[tuple[str, list[int]]]

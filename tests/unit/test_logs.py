@@ -49,7 +49,7 @@ def test_a_standard_library_record_is_one_json_object_with_its_fields() -> None:
     stream = io.StringIO()
     configure_logging("info", LogFormat.JSON, stream=stream, force=True)
 
-    logging.getLogger("consumers.pipeline").info(
+    logging.getLogger("shopflow.consumers.pipeline").info(
         "batch %s", "applied", extra={"topic": "shop.points.charge", "offsets": {3: [7, 9]}}
     )
 
@@ -60,7 +60,7 @@ def test_a_standard_library_record_is_one_json_object_with_its_fields() -> None:
     assert line == {
         "event": "batch applied",
         "level": "info",
-        "logger": "consumers.pipeline",
+        "logger": "shopflow.consumers.pipeline",
         "topic": "shop.points.charge",
         "offsets": {"3": [7, 9]},
     }
@@ -73,7 +73,7 @@ def test_an_exception_is_a_string_field_of_its_line() -> None:
     try:
         raise ConnectionResetError("database went away")
     except ConnectionResetError:
-        logging.getLogger("consumers.subscribers").exception("batch failed")
+        logging.getLogger("shopflow.consumers.subscribers").exception("batch failed")
 
     [line] = _json_lines(stream)
     assert (line["event"], line["level"]) == ("batch failed", "error")
@@ -86,7 +86,7 @@ def test_the_level_filters_and_third_party_loggers_come_through_alike() -> None:
     stream = io.StringIO()
     configure_logging("info", LogFormat.JSON, stream=stream, force=True)
 
-    logging.getLogger("consumers.pipeline").debug("command accepted")
+    logging.getLogger("shopflow.consumers.pipeline").debug("command accepted")
     # FastStream's logger, with the context it passes as `extra`; uvicorn's, with the
     # coloured copy of its message it passes too.
     logging.getLogger("shopflow.kafka").warning(
@@ -122,7 +122,7 @@ def test_console_format_when_forced_is_readable_and_not_json() -> None:
     stream = io.StringIO()  # not a terminal: forced, and without colours
     configure_logging("info", LogFormat.CONSOLE, stream=stream, force=True)
 
-    logging.getLogger("consumers.pipeline").info(
+    logging.getLogger("shopflow.consumers.pipeline").info(
         "command rejected", extra={"command_id": "c-1", "reason": "unknown_user"}
     )
 
@@ -131,7 +131,7 @@ def test_console_format_when_forced_is_readable_and_not_json() -> None:
         json.loads(line)
     assert "\x1b[" not in line
     assert "[info     ] command rejected" in line
-    assert "[consumers.pipeline]" in line
+    assert "[shopflow.consumers.pipeline]" in line
     assert "command_id=c-1" in line
     assert "reason=unknown_user" in line
     assert datetime.fromisoformat(line.split(" ", 1)[0]).utcoffset() == timedelta(0)

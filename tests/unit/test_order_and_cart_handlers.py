@@ -6,12 +6,12 @@ against PostgreSQL, with concurrency."""
 import uuid
 from datetime import UTC, datetime
 
-from consumers.handlers import BINDINGS
-from consumers.routes import Answer, EventMeta
-from contracts.commands import AddCartItem, OrderLine, PlaceOrder, RemoveCartItem
-from contracts.events import CartItemAdded, CartItemRemoved, OrderPlaced
-from domain.catalog import Product
-from domain.errors import OutOfStock, PaymentFailed, Rejected, UnknownProduct
+from shopflow.consumers.handlers import BINDINGS
+from shopflow.consumers.routes import Answer, EventMeta
+from shopflow.contracts.commands import AddCartItem, OrderLine, PlaceOrder, RemoveCartItem
+from shopflow.contracts.events import CartItemAdded, CartItemRemoved, OrderPlaced
+from shopflow.domain.catalog import Product
+from shopflow.domain.errors import OutOfStock, PaymentFailed, Rejected, UnknownProduct
 from tests.unit.fakes import FakeUnitOfWork
 
 

@@ -1,7 +1,7 @@
 """A partition that stands still while records wait, or whose batch keeps failing, shows
 as stalled, for as long as it does; one that keeps up shows 0 (no I/O)."""
 
-from consumers.progress import PartitionProgress
+from shopflow.consumers.progress import PartitionProgress
 
 
 class Clock:

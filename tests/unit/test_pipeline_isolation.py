@@ -10,13 +10,13 @@ from collections.abc import Sequence
 
 import pytest
 
-from consumers import pipeline as pipeline_module
-from consumers.applier import Applied, BatchFailed, Outcome, OutcomeKind
-from consumers.decoding import DecodedCommand, RawRecord, decode_record
-from contracts.dead_letters import DeadLetter, DeadLetterReason, dead_letter_id
-from contracts.topics import DEAD_LETTERS, ROUTES_BY_TOPIC
-from persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
-from producers.publisher import Delivery, OutgoingMessage
+from shopflow.consumers import pipeline as pipeline_module
+from shopflow.consumers.applier import Applied, BatchFailed, Outcome, OutcomeKind
+from shopflow.consumers.decoding import DecodedCommand, RawRecord, decode_record
+from shopflow.contracts.dead_letters import DeadLetter, DeadLetterReason, dead_letter_id
+from shopflow.contracts.topics import DEAD_LETTERS, ROUTES_BY_TOPIC
+from shopflow.persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
+from shopflow.producers.publisher import Delivery, OutgoingMessage
 
 ROUTE = ROUTES_BY_TOPIC["shop.points.charge"]
 TOPIC = "shop.points.charge"

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 
 import pytest
 
-from consumers.applier import BatchApplier
-from consumers.decoding import RawRecord
-from consumers.pipeline import CommandPipeline
-from contracts.commands import ChargePoints
-from contracts.topics import ROUTES_BY_TOPIC
-from producers.publisher import Delivery, OutgoingMessage
+from shopflow.consumers.applier import BatchApplier
+from shopflow.consumers.decoding import RawRecord
+from shopflow.consumers.pipeline import CommandPipeline
+from shopflow.contracts.commands import ChargePoints
+from shopflow.contracts.topics import ROUTES_BY_TOPIC
+from shopflow.producers.publisher import Delivery, OutgoingMessage
 from tests.unit.fakes import FakeDatabase, FakeState
 
 TOPIC = "shop.points.charge"
@@ -51,10 +51,10 @@ async def test_a_batch_logs_its_outcomes_and_each_refused_command(
         _charge(16, "more", 1, 1),
     ]
 
-    with caplog.at_level(logging.DEBUG, logger="consumers.pipeline"):
+    with caplog.at_level(logging.DEBUG, logger="shopflow.consumers.pipeline"):
         await pipeline.handle(records)
 
-    lines = [r for r in caplog.records if r.name == "consumers.pipeline"]
+    lines = [r for r in caplog.records if r.name == "shopflow.consumers.pipeline"]
     [batch] = [r for r in lines if r.getMessage() == "batch applied"]
     assert batch.levelno == logging.INFO
     assert batch.__dict__["topic"] == TOPIC
@@ -112,7 +112,7 @@ async def test_at_info_only_the_refused_commands_have_lines(
         ROUTES_BY_TOPIC[TOPIC], BatchApplier(database, backoff_seconds=0), Sink()
     )
 
-    with caplog.at_level(logging.INFO, logger="consumers.pipeline"):
+    with caplog.at_level(logging.INFO, logger="shopflow.consumers.pipeline"):
         await pipeline.handle([_charge(1, "a", 1, 5), _charge(2, "b", 9, 5)])
 
     assert [r.getMessage() for r in caplog.records] == ["command rejected", "batch applied"]

@@ -1,8 +1,8 @@
 import pytest
 
-from contracts.limits import MAX_BALANCE
-from domain import points
-from domain.errors import BalanceLimitExceeded, InsufficientPoints
+from shopflow.contracts.limits import MAX_BALANCE
+from shopflow.domain import points
+from shopflow.domain.errors import BalanceLimitExceeded, InsufficientPoints
 
 
 def test_charge_adds_the_amount() -> None:

@@ -2,7 +2,7 @@
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from producers.publisher import keyed_partitioner
+from shopflow.producers.publisher import keyed_partitioner
 
 
 def test_the_result_partitioner_agrees_with_the_kafka_default() -> None:

@@ -8,14 +8,14 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import pytest
 
-from consumers.handlers import BINDINGS
-from consumers.locking import LockedRows, LockRule
-from consumers.ports import UnitOfWork
-from consumers.routes import Answer, Binding, EventMeta, bind
-from contracts.commands import ChargePoints, Command, PlaceOrder
-from contracts.common import CommandId, WireModel
-from contracts.events import EVENT_TOPICS, EVENT_TYPES
-from contracts.topics import COMMAND_ROUTES, DEAD_LETTERS, REJECTION_TYPES
+from shopflow.consumers.handlers import BINDINGS
+from shopflow.consumers.locking import LockedRows, LockRule
+from shopflow.consumers.ports import UnitOfWork
+from shopflow.consumers.routes import Answer, Binding, EventMeta, bind
+from shopflow.contracts.commands import ChargePoints, Command, PlaceOrder
+from shopflow.contracts.common import CommandId, WireModel
+from shopflow.contracts.events import EVENT_TOPICS, EVENT_TYPES
+from shopflow.contracts.topics import COMMAND_ROUTES, DEAD_LETTERS, REJECTION_TYPES
 
 
 def test_every_route_of_the_contract_has_exactly_one_binding() -> None:

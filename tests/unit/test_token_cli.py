@@ -9,10 +9,10 @@ import jwt
 import pytest
 from typer.testing import CliRunner
 
-from queries.auth import SCOPE_METRICS, SCOPE_READ, Caller, TokenVerifier
-from queries.token_keys import TokenKeys, keys_from_pem
 from shopflow.cli import app
 from shopflow.local_credentials import TOKEN_SIGNING_KEY_FILE
+from shopflow.queries.auth import SCOPE_METRICS, SCOPE_READ, Caller, TokenVerifier
+from shopflow.queries.token_keys import TokenKeys, keys_from_pem
 from shopflow.settings import Settings
 from shopflow.testing.tokens import session_signer
 from tests.signing_keys import SigningKey, rsa_key

@@ -15,7 +15,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 from jwt.algorithms import RSAAlgorithm
 
-from queries.auth import (
+from shopflow.app import NoTokenKeysConfigured, create_authenticator, token_key_source
+from shopflow.kafka_admin import StartRefused
+from shopflow.local_credentials import TOKEN_PUBLIC_KEY_FILE
+from shopflow.queries.auth import (
     SCOPE_METRICS,
     SCOPE_POINTS_CHARGE,
     SCOPE_READ,
@@ -29,7 +32,7 @@ from queries.auth import (
     may_read_metrics,
     may_read_user,
 )
-from queries.token_keys import (
+from shopflow.queries.token_keys import (
     KeyFile,
     KeySourceError,
     NoTokenKeys,
@@ -38,9 +41,6 @@ from queries.token_keys import (
     jwk_thumbprint,
     keys_from_pem,
 )
-from shopflow.app import NoTokenKeysConfigured, create_authenticator, token_key_source
-from shopflow.kafka_admin import StartRefused
-from shopflow.local_credentials import TOKEN_PUBLIC_KEY_FILE
 from shopflow.settings import Settings
 from tests.signing_keys import AUDIENCE, ISSUER, SigningKey, ec_key, ed25519_key, rsa_key
 

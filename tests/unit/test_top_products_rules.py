@@ -1,6 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
-from domain.top_products import Sale, in_window, rank, top_of, window_end, window_start
+from shopflow.domain.top_products import Sale, in_window, rank, top_of, window_end, window_start
 
 NOW = datetime(2040, 1, 10, 12, 30, 45, tzinfo=UTC)
 

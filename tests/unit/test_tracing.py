@@ -16,15 +16,15 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from consumers.applier import BatchApplier
-from consumers.decoding import RawRecord
-from consumers.pipeline import CommandPipeline
-from consumers.subscribers import parse_with_text_headers
-from consumers.tracing import CommandTracer
-from contracts.commands import ChargePoints
-from contracts.topics import DEAD_LETTERS, ROUTES_BY_TOPIC
-from producers.publisher import Delivery, OutgoingMessage
-from producers.tracing import context_from_headers, trace_headers
+from shopflow.consumers.applier import BatchApplier
+from shopflow.consumers.decoding import RawRecord
+from shopflow.consumers.pipeline import CommandPipeline
+from shopflow.consumers.subscribers import parse_with_text_headers
+from shopflow.consumers.tracing import CommandTracer
+from shopflow.contracts.commands import ChargePoints
+from shopflow.contracts.topics import DEAD_LETTERS, ROUTES_BY_TOPIC
+from shopflow.producers.publisher import Delivery, OutgoingMessage
+from shopflow.producers.tracing import context_from_headers, trace_headers
 from shopflow.settings import Settings, TracingMode
 from shopflow.tracing import configure_tracing, tracing_enabled
 from tests.unit.fakes import FakeDatabase, FakeState

@@ -20,10 +20,10 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaTimeoutError
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
-from consumers.applier import utc_now
-from consumers.subscribers import InFlight
-from contracts.dead_letters import DeadLetter, DeadLetterReason
-from contracts.events import (
+from shopflow.consumers.applier import utc_now
+from shopflow.consumers.subscribers import InFlight
+from shopflow.contracts.dead_letters import DeadLetter, DeadLetterReason
+from shopflow.contracts.events import (
     CartItemAdded,
     OrderPlaced,
     PointsCharged,
@@ -32,7 +32,7 @@ from contracts.events import (
     UserRegistered,
     parse_event,
 )
-from contracts.topics import (
+from shopflow.contracts.topics import (
     CART_ADD_ITEM,
     CATALOG_UPSERT_PRODUCT,
     COMMAND_ROUTES,
@@ -42,7 +42,7 @@ from contracts.topics import (
     USERS_REGISTER,
     Topics,
 )
-from producers.dead_letters import DeadLetterLimits
+from shopflow.producers.dead_letters import DeadLetterLimits
 from shopflow.runtime import build_broker, register_command_consumers
 from shopflow.settings import Settings
 from tests.unit.fakes import UNIT_KAFKA, FakeDatabase, FakeState
