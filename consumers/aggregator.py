@@ -18,7 +18,6 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import Counter
 from pydantic import Field, TypeAdapter, ValidationError
 
-from shopflow.consumers.applier import Clock
 from shopflow.consumers.subscribers import (
     ConsumerOptions,
     InFlight,
@@ -26,6 +25,7 @@ from shopflow.consumers.subscribers import (
     register_batch_subscriber,
 )
 from shopflow.contracts.events import OrderPlaced, OrderRejected
+from shopflow.domain.clock import Clock
 from shopflow.domain.top_products import Sale
 from shopflow.persistence.sales_view import SalesView
 from shopflow.producers.publisher import DELIVERED, Delivery

@@ -46,12 +46,14 @@ from typing import Protocol
 from opentelemetry.context import Context
 
 from shopflow.consumers import metrics
-from shopflow.consumers.applier import Applied, BatchFailed, Clock, Outcome, OutcomeKind, utc_now
+from shopflow.consumers.applier import Applied, BatchFailed
 from shopflow.consumers.decoding import DecodedCommand, Undeliverable, decode_record
 from shopflow.consumers.failures import describe, is_transient
+from shopflow.consumers.outcomes import Outcome, OutcomeKind
 from shopflow.consumers.tracing import CommandSpans, CommandTracer
 from shopflow.contracts.dead_letters import DeadLetterReason
 from shopflow.contracts.topics import DEAD_LETTERS, CommandRoute
+from shopflow.domain.clock import Clock, utc_now
 from shopflow.persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
 from shopflow.producers.dead_letters import DeadLetterLimits, SourceRecord, build_dead_letter
 from shopflow.producers.publisher import DELIVERED, Delivery, MessageSink, OutgoingMessage
@@ -65,7 +67,7 @@ class Applier(Protocol):
         batch: Sequence[DecodedCommand],
         dead_letters: Sequence[DeadLetterEntry] = (),
         *,
-        retries: int | None = None,
+        retry_poison: bool = True,
     ) -> Applied: ...
 
     async def replace_dead_letter(self, entry: DeadLetterEntry) -> StoredDeadLetter: ...
@@ -182,12 +184,12 @@ class CommandPipeline:
         received_at = self._clock()
         if self._tracer is None:
             return await self._settle(
-                records, received_at, retries=None, after=after, wait=wait, spans=None
+                records, received_at, retry_poison=True, after=after, wait=wait, spans=None
             )
         spans = self._tracer.start(records)
         try:
             delivery = await self._settle(
-                records, received_at, retries=None, after=after, wait=wait, spans=spans
+                records, received_at, retry_poison=True, after=after, wait=wait, spans=spans
             )
         except BaseException as exc:
             spans.end(exc)
@@ -200,7 +202,7 @@ class CommandPipeline:
         records: Sequence[SourceRecord],
         received_at: datetime,
         *,
-        retries: int | None,
+        retry_poison: bool,
         after: Delivery,
         wait: bool,
         spans: CommandSpans | None,
@@ -212,10 +214,10 @@ class CommandPipeline:
         which gets them again before it is condemned. The halves wait for their
         deliveries, so a message refused for good is isolated like any other failure."""
         if len(records) == 1:
-            retries = None
+            retry_poison = True
         try:
             return await self._process(
-                records, received_at, retries=retries, after=after, wait=wait, spans=spans
+                records, received_at, retry_poison=retry_poison, after=after, wait=wait, spans=spans
             )
         except PreviousUndelivered:
             raise
@@ -239,7 +241,7 @@ class CommandPipeline:
             middle = len(records) // 2
             for half in (records[:middle], records[middle:]):
                 await self._settle(
-                    half, received_at, retries=0, after=DELIVERED, wait=True, spans=spans
+                    half, received_at, retry_poison=False, after=DELIVERED, wait=True, spans=spans
                 )
             return DELIVERED
 
@@ -248,7 +250,7 @@ class CommandPipeline:
         records: Sequence[SourceRecord],
         received_at: datetime,
         *,
-        retries: int | None,
+        retry_poison: bool,
         after: Delivery,
         wait: bool,
         spans: CommandSpans | None,
@@ -270,7 +272,7 @@ class CommandPipeline:
             raise StageFailed("decoding") from exc
 
         try:
-            applied = await self._applier.apply(commands, entries, retries=retries)
+            applied = await self._applier.apply(commands, entries, retry_poison=retry_poison)
         except BatchFailed as exc:
             raise StageFailed("applying") from exc.__cause__
 

@@ -27,7 +27,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, StatusCode, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
-from shopflow.consumers.applier import Outcome
+from shopflow.consumers.outcomes import Outcome
 from shopflow.contracts.dead_letters import DeadLetterReason
 from shopflow.producers.dead_letters import SourceRecord
 from shopflow.producers.tracing import context_from_headers

@@ -7,7 +7,6 @@ contract (/asyncapi.json, and /asyncapi rendering it), made by the composition r
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Request
@@ -19,6 +18,7 @@ from opentelemetry.trace import TracerProvider
 from pydantic import BaseModel
 
 from shopflow.contracts.limits import MAX_ENTITY_ID
+from shopflow.domain.clock import Clock, utc_now
 from shopflow.domain.top_products import TOP_LIMIT, WINDOW_HOURS
 from shopflow.queries.auth import (
     SCOPE_METRICS,
@@ -33,8 +33,6 @@ from shopflow.queries.auth import (
 from shopflow.queries.health import HealthCheck, health_routes
 from shopflow.queries.read_model import ReadModel
 from shopflow.queries.top_products import TopProducts
-
-Clock = Callable[[], datetime]
 
 TOP_PRODUCTS_WINDOW_HOURS = WINDOW_HOURS
 TOP_PRODUCTS_LIMIT = TOP_LIMIT
@@ -78,10 +76,6 @@ class TopProductsAnswer(BaseModel):
     products: list[TopProductAnswer]
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class ErrorAnswer(BaseModel):
     error: str
     detail: Any = None
@@ -123,7 +117,7 @@ def create_http_app(
     *,
     authenticator: Authenticator,
     lifespan: Any = None,
-    clock: Clock = _utc_now,
+    clock: Clock = utc_now,
     top_products: TopProducts | None = None,
     asyncapi: AsyncApiPages | None = None,
     tracer_provider: TracerProvider | None = None,

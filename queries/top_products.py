@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
+from shopflow.domain.clock import Clock
 from shopflow.persistence.sales_view import SalesView
 from shopflow.queries.read_model import ReadModel, TopProductView
 
@@ -27,7 +28,6 @@ FALLBACKS = Counter(
     ["reason"],
 )
 
-Clock = Callable[[], datetime]
 Rebuild = Callable[[datetime], Coroutine[Any, Any, object]]
 
 

@@ -13,13 +13,15 @@ transaction.
 
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from shopflow.consumers.applier import BatchApplier, BatchFailed, Outcome, OutcomeKind
+from shopflow.consumers.applier import TRANSACTION_RETRY, BatchApplier, BatchFailed
 from shopflow.consumers.decoding import DecodedCommand, RawRecord, decode_record
+from shopflow.consumers.outcomes import Outcome, OutcomeKind
 from shopflow.contracts.commands import ChargePoints, Command
 from shopflow.contracts.dead_letters import DeadLetterReason
 from shopflow.contracts.topics import ROUTES_BY_TYPE
@@ -29,6 +31,7 @@ from shopflow.producers.dead_letters import build_dead_letter
 from tests.unit.fakes import FakeDatabase, FakeState
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+NO_PAUSES = replace(TRANSACTION_RETRY, first_pause_s=0)
 _offsets = iter(range(10**9))
 
 
@@ -51,7 +54,7 @@ def _shop() -> FakeDatabase:
 
 
 def _applier(database: FakeDatabase) -> BatchApplier:
-    return BatchApplier(database, clock=lambda: NOW, backoff_seconds=0)
+    return BatchApplier(database, clock=lambda: NOW, retry=NO_PAUSES)
 
 
 def _event(outcome: Outcome) -> dict[str, Any]:

@@ -18,15 +18,16 @@ import copy
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import Phase, event, example, given, settings, target
 from hypothesis import strategies as st
 
-from shopflow.consumers.applier import Applied, BatchApplier, Outcome, OutcomeKind
+from shopflow.consumers.applier import TRANSACTION_RETRY, Applied, BatchApplier
 from shopflow.consumers.decoding import DecodedCommand, RawRecord, decode_record
+from shopflow.consumers.outcomes import Outcome, OutcomeKind
 from shopflow.contracts.commands import (
     AddCartItem,
     ChargePoints,
@@ -287,7 +288,9 @@ async def _apply(scenario: Scenario, batches: Sequence[Sequence[DecodedCommand]]
     database = FakeDatabase(
         copy.deepcopy(scenario.initial), Faults(declines=dict(scenario.declines))
     )
-    applier = BatchApplier(database, clock=fixed_clock, backoff_seconds=0)
+    applier = BatchApplier(
+        database, clock=fixed_clock, retry=replace(TRANSACTION_RETRY, first_pause_s=0)
+    )
     outcomes: list[Outcome] = []
     for batch in batches:
         applied: Applied = await applier.apply(batch)

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 import pytest
 
 from shopflow.consumers import pipeline as pipeline_module
-from shopflow.consumers.applier import Applied, BatchFailed, Outcome, OutcomeKind
+from shopflow.consumers.applier import Applied, BatchFailed
 from shopflow.consumers.decoding import DecodedCommand, RawRecord, decode_record
+from shopflow.consumers.outcomes import Outcome, OutcomeKind
 from shopflow.contracts.dead_letters import DeadLetter, DeadLetterReason, dead_letter_id
 from shopflow.contracts.topics import DEAD_LETTERS, ROUTES_BY_TOPIC
 from shopflow.persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
@@ -42,7 +43,7 @@ class FakeApplier:
         batch: Sequence[DecodedCommand],
         dead_letters: Sequence[DeadLetterEntry] = (),
         *,
-        retries: int | None = None,
+        retry_poison: bool = True,
     ) -> Applied:
         self.calls += 1
         if any(c.command_id in self.poison for c in batch):

@@ -6,10 +6,11 @@ business rejection."""
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
-from shopflow.consumers.applier import BatchApplier
+from shopflow.consumers.applier import TRANSACTION_RETRY, BatchApplier
 from shopflow.consumers.decoding import RawRecord
 from shopflow.consumers.pipeline import CommandPipeline
 from shopflow.contracts.commands import ChargePoints
@@ -40,7 +41,9 @@ async def test_a_batch_logs_its_outcomes_and_each_refused_command(
 ) -> None:
     database = FakeDatabase(FakeState(users={1: "A"}, balances={1: 0}))
     pipeline = CommandPipeline(
-        ROUTES_BY_TOPIC[TOPIC], BatchApplier(database, backoff_seconds=0), Sink()
+        ROUTES_BY_TOPIC[TOPIC],
+        BatchApplier(database, retry=replace(TRANSACTION_RETRY, first_pause_s=0)),
+        Sink(),
     )
     records = [
         _charge(10, "ok", 1, 5),
@@ -109,7 +112,9 @@ async def test_at_info_only_the_refused_commands_have_lines(
 ) -> None:
     database = FakeDatabase(FakeState(users={1: "A"}, balances={1: 0}))
     pipeline = CommandPipeline(
-        ROUTES_BY_TOPIC[TOPIC], BatchApplier(database, backoff_seconds=0), Sink()
+        ROUTES_BY_TOPIC[TOPIC],
+        BatchApplier(database, retry=replace(TRANSACTION_RETRY, first_pause_s=0)),
+        Sink(),
     )
 
     with caplog.at_level(logging.INFO, logger="shopflow.consumers.pipeline"):

@@ -5,6 +5,7 @@ Against the real servers: tests/integration/test_tracing.py."""
 
 import asyncio
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import pytest
 from aiokafka import ConsumerRecord
@@ -16,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from shopflow.consumers.applier import BatchApplier
+from shopflow.consumers.applier import TRANSACTION_RETRY, BatchApplier
 from shopflow.consumers.decoding import RawRecord
 from shopflow.consumers.pipeline import CommandPipeline
 from shopflow.consumers.subscribers import parse_with_text_headers
@@ -138,7 +139,10 @@ async def test_each_command_continues_its_senders_trace_up_to_its_result(
     sink = Sink()
     pipeline = CommandPipeline(
         ROUTES_BY_TOPIC[TOPIC],
-        BatchApplier(FakeDatabase(FakeState(users={1: "A"}, balances={1: 0})), backoff_seconds=0),
+        BatchApplier(
+            FakeDatabase(FakeState(users={1: "A"}, balances={1: 0})),
+            retry=replace(TRANSACTION_RETRY, first_pause_s=0),
+        ),
         sink,
         tracer=CommandTracer(provider),
     )
@@ -190,7 +194,10 @@ async def test_without_a_tracer_nothing_is_traced() -> None:
     sink = Sink()
     pipeline = CommandPipeline(
         ROUTES_BY_TOPIC[TOPIC],
-        BatchApplier(FakeDatabase(FakeState(users={1: "A"}, balances={1: 0})), backoff_seconds=0),
+        BatchApplier(
+            FakeDatabase(FakeState(users={1: "A"}, balances={1: 0})),
+            retry=replace(TRANSACTION_RETRY, first_pause_s=0),
+        ),
         sink,
     )
     await pipeline.handle([_charge(10, "c", [("traceparent", TRACEPARENT)])])

@@ -20,7 +20,6 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaTimeoutError
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
-from shopflow.consumers.applier import utc_now
 from shopflow.consumers.subscribers import InFlight
 from shopflow.contracts.dead_letters import DeadLetter, DeadLetterReason
 from shopflow.contracts.events import (
@@ -42,6 +41,7 @@ from shopflow.contracts.topics import (
     USERS_REGISTER,
     Topics,
 )
+from shopflow.domain.clock import utc_now
 from shopflow.producers.dead_letters import DeadLetterLimits
 from shopflow.runtime import build_broker, register_command_consumers
 from shopflow.settings import Settings
