@@ -18,12 +18,8 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import Counter
 from pydantic import Field, TypeAdapter, ValidationError
 
-from shopflow.consumers.subscribers import (
-    ConsumerOptions,
-    InFlight,
-    Records,
-    register_batch_subscriber,
-)
+from shopflow.consumers.offset_lane import InFlight, Records
+from shopflow.consumers.subscribers import ConsumerOptions, register_batch_subscriber
 from shopflow.contracts.events import OrderPlaced, OrderRejected
 from shopflow.domain.clock import Clock
 from shopflow.domain.top_products import Sale

@@ -35,7 +35,7 @@ from shopflow.consumers.idempotency import BatchIdempotency
 from shopflow.consumers.outcomes import Outcome, OutcomeKind, outcome, unavailable
 from shopflow.consumers.ports import Database, UnitOfWork
 from shopflow.consumers.retry import RetryPolicy
-from shopflow.consumers.routes import Answer, Binding, EventMeta
+from shopflow.consumers.routes import Answer, Binding, CommandBatch, EventMeta, seal
 from shopflow.domain.clock import Clock, utc_now
 from shopflow.domain.errors import Rejected
 from shopflow.persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
@@ -207,7 +207,7 @@ class BatchApplier:
     ) -> Sequence[Answer]:
         async with uow.savepoint():
             return await binding.run(
-                uow, [(c.command, m) for c, m in zip(commands, metas, strict=True)]
+                uow, CommandBatch([c.command for c in commands], metas[0].occurred_at)
             )
 
     async def _run_alone(
@@ -237,9 +237,5 @@ class BatchApplier:
         return self._answered(cmd, meta, answer)
 
     def _answered(self, cmd: DecodedCommand, meta: EventMeta, answer: Answer) -> Outcome:
-        if isinstance(answer, Rejected):
-            rejected = cmd.route.rejection(
-                cmd.command, answer.reason, product_id=answer.product_id, **meta.envelope()
-            )
-            return outcome(cmd, OutcomeKind.REJECTED, rejected)
-        return outcome(cmd, OutcomeKind.ACCEPTED, answer)
+        kind = OutcomeKind.REJECTED if isinstance(answer, Rejected) else OutcomeKind.ACCEPTED
+        return outcome(cmd, kind, seal(cmd.route, cmd.command, answer, meta))

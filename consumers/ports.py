@@ -10,19 +10,20 @@ leaving it commits, an exception rolls it back. Which SQL any of it runs is
 
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
 from typing import Protocol
 
 from shopflow.domain.catalog import Product
-from shopflow.domain.orders import PricedOrder
+from shopflow.domain.orders import NewOrder
 from shopflow.domain.payment import PaymentGateway
+from shopflow.domain.points import PointTransaction
+from shopflow.domain.users import NewUser
 from shopflow.persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
 from shopflow.persistence.ledger import LedgerEntry
 
 
 class Users(Protocol):
     async def existing(self, user_ids: Sequence[int]) -> set[int]: ...
-    async def add_all(self, users: Sequence[tuple[int, str]]) -> int:
+    async def add_all(self, users: Sequence[NewUser]) -> int:
         """Insert (user id, name) rows; returns how many were new."""
         ...
 
@@ -31,7 +32,7 @@ class Points(Protocol):
     async def open_accounts(self, user_ids: Sequence[int]) -> None: ...
     async def balances_for_update(self, user_ids: Sequence[int]) -> dict[int, int]: ...
     async def set_balances(self, balances: Mapping[int, int]) -> None: ...
-    async def record_transactions(self, rows: Sequence[tuple[int, str, int, str]]) -> list[int]: ...
+    async def record_transactions(self, rows: Sequence[PointTransaction]) -> list[int]: ...
 
 
 class Products(Protocol):
@@ -55,9 +56,9 @@ class Carts(Protocol):
 
 
 class Orders(Protocol):
-    async def add_many(
-        self, placed: Sequence[tuple[int, str, PricedOrder, datetime]]
-    ) -> list[int]: ...
+    async def add_many(self, placed: Sequence[NewOrder]) -> list[int]:
+        """Record the orders and their lines; their order ids, in the same order."""
+        ...
 
 
 class Ledger(Protocol):

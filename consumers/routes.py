@@ -18,7 +18,7 @@ from shopflow.consumers.locking import LockedRows, LockRule, lock_rows
 from shopflow.consumers.ports import UnitOfWork
 from shopflow.contracts.common import WireModel
 from shopflow.contracts.events import ResultEvent
-from shopflow.contracts.topics import COMMAND_ROUTES, ROUTES_BY_TYPE
+from shopflow.contracts.topics import COMMAND_ROUTES, ROUTES_BY_TYPE, CommandRoute
 from shopflow.domain.errors import Rejected
 
 C = TypeVar("C", bound=WireModel)
@@ -40,14 +40,25 @@ class EventMeta:
         }
 
 
+# A command's accepted event, all but its envelope: the handler's
+# `functools.partial(PointsCharged, user_id=..., ...)`, whose fields mypy checks.
+Accepted = Callable[..., ResultEvent]
 # Per command: its accepted event, or the rejection the domain decided.
-Answer = ResultEvent | Rejected
+Answer = Accepted | Rejected
 
-# A handler decides a whole batch of its commands, in offset order, with the rows its
-# binding locked, and answers each command.
-Handler = Callable[
-    [UnitOfWork, Sequence[tuple[C, EventMeta]], LockedRows], Awaitable[Sequence[Answer]]
-]
+
+@dataclass(frozen=True)
+class CommandBatch(Generic[C]):
+    """A handler's batch: commands of one type, in offset order, decided at one instant
+    (their events' `occurred_at`)."""
+
+    commands: Sequence[C]
+    decided_at: datetime
+
+
+# A handler decides a whole batch of its commands, with the rows its binding locked, and
+# answers each command.
+Handler = Callable[[UnitOfWork, CommandBatch[C], LockedRows], Awaitable[Sequence[Answer]]]
 
 
 @dataclass(frozen=True)
@@ -58,12 +69,20 @@ class Binding(Generic[C]):
     handler: Handler[C]
     locks: LockRule[C]
 
-    async def run(
-        self, uow: UnitOfWork, commands: Sequence[tuple[C, EventMeta]]
-    ) -> Sequence[Answer]:
+    async def run(self, uow: UnitOfWork, batch: CommandBatch[C]) -> Sequence[Answer]:
         """Lock the batch's rows, then let the handler decide and write it."""
-        locked = await lock_rows(uow, self.locks, [cmd for cmd, _ in commands])
-        return await self.handler(uow, commands, locked)
+        locked = await lock_rows(uow, self.locks, batch.commands)
+        return await self.handler(uow, batch, locked)
+
+
+def seal(route: CommandRoute, command: WireModel, answer: Answer, meta: EventMeta) -> ResultEvent:
+    """The result event of `command`: its answer with the envelope, the one place an
+    envelope is attached (a rejection becomes the route's rejected event)."""
+    if isinstance(answer, Rejected):
+        return route.rejection(
+            command, answer.reason, product_id=answer.product_id, **meta.envelope()
+        )
+    return answer(**meta.envelope())
 
 
 def bind(*bindings: Binding[Any]) -> Mapping[type[WireModel], Binding[Any]]:

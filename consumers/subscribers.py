@@ -1,56 +1,31 @@
-"""The FastStream wiring: one batch subscriber per command topic.
+"""The FastStream wiring of the command consumers: one batch subscriber per consumer of
+a command topic, each feeding an offset lane (`consumers.offset_lane`).
 
-Choices (see README, "Delivery guarantees"):
-- `AckPolicy.MANUAL`: a batch's offsets are committed (explicitly, its own offsets only)
-  after the batch committed in PostgreSQL and every result was delivered to Kafka.
-  FastStream's default (ACK_FIRST, auto commit) would be at-most-once; ACK /
-  REJECT_ON_ERROR would commit after a failure; NACK_ON_ERROR would retry a poison batch
-  forever.
-- One batch overlaps the next. The handler returns once its batch is committed in
-  PostgreSQL and its messages are handed to the producer; their delivery and then the
-  offset commit go on in the background (`_Flight`) while FastStream fetches, decodes
-  and applies the next batch. That batch's messages are sent only once the batch before
-  was delivered (the pipeline waits for it), and its offsets committed only after the
-  ones before, so one key's results keep their order and an offset is never committed
-  ahead of its results. Profiling showed a consumer's loop idle for about half of each
-  cycle while results were acknowledged and offsets committed one after the other.
-- Any error escaping the pipeline seeks the batch back (and the batch before it, if that
-  one was not delivered) and backs off: the batches are redelivered and the idempotency
-  ledger turns what was already applied into replays. Redelivered records whose delivery
-  had failed wait for their delivery inside the pipeline, so that a message Kafka refuses
-  for good is isolated there rather than failing in the background again and again.
-  Only transient errors get that far (a server down: wait it out): malformed records
-  become dead letters inside the pipeline, and a record that fails for good is isolated
-  there and dead-lettered as processing_failed (`consumers.pipeline`).
-- Each partition's progress is tracked (`consumers.progress`): its lag after each batch,
-  and how long it has stood still while a batch of it keeps failing.
+FastStream runs the consumers (the group, the fetch loop, the broker's lifecycle, the
+AsyncAPI document, `TestKafkaBroker`); the lane decides when offsets are committed and
+when a batch goes back. Its subscriber options:
+- `AckPolicy.MANUAL`: the lane commits, after the batch's results were delivered;
+  FastStream's other policies would commit too early or retry a poison batch forever.
+- Decoding is the pipeline's, which dead-letters what it cannot decode: the decoder
+  hands the records over as they are, rather than JSON failing outside the handler.
 - `auto_offset_reset="earliest"`: a new group starts at the beginning, so commands sent
   before the service first started are not skipped.
 - One consumer group per command topic (`<SHOPFLOW_CONSUMER_GROUP>.<topic>`), so a
   rebalance of one topic does not pause the others.
 """
 
-import asyncio
 import dataclasses
-import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
-from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.errors import IllegalStateError
+from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker, Topic
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
-from shopflow.consumers import metrics
+from shopflow.consumers.offset_lane import BatchWork, ConsumerLane, InFlight
 from shopflow.consumers.pipeline import CommandPipeline
-from shopflow.consumers.progress import PROGRESS
-from shopflow.producers.publisher import DELIVERED, Delivery
-
-log = logging.getLogger(__name__)
-
-_NACK_BACKOFF_SECONDS = 1.0
 
 
 def _is_text(value: bytes | None) -> bool:
@@ -81,49 +56,9 @@ async def parse_with_text_headers(
 
 
 async def records_as_is(message: Any, original: Any) -> Any:
-    # Decoding is the pipeline's (it dead-letters what it cannot decode); hand it the raw
-    # records rather than letting FastStream try JSON first.
+    """The body of a batch is its records: decoding is the pipeline's, which dead-letters
+    what it cannot decode, rather than FastStream's JSON failing outside the handler."""
     return message.raw_message
-
-
-Records = tuple[ConsumerRecord[Any, Any], ...]
-
-
-class BatchWork(Protocol):
-    async def __call__(self, records: Records, after: Delivery, wait: bool) -> Delivery:
-        """Apply `records`; send their messages once `after` (the batch before) is
-        delivered; return their delivery, awaited first if `wait`."""
-        ...
-
-
-# An offset commit still unanswered after this is given up, as a failed one is: commits
-# are cumulative, so the next batch's commit covers this batch's partitions, and at worst
-# the batch is replayed. aiokafka's commit started while the group's coordinator was
-# gone (a broker restart) was seen to wait forever (`make chaos`, broker-restart), and
-# every later commit of the consumer, which waits for the one before, and its graceful
-# stop, waited with it.
-COMMIT_TIMEOUT_S = 10.0
-
-
-class InFlight:
-    """A process's batches whose messages are being delivered and offsets committed in
-    the background, so that a stop can finish them first."""
-
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[bool]] = set()
-        self.closing = False
-
-    def track(self, task: "asyncio.Task[bool]") -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def close(self) -> None:
-        """From now on every batch finishes before its handler returns; wait for those
-        already in the background (and for any that a handler busy when this was called
-        hands over meanwhile)."""
-        self.closing = True
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 @dataclass(frozen=True)
@@ -135,225 +70,6 @@ class ConsumerOptions:
     linger_ms: int
     session_timeout_ms: int
     heartbeat_interval_ms: int
-
-
-def _record_progress(consumer: "BatchConsumer", topic: str, committed: dict[int, int]) -> None:
-    for partition, next_offset in committed.items():
-        try:
-            highwater = consumer.highwater(TopicPartition(topic, partition))
-        except Exception:  # not every consumer (FastStream's test one) knows it
-            highwater = None
-        PROGRESS.advanced(topic, partition, None if highwater is None else highwater - next_offset)
-
-
-@dataclass
-class _Span:
-    """A batch's offsets, per partition: where it starts, and what to commit after it."""
-
-    first: dict[int, int] = field(default_factory=dict)
-    next: dict[int, int] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, records: Records) -> "_Span":
-        span = cls()
-        for r in records:
-            if r.partition not in span.first or r.offset < span.first[r.partition]:
-                span.first[r.partition] = r.offset
-            span.next[r.partition] = max(r.offset + 1, span.next.get(r.partition, 0))
-        return span
-
-
-@dataclass
-class _Flight:
-    """A batch applied in PostgreSQL whose messages are being delivered; `done` is True
-    once they are and its offsets are committed, False if its delivery failed."""
-
-    span: _Span
-    delivery: Delivery
-    done: "asyncio.Task[bool]"
-
-
-class BatchConsumer(Protocol):
-    """What a lane needs of aiokafka's consumer."""
-
-    async def getmany(
-        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
-    ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]: ...
-
-    def seek(self, partition: TopicPartition, offset: int) -> None: ...
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
-
-    def highwater(self, partition: TopicPartition) -> int | None: ...
-
-
-class ConsumerLane:
-    """One consumer's batches, in order, each overlapping the next: see the module's
-    docstring. `handle` is called with each batch as FastStream delivers it."""
-
-    def __init__(
-        self,
-        topic: str,
-        work: BatchWork,
-        in_flight: InFlight,
-        *,
-        max_records: int = 500,
-        linger_ms: int = 0,
-        backoff_seconds: float = _NACK_BACKOFF_SECONDS,
-        after_delivery: Callable[[], Awaitable[None]] | None = None,
-        commit_timeout_s: float = COMMIT_TIMEOUT_S,
-    ) -> None:
-        self._topic = topic
-        self._commit_timeout = commit_timeout_s
-        self._work = work
-        self._in_flight = in_flight
-        self._max_records = max_records
-        self._linger_ms = linger_ms
-        self._backoff = backoff_seconds
-        self._after_delivery = after_delivery  # fault injection: crash before the commit
-        self._flight: _Flight | None = None  # the batch before, still in the background
-        # Per partition, up to which offset redelivered records must wait for their
-        # delivery inside the pipeline (their delivery failed once).
-        self._wait_through: dict[int, int] = {}
-
-    async def handle(self, records: Records, consumer: BatchConsumer) -> None:
-        records = await self._topped_up(records, consumer)
-        before, self._flight = self._flight, None
-        span = _Span.of(records)
-        if before is not None and before.done.done() and not before.done.result():
-            # The batch before was not delivered, and its partitions were rewound. This
-            # batch is their redelivery, or was fetched before the rewind: then it goes
-            # back too, so that nothing is worked on ahead of the undelivered records.
-            if any(span.first.get(p, o) != o for p, o in before.span.first.items()):
-                self._rewind(consumer, _earliest(span.first, before.span.first))
-                return
-            before = None
-        wait = self._in_flight.closing or any(
-            r.offset <= self._wait_through.get(r.partition, -1) for r in records
-        )
-        try:
-            delivery = await self._work(
-                records, DELIVERED if before is None else before.delivery, wait
-            )
-        except Exception:
-            rewind = span.first
-            if before is not None and not await before.done:
-                rewind = _earliest(rewind, before.span.first)
-            self._rewind(consumer, rewind)
-            stalled = PROGRESS.failed(self._topic, set(span.first))
-            log.exception(
-                "batch of %d records from %s failed; seeking back for redelivery "
-                "(partition stalled for %.1f s)",
-                len(records),
-                self._topic,
-                stalled,
-            )
-            await asyncio.sleep(self._backoff)
-            return
-        done = asyncio.create_task(self._deliver_then_commit(consumer, span, delivery, before))
-        self._in_flight.track(done)
-        self._flight = _Flight(span, delivery, done)
-        if wait or self._in_flight.closing:  # closing may have begun while it worked
-            await done
-
-    async def _topped_up(self, records: Records, consumer: BatchConsumer) -> Records:
-        """The batch with what the broker got meanwhile, if it has room: consuming its
-        records set off the next fetch, whose records would otherwise wait for the whole
-        next batch (`SHOPFLOW_BATCH_LINGER_MS`). FastStream's loop is awaiting this
-        handler, so nothing else polls the consumer meanwhile; per partition, the records
-        come after those of the batch."""
-        room = self._max_records - len(records)
-        if room <= 0 or self._linger_ms <= 0:
-            return records
-        try:
-            more = await consumer.getmany(timeout_ms=self._linger_ms, max_records=room)
-        except Exception:
-            # The batch goes on as delivered: escaping from here, the error would leave
-            # it neither applied nor sought back, and the next batch's commit would pass
-            # over it. aiokafka raises a fetch error (a record too large, no longer
-            # authorized) once, having consumed nothing; FastStream's own fetches come
-            # next. (Under FastStream's TestKafkaBroker, whose stand-in consumer has no
-            # getmany, this is where its batches go on.)
-            log.warning("topping up a batch from %s failed", self._topic, exc_info=True)
-            return records
-        if not more:
-            return records
-        return records + tuple(r for partition in more.values() for r in partition)
-
-    async def _deliver_then_commit(
-        self, consumer: BatchConsumer, span: _Span, delivery: Delivery, before: _Flight | None
-    ) -> bool:
-        """Commit the batch's offsets once its messages are delivered and the batch
-        before committed; if the delivery fails, seek back to redeliver the batch (when
-        a next batch is already being worked on, it fails on this too and seeks back as
-        far)."""
-        try:
-            await delivery.wait()
-        except Exception:
-            log.warning(
-                "results of a batch from %s were not delivered; seeking back to redeliver it",
-                self._topic,
-                exc_info=True,
-            )
-            for partition, next_offset in span.next.items():
-                self._wait_through[partition] = max(
-                    next_offset - 1, self._wait_through.get(partition, -1)
-                )
-            self._rewind(consumer, span.first)
-            return False
-        if self._after_delivery is not None:
-            await self._after_delivery()
-        if before is not None:
-            await before.done  # offsets are committed in order
-        try:
-            await self._commit(consumer, span.next)
-        except Exception:
-            # Typically a rebalance took the partitions away: their new owner redelivers
-            # the batch, and idempotence (the ledger, the view's dedupe) absorbs it.
-            log.warning(
-                "offset commit failed for %s; the batch will be replayed",
-                self._topic,
-                exc_info=True,
-            )
-            return True
-        for partition, next_offset in span.next.items():
-            if self._wait_through.get(partition, -1) < next_offset:
-                self._wait_through.pop(partition, None)
-        _record_progress(consumer, self._topic, span.next)
-        return True
-
-    async def _commit(self, consumer: BatchConsumer, offsets: dict[int, int]) -> None:
-        """Commit, or raise TimeoutError after the commit timeout. The commit runs as a
-        task of its own that is cancelled and left behind on a timeout, not awaited:
-        aiokafka's commit does not always end when cancelled."""
-        commit = asyncio.ensure_future(
-            consumer.commit({TopicPartition(self._topic, p): o for p, o in offsets.items()})
-        )
-        done, _ = await asyncio.wait({commit}, timeout=self._commit_timeout)
-        if not done:
-            commit.cancel()
-            commit.add_done_callback(_forget)
-            raise TimeoutError(f"offset commit unanswered after {self._commit_timeout:g} s")
-        commit.result()
-
-    def _rewind(self, consumer: BatchConsumer, offsets: dict[int, int]) -> None:
-        for partition, offset in offsets.items():
-            try:
-                consumer.seek(TopicPartition(self._topic, partition), offset)
-            except IllegalStateError:
-                # No longer ours (a rebalance): its new owner starts from the committed
-                # offset, which is at or before this one.
-                log.info("%s[%d] was revoked before it could be rewound", self._topic, partition)
-
-
-def _forget(task: "asyncio.Future[None]") -> None:
-    """Retrieve what a commit left behind ended with, so that asyncio does not log it."""
-    if not task.cancelled():
-        task.exception()
-
-
-def _earliest(a: dict[int, int], b: dict[int, int]) -> dict[int, int]:
-    return {p: min(o for o in (a.get(p), b.get(p)) if o is not None) for p in a.keys() | b.keys()}
 
 
 def register_batch_subscriber(
@@ -382,10 +98,10 @@ def register_batch_subscriber(
         after_delivery=after_delivery,
     )
 
-    async def handle_batch(body: Any, message: KafkaMessage) -> None:
-        records = message.raw_message
-        if isinstance(records, tuple) and records:
-            await lane.handle(records, message.consumer)  # type: ignore[arg-type]
+    async def handle_batch(records: Any, message: KafkaMessage) -> None:
+        # The body, as `records_as_is` decodes it: the batch's records themselves.
+        if records:
+            await lane.handle(tuple(records), message.consumer)  # type: ignore[arg-type]
 
     broker.subscriber(
         # Not FastStream's to create: provisioning makes the topics as an admin, and the
@@ -423,21 +139,10 @@ def register_command_subscriber(
 ) -> None:
     """One consumer of a command topic; register several in one group to apply batches
     of different partitions at the same time (`SHOPFLOW_CONSUMERS_PER_TOPIC`)."""
-    contract_topic = pipeline.route.topic
-
-    async def apply_commands(records: Records, after: Delivery, wait: bool) -> Delivery:
-        metrics.BATCH_SIZE.labels(contract_topic).observe(len(records))
-        try:
-            with metrics.BATCH_SECONDS.labels(contract_topic).time():
-                return await pipeline.handle(records, after=after, wait=wait)
-        except Exception:
-            metrics.BATCH_FAILURES.labels(contract_topic).inc()
-            raise
-
     register_batch_subscriber(
         broker,
         topic,
-        apply_commands,
+        pipeline.handle,
         group_id=group_id,
         options=options,
         in_flight=in_flight,

@@ -4,12 +4,14 @@ then do stock, points and the order change, all together."""
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 
 from shopflow.contracts.commands import PlaceOrder
 from shopflow.domain import points
 from shopflow.domain.catalog import Product
 from shopflow.domain.errors import EmptyCart, PaymentFailed, Rejected, UnknownProduct, UnknownUser
+from shopflow.domain.payment import Payment, PaymentGateway, pay_with_retries
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,16 @@ def price_order(
             raise UnknownProduct(f"product {product_id} does not exist", product_id=product_id)
         lines.append(PricedLine(product_id, quantity, product.price))
     return PricedOrder(tuple(lines))
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    """An order to record: who placed it, by which command, what, and when."""
+
+    user_id: int
+    command_id: str
+    order: PricedOrder
+    placed_at: datetime
 
 
 @dataclass(frozen=True)
@@ -80,8 +92,8 @@ def decide_orders(
 
     Monotone in `declined`: declining one more order only leaves more points, more stock
     and fuller carts to the orders after it, so an order settled for a set of declines
-    is settled, identically, for any larger set. The order handler relies on this to pay
-    in rounds (`consumers.handlers.place_orders`)."""
+    is settled, identically, for any larger set. `decide_and_pay_orders` relies on this
+    to pay in rounds."""
     balance_of = dict(balances)
     cart_of = {user_id: list(lines) for user_id, lines in carts.items()}
     stock = dict(products)
@@ -108,4 +120,45 @@ def decide_orders(
         if cmd.from_cart:
             cart_of[cmd.user_id] = []
         decisions.append(settled)
+    return decisions
+
+
+async def decide_and_pay_orders(
+    balances: Mapping[int, int],
+    carts: Mapping[int, Sequence[tuple[int, int]]],
+    products: Mapping[int, Product],
+    commands: Sequence[PlaceOrder],
+    gateway: PaymentGateway,
+) -> list[SettledOrder | Rejected]:
+    """`decide_orders`, with each accepted order paid through `gateway`.
+
+    Payments are made in rounds: decide every order, pay the accepted ones not paid yet
+    (each with the seed's retries, `domain.payment`), and if some were declined decide
+    again with those refused `payment_failed`, which may free points or stock for later
+    orders that then need paying too. `decide_orders` is monotone in the declines, so an
+    order once paid stays settled; with a gateway that does not decline there is one
+    round."""
+    declined: dict[str, str] = {}
+    paid: set[str] = set()
+    while True:
+        decisions = decide_orders(balances, carts, products, commands, declined)
+        unpaid = [
+            Payment(cmd.user_id, d.order.total, cmd.command_id)
+            for cmd, d in zip(commands, decisions, strict=True)
+            if isinstance(d, SettledOrder) and cmd.command_id not in paid
+        ]
+        if not unpaid:
+            break
+        failed = await pay_with_retries(gateway, unpaid)
+        paid.update(p.reference for p in unpaid if p.reference not in failed)
+        if not failed:
+            break  # no new decline: deciding again would give the same decisions
+        declined.update(failed)
+    settled = {
+        cmd.command_id
+        for cmd, d in zip(commands, decisions, strict=True)
+        if isinstance(d, SettledOrder)
+    }
+    if paid - settled:  # cannot happen while decide_orders is monotone
+        raise RuntimeError(f"orders paid but not settled: {sorted(paid - settled)}")
     return decisions

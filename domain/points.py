@@ -1,10 +1,29 @@
 """Point balances: whole points, never negative, never above the contract's ceiling."""
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 
 from shopflow.contracts.commands import ChargePoints
 from shopflow.contracts.limits import MAX_BALANCE
 from shopflow.domain.errors import BalanceLimitExceeded, InsufficientPoints, Rejected, UnknownUser
+
+
+class TransactionKind(StrEnum):
+    """Why a balance moved: the seed's `point_transactions.kind`."""
+
+    CHARGE = "charge"  # points bought (ChargePoints): a positive amount
+    USE = "use"  # points paid for an order (PlaceOrder): a negative amount
+
+
+@dataclass(frozen=True)
+class PointTransaction:
+    """One move of a balance, signed, with the command that made it."""
+
+    user_id: int
+    kind: TransactionKind
+    amount: int
+    command_id: str
 
 
 def charge(balance: int, amount: int) -> int:

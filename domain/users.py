@@ -1,9 +1,16 @@
 """Users: an id is registered once."""
 
 from collections.abc import Sequence, Set
+from dataclasses import dataclass
 
 from shopflow.contracts.commands import RegisterUser
 from shopflow.domain.errors import Rejected, UserExists
+
+
+@dataclass(frozen=True)
+class NewUser:
+    user_id: int
+    name: str
 
 
 def decide_registrations(

@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, Table, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shopflow.domain.points import TransactionKind
 from shopflow.persistence.tables import (
     order_lines,
     orders,
@@ -177,7 +178,9 @@ def _order_paid_once(limit: int) -> Select[Any]:
 
 
 def _order_points_used_once(limit: int) -> Select[Any]:
-    return _order_matched_once(point_transactions, -1, limit, point_transactions.c.kind == "use")
+    return _order_matched_once(
+        point_transactions, -1, limit, point_transactions.c.kind == TransactionKind.USE.value
+    )
 
 
 def _ledger_result_stored(limit: int) -> Select[Any]:

@@ -14,14 +14,15 @@ workers); `FOR NO KEY UPDATE` does not, and still excludes every other writer.
 """
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 
 from sqlalchemy import BigInteger, DateTime, String, delete, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shopflow.domain.catalog import Product
-from shopflow.domain.orders import PricedOrder
+from shopflow.domain.orders import NewOrder
+from shopflow.domain.points import PointTransaction
+from shopflow.domain.users import NewUser
 from shopflow.persistence.arrays import any_of, bound, rows_of
 from shopflow.persistence.tables import (
     cart_items,
@@ -164,11 +165,11 @@ class UserRepository:
         result = await self._connection.execute(_EXISTING_USERS, {"ids": list(user_ids)})
         return set(result.scalars())
 
-    async def add_all(self, new: Sequence[tuple[int, str]]) -> int:
-        """Insert (user id, name) rows, skipping ids taken meanwhile (the primary key
-        settles races); returns how many were inserted."""
+    async def add_all(self, new: Sequence[NewUser]) -> int:
+        """Insert users, skipping ids taken meanwhile (the primary key settles races);
+        returns how many were inserted."""
         result = await self._connection.execute(
-            _ADD_USERS, bound("u", user_id=[u for u, _ in new], name=[n for _, n in new])
+            _ADD_USERS, bound("u", user_id=[u.user_id for u in new], name=[u.name for u in new])
         )
         return len(result.scalars().all())
 
@@ -194,23 +195,23 @@ class PointsRepository:
             _SET_BALANCES, bound("b", user_id=list(balances), balance=list(balances.values()))
         )
 
-    async def record_transactions(self, rows: Sequence[tuple[int, str, int, str]]) -> list[int]:
-        """Record (user id, kind, signed amount, command id) rows in one statement; returns
-        their transaction ids in the same order (a command has one row per call)."""
+    async def record_transactions(self, rows: Sequence[PointTransaction]) -> list[int]:
+        """Record the transactions in one statement; returns their transaction ids in
+        the same order (a command has one row per call)."""
         if not rows:
             return []
         result = await self._connection.execute(
             _RECORD_TRANSACTIONS,
             bound(
                 "t",
-                user_id=[r[0] for r in rows],
-                kind=[r[1] for r in rows],
-                amount=[r[2] for r in rows],
-                command_id=[r[3] for r in rows],
+                user_id=[r.user_id for r in rows],
+                kind=[r.kind.value for r in rows],
+                amount=[r.amount for r in rows],
+                command_id=[r.command_id for r in rows],
             ),
         )
         ids = {command_id: int(transaction_id) for transaction_id, command_id in result}
-        return [ids[command_id] for *_, command_id in rows]
+        return [ids[r.command_id] for r in rows]
 
 
 def _products(rows: Sequence[Product]) -> dict[str, list[object]]:
@@ -308,27 +309,27 @@ class OrderRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def add_many(self, placed: Sequence[tuple[int, str, PricedOrder, datetime]]) -> list[int]:
-        """Record (user id, command id, order, placed at) orders and their lines in two
-        statements; returns the order ids in the same order."""
+    async def add_many(self, placed: Sequence[NewOrder]) -> list[int]:
+        """Record the orders and their lines in two statements; returns the order ids in
+        the same order."""
         if not placed:
             return []
         result = await self._connection.execute(
             _ADD_ORDERS,
             bound(
                 "o",
-                user_id=[u for u, _, _, _ in placed],
-                command_id=[c for _, c, _, _ in placed],
-                total=[o.total for _, _, o, _ in placed],
-                placed_at=[at for _, _, _, at in placed],
+                user_id=[o.user_id for o in placed],
+                command_id=[o.command_id for o in placed],
+                total=[o.order.total for o in placed],
+                placed_at=[o.placed_at for o in placed],
             ),
         )
         ids = {command_id: int(order_id) for order_id, command_id in result}
-        order_ids = [ids[command_id] for _, command_id, _, _ in placed]
+        order_ids = [ids[o.command_id] for o in placed]
         lines = [
-            (order_id, line.product_id, user_id, line.quantity, line.unit_price, placed_at)
-            for order_id, (user_id, _, order, placed_at) in zip(order_ids, placed, strict=True)
-            for line in order.lines
+            (order_id, line.product_id, o.user_id, line.quantity, line.unit_price, o.placed_at)
+            for order_id, o in zip(order_ids, placed, strict=True)
+            for line in o.order.lines
         ]
         await self._connection.execute(
             _ADD_ORDER_LINES,

@@ -24,6 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import UUID
 
+from shopflow.domain.points import TransactionKind
+
 metadata = MetaData(
     naming_convention={
         "pk": "pk_%(table_name)s",
@@ -68,7 +70,9 @@ point_transactions = Table(
     Column("amount", BigInteger, nullable=False),
     Column("command_id", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    CheckConstraint("kind IN ('charge', 'use')", name="kind_known"),
+    CheckConstraint(
+        f"kind IN ({', '.join(repr(kind.value) for kind in TransactionKind)})", name="kind_known"
+    ),
     Index("ix_point_transactions_user_id", "user_id"),
 )
 

@@ -24,9 +24,10 @@ from shopflow.aiokafka_on_uvloop import tolerate_closed_transports
 from shopflow.consumers.aggregator import register_sales_aggregator
 from shopflow.consumers.applier import BatchApplier
 from shopflow.consumers.consumer_state import CONSUMER_LAG, check_consumers_running
+from shopflow.consumers.offset_lane import InFlight
 from shopflow.consumers.pipeline import CommandPipeline
 from shopflow.consumers.ports import Database
-from shopflow.consumers.subscribers import ConsumerOptions, InFlight, register_command_subscriber
+from shopflow.consumers.subscribers import ConsumerOptions, register_command_subscriber
 from shopflow.consumers.tracing import CommandTracer
 from shopflow.contracts.topics import COMMAND_ROUTES, ORDERS_EVENTS, Topics
 from shopflow.domain.clock import Clock, utc_now

@@ -141,7 +141,7 @@ async def test_a_batch_and_each_refused_command_are_one_json_line_each(
 
     [line] = _of(events, "batch applied", topic=charge_topic)
     assert line["level"] == "info"
-    assert line["logger"] == "shopflow.consumers.pipeline"
+    assert line["logger"] == "shopflow.consumers.observation"
     stamped = datetime.fromisoformat(line["timestamp"])
     assert stamped.utcoffset() == timedelta(0)
     assert abs(datetime.now(UTC) - stamped) < timedelta(minutes=1)
@@ -168,7 +168,7 @@ async def test_a_batch_and_each_refused_command_are_one_json_line_each(
     [refusal] = _of(events, "command rejected", command_id=unknown.command_id)
     assert {k: refusal[k] for k in ("level", "logger", "topic", "partition", "offset")} == {
         "level": "info",
-        "logger": "shopflow.consumers.pipeline",
+        "logger": "shopflow.consumers.observation",
         "topic": charge_topic,
         "partition": 0,
         "offset": first + 1,

@@ -11,13 +11,14 @@ import copy
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from uuid import UUID
 
 from shopflow.consumers.failures import TransientError
 from shopflow.domain.catalog import Product
-from shopflow.domain.orders import PricedOrder
+from shopflow.domain.orders import NewOrder, PricedOrder
 from shopflow.domain.payment import Payment, PaymentDeclined
+from shopflow.domain.points import PointTransaction
+from shopflow.domain.users import NewUser
 from shopflow.persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
 from shopflow.persistence.ledger import LedgerEntry
 from shopflow.producers.kafka_connection import KafkaConnection
@@ -77,8 +78,8 @@ class FakeUsers(_Repository):
     async def existing(self, user_ids: Sequence[int]) -> set[int]:
         return {u for u in user_ids if u in self.state.users}
 
-    async def add_all(self, users: Sequence[tuple[int, str]]) -> int:
-        new = [(u, n) for u, n in users if u not in self.state.users]
+    async def add_all(self, users: Sequence[NewUser]) -> int:
+        new = [(u.user_id, u.name) for u in users if u.user_id not in self.state.users]
         self.state.users.update(new)
         return len(new)
 
@@ -98,10 +99,12 @@ class FakePoints(_Repository):
         self.faults.check("set_balances")
         self.state.balances.update(balances)
 
-    async def record_transactions(self, rows: Sequence[tuple[int, str, int, str]]) -> list[int]:
+    async def record_transactions(self, rows: Sequence[PointTransaction]) -> list[int]:
         self.faults.check("record_transactions")
         first = len(self.state.transactions) + 1
-        self.state.transactions.extend(rows)
+        self.state.transactions.extend(
+            (r.user_id, r.kind.value, r.amount, r.command_id) for r in rows
+        )
         return list(range(first, first + len(rows)))
 
 
@@ -144,9 +147,9 @@ class FakeCarts(_Repository):
 
 
 class FakeOrders(_Repository):
-    async def add_many(self, placed: Sequence[tuple[int, str, PricedOrder, datetime]]) -> list[int]:
+    async def add_many(self, placed: Sequence[NewOrder]) -> list[int]:
         first = len(self.state.orders) + 1
-        self.state.orders.extend((u, c, o) for u, c, o, _ in placed)
+        self.state.orders.extend((o.user_id, o.command_id, o.order) for o in placed)
         return list(range(first, first + len(placed)))
 
 

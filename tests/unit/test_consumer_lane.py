@@ -3,14 +3,16 @@ before is delivered, yet offsets are committed only after delivery and in order,
 batch whose delivery failed goes back, with any batch after it, for redelivery."""
 
 import asyncio
+from dataclasses import replace
 
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import RecordTooLargeError
 
-from shopflow.consumers.subscribers import ConsumerLane, InFlight, Records
+from shopflow.consumers.offset_lane import REDELIVERY, ConsumerLane, InFlight, Records
 from shopflow.producers.publisher import DELIVERED, Delivery
 
 TOPIC = "shop.points.charge"
+NO_PAUSE = replace(REDELIVERY, first_pause_s=0)
 
 
 def _batch(partition: int, first: int, count: int) -> Records:
@@ -71,7 +73,7 @@ async def _settle() -> None:
 
 async def test_the_next_batch_is_worked_on_while_the_one_before_is_delivered() -> None:
     work, consumer = FakeWork(), FakeConsumer()
-    lane = ConsumerLane(TOPIC, work, InFlight(), backoff_seconds=0)
+    lane = ConsumerLane(TOPIC, work, InFlight(), redelivery=NO_PAUSE)
 
     await lane.handle(_batch(0, 10, 5), consumer)  # returns before its delivery
     assert consumer.log == []
@@ -99,7 +101,7 @@ async def test_offsets_are_committed_in_order_even_when_deliveries_finish_out_of
         acks.append(asyncio.get_running_loop().create_future())
         return Delivery([acks[-1]])
 
-    lane = ConsumerLane(TOPIC, sends_at_once, InFlight(), backoff_seconds=0)
+    lane = ConsumerLane(TOPIC, sends_at_once, InFlight(), redelivery=NO_PAUSE)
     await lane.handle(_batch(0, 0, 3), consumer)
     await lane.handle(_batch(1, 0, 4), consumer)
     acks[1].set_result(None)
@@ -112,7 +114,7 @@ async def test_offsets_are_committed_in_order_even_when_deliveries_finish_out_of
 
 async def test_a_failed_delivery_rewinds_its_batch_and_the_redelivery_waits_for_its_own() -> None:
     work, consumer = FakeWork(), FakeConsumer()
-    lane = ConsumerLane(TOPIC, work, InFlight(), backoff_seconds=0)
+    lane = ConsumerLane(TOPIC, work, InFlight(), redelivery=NO_PAUSE)
 
     await lane.handle(_batch(0, 10, 5), consumer)
     work.acks[0].set_exception(ConnectionResetError("broker went away"))
@@ -138,7 +140,7 @@ async def test_a_failed_delivery_rewinds_its_batch_and_the_redelivery_waits_for_
 
 async def test_a_batch_after_an_undelivered_one_rewinds_both() -> None:
     work, consumer = FakeWork(), FakeConsumer()
-    lane = ConsumerLane(TOPIC, work, InFlight(), backoff_seconds=0)
+    lane = ConsumerLane(TOPIC, work, InFlight(), redelivery=NO_PAUSE)
 
     await lane.handle(_batch(0, 10, 5) + _batch(1, 40, 2), consumer)
     second = asyncio.create_task(lane.handle(_batch(0, 15, 5) + _batch(2, 7, 1), consumer))
@@ -166,7 +168,7 @@ async def test_a_failing_batch_is_rewound_while_the_one_before_still_commits() -
         acks.append(asyncio.get_running_loop().create_future())
         return Delivery([acks[-1]])
 
-    lane = ConsumerLane(TOPIC, fails_second, InFlight(), backoff_seconds=0)
+    lane = ConsumerLane(TOPIC, fails_second, InFlight(), redelivery=NO_PAUSE)
     await lane.handle(_batch(0, 10, 5), consumer)
     second = asyncio.create_task(lane.handle(_batch(0, 15, 5), consumer))
     await _settle()
@@ -180,7 +182,7 @@ async def test_a_failing_batch_is_rewound_while_the_one_before_still_commits() -
 
 async def test_a_stop_finishes_batches_in_the_background_and_then_works_inline() -> None:
     work, consumer, in_flight = FakeWork(), FakeConsumer(), InFlight()
-    lane = ConsumerLane(TOPIC, work, in_flight, backoff_seconds=0)
+    lane = ConsumerLane(TOPIC, work, in_flight, redelivery=NO_PAUSE)
     await lane.handle(_batch(0, 10, 5), consumer)
 
     closing = asyncio.create_task(in_flight.close())
@@ -204,7 +206,7 @@ async def test_nothing_to_deliver_commits_at_once() -> None:
     async def aggregate(records: Records, after: Delivery, wait: bool) -> Delivery:
         return DELIVERED
 
-    lane = ConsumerLane(TOPIC, aggregate, InFlight(), backoff_seconds=0)
+    lane = ConsumerLane(TOPIC, aggregate, InFlight(), redelivery=NO_PAUSE)
     await lane.handle(_batch(3, 0, 2), consumer)
     await _settle()
     assert consumer.log == [("commit", {3: 2})]
@@ -218,7 +220,7 @@ async def test_a_batch_with_room_takes_what_the_broker_got_meanwhile() -> None:
         seen.extend((r.partition, r.offset) for r in records)
         return DELIVERED
 
-    lane = ConsumerLane(TOPIC, work, InFlight(), max_records=8, linger_ms=2, backoff_seconds=0)
+    lane = ConsumerLane(TOPIC, work, InFlight(), max_records=8, linger_ms=2, redelivery=NO_PAUSE)
     await lane.handle(_batch(0, 10, 3), consumer)
     await _settle()
 
@@ -239,7 +241,7 @@ async def test_a_batch_being_worked_on_when_the_stop_begins_commits_before_it_re
         await release.wait()
         return Delivery([ack])
 
-    lane = ConsumerLane(TOPIC, slow, in_flight, backoff_seconds=0)
+    lane = ConsumerLane(TOPIC, slow, in_flight, redelivery=NO_PAUSE)
     handling = asyncio.create_task(lane.handle(_batch(0, 10, 5), consumer))
     await _settle()
     closing = asyncio.create_task(in_flight.close())
@@ -276,7 +278,7 @@ class CoordinatorGone(FakeConsumer):
 async def test_a_commit_that_never_answers_is_given_up_and_the_next_ones_go_on() -> None:
     work, consumer = FakeWork(), CoordinatorGone()
     in_flight = InFlight()
-    lane = ConsumerLane(TOPIC, work, in_flight, backoff_seconds=0, commit_timeout_s=0.05)
+    lane = ConsumerLane(TOPIC, work, in_flight, redelivery=NO_PAUSE, commit_timeout_s=0.05)
 
     await lane.handle(_batch(0, 10, 5), consumer)
     work.acks[0].set_result(None)
@@ -309,7 +311,7 @@ async def test_a_batch_whose_top_up_fails_is_worked_on_as_delivered() -> None:
         seen.extend(r.offset for r in records)
         return DELIVERED
 
-    lane = ConsumerLane(TOPIC, work, InFlight(), max_records=8, linger_ms=2, backoff_seconds=0)
+    lane = ConsumerLane(TOPIC, work, InFlight(), max_records=8, linger_ms=2, redelivery=NO_PAUSE)
     await lane.handle(_batch(0, 10, 3), consumer)
     await _settle()
 

@@ -9,28 +9,28 @@ from typing import TypeVar
 import pytest
 
 from shopflow.consumers.handlers import BINDINGS, LostInsertRace
-from shopflow.consumers.routes import Answer, EventMeta
+from shopflow.consumers.routes import CommandBatch, EventMeta
 from shopflow.contracts.commands import ChargePoints, RegisterUser, UpsertProduct
-from shopflow.contracts.events import PointsCharged, ProductUpserted, UserRegistered
+from shopflow.contracts.events import PointsCharged, ProductUpserted, ResultEvent, UserRegistered
 from shopflow.contracts.limits import MAX_BALANCE
 from shopflow.domain.catalog import Product
-from shopflow.domain.errors import UnknownUser, UserExists
+from shopflow.domain.errors import Rejected, UnknownUser, UserExists
 from tests.unit.fakes import FakeUnitOfWork
 
 C = TypeVar("C", RegisterUser, UpsertProduct, ChargePoints)
 
 
-def _meta(command_id: str = "c") -> EventMeta:
-    return EventMeta(uuid.uuid4(), command_id, datetime(2026, 11, 29, tzinfo=UTC))
-
-
-async def _run(uow: FakeUnitOfWork, *commands: C) -> list[Answer]:
+async def _run(uow: FakeUnitOfWork, *commands: C) -> list[ResultEvent | Rejected]:
     """One batch of one command type, through its binding."""
-    batch = [(cmd, _meta(cmd.command_id)) for cmd in commands]
-    return list(await BINDINGS[type(commands[0])].run(uow, batch))
+    at = datetime(2026, 11, 29, tzinfo=UTC)
+    answers = await BINDINGS[type(commands[0])].run(uow, CommandBatch(commands, at))
+    return [
+        a if isinstance(a, Rejected) else a(**EventMeta(uuid.uuid4(), c.command_id, at).envelope())
+        for c, a in zip(commands, answers, strict=True)
+    ]
 
 
-def _names(answers: list[Answer]) -> list[str]:
+def _names(answers: list[ResultEvent | Rejected]) -> list[str]:
     return [type(a).__name__ for a in answers]
 
 

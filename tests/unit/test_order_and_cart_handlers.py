@@ -7,16 +7,12 @@ import uuid
 from datetime import UTC, datetime
 
 from shopflow.consumers.handlers import BINDINGS
-from shopflow.consumers.routes import Answer, EventMeta
+from shopflow.consumers.routes import CommandBatch, EventMeta
 from shopflow.contracts.commands import AddCartItem, OrderLine, PlaceOrder, RemoveCartItem
-from shopflow.contracts.events import CartItemAdded, CartItemRemoved, OrderPlaced
+from shopflow.contracts.events import CartItemAdded, CartItemRemoved, OrderPlaced, ResultEvent
 from shopflow.domain.catalog import Product
 from shopflow.domain.errors import OutOfStock, PaymentFailed, Rejected, UnknownProduct
 from tests.unit.fakes import FakeUnitOfWork
-
-
-def _meta(command_id: str = "c") -> EventMeta:
-    return EventMeta(uuid.uuid4(), command_id, datetime(2026, 11, 29, tzinfo=UTC))
 
 
 def _shop(balance: int = 10_000) -> FakeUnitOfWork:
@@ -38,14 +34,18 @@ def _order(*lines: tuple[int, int], command_id: str = "o", user_id: int = 1) -> 
 
 async def _run(
     uow: FakeUnitOfWork, *commands: AddCartItem | RemoveCartItem | PlaceOrder
-) -> list[Answer]:
+) -> list[ResultEvent | Rejected]:
     """One batch of one command type, through its binding: its rows locked, then its
     handler."""
-    batch = [(c, _meta(c.command_id)) for c in commands]
-    return list(await BINDINGS[type(commands[0])].run(uow, batch))
+    at = datetime(2026, 11, 29, tzinfo=UTC)
+    answers = await BINDINGS[type(commands[0])].run(uow, CommandBatch(commands, at))
+    return [
+        a if isinstance(a, Rejected) else a(**EventMeta(uuid.uuid4(), c.command_id, at).envelope())
+        for c, a in zip(commands, answers, strict=True)
+    ]
 
 
-def _names(answers: list[Answer]) -> list[str]:
+def _names(answers: list[ResultEvent | Rejected]) -> list[str]:
     return [type(a).__name__ for a in answers]
 
 

@@ -54,10 +54,10 @@ async def test_a_batch_logs_its_outcomes_and_each_refused_command(
         _charge(16, "more", 1, 1),
     ]
 
-    with caplog.at_level(logging.DEBUG, logger="shopflow.consumers.pipeline"):
+    with caplog.at_level(logging.DEBUG, logger="shopflow.consumers.observation"):
         await pipeline.handle(records)
 
-    lines = [r for r in caplog.records if r.name == "shopflow.consumers.pipeline"]
+    lines = [r for r in caplog.records if r.name == "shopflow.consumers.observation"]
     [batch] = [r for r in lines if r.getMessage() == "batch applied"]
     assert batch.levelno == logging.INFO
     assert batch.__dict__["topic"] == TOPIC
@@ -117,7 +117,7 @@ async def test_at_info_only_the_refused_commands_have_lines(
         Sink(),
     )
 
-    with caplog.at_level(logging.INFO, logger="shopflow.consumers.pipeline"):
+    with caplog.at_level(logging.INFO, logger="shopflow.consumers.observation"):
         await pipeline.handle([_charge(1, "a", 1, 5), _charge(2, "b", 9, 5)])
 
     assert [r.getMessage() for r in caplog.records] == ["command rejected", "batch applied"]

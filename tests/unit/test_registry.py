@@ -3,7 +3,6 @@ consumer side, to a handler that takes its command model, and its result events 
 topic are ones the contract knows."""
 
 import inspect
-from collections.abc import Sequence
 from typing import Any, get_args, get_origin, get_type_hints
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from shopflow.consumers.handlers import BINDINGS
 from shopflow.consumers.locking import LockedRows, LockRule
 from shopflow.consumers.ports import UnitOfWork
-from shopflow.consumers.routes import Answer, Binding, EventMeta, bind
+from shopflow.consumers.routes import Answer, Binding, CommandBatch, bind
 from shopflow.contracts.commands import ChargePoints, Command, PlaceOrder
 from shopflow.contracts.common import CommandId, WireModel
 from shopflow.contracts.events import EVENT_TOPICS, EVENT_TYPES
@@ -30,7 +29,7 @@ def test_bind_refuses_a_missing_binding_a_second_one_and_one_without_a_route() -
         command_id: CommandId
 
     async def handle(
-        uow: UnitOfWork, commands: Sequence[tuple[Unrouted, EventMeta]], locked: LockedRows
+        uow: UnitOfWork, batch: CommandBatch[Unrouted], locked: LockedRows
     ) -> list[Answer]:
         raise NotImplementedError
 
@@ -45,13 +44,10 @@ def test_bind_refuses_a_missing_binding_a_second_one_and_one_without_a_route() -
 @pytest.mark.parametrize("binding", BINDINGS.values(), ids=lambda b: b.command_type.__name__)
 def test_each_handler_takes_the_commands_it_is_bound_to(binding: Binding[Any]) -> None:
     # mypy checks the same statically (Binding[C]); this holds it without mypy.
-    uow, commands, locked = inspect.signature(binding.handler).parameters
+    uow, batch, locked = inspect.signature(binding.handler).parameters
     hints = get_type_hints(binding.handler)
-    batch = hints[commands]
-    assert get_origin(batch) is Sequence
-    [pair] = get_args(batch)
-    model, meta = get_args(pair)
-    assert meta is EventMeta
+    assert get_origin(hints[batch]) is CommandBatch
+    [model] = get_args(hints[batch])
     assert binding.command_type in (get_args(model) or (model,))  # a model, or a union of some
     assert (hints[uow], hints[locked]) == (UnitOfWork, LockedRows)
 

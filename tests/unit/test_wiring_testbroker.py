@@ -20,7 +20,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaTimeoutError
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
-from shopflow.consumers.subscribers import InFlight
+from shopflow.consumers.offset_lane import InFlight
 from shopflow.contracts.dead_letters import DeadLetter, DeadLetterReason
 from shopflow.contracts.events import (
     CartItemAdded,
