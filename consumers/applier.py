@@ -3,7 +3,7 @@ isolated, exactly one result per command.
 
 The transaction records the batch's dead letters (their outbox), loads the spent ids
 (`consumers.idempotency` says what runs and what is replayed), runs the new commands as
-one set through their binding (`consumers.routes`), spends their ids with their results
+one set through their binding (`consumers.bindings`), spends their ids with their results
 in one statement, and commits; results are published only after that, by the pipeline.
 A duplicate spent meanwhile by a concurrent transaction (two consumers of one partition
 during a rebalance) rolls the batch back, and its retry replays it.
@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from shopflow.consumers.bindings import Answer, Binding, CommandBatch, EventMeta, seal
 from shopflow.consumers.decoding import DecodedCommand
 from shopflow.consumers.failures import TransientError, is_transient
 from shopflow.consumers.handlers import BINDINGS
@@ -35,7 +36,6 @@ from shopflow.consumers.idempotency import BatchIdempotency
 from shopflow.consumers.outcomes import Outcome, OutcomeKind, outcome, unavailable
 from shopflow.consumers.ports import Database, UnitOfWork
 from shopflow.consumers.retry import RetryPolicy
-from shopflow.consumers.routes import Answer, Binding, CommandBatch, EventMeta, seal
 from shopflow.domain.clock import Clock, utc_now
 from shopflow.domain.errors import Rejected
 from shopflow.persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter

@@ -6,17 +6,17 @@ taken by `consumers.locking` in the one global order that keeps batches from
 deadlocking), lets the domain decide every command in offset order (`domain.*.decide_*`),
 writes the changes in a few statements and answers each command: its accepted event
 without the envelope (`functools.partial`), or the `domain.errors.Rejected` it got. A
-rejected command writes nothing. The envelope is attached by `consumers.routes.seal`.
+rejected command writes nothing. The envelope is attached by `consumers.bindings.seal`.
 """
 
 from collections.abc import Mapping
 from functools import partial
 from typing import Any, Final
 
+from shopflow.consumers.bindings import Answer, Binding, CommandBatch, bind
 from shopflow.consumers.failures import TransientError
 from shopflow.consumers.locking import LockedRows, LockRule
 from shopflow.consumers.ports import UnitOfWork
-from shopflow.consumers.routes import Answer, Binding, CommandBatch, bind
 from shopflow.contracts.commands import (
     AddCartItem,
     ChargePoints,
@@ -217,12 +217,10 @@ def _order_placed(cmd: PlaceOrder, order_id: int, d: SettledOrder) -> Answer:
 
 
 # The command registry's consumer side: each contract route's handler and the rows its
-# batches lock. A new command adds its handler above and its binding here (with its
-# model and route in contracts/commands.py and its events in contracts/events.py: three
-# files in all); `bind` refuses a route without a binding, so the consumers do not
-# import until it has one. The bindings are a tuple before `bind` takes them: outside
-# its `Binding[Any]` parameter, mypy infers each binding's command type and checks its
-# handler and lock rule against it.
+# batches lock (what else a new command touches: `contracts.topics`). `bind` refuses a
+# route without a binding, so the consumers do not import until it has one. The
+# bindings are a tuple before `bind` takes them: outside its `Binding[Any]` parameter,
+# mypy infers each binding's command type and checks its handler and lock rule.
 
 # A cart change locks its user (the balance row) and that user's cart lines.
 _CART_LOCKS: Final = LockRule[CartChange](

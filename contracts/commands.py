@@ -1,34 +1,15 @@
-"""Commands: what upstream services ask shopflow to do (imperative names), and their
-routes.
+"""Commands: what upstream services ask shopflow to do (imperative names).
 
 Every command carries `command_id`, the idempotency key, and is keyed on Kafka by its
-entity id: its route (`COMMAND_ROUTES`, at the end) names its topic, that key field,
-its result topic and its accepted and rejected events.
+entity id: its route (`contracts.topics.COMMAND_ROUTES`) names its topic, that key
+field, its result topic and its accepted and rejected events.
 """
 
-from typing import Annotated, Final, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from shopflow.contracts.common import CommandId, ProductId, Quantity, UserId, WireModel
-from shopflow.contracts.events import (
-    CART_EVENTS,
-    CATALOG_EVENTS,
-    ORDERS_EVENTS,
-    POINTS_EVENTS,
-    USERS_EVENTS,
-    CartItemAdded,
-    CartItemRejected,
-    CartItemRemoved,
-    OrderPlaced,
-    OrderRejected,
-    PointsCharged,
-    PointsChargeRejected,
-    ProductRejected,
-    ProductUpserted,
-    UserRegistered,
-    UserRejected,
-)
 from shopflow.contracts.limits import (
     MAX_CHARGE_AMOUNT,
     MAX_NAME_LENGTH,
@@ -36,8 +17,6 @@ from shopflow.contracts.limits import (
     MAX_PRICE,
     MAX_STOCK_ADDED,
 )
-from shopflow.contracts.principals import ACCOUNTS, CATALOG, PAYMENTS, STOREFRONT
-from shopflow.contracts.routes import CommandRoute
 
 # U+0000 is excluded: PostgreSQL text cannot hold it, so such a name could never be stored.
 Name = Annotated[
@@ -130,85 +109,3 @@ class PlaceOrder(WireModel):
 
 
 Command = RegisterUser | UpsertProduct | ChargePoints | AddCartItem | RemoveCartItem | PlaceOrder
-
-# --- Routes ---------------------------------------------------------------------------
-#
-# The command registry. Adding a command touches three files:
-# - here: its model, a member of `Command`, and its route in `COMMAND_ROUTES` (its topic
-#   name included);
-# - contracts/events.py: its accepted and rejected events (in `EVENT_TYPES`), and its
-#   result topic if it has a new one (in `EVENT_TOPICS`);
-# - consumers/handlers.py: its handler and its binding in `BINDINGS` (the handler and
-#   the rows it locks); the consumers do not import until every route has one.
-# Everything else is made from this list: the subscribers, topic creation, the AsyncAPI
-# document (regenerate docs/asyncapi.json), the client's keying and the CLI's typed
-# sender (`shopflow <command> --help`). A command that needs new tables also needs its
-# migration and repository (persistence/, consumers/ports.py).
-
-USERS_REGISTER: Final = "shop.users.register"
-CATALOG_UPSERT_PRODUCT: Final = "shop.catalog.upsert-product"
-POINTS_CHARGE: Final = "shop.points.charge"
-CART_ADD_ITEM: Final = "shop.cart.add-item"
-CART_REMOVE_ITEM: Final = "shop.cart.remove-item"
-ORDERS_PLACE: Final = "shop.orders.place"
-
-COMMAND_ROUTES: Final[tuple[CommandRoute, ...]] = (
-    CommandRoute(
-        topic=USERS_REGISTER,
-        command_type=RegisterUser,
-        key_field="user_id",
-        result_topic=USERS_EVENTS,
-        accepted_type=UserRegistered,
-        rejected_type=UserRejected,
-        writer=ACCOUNTS,
-    ),
-    CommandRoute(
-        topic=CATALOG_UPSERT_PRODUCT,
-        command_type=UpsertProduct,
-        key_field="product_id",
-        result_topic=CATALOG_EVENTS,
-        accepted_type=ProductUpserted,
-        rejected_type=ProductRejected,
-        writer=CATALOG,
-    ),
-    CommandRoute(
-        topic=POINTS_CHARGE,
-        command_type=ChargePoints,
-        key_field="user_id",
-        result_topic=POINTS_EVENTS,
-        accepted_type=PointsCharged,
-        rejected_type=PointsChargeRejected,
-        writer=PAYMENTS,
-        over_http=True,
-    ),
-    CommandRoute(
-        topic=CART_ADD_ITEM,
-        command_type=AddCartItem,
-        key_field="user_id",
-        result_topic=CART_EVENTS,
-        accepted_type=CartItemAdded,
-        rejected_type=CartItemRejected,
-        writer=STOREFRONT,
-        over_http=True,
-    ),
-    CommandRoute(
-        topic=CART_REMOVE_ITEM,
-        command_type=RemoveCartItem,
-        key_field="user_id",
-        result_topic=CART_EVENTS,
-        accepted_type=CartItemRemoved,
-        rejected_type=CartItemRejected,
-        writer=STOREFRONT,
-        over_http=True,
-    ),
-    CommandRoute(
-        topic=ORDERS_PLACE,
-        command_type=PlaceOrder,
-        key_field="user_id",
-        result_topic=ORDERS_EVENTS,
-        accepted_type=OrderPlaced,
-        rejected_type=OrderRejected,
-        writer=STOREFRONT,
-        over_http=True,
-    ),
-)

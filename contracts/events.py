@@ -2,8 +2,8 @@
 
 A business "no" is an event too (`...Rejected` with a machine-readable `reason`).
 `event_id` is the same on every redelivery of a result, so consumers can drop duplicates.
-Each command's route (`contracts.commands.COMMAND_ROUTES`) names its result topic, one
-of `EVENT_TOPICS`, and its accepted and rejected event types, which `EVENT_TYPES` lists.
+Each command's route (`contracts.topics.COMMAND_ROUTES`) names its result topic and its
+accepted and rejected event types. `parse_event` reads any of them by its `type`.
 """
 
 import json
@@ -14,14 +14,6 @@ from uuid import UUID
 from pydantic import Field
 
 from shopflow.contracts.common import CommandId, ProductId, UserId, UtcTimestamp, WireModel
-
-USERS_EVENTS: Final = "shop.users.events"
-CATALOG_EVENTS: Final = "shop.catalog.events"
-POINTS_EVENTS: Final = "shop.points.events"
-CART_EVENTS: Final = "shop.cart.events"
-ORDERS_EVENTS: Final = "shop.orders.events"
-
-EVENT_TOPICS: Final = (USERS_EVENTS, CATALOG_EVENTS, POINTS_EVENTS, CART_EVENTS, ORDERS_EVENTS)
 
 
 class RejectionReason(StrEnum):
@@ -134,21 +126,10 @@ class OrderRejected(ResultEvent):
     )
 
 
-EVENT_TYPES: dict[str, type[ResultEvent]] = {
-    cls.model_fields["type"].default: cls
-    for cls in (
-        UserRegistered,
-        UserRejected,
-        ProductUpserted,
-        ProductRejected,
-        PointsCharged,
-        PointsChargeRejected,
-        CartItemAdded,
-        CartItemRemoved,
-        CartItemRejected,
-        OrderPlaced,
-        OrderRejected,
-    )
+# Every result event, by its `type`: the subclasses of ResultEvent, so that a new event
+# is parseable once it is declared.
+EVENT_TYPES: Final[dict[str, type[ResultEvent]]] = {
+    cls.model_fields["type"].default: cls for cls in ResultEvent.__subclasses__()
 }
 
 

@@ -1,11 +1,7 @@
-"""What the contract says about one command topic: `CommandRoute`.
-
-The routes themselves are declared with their commands (`contracts.commands`,
-`COMMAND_ROUTES`), the one list that the service's subscribers, topic creation, the
-AsyncAPI document, the client and the CLI's typed senders are all made from. The
-consumer side binds each route to its handler and the rows it locks in one place
-(`consumers.handlers.BINDINGS`); this package cannot name handlers, since it imports
-pydantic only.
+"""What the contract says about one command topic: `CommandRoute`. The routes are
+declared in the topic registry (`contracts.topics.COMMAND_ROUTES`); the consumer side
+binds each to its handler (`consumers.handlers.BINDINGS`), since this package imports
+pydantic only and cannot name handlers.
 """
 
 from dataclasses import dataclass

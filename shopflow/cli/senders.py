@@ -1,5 +1,5 @@
 """The commands that send commands: `send TOPIC JSON`, and one typed sender for each
-route of the contract (`contracts.commands.COMMAND_ROUTES`), made from its command
+route of the contract (`contracts.topics.COMMAND_ROUTES`), made from its command
 model, so that a new command gets its sender without a line here.
 
 A typed sender takes the model's fields (pydantic's `model_fields`: name, type,

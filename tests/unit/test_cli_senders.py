@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from shopflow.cli import app
 from shopflow.cli.senders import sender_name, typed_sender
 from shopflow.contracts.common import CommandId, ProductId, UserId, WireModel
-from shopflow.contracts.events import ORDERS_EVENTS, OrderPlaced, OrderRejected
+from shopflow.contracts.events import OrderPlaced, OrderRejected
 from shopflow.contracts.routes import CommandRoute
-from shopflow.contracts.topics import COMMAND_ROUTES
+from shopflow.contracts.topics import COMMAND_ROUTES, ORDERS_EVENTS
 
 # (kind, option strings or argument name, type, required, default, repeatable, metavar)
 Param = tuple[str, tuple[str, ...], str, bool, Any, bool, str | None]

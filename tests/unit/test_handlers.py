@@ -8,8 +8,8 @@ from typing import TypeVar
 
 import pytest
 
+from shopflow.consumers.bindings import CommandBatch, EventMeta
 from shopflow.consumers.handlers import BINDINGS, LostInsertRace
-from shopflow.consumers.routes import CommandBatch, EventMeta
 from shopflow.contracts.commands import ChargePoints, RegisterUser, UpsertProduct
 from shopflow.contracts.events import PointsCharged, ProductUpserted, ResultEvent, UserRegistered
 from shopflow.contracts.limits import MAX_BALANCE

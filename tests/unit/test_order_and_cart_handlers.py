@@ -6,8 +6,8 @@ against PostgreSQL, with concurrency."""
 import uuid
 from datetime import UTC, datetime
 
+from shopflow.consumers.bindings import CommandBatch, EventMeta
 from shopflow.consumers.handlers import BINDINGS
-from shopflow.consumers.routes import CommandBatch, EventMeta
 from shopflow.contracts.commands import AddCartItem, OrderLine, PlaceOrder, RemoveCartItem
 from shopflow.contracts.events import CartItemAdded, CartItemRemoved, OrderPlaced, ResultEvent
 from shopflow.domain.catalog import Product

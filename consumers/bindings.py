@@ -1,4 +1,4 @@
-"""The consumer side of the command registry: each contract route (`contracts.commands.
+"""The consumer side of the command registry: each contract route (`contracts.topics.
 COMMAND_ROUTES`) bound to its handler and the rows it locks.
 
 The contract cannot name handlers (it imports pydantic only), so the binding is made
