@@ -15,11 +15,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from opentelemetry.trace import TracerProvider
-from pydantic import BaseModel
 
 from shopflow.contracts.limits import MAX_ENTITY_ID
 from shopflow.domain.clock import Clock, utc_now
 from shopflow.domain.top_products import TOP_LIMIT, WINDOW_HOURS
+from shopflow.queries.answers import (
+    CartAnswer,
+    ErrorAnswer,
+    PointsAnswer,
+    ProductAnswer,
+    TopProductsAnswer,
+)
 from shopflow.queries.auth import (
     SCOPE_METRICS,
     SCOPE_READ,
@@ -38,47 +44,6 @@ TOP_PRODUCTS_WINDOW_HOURS = WINDOW_HOURS
 TOP_PRODUCTS_LIMIT = TOP_LIMIT
 
 EntityIdPath = Annotated[int, Path(ge=1, le=MAX_ENTITY_ID)]
-
-
-class PointsAnswer(BaseModel):
-    user_id: int
-    balance: int
-
-
-class ProductAnswer(BaseModel):
-    product_id: int
-    name: str
-    price: int
-    stock: int
-
-
-class CartLineAnswer(BaseModel):
-    product_id: int
-    name: str
-    unit_price: int
-    quantity: int
-
-
-class CartAnswer(BaseModel):
-    user_id: int
-    items: list[CartLineAnswer]
-    total: int
-
-
-class TopProductAnswer(BaseModel):
-    product_id: int
-    name: str
-    units_sold: int
-
-
-class TopProductsAnswer(BaseModel):
-    window_hours: int
-    products: list[TopProductAnswer]
-
-
-class ErrorAnswer(BaseModel):
-    error: str
-    detail: Any = None
 
 
 # In the OpenAPI document of every route that asks for a token.
@@ -185,47 +150,27 @@ def create_http_app(
 
     @app.get("/users/{user_id}/cart", response_model=CartAnswer, responses=AUTH_RESPONSES)
     async def cart(user_id: int = readable_user_id) -> CartAnswer:
-        view = await read_model.cart(user_id)
-        if view is None:
+        answer = await read_model.cart(user_id)
+        if answer is None:
             raise NotFound("unknown_user", f"user {user_id} is not registered")
-        return CartAnswer(
-            user_id=view.user_id,
-            items=[
-                CartLineAnswer(
-                    product_id=line.product_id,
-                    name=line.name,
-                    unit_price=line.unit_price,
-                    quantity=line.quantity,
-                )
-                for line in view.items
-            ],
-            total=view.total,
-        )
+        return answer
 
     # Registered before /products/{product_id}: routes match in order, and "top" would
     # otherwise be parsed as a product id (and answered 422).
     @app.get("/products/top", response_model=TopProductsAnswer)
     async def top_products_route() -> TopProductsAnswer:
         if top_products is not None:
-            views, _ = await top_products.top()
+            ranked, _ = await top_products.top()
         else:
-            views = await read_model.top_products(clock(), limit=TOP_PRODUCTS_LIMIT)
-        return TopProductsAnswer(
-            window_hours=TOP_PRODUCTS_WINDOW_HOURS,
-            products=[
-                TopProductAnswer(product_id=v.product_id, name=v.name, units_sold=v.units_sold)
-                for v in views
-            ],
-        )
+            ranked = await read_model.top_products(clock(), limit=TOP_PRODUCTS_LIMIT)
+        return TopProductsAnswer(window_hours=TOP_PRODUCTS_WINDOW_HOURS, products=ranked)
 
     @app.get("/products/{product_id}", response_model=ProductAnswer)
     async def product(product_id: EntityIdPath) -> ProductAnswer:
-        view = await read_model.product(product_id)
-        if view is None:
+        answer = await read_model.product(product_id)
+        if answer is None:
             raise NotFound("unknown_product", f"product {product_id} does not exist")
-        return ProductAnswer(
-            product_id=view.product_id, name=view.name, price=view.price, stock=view.stock
-        )
+        return answer
 
     app.include_router(health)
 

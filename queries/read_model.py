@@ -1,44 +1,14 @@
 """Reads for the HTTP side, straight from PostgreSQL (the source of truth)."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shopflow.domain.top_products import TOP_LIMIT, window_end, window_start
+from shopflow.domain.top_products import TOP_LIMIT, rank, window_end, window_start
 from shopflow.persistence.tables import cart_items, order_lines, point_balances, products, users
-
-
-@dataclass(frozen=True)
-class ProductView:
-    product_id: int
-    name: str
-    price: int
-    stock: int
-
-
-@dataclass(frozen=True)
-class CartLineView:
-    product_id: int
-    name: str
-    unit_price: int
-    quantity: int
-
-
-@dataclass(frozen=True)
-class CartView:
-    user_id: int
-    items: list[CartLineView]
-    total: int
-
-
-@dataclass(frozen=True)
-class TopProductView:
-    product_id: int
-    name: str
-    units_sold: int
+from shopflow.queries.answers import CartAnswer, CartLineAnswer, ProductAnswer, TopProductAnswer
 
 
 class ReadModel:
@@ -52,15 +22,19 @@ class ReadModel:
         async with self._engine.connect() as connection:
             return (await connection.execute(statement)).scalar_one_or_none()
 
-    async def product(self, product_id: int) -> ProductView | None:
+    async def product(self, product_id: int) -> ProductAnswer | None:
         statement = select(
             products.c.product_id, products.c.name, products.c.price, products.c.stock
         ).where(products.c.product_id == product_id)
         async with self._engine.connect() as connection:
             row = (await connection.execute(statement)).first()
-        return None if row is None else ProductView(row.product_id, row.name, row.price, row.stock)
+        if row is None:
+            return None
+        return ProductAnswer(
+            product_id=row.product_id, name=row.name, price=row.price, stock=row.stock
+        )
 
-    async def cart(self, user_id: int) -> CartView | None:
+    async def cart(self, user_id: int) -> CartAnswer | None:
         """The user's cart lines at today's prices, or None when the user does not exist.
 
         One statement (users LEFT JOIN the lines), so the user check and the lines come
@@ -84,35 +58,45 @@ class ReadModel:
         if not rows:
             return None
         items = [
-            CartLineView(row.product_id, row.name, row.price, row.quantity)
+            CartLineAnswer(
+                product_id=row.product_id,
+                name=row.name,
+                unit_price=row.price,
+                quantity=row.quantity,
+            )
             for row in rows
             if row.product_id is not None
         ]
         total = sum(item.unit_price * item.quantity for item in items)
-        return CartView(user_id=user_id, items=items, total=total)
+        return CartAnswer(user_id=user_id, items=items, total=total)
 
-    async def top_products(self, now: datetime, limit: int = TOP_LIMIT) -> list[TopProductView]:
-        """The best sellers in the window at `now` (domain.top_products: minute resolution),
-        most units first, ties by lower id, from the order lines (the source of truth).
+    async def top_products(self, now: datetime, limit: int = TOP_LIMIT) -> list[TopProductAnswer]:
+        """The best sellers in the window at `now` (`domain.top_products`: its window and
+        its ranking), from the order lines, the source of truth.
 
         `now` comes from the caller's clock (not SQL now()), so tests can move time.
         """
-        units_sold = func.sum(order_lines.c.quantity).label("units_sold")
+        units_sold = func.sum(order_lines.c.quantity)
         statement = (
-            select(order_lines.c.product_id, products.c.name, units_sold)
-            .join(products, products.c.product_id == order_lines.c.product_id)
+            select(order_lines.c.product_id, units_sold)
             .where(
                 order_lines.c.placed_at >= window_start(now),
                 order_lines.c.placed_at < window_end(now),
             )
-            .group_by(order_lines.c.product_id, products.c.name)
-            .order_by(units_sold.desc(), order_lines.c.product_id.asc())
-            .limit(limit)
+            .group_by(order_lines.c.product_id)
         )
         async with self._engine.connect() as connection:
-            rows = (await connection.execute(statement)).all()
-        # sum(bigint) is numeric in PostgreSQL (a Decimal here): back to int.
-        return [TopProductView(row.product_id, row.name, int(row.units_sold)) for row in rows]
+            # sum(bigint) is numeric in PostgreSQL (a Decimal here): back to int.
+            units = {p: int(sold) for p, sold in await connection.execute(statement)}
+        return await self.named(rank(units, limit))
+
+    async def named(self, ranked: Sequence[tuple[int, int]]) -> list[TopProductAnswer]:
+        """(product id, units sold) of ranked products, with their names."""
+        names = await self.product_names([p for p, _ in ranked])
+        return [
+            TopProductAnswer(product_id=p, name=names.get(p, ""), units_sold=units)
+            for p, units in ranked
+        ]
 
     async def product_names(self, product_ids: Sequence[int]) -> dict[int, str]:
         if not product_ids:

@@ -18,7 +18,8 @@ from redis.exceptions import RedisError
 
 from shopflow.domain.clock import Clock
 from shopflow.persistence.sales_view import SalesView
-from shopflow.queries.read_model import ReadModel, TopProductView
+from shopflow.queries.answers import TopProductAnswer
+from shopflow.queries.read_model import ReadModel
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,12 @@ class TopProducts:
         self._clock = clock
         self._rebuilding: asyncio.Task[object] | None = None
 
-    async def top(self) -> tuple[list[TopProductView], str]:
+    async def top(self) -> tuple[list[TopProductAnswer], str]:
         """The best sellers now, and where the answer came from ("redis" or "postgresql")."""
         now = self._clock()
         try:
             if await self._view.is_built():
-                ranked = await self._view.top(now)
-                names = await self._read_model.product_names([p for p, _ in ranked])
-                return [TopProductView(p, names.get(p, ""), units) for p, units in ranked], "redis"
+                return await self._read_model.named(await self._view.top(now)), "redis"
             reason = "view_missing"
             self._start_rebuild(now)
         except RedisError as error:
@@ -66,7 +65,7 @@ class TopProducts:
         self._rebuilding.add_done_callback(_log_failure)
 
     async def wait_for_rebuild(self) -> None:
-        """For tests and shutdown: wait for a running rebuild, if any."""
+        """For tests: wait for a running rebuild, if any."""
         if self._rebuilding is not None:
             await self._rebuilding
 

@@ -20,6 +20,7 @@ import pytest
 from fastapi import Depends, FastAPI
 
 from shopflow.domain.top_products import TOP_LIMIT
+from shopflow.queries.answers import CartAnswer, ProductAnswer, TopProductAnswer
 from shopflow.queries.auth import (
     SCOPE_METRICS,
     SCOPE_POINTS_CHARGE,
@@ -29,7 +30,7 @@ from shopflow.queries.auth import (
     Caller,
 )
 from shopflow.queries.http import AsyncApiPages, _refuse_unguarded, create_http_app
-from shopflow.queries.read_model import CartView, ProductView, ReadModel, TopProductView
+from shopflow.queries.read_model import ReadModel
 from shopflow.queries.token_keys import JwksUrl, KeyFile, TokenKeys, public_jwk
 from tests.signing_keys import (
     AUDIENCE,
@@ -57,13 +58,15 @@ class FakeReadModel(ReadModel):
     async def balance(self, user_id: int) -> int | None:
         return self.balances.get(user_id)
 
-    async def cart(self, user_id: int) -> CartView | None:
-        return CartView(user_id, [], 0) if user_id in self.balances else None
+    async def cart(self, user_id: int) -> CartAnswer | None:
+        if user_id not in self.balances:
+            return None
+        return CartAnswer(user_id=user_id, items=[], total=0)
 
-    async def product(self, product_id: int) -> ProductView | None:
+    async def product(self, product_id: int) -> ProductAnswer | None:
         return None
 
-    async def top_products(self, now: datetime, limit: int = TOP_LIMIT) -> list[TopProductView]:
+    async def top_products(self, now: datetime, limit: int = TOP_LIMIT) -> list[TopProductAnswer]:
         return []
 
 
