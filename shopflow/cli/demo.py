@@ -9,17 +9,14 @@ import typer
 from aiokafka.errors import KafkaError
 
 from shopflow.cli.sending import (
-    EXIT_ACCEPTED,
-    EXIT_FAILED,
-    EXIT_REJECTED,
     collect,
     connected,
-    fail,
     rejection_line,
 )
 from shopflow.contracts.commands import ChargePoints, Command, RegisterUser, UpsertProduct
 from shopflow.contracts.events import RejectionReason, ResultEvent, UserRejected
 from shopflow.contracts.topics import is_rejection
+from shopflow.ops.output import EXIT_DONE, EXIT_FAILED, EXIT_NO, fail
 
 app = typer.Typer()  # merged into `shopflow` (shopflow/cli/__init__.py)
 
@@ -104,7 +101,7 @@ def demo_data(
         answered = asyncio.run(main())
     except KafkaError as error:
         raise fail(f"could not send the demo data: {error!r}") from None
-    code = EXIT_ACCEPTED
+    code = EXIT_DONE
     for command, event in answered:
         if event is None:
             typer.echo(f"{command.command_id}: no result within {timeout:g}s", err=True)
@@ -113,5 +110,5 @@ def demo_data(
         typer.echo(_summary(event, started))
         if not _demo_ok(event):
             typer.echo(rejection_line(event), err=True)
-            code = max(code, EXIT_REJECTED)
+            code = max(code, EXIT_NO)
     raise typer.Exit(code)

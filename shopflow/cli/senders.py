@@ -27,7 +27,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from shopflow.cli.sending import contract_checked, deliver, fail, validation_message
+from shopflow.cli.sending import contract_checked, deliver, validation_message
 from shopflow.contracts.commands import (
     AddCartItem,
     ChargePoints,
@@ -39,6 +39,7 @@ from shopflow.contracts.commands import (
 from shopflow.contracts.common import WireModel
 from shopflow.contracts.routes import CommandRoute
 from shopflow.contracts.topics import COMMAND_ROUTES, ROUTES_BY_TOPIC
+from shopflow.ops.output import fail
 
 app = typer.Typer()  # merged into `shopflow` (shopflow/cli/__init__.py)
 

@@ -1,8 +1,8 @@
 """Sending commands and waiting for their results: the one implementation behind
 `shopflow send`, the typed senders and `demo-data`.
 
-Exit codes of every command-sending command: 0 accepted, 1 rejected (the reason on
-stderr), 2 not answered in time, not valid under the contract, or not deliverable.
+Exit codes (`shopflow.ops.output`): 0 accepted, 1 rejected (the reason on stderr), 2 not
+answered in time, not valid under the contract, or not deliverable.
 """
 
 import asyncio
@@ -18,17 +18,9 @@ from shopflow.contracts.commands import Command
 from shopflow.contracts.events import RejectionReason, ResultEvent
 from shopflow.contracts.topics import Topics, is_rejection
 from shopflow.kafka_access import OPS, MissingCredentials, kafka_connection, why_refused
+from shopflow.ops.output import EXIT_NO, fail
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
-
-EXIT_ACCEPTED = 0
-EXIT_REJECTED = 1
-EXIT_FAILED = 2
-
-
-def fail(message: str) -> typer.Exit:
-    typer.echo(message, err=True)
-    return typer.Exit(EXIT_FAILED)
 
 
 def validation_message(error: ValidationError) -> str:
@@ -132,4 +124,4 @@ def deliver(command: Command, *, wait: bool, timeout: float) -> None:
     typer.echo(event.model_dump_json(indent=2))
     if is_rejection(event):
         typer.echo(rejection_line(event), err=True)
-        raise typer.Exit(EXIT_REJECTED)
+        raise typer.Exit(EXIT_NO)

@@ -22,7 +22,7 @@ from shopflow.ops import lag as lag_ops
 from shopflow.ops import topics as topics_ops
 from shopflow.ops.access import provision
 from shopflow.ops.output import (
-    EXIT_NOT_FOUND,
+    EXIT_NO,
     fail,
     iso_time,
     print_json,
@@ -189,7 +189,7 @@ def show_dead_letter(
     with servers_reached("read the dead letter from PostgreSQL"):
         whole = asyncio.run(letters_ops.find_one(settings, dead_letter_id))
     if whole is None:
-        raise fail(f"no dead letter {dead_letter_id}", EXIT_NOT_FOUND)
+        raise fail(f"no dead letter {dead_letter_id}", EXIT_NO)
     if value_out is not None:
         value_out.write_bytes(whole.kept.value or b"")
     if as_json:
@@ -245,7 +245,7 @@ def replay_dead_letters(
         matching = " matching the filters" if any((reason, topic, since, until)) else ""
         raise fail(
             f"no dead letter {', '.join(map(str, missing))}{matching}; nothing sent",
-            EXIT_NOT_FOUND,
+            EXIT_NO,
         )
     if dry_run:
         if chosen:
@@ -315,7 +315,7 @@ def create_topics() -> None:
                 provision(settings, kafka, local_users=settings.kafka_username is None)
             )
     except StartRefused as error:
-        raise fail(str(error), EXIT_NOT_FOUND) from None
+        raise fail(str(error), EXIT_NO) from None
     for name in result.created:
         typer.echo(f"created {name}")
     typer.echo(f"{len(result.created)} topics created, {len(result.existing)} were there already")
@@ -358,7 +358,7 @@ def describe_topics(
     if missing:
         raise fail(
             f"missing: {', '.join(missing)} (`shopflow topics create` creates them)",
-            EXIT_NOT_FOUND,
+            EXIT_NO,
         )
 
 
@@ -377,7 +377,7 @@ def lag(as_json: AsJson = False) -> None:
         with servers_reached(f"read the consumer groups on {settings.kafka_bootstrap}", kafka):
             groups = lag_ops.by_group(asyncio.run(consumer_lag(settings, kafka)))
     except MissingTopics as error:
-        raise fail(f"{error} (`shopflow topics create` creates them)", EXIT_NOT_FOUND) from None
+        raise fail(f"{error} (`shopflow topics create` creates them)", EXIT_NO) from None
     if as_json:
         print_json(lag_ops.as_json(groups))
     else:

@@ -1,5 +1,5 @@
-"""What every operator command shares: the consoles, ISO times as options, and servers
-that cannot be reached turned into one line and exit code 2."""
+"""What every `shopflow` command shares: the exit codes and `fail`, the consoles, ISO
+times as options, and servers that cannot be reached turned into one line and exit 2."""
 
 import asyncio
 import contextlib
@@ -16,9 +16,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from shopflow.kafka_access import MissingCredentials, why_refused
 from shopflow.producers.kafka_connection import KafkaConnection
 
-# Exit codes: 0 done, 1 the answer is "no" (not found, something missing), 2 could not
-# be done (a server unreachable, a selection refused). As the command-sending commands.
-EXIT_NOT_FOUND: Final = 1
+# The exit codes of every command: 0 done (a command sent was accepted); 1 the answer is
+# "no" (a command rejected, a dead letter not found, a topic missing); 2 it could not be
+# done (a server unreachable, a message not valid under the contract, no answer in time,
+# a selection refused).
+EXIT_DONE: Final = 0
+EXIT_NO: Final = 1
 EXIT_FAILED: Final = 2
 
 # Wide enough for a table of dead letters when the output is a pipe or a file (rich
