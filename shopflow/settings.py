@@ -1,4 +1,10 @@
-"""Configuration from SHOPFLOW_* environment variables (CONTRACT.md, "Configuration")."""
+"""Configuration from SHOPFLOW_* environment variables.
+
+docs/configuration.md is made from `Settings` when the docs site is built
+(docs/hooks/settings_reference.py): each field's description is its documentation, so it
+says what the setting does; a default chosen by measurement links docs/measurements.md,
+where the figures are.
+"""
 
 from collections.abc import Iterator
 from enum import StrEnum
