@@ -49,6 +49,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mkdocs build --strict --site-dir $(VENV)/site
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -1,4 +1,10 @@
-"""Configuration from SHOPFLOW_* environment variables (CONTRACT.md, "Configuration")."""
+"""Configuration from SHOPFLOW_* environment variables.
+
+docs/configuration.md is made from `Settings` when the docs site is built
+(docs/hooks/settings_reference.py): each field's description is its documentation, so it
+says what the setting does; a default chosen by measurement links docs/measurements.md,
+where the figures are.
+"""
 
 from collections.abc import Iterator
 from enum import StrEnum
@@ -66,7 +72,11 @@ class Settings(BaseSettings):
         "provisioning `admin`), with its password from the local servers' credentials "
         "file (SHOPFLOW_INFRA_DIR/credentials.json).",
     )
-    kafka_password: SecretStr | None = None
+    kafka_password: SecretStr | None = Field(
+        default=None,
+        description="The password of SHOPFLOW_KAFKA_USERNAME (required with it). Masked "
+        "wherever the settings are shown.",
+    )
     kafka_ssl_cafile: Path | None = Field(
         default=None,
         description="PEM file of the CA that signed the brokers' certificates (SASL_SSL). "
@@ -74,9 +84,9 @@ class Settings(BaseSettings):
     )
     infra_dir: Path = Field(
         default=Path(".infra"),
-        description="The local servers' state (scripts/infra.sh's SHOPFLOW_INFRA_DIR): "
-        "credentials.json (mode 0600) and the token signing key are read from it for "
-        "whatever credential is not configured.",
+        description="The local servers' state, where scripts/infra.sh keeps it (it reads "
+        "the same variable): credentials.json (mode 0600) and the token signing key are "
+        "read from it for whatever credential is not configured.",
     )
     database_url: str = Field(
         default="postgresql+asyncpg://shopflow@127.0.0.1:5432/shopflow",
@@ -122,8 +132,14 @@ class Settings(BaseSettings):
         description="How often the token keys are fetched again (JWKS) or the key file's "
         "modification time looked at.",
     )
-    http_host: str = "127.0.0.1"
-    http_port: int = 8000
+    http_host: str = Field(
+        default="127.0.0.1",
+        description="The address `shopflow serve` listens on, and a worker's metrics and "
+        "health port too.",
+    )
+    http_port: int = Field(
+        default=8000, description="The port of `shopflow serve`: its queries, health and metrics."
+    )
     worker_http_port: int = Field(
         default=8081,
         ge=0,
@@ -139,19 +155,35 @@ class Settings(BaseSettings):
     )
     consumer_group: str = Field(
         default="shopflow",
-        description="Consumer groups are '<this>.<command topic>', and '<this>.top-products' "
+        description="Consumer groups are `<this>.<command topic>`, and `<this>.top-products` "
         "for the sales aggregator.",
     )
-    command_partitions: int = Field(default=12, ge=1)
-    event_partitions: int = Field(default=12, ge=1)
-    dead_letter_partitions: int = Field(default=3, ge=1)
+    command_partitions: int = Field(
+        default=12,
+        ge=1,
+        description="Partitions of each command topic `shopflow topics create` makes. At "
+        "start the service refuses a topic with fewer; more is fine. The partitions bound "
+        "how many consumers share a topic's work.",
+    )
+    event_partitions: int = Field(
+        default=12,
+        ge=1,
+        description="Partitions of each result topic `shopflow topics create` makes; "
+        "checked at start as the command topics are.",
+    )
+    dead_letter_partitions: int = Field(
+        default=3,
+        ge=1,
+        description="Partitions of the dead-letter topic `shopflow topics create` makes; "
+        "checked at start as the command topics are.",
+    )
     replication_factor: int = Field(
         default=1,
         ge=1,
         description="Replicas of each topic shopflow creates. With 3 or more the topics get "
         "min.insync.replicas=2 (with 2, 1): the producers write with acks=all, so an "
         "acknowledged command or result is on 2 brokers, and one broker may be down. "
-        "`make chaos` kills a partition leader of a three-broker cluster mid-stream.",
+        "Tested: docs/measurements.md#chaos (cluster-leader-kill).",
     )
 
     producer_max_request_size: int = Field(
@@ -166,7 +198,12 @@ class Settings(BaseSettings):
         "(the broker's default); dead letters are sized to what the topic really has.",
     )
 
-    batch_max_records: int = Field(default=500, ge=1)
+    batch_max_records: int = Field(
+        default=500,
+        ge=1,
+        description="The most records a consumer takes in one batch. A batch is one "
+        "PostgreSQL transaction.",
+    )
     consumers_per_topic: int = Field(
         default=1,
         ge=1,
@@ -174,34 +211,33 @@ class Settings(BaseSettings):
         "each takes its share of the partitions, so one's batch is applied while another's "
         "results are being acknowledged (per-partition order holds: a partition has one "
         "consumer). More than one makes each start slower: every consumer that joins its "
-        "group makes the group rebalance.",
+        "group makes the group rebalance. Measured: docs/measurements.md#consumers-per-topic.",
     )
-    batch_timeout_ms: int = Field(default=100, ge=1)
+    batch_timeout_ms: int = Field(
+        default=100,
+        ge=1,
+        description="How long a consumer's fetch waits for records when none have arrived "
+        "(FastStream's batch_timeout_ms).",
+    )
     batch_linger_ms: int = Field(
         default=2,
         ge=0,
         description="How long a batch that is not full waits for the records the broker "
         "got meanwhile before it is applied. Consuming a batch's records sets off the next "
-        "fetch, which returns within a millisecond or two: without the wait, those records "
-        "would wait for the whole next batch. `python -m tests.bench.latency`, p50 / p99 at "
-        "500 commands/s: 13.8 / 20.8 ms with 0, 9.9 / 19.9 with 2, 10.4 / 22.3 with 5; "
-        "at 100/s the wait costs about 2 ms of p50.",
+        "fetch: without the wait, the records it brings would wait for the whole next "
+        "batch. 0 turns it off. Chosen by measurement: docs/measurements.md#batch-linger.",
     )
     session_timeout_ms: int = Field(
         default=1_500,
         ge=1000,
         description="How long a consumer's group waits without a heartbeat before it hands "
         "the consumer's partitions to the others: a killed worker's commands wait this and "
-        "some more. `python -m tests.bench.failover` (two workers, one SIGKILLed, charges "
-        "at 300/s), longest wait: 10.6 s at 10,000 ms, 3.5 at 3,000, 2.2-2.5 at 2,000, "
-        "1.7-2.0 at 1,500. Under `make chaos`'s mixed load (`python -m tests.chaos --only "
-        "rebalance`, three kills a run, two runs each, alternated): 3.36 and 2.88 s at "
-        "2,000, 2.99 and 2.95 at 1,500, hence 1,500 for the 3 s failover target. The cost: "
-        "a worker frozen (SIGSTOP, as a long pause) for 1.2 s kept its partitions at 1,500, "
-        "one frozen for 1.8 s lost them (a rebalance, 254 results repeated, same event "
-        "ids), which it kept at 2,000. The brokers' group.min.session.timeout.ms must allow "
-        "it (Kafka's default minimum is 6,000; scripts/infra.sh and docker-compose.kafka.yml "
-        "set 1,000); a worker refuses to start when they do not.",
+        "some more, and a worker whose event loop pauses longer loses its partitions (a "
+        "rebalance; nothing lost or applied twice). The brokers' "
+        "group.min.session.timeout.ms must allow it (scripts/infra.sh and "
+        "docker-compose.kafka.yml set it low enough; a stock Kafka does not): a worker "
+        "refuses to start when they do not. Chosen by measurement for a failover within "
+        "3 s: docs/measurements.md#failover.",
     )
     heartbeat_interval_ms: int = Field(
         default=500,
@@ -209,23 +245,26 @@ class Settings(BaseSettings):
         description="How often each consumer heartbeats; a rebalance (a consumer joining or "
         "leaving) completes within about one interval.",
     )
-    graceful_timeout_s: float = 30.0
+    graceful_timeout_s: float = Field(
+        default=30.0,
+        description="How long a stop (Ctrl-C, SIGTERM) waits for a batch in flight before "
+        "FastStream cancels it; the cancelled batch is redelivered to the next owner. A "
+        "worker whose stop outlasts it by 5 s logs, at ERROR, where each task still waits.",
+    )
     gc_threshold: int = Field(
         default=50_000,
         ge=0,
         description="Objects a worker or server process allocates between two collections "
-        "of Python's youngest generation (Python's default is 700; 0 keeps the default). "
-        "What the process holds once started is frozen out of collections too. Each batch "
-        "allocates tens of thousands of short-lived objects, and the default collected "
-        "every few hundred: `python -m tests.bench.drain --settle`, one worker, went from "
-        "14,400-14,600 to 17,400-17,800 ChargePoints/s and from 4,900-5,200 to "
-        "5,900-6,200 PlaceOrder/s, with the same RSS.",
+        "of Python's youngest generation (0 keeps Python's default). What the process "
+        "holds once started is frozen out of collections too. Each batch allocates many "
+        "short-lived objects, which Python's default would collect over and over. Chosen "
+        "by measurement: docs/measurements.md#gc-threshold.",
     )
     db_pool_size: int = Field(
         default=32,
         ge=1,
-        description="PostgreSQL connections kept per process (as many again may be opened "
-        "under load); enough for 32 concurrent HTTP queries without opening new ones.",
+        description="PostgreSQL connections kept per process, for the service's role and "
+        "again for the queries' role (as many again may be opened under load).",
     )
 
     redis_key_prefix: str = Field(
@@ -235,7 +274,12 @@ class Settings(BaseSettings):
         default=1000, ge=0, description="How long a computed top-5 answer is reused."
     )
 
-    ledger_retention_days: int = Field(default=7, ge=7)
+    ledger_retention_days: int = Field(
+        default=7,
+        ge=7,
+        description="How long a spent command_id is remembered: `shopflow purge-ledger` "
+        "forgets older ones (run it daily). The contract promises at least 7 days.",
+    )
     log_format: LogFormat = Field(
         default=LogFormat.AUTO,
         description="How every shopflow process writes its log to stderr: `json` (one "
@@ -252,7 +296,13 @@ class Settings(BaseSettings):
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set. Off, nothing of it runs: no tracer "
         "provider, no tracing middleware, no span made anywhere.",
     )
-    fault_injection: FaultInjection = FaultInjection.NONE
+    fault_injection: FaultInjection = Field(
+        default=FaultInjection.NONE,
+        description="Test-only: a worker exits abruptly the first time a batch reaches "
+        "this point (before its database commit, after it, or after its results were "
+        "delivered and before its offsets were committed), for the crash-recovery tests and "
+        "`make chaos`. Never set it in production.",
+    )
 
     @model_validator(mode="after")
     def _local_passwords(self) -> "Settings":
