@@ -33,6 +33,7 @@ from shopflow.consumers.decoding import DecodedCommand
 from shopflow.consumers.failures import TransientError, is_transient
 from shopflow.consumers.handlers import BINDINGS
 from shopflow.consumers.idempotency import BatchIdempotency
+from shopflow.consumers.locking import lock_rows
 from shopflow.consumers.outcomes import Outcome, OutcomeKind, outcome, unavailable
 from shopflow.consumers.ports import Database, UnitOfWork
 from shopflow.consumers.retry import RetryPolicy
@@ -107,12 +108,27 @@ class BatchApplier:
         if not batch and not dead_letters:
             return Applied([], [])
         try:
-            applied = await self._retry.run(
-                lambda: self._apply_once(batch, dead_letters),
+            async for attempt in self._retry.retrying(
                 retry_if=lambda exc: retry_poison or is_transient(exc),
                 log=log,
                 what=f"batch of {len(batch)} commands and {len(dead_letters)} dead letters",
-            )
+            ):
+                with attempt:
+                    async with self._database.begin() as uow:
+                        recorded = await uow.dead_letters.record(dead_letters)
+                        spent = await uow.ledger.load(c.command_id for c in batch)
+                        idempotency = BatchIdempotency(batch, spent, self._clock)
+                        ran = await self._run_new(uow, idempotency.to_run)
+                        outcomes, to_record = idempotency.answers(ran)
+                        newly_spent = await uow.ledger.record(to_record)
+                        if len(newly_spent) < len(to_record):
+                            raise SpentMeanwhile(
+                                f"{len(to_record) - len(newly_spent)} command ids of the "
+                                "batch were spent by a concurrent transaction; the retry "
+                                "replays them"
+                            )
+                        if self._before_commit is not None:
+                            await self._before_commit()
         except Exception as exc:
             if not is_transient(exc):
                 raise BatchFailed(f"batch of {len(batch)} commands failed") from exc
@@ -125,32 +141,12 @@ class BatchApplier:
             return Applied([unavailable(cmd, self._clock) for cmd in batch], [])
         if self._after_commit is not None:
             await self._after_commit()
-        return applied
+        return Applied(outcomes, recorded)
 
     async def replace_dead_letter(self, entry: DeadLetterEntry) -> StoredDeadLetter:
         """Record the letter of a record isolated as poison, in a transaction of its own."""
         async with self._database.begin() as uow:
             return await uow.dead_letters.replace(entry)
-
-    async def _apply_once(
-        self, batch: Sequence[DecodedCommand], dead_letters: Sequence[DeadLetterEntry]
-    ) -> Applied:
-        async with self._database.begin() as uow:
-            recorded = await uow.dead_letters.record(dead_letters)
-            idempotency = BatchIdempotency(
-                batch, await uow.ledger.load(c.command_id for c in batch), self._clock
-            )
-            ran = await self._run_new(uow, idempotency.to_run)
-            outcomes, to_record = idempotency.answers(ran)
-            newly_spent = await uow.ledger.record(to_record)
-            if len(newly_spent) < len(to_record):
-                raise SpentMeanwhile(
-                    f"{len(to_record) - len(newly_spent)} command ids of the batch were "
-                    "spent by a concurrent transaction; the retry replays them"
-                )
-            if self._before_commit is not None:
-                await self._before_commit()
-        return Applied(outcomes, recorded)
 
     async def _run_new(
         self, uow: UnitOfWork, commands: Sequence[DecodedCommand]
@@ -177,38 +173,27 @@ class BatchApplier:
             for c, event_id in zip(commands, _random_uuids(len(commands)), strict=True)
         ]
         set_attempts = min(_SET_ATTEMPTS, self._retry.attempts)
+        batch = CommandBatch([c.command for c in commands], decided_at)
         try:
-            answers = await self._retry.with_attempts(set_attempts).run(
-                lambda: self._run_set(uow, binding, commands, metas),
-                retry_if=is_transient,
-                log=log,
-                what=f"set of {len(commands)} commands",
-            )
+            async for attempt in self._retry.with_attempts(set_attempts).retrying(
+                retry_if=is_transient, log=log, what=f"set of {len(commands)} commands"
+            ):
+                with attempt:
+                    async with uow.savepoint():
+                        locked = await lock_rows(uow, binding.locks, batch.commands)
+                        answers = await binding.handler(uow, batch, locked)
         except Exception as exc:
             if not is_transient(exc):
                 raise
-        else:
+            left = self._retry.attempts - set_attempts
             return {
-                c.command_id: self._answered(c, meta, answer)
-                for c, meta, answer in zip(commands, metas, answers, strict=True)
+                c.command_id: await self._run_alone(uow, c, meta, binding, left)
+                for c, meta in zip(commands, metas, strict=True)
             }
-        left = self._retry.attempts - set_attempts
         return {
-            c.command_id: await self._run_alone(uow, c, meta, binding, left)
-            for c, meta in zip(commands, metas, strict=True)
+            c.command_id: self._answered(c, meta, answer)
+            for c, meta, answer in zip(commands, metas, answers, strict=True)
         }
-
-    async def _run_set(
-        self,
-        uow: UnitOfWork,
-        binding: Binding[Any],
-        commands: Sequence[DecodedCommand],
-        metas: Sequence[EventMeta],
-    ) -> Sequence[Answer]:
-        async with uow.savepoint():
-            return await binding.run(
-                uow, CommandBatch([c.command for c in commands], metas[0].occurred_at)
-            )
 
     async def _run_alone(
         self,
@@ -223,13 +208,15 @@ class BatchApplier:
         the rollback raises too, and the batch retries.)"""
         if attempts < 1:
             return unavailable(cmd, self._clock)
+        alone = CommandBatch([cmd.command], meta.occurred_at)
         try:
-            [answer] = await self._retry.with_attempts(attempts).run(
-                lambda: self._run_set(uow, binding, [cmd], [meta]),
-                retry_if=is_transient,
-                log=log,
-                what=f"command {cmd.command_id} alone",
-            )
+            async for attempt in self._retry.with_attempts(attempts).retrying(
+                retry_if=is_transient, log=log, what=f"command {cmd.command_id} alone"
+            ):
+                with attempt:
+                    async with uow.savepoint():
+                        locked = await lock_rows(uow, binding.locks, alone.commands)
+                        [answer] = await binding.handler(uow, alone, locked)
         except Exception as exc:
             if not is_transient(exc):
                 raise

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
-from shopflow.consumers.locking import LockedRows, LockRule, lock_rows
+from shopflow.consumers.locking import LockedRows, LockRule
 from shopflow.consumers.ports import UnitOfWork
 from shopflow.contracts.common import WireModel
 from shopflow.contracts.events import ResultEvent
@@ -68,11 +68,6 @@ class Binding(Generic[C]):
     command_type: type[C]
     handler: Handler[C]
     locks: LockRule[C]
-
-    async def run(self, uow: UnitOfWork, batch: CommandBatch[C]) -> Sequence[Answer]:
-        """Lock the batch's rows, then let the handler decide and write it."""
-        locked = await lock_rows(uow, self.locks, batch.commands)
-        return await self.handler(uow, batch, locked)
 
 
 def seal(route: CommandRoute, command: WireModel, answer: Answer, meta: EventMeta) -> ResultEvent:

@@ -23,6 +23,7 @@ from typing import Any, Final, Protocol
 
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import IllegalStateError
+from faststream.kafka.annotations import KafkaMessage
 
 from shopflow.consumers.offsets import OffsetSpan
 from shopflow.consumers.progress import PROGRESS
@@ -111,7 +112,7 @@ class BatchConsumer(Protocol):
 
 class ConsumerLane:
     """One consumer's batches, in order, each overlapping the next: see the module's
-    docstring. `handle` is called with each batch as FastStream delivers it."""
+    docstring. FastStream calls `handle` with each batch."""
 
     def __init__(
         self,
@@ -138,8 +139,13 @@ class ConsumerLane:
         # delivery inside the pipeline (their delivery failed once).
         self._wait_through: dict[int, int] = {}
 
-    async def handle(self, records: Records, consumer: BatchConsumer) -> None:
-        records = await self._topped_up(records, consumer)
+    async def handle(self, records: Any, message: KafkaMessage) -> None:
+        """FastStream's handler of the lane's subscriber: `records` is the batch's body,
+        as `consumers.subscribers.records_as_is` decodes it, the records themselves."""
+        if not records:
+            return
+        consumer: BatchConsumer = message.consumer  # type: ignore[assignment]
+        records = await self._topped_up(tuple(records), consumer)
         before, self._flight = self._flight, None
         span = OffsetSpan.of(records)
         if before is not None and before.done.done() and not before.done.result():

@@ -22,6 +22,7 @@ out, not poison). What the batch tells the outside (logs, metrics, spans) is
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -70,6 +71,15 @@ class StageFailed(Exception):
         self.stage = stage
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """A batch being handled: how it is observed, and when it was received (its dead
+    letters' `received_at`). Its halves, when it is split, share it."""
+
+    seen: BatchObservation
+    received_at: datetime
+
+
 class CommandPipeline:
     def __init__(
         self,
@@ -89,87 +99,80 @@ class CommandPipeline:
         self._tracer = tracer  # None when tracing is off
 
     async def handle(
-        self, records: Sequence[SourceRecord], *, after: Delivery = DELIVERED, wait: bool = False
-    ) -> Delivery:
-        """Apply `records` and, once `after` is delivered, send their results and dead
-        letters; their delivery is returned, and awaited here only if `wait`."""
-        seen = BatchObservation(self.route.topic, records, self._tracer)
-        try:
-            delivery = await self._settle(
-                records, self._clock(), seen, retry_poison=True, after=after, wait=wait
-            )
-        except BaseException as exc:
-            seen.end(exc)
-            raise
-        seen.end()
-        return delivery
-
-    async def _settle(
         self,
         records: Sequence[SourceRecord],
-        received_at: datetime,
-        seen: BatchObservation,
         *,
-        retry_poison: bool,
-        after: Delivery,
-        wait: bool,
+        after: Delivery = DELIVERED,
+        wait: bool = False,
+        part_of: "_Batch | None" = None,
     ) -> Delivery:
-        """Handle `records`, isolating any record that makes them fail for good.
+        """Decode, apply and, once `after` is delivered, publish `records`: their results
+        and dead letters, whose delivery is returned (awaited here only if `wait`). A
+        failure that is not transient isolates the record that fails (`part_of` is the
+        batch whose half this is, then).
 
         The whole batch gets the applier's retries; the halves of a split get none for a
         failure that is not transient (it already repeated), except a record alone,
-        which gets them again before it is condemned. The halves wait for their
-        deliveries, so a message refused for good is isolated like any other failure."""
-        alone = len(records) == 1
+        which gets them again before it is condemned."""
+        batch = part_of or _Batch(
+            BatchObservation(self.route.topic, records, self._tracer), self._clock()
+        )
         try:
-            return await self._process(
-                records,
-                received_at,
-                seen,
-                retry_poison=retry_poison or alone,
-                after=after,
-                wait=wait,
-            )
-        except PreviousUndelivered:
-            raise
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            await _delivered(after)  # nothing of this batch is sent before that
-            if alone:
-                await self._dead_letter_poison(records[0], exc, received_at, seen)
-                return DELIVERED
-            seen.splitting(records)
-            middle = len(records) // 2
-            for half in (records[:middle], records[middle:]):
-                await self._settle(
-                    half, received_at, seen, retry_poison=False, after=DELIVERED, wait=True
+            try:
+                started = time.perf_counter()
+                commands, sources, dead, entries = self._decoded(records, batch.received_at)
+                try:
+                    applied = await self._applier.apply(
+                        commands, entries, retry_poison=part_of is None or len(records) == 1
+                    )
+                except BatchFailed as exc:
+                    raise StageFailed("applying") from exc.__cause__
+                delivery = await self._publish(
+                    batch.seen, records, sources, dead, applied, after=after, wait=wait
                 )
-            return DELIVERED
+                batch.seen.published(records, sources, applied.outcomes, dead, started)
+            except PreviousUndelivered:
+                raise
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                delivery = await self._isolate(records, exc, batch, after)
+        except BaseException as exc:
+            if part_of is None:
+                batch.seen.end(exc)
+            raise
+        if part_of is None:
+            batch.seen.end()
+        return delivery
 
-    async def _process(
+    async def _isolate(
+        self, records: Sequence[SourceRecord], exc: Exception, batch: "_Batch", after: Delivery
+    ) -> Delivery:
+        """Split `records` in halves, each handled in turn and waiting for its delivery,
+        until the record that fails is alone; it becomes a dead letter."""
+        await _delivered(after)  # nothing of this batch is sent before that
+        if len(records) == 1:
+            await self._dead_letter_poison(records[0], exc, batch)
+            return DELIVERED
+        batch.seen.splitting(records)
+        middle = len(records) // 2
+        for half in (records[:middle], records[middle:]):
+            await self.handle(half, wait=True, part_of=batch)
+        return DELIVERED
+
+    async def _publish(
         self,
-        records: Sequence[SourceRecord],
-        received_at: datetime,
         seen: BatchObservation,
+        records: Sequence[SourceRecord],
+        sources: Sequence[SourceRecord],
+        dead: Sequence[Undeliverable],
+        applied: Applied,
         *,
-        retry_poison: bool,
         after: Delivery,
         wait: bool,
     ) -> Delivery:
-        """Decode, apply, publish."""
-        started = time.perf_counter()
-        try:
-            commands, sources, dead = self._decode(records)
-            entries = [self._entry(d.record, d.reason, d.error, received_at) for d in dead]
-        except Exception as exc:
-            raise StageFailed("decoding") from exc
-
-        try:
-            applied = await self._applier.apply(commands, entries, retry_poison=retry_poison)
-        except BatchFailed as exc:
-            raise StageFailed("applying") from exc.__cause__
-
+        """The batch's dead letters and results handed to the producer, once `after` is
+        delivered; each result carries its command's trace context."""
         contexts = seen.result_contexts(sources, applied.outcomes, dead)
         messages = [
             OutgoingMessage(DEAD_LETTERS, d.message_key, d.message_json)
@@ -185,25 +188,30 @@ class CommandPipeline:
                 await delivery.wait()
         except Exception as exc:
             raise StageFailed("publishing (after the commit)") from exc
-        seen.published(records, sources, applied.outcomes, dead, started)
         return delivery
 
-    def _decode(
-        self, records: Sequence[SourceRecord]
-    ) -> tuple[list[DecodedCommand], list[SourceRecord], list[Undeliverable]]:
-        """The batch's commands with each one's record, and the records that are to be
-        dead letters."""
-        commands: list[DecodedCommand] = []
-        sources: list[SourceRecord] = []
-        dead: list[Undeliverable] = []
-        for record in records:
-            decoded = decode_record(self.route, record)
-            if isinstance(decoded, Undeliverable):
-                dead.append(decoded)
-            else:
-                commands.append(decoded)
-                sources.append(record)
-        return commands, sources, dead
+    def _decoded(
+        self, records: Sequence[SourceRecord], received_at: datetime
+    ) -> tuple[
+        list[DecodedCommand], list[SourceRecord], list[Undeliverable], list[DeadLetterEntry]
+    ]:
+        """The batch's commands with each one's record, the records that are to be dead
+        letters, and those letters."""
+        try:
+            commands: list[DecodedCommand] = []
+            sources: list[SourceRecord] = []
+            dead: list[Undeliverable] = []
+            for record in records:
+                decoded = decode_record(self.route, record)
+                if isinstance(decoded, Undeliverable):
+                    dead.append(decoded)
+                else:
+                    commands.append(decoded)
+                    sources.append(record)
+            entries = [self._entry(d.record, d.reason, d.error, received_at) for d in dead]
+        except Exception as exc:
+            raise StageFailed("decoding") from exc
+        return commands, sources, dead, entries
 
     def _entry(
         self,
@@ -225,11 +233,7 @@ class CommandPipeline:
         return DeadLetterEntry(built.letter, record.key, record.value, built.kafka_key, built.value)
 
     async def _dead_letter_poison(
-        self,
-        record: SourceRecord,
-        exc: BaseException,
-        received_at: datetime,
-        seen: BatchObservation,
+        self, record: SourceRecord, exc: BaseException, batch: "_Batch"
     ) -> None:
         """Dead-letter a record that failed alone, on every attempt, as processing_failed.
 
@@ -239,6 +243,7 @@ class CommandPipeline:
         stage = exc.stage if isinstance(exc, StageFailed) else "handling"
         cause = exc.__cause__ if isinstance(exc, StageFailed) and exc.__cause__ else exc
         error = f"failed while {stage}, alone and on every attempt: {describe(cause)}"
+        seen, received_at = batch.seen, batch.received_at
         seen.poison(record, error, cause)
         for with_payload in (True, False):
             entry = self._entry(

@@ -1,19 +1,24 @@
 """The one retry policy: how many times a failed step is tried, and the pauses between.
 
 Every retry of the consumers goes through a `RetryPolicy`: a batch's transaction, a set
-of commands, a command alone (`consumers.applier`), and a lane's redelivery of a batch
-that failed (`consumers.offset_lane`). Which errors are worth a retry is the caller's
-question to `consumers.failures.is_transient`; a payment's retries are the seed's
-business rule and live in `domain.payment`.
+of commands, a command alone (`consumers.applier`), and the offset lane's redelivery of
+a batch that failed (`consumers.offset_lane`). Which errors are worth a retry is the
+caller's question to `consumers.failures.is_transient`; a payment's retries are the
+seed's business rule and live in `domain.payment`. The attempts are tenacity's, as an
+async iterator, so that the step retried stays in its caller's code and frame.
 """
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TypeVar
 
-T = TypeVar("T")
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 
 @dataclass(frozen=True)
@@ -36,31 +41,29 @@ class RetryPolicy:
     def with_attempts(self, attempts: int) -> "RetryPolicy":
         return replace(self, attempts=attempts)
 
-    async def run(
-        self,
-        step: Callable[[], Awaitable[T]],
-        *,
-        retry_if: Callable[[Exception], bool],
-        log: logging.Logger,
-        what: str,
-    ) -> T:
-        """`step()`'s result, trying it again after a pause while it raises an error
-        for which `retry_if` is true and attempts are left; then the last error is
-        raised. Each failure is logged at WARNING, naming `what` failed."""
-        for attempt in range(self.attempts):
-            try:
-                return await step()
-            except Exception as exc:
-                retry = attempt + 1 < self.attempts and retry_if(exc)
-                log.warning(
-                    "%s failed (attempt %d of %d%s)",
-                    what,
-                    attempt + 1,
-                    self.attempts,
-                    "" if retry else ", not retried",
-                    exc_info=True,
-                )
-                if not retry:
-                    raise
-                await asyncio.sleep(self.pause(attempt))
-        raise AssertionError("unreachable: the last attempt returns or raises")
+    def retrying(
+        self, *, retry_if: Callable[[BaseException], bool], log: logging.Logger, what: str
+    ) -> AsyncRetrying:
+        """The attempts: `async for attempt in policy.retrying(...): with attempt: ...`.
+        An error for which `retry_if` is false is raised at once; after the last attempt
+        the last error is raised. Each failure that was worth a retry is logged at
+        WARNING, naming `what` failed."""
+
+        def logged(state: RetryCallState) -> None:
+            log.warning(
+                "%s failed (attempt %d of %d)",
+                what,
+                state.attempt_number,
+                self.attempts,
+                exc_info=state.outcome.exception() if state.outcome else None,
+            )
+
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(
+                multiplier=self.first_pause_s, exp_base=self.factor, max=self.max_pause_s
+            ),
+            retry=retry_if_exception(retry_if),
+            after=logged,
+            reraise=True,
+        )

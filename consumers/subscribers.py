@@ -21,7 +21,6 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker, Topic
-from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from shopflow.consumers.offset_lane import BatchWork, ConsumerLane, InFlight
@@ -98,11 +97,6 @@ def register_batch_subscriber(
         after_delivery=after_delivery,
     )
 
-    async def handle_batch(records: Any, message: KafkaMessage) -> None:
-        # The body, as `records_as_is` decodes it: the batch's records themselves.
-        if records:
-            await lane.handle(tuple(records), message.consumer)  # type: ignore[arg-type]
-
     broker.subscriber(
         # Not FastStream's to create: provisioning makes the topics as an admin, and the
         # service's principal may not (CONTRACT.md, Access).
@@ -123,7 +117,7 @@ def register_batch_subscriber(
         title=title,
         description=description,
         include_in_schema=include_in_schema,
-    )(handle_batch)
+    )(lane.handle)
 
 
 def register_command_subscriber(

@@ -4,15 +4,23 @@ batch whose delivery failed goes back, with any batch after it, for redelivery."
 
 import asyncio
 from dataclasses import replace
+from types import SimpleNamespace
+from typing import cast
 
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import RecordTooLargeError
+from faststream.kafka.annotations import KafkaMessage
 
 from shopflow.consumers.offset_lane import REDELIVERY, ConsumerLane, InFlight, Records
 from shopflow.producers.publisher import DELIVERED, Delivery
 
 TOPIC = "shop.points.charge"
 NO_PAUSE = replace(REDELIVERY, first_pause_s=0)
+
+
+def _message(consumer: "FakeConsumer") -> KafkaMessage:
+    """What FastStream hands the lane beside the records: the message, with its consumer."""
+    return cast(KafkaMessage, SimpleNamespace(consumer=consumer))
 
 
 def _batch(partition: int, first: int, count: int) -> Records:
@@ -75,9 +83,9 @@ async def test_the_next_batch_is_worked_on_while_the_one_before_is_delivered() -
     work, consumer = FakeWork(), FakeConsumer()
     lane = ConsumerLane(TOPIC, work, InFlight(), redelivery=NO_PAUSE)
 
-    await lane.handle(_batch(0, 10, 5), consumer)  # returns before its delivery
+    await lane.handle(_batch(0, 10, 5), _message(consumer))  # returns before its delivery
     assert consumer.log == []
-    second = asyncio.create_task(lane.handle(_batch(0, 15, 5), consumer))
+    second = asyncio.create_task(lane.handle(_batch(0, 15, 5), _message(consumer)))
     await _settle()
     assert work.calls == [(10, False), (15, False)]
     assert not second.done()  # waits for the first delivery before sending its own
@@ -102,8 +110,8 @@ async def test_offsets_are_committed_in_order_even_when_deliveries_finish_out_of
         return Delivery([acks[-1]])
 
     lane = ConsumerLane(TOPIC, sends_at_once, InFlight(), redelivery=NO_PAUSE)
-    await lane.handle(_batch(0, 0, 3), consumer)
-    await lane.handle(_batch(1, 0, 4), consumer)
+    await lane.handle(_batch(0, 0, 3), _message(consumer))
+    await lane.handle(_batch(1, 0, 4), _message(consumer))
     acks[1].set_result(None)
     await _settle()
     assert consumer.log == []  # the second waits for the first's commit
@@ -116,17 +124,17 @@ async def test_a_failed_delivery_rewinds_its_batch_and_the_redelivery_waits_for_
     work, consumer = FakeWork(), FakeConsumer()
     lane = ConsumerLane(TOPIC, work, InFlight(), redelivery=NO_PAUSE)
 
-    await lane.handle(_batch(0, 10, 5), consumer)
+    await lane.handle(_batch(0, 10, 5), _message(consumer))
     work.acks[0].set_exception(ConnectionResetError("broker went away"))
     await _settle()
     assert consumer.log == [("seek", {0: 10})]  # nothing committed
 
     # Fetched before the rewind: goes back too, unworked.
-    await lane.handle(_batch(0, 15, 5), consumer)
+    await lane.handle(_batch(0, 15, 5), _message(consumer))
     assert consumer.log[-1] == ("seek", {0: 10})
     assert work.calls == [(10, False)]
 
-    redelivered = asyncio.create_task(lane.handle(_batch(0, 10, 5), consumer))
+    redelivered = asyncio.create_task(lane.handle(_batch(0, 10, 5), _message(consumer)))
     await _settle()
     assert work.calls[-1] == (10, True)
     assert not redelivered.done()
@@ -134,7 +142,7 @@ async def test_a_failed_delivery_rewinds_its_batch_and_the_redelivery_waits_for_
     await redelivered  # waited for its delivery and its commit
     assert consumer.log[-1] == ("commit", {0: 15})
 
-    await lane.handle(_batch(0, 15, 5), consumer)  # past it: overlapping again
+    await lane.handle(_batch(0, 15, 5), _message(consumer))  # past it: overlapping again
     assert work.calls[-1] == (15, False)
 
 
@@ -142,8 +150,10 @@ async def test_a_batch_after_an_undelivered_one_rewinds_both() -> None:
     work, consumer = FakeWork(), FakeConsumer()
     lane = ConsumerLane(TOPIC, work, InFlight(), redelivery=NO_PAUSE)
 
-    await lane.handle(_batch(0, 10, 5) + _batch(1, 40, 2), consumer)
-    second = asyncio.create_task(lane.handle(_batch(0, 15, 5) + _batch(2, 7, 1), consumer))
+    await lane.handle(_batch(0, 10, 5) + _batch(1, 40, 2), _message(consumer))
+    second = asyncio.create_task(
+        lane.handle(_batch(0, 15, 5) + _batch(2, 7, 1), _message(consumer))
+    )
     await _settle()
     work.acks[0].set_exception(ConnectionResetError("broker went away"))
     await second
@@ -169,8 +179,8 @@ async def test_a_failing_batch_is_rewound_while_the_one_before_still_commits() -
         return Delivery([acks[-1]])
 
     lane = ConsumerLane(TOPIC, fails_second, InFlight(), redelivery=NO_PAUSE)
-    await lane.handle(_batch(0, 10, 5), consumer)
-    second = asyncio.create_task(lane.handle(_batch(0, 15, 5), consumer))
+    await lane.handle(_batch(0, 10, 5), _message(consumer))
+    second = asyncio.create_task(lane.handle(_batch(0, 15, 5), _message(consumer)))
     await _settle()
     acks[0].set_result(None)
     await second
@@ -183,7 +193,7 @@ async def test_a_failing_batch_is_rewound_while_the_one_before_still_commits() -
 async def test_a_stop_finishes_batches_in_the_background_and_then_works_inline() -> None:
     work, consumer, in_flight = FakeWork(), FakeConsumer(), InFlight()
     lane = ConsumerLane(TOPIC, work, in_flight, redelivery=NO_PAUSE)
-    await lane.handle(_batch(0, 10, 5), consumer)
+    await lane.handle(_batch(0, 10, 5), _message(consumer))
 
     closing = asyncio.create_task(in_flight.close())
     await _settle()
@@ -192,7 +202,7 @@ async def test_a_stop_finishes_batches_in_the_background_and_then_works_inline()
     await closing
     assert consumer.log == [("commit", {0: 15})]
 
-    last = asyncio.create_task(lane.handle(_batch(0, 15, 1), consumer))
+    last = asyncio.create_task(lane.handle(_batch(0, 15, 1), _message(consumer)))
     await _settle()
     assert work.calls[-1] == (15, True)
     work.acks[1].set_result(None)
@@ -207,7 +217,7 @@ async def test_nothing_to_deliver_commits_at_once() -> None:
         return DELIVERED
 
     lane = ConsumerLane(TOPIC, aggregate, InFlight(), redelivery=NO_PAUSE)
-    await lane.handle(_batch(3, 0, 2), consumer)
+    await lane.handle(_batch(3, 0, 2), _message(consumer))
     await _settle()
     assert consumer.log == [("commit", {3: 2})]
 
@@ -221,13 +231,13 @@ async def test_a_batch_with_room_takes_what_the_broker_got_meanwhile() -> None:
         return DELIVERED
 
     lane = ConsumerLane(TOPIC, work, InFlight(), max_records=8, linger_ms=2, redelivery=NO_PAUSE)
-    await lane.handle(_batch(0, 10, 3), consumer)
+    await lane.handle(_batch(0, 10, 3), _message(consumer))
     await _settle()
 
     # Up to the batch's room (8), each partition's records after those it had.
     assert seen == [(0, 10), (0, 11), (0, 12), (0, 13), (0, 14), (0, 15), (0, 16), (1, 0)]
     assert consumer.log[-1] == ("commit", {0: 17, 1: 1})
-    await lane.handle(_batch(1, 1, 8), consumer)  # a full batch does not wait
+    await lane.handle(_batch(1, 1, 8), _message(consumer))  # a full batch does not wait
     await _settle()
     assert [what for what, _ in consumer.log] == ["getmany", "commit", "commit"]
 
@@ -242,7 +252,7 @@ async def test_a_batch_being_worked_on_when_the_stop_begins_commits_before_it_re
         return Delivery([ack])
 
     lane = ConsumerLane(TOPIC, slow, in_flight, redelivery=NO_PAUSE)
-    handling = asyncio.create_task(lane.handle(_batch(0, 10, 5), consumer))
+    handling = asyncio.create_task(lane.handle(_batch(0, 10, 5), _message(consumer)))
     await _settle()
     closing = asyncio.create_task(in_flight.close())
     await _settle()
@@ -280,9 +290,9 @@ async def test_a_commit_that_never_answers_is_given_up_and_the_next_ones_go_on()
     in_flight = InFlight()
     lane = ConsumerLane(TOPIC, work, in_flight, redelivery=NO_PAUSE, commit_timeout_s=0.05)
 
-    await lane.handle(_batch(0, 10, 5), consumer)
+    await lane.handle(_batch(0, 10, 5), _message(consumer))
     work.acks[0].set_result(None)
-    await lane.handle(_batch(0, 15, 5), consumer)  # sent once the first was delivered
+    await lane.handle(_batch(0, 15, 5), _message(consumer))  # sent once the first was delivered
     work.acks[1].set_result(None)
     async with asyncio.timeout(5):  # a stop finishes, not waiting for the lost commit
         await in_flight.close()
@@ -312,7 +322,7 @@ async def test_a_batch_whose_top_up_fails_is_worked_on_as_delivered() -> None:
         return DELIVERED
 
     lane = ConsumerLane(TOPIC, work, InFlight(), max_records=8, linger_ms=2, redelivery=NO_PAUSE)
-    await lane.handle(_batch(0, 10, 3), consumer)
+    await lane.handle(_batch(0, 10, 3), _message(consumer))
     await _settle()
 
     assert seen == [10, 11, 12]

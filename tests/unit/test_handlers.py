@@ -10,6 +10,7 @@ import pytest
 
 from shopflow.consumers.bindings import CommandBatch, EventMeta
 from shopflow.consumers.handlers import BINDINGS, LostInsertRace
+from shopflow.consumers.locking import lock_rows
 from shopflow.contracts.commands import ChargePoints, RegisterUser, UpsertProduct
 from shopflow.contracts.events import PointsCharged, ProductUpserted, ResultEvent, UserRegistered
 from shopflow.contracts.limits import MAX_BALANCE
@@ -23,7 +24,9 @@ C = TypeVar("C", RegisterUser, UpsertProduct, ChargePoints)
 async def _run(uow: FakeUnitOfWork, *commands: C) -> list[ResultEvent | Rejected]:
     """One batch of one command type, through its binding."""
     at = datetime(2026, 11, 29, tzinfo=UTC)
-    answers = await BINDINGS[type(commands[0])].run(uow, CommandBatch(commands, at))
+    binding = BINDINGS[type(commands[0])]
+    locked = await lock_rows(uow, binding.locks, commands)
+    answers = await binding.handler(uow, CommandBatch(commands, at), locked)
     return [
         a if isinstance(a, Rejected) else a(**EventMeta(uuid.uuid4(), c.command_id, at).envelope())
         for c, a in zip(commands, answers, strict=True)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from shopflow.consumers.bindings import CommandBatch, EventMeta
 from shopflow.consumers.handlers import BINDINGS
+from shopflow.consumers.locking import lock_rows
 from shopflow.contracts.commands import AddCartItem, OrderLine, PlaceOrder, RemoveCartItem
 from shopflow.contracts.events import CartItemAdded, CartItemRemoved, OrderPlaced, ResultEvent
 from shopflow.domain.catalog import Product
@@ -38,7 +39,9 @@ async def _run(
     """One batch of one command type, through its binding: its rows locked, then its
     handler."""
     at = datetime(2026, 11, 29, tzinfo=UTC)
-    answers = await BINDINGS[type(commands[0])].run(uow, CommandBatch(commands, at))
+    binding = BINDINGS[type(commands[0])]
+    locked = await lock_rows(uow, binding.locks, commands)
+    answers = await binding.handler(uow, CommandBatch(commands, at), locked)
     return [
         a if isinstance(a, Rejected) else a(**EventMeta(uuid.uuid4(), c.command_id, at).envelope())
         for c, a in zip(commands, answers, strict=True)

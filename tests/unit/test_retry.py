@@ -1,12 +1,23 @@
 """The one retry policy: attempts, pauses, and which errors it gives up on at once."""
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 from shopflow.consumers.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
+
+
+async def _retried(
+    policy: RetryPolicy,
+    step: Callable[[], Awaitable[None]],
+    retry_if: Callable[[BaseException], bool],
+) -> None:
+    async for attempt in policy.retrying(retry_if=retry_if, log=log, what="step"):
+        with attempt:
+            await step()
 
 
 def test_pauses_grow_by_the_factor_up_to_the_cap() -> None:
@@ -24,8 +35,12 @@ async def test_a_step_is_tried_until_it_succeeds_within_its_attempts() -> None:
             raise ConnectionError("not yet")
         return "done"
 
-    policy = RetryPolicy(attempts=3, first_pause_s=0)
-    assert await policy.run(flaky, retry_if=lambda _: True, log=log, what="step") == "done"
+    async for attempt in RetryPolicy(attempts=3, first_pause_s=0).retrying(
+        retry_if=lambda _: True, log=log, what="step"
+    ):
+        with attempt:
+            result = await flaky()
+    assert result == "done"
     assert calls == 3
 
 
@@ -38,9 +53,7 @@ async def test_the_last_error_is_raised_when_attempts_run_out() -> None:
         raise ConnectionError(f"attempt {calls}")
 
     with pytest.raises(ConnectionError, match="attempt 2"):
-        await RetryPolicy(attempts=2, first_pause_s=0).run(
-            broken, retry_if=lambda _: True, log=log, what="step"
-        )
+        await _retried(RetryPolicy(attempts=2, first_pause_s=0), broken, lambda _: True)
 
 
 async def test_an_error_not_worth_retrying_is_raised_at_once() -> None:
@@ -52,8 +65,10 @@ async def test_an_error_not_worth_retrying_is_raised_at_once() -> None:
         raise ValueError("same every time")
 
     with pytest.raises(ValueError, match="same every time"):
-        await RetryPolicy(attempts=4, first_pause_s=0).run(
-            poison, retry_if=lambda e: isinstance(e, ConnectionError), log=log, what="step"
+        await _retried(
+            RetryPolicy(attempts=4, first_pause_s=0),
+            poison,
+            lambda e: isinstance(e, ConnectionError),
         )
     assert calls == 1
 
