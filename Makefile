@@ -54,8 +54,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The fast tier: no server, no hypothesis property (tests/conftest.py marks the tiers).
 unit: $(STAMP)
-	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest -q -m "unit and not property"
 
 # SHOPFLOW_TEST_INFRA=testcontainers runs the integration tests against containers
 # instead of the servers scripts/infra.sh starts.

@@ -14,7 +14,7 @@ import pytest
 from tests.chaos.servers import ChaosServers
 from tests.chaos.suite import FAULTS, Scale, run_fault
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="session")

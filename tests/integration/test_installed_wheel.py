@@ -88,7 +88,6 @@ def test_the_wheel_adds_exactly_one_top_level_name(installed: Path) -> None:
     assert "0001_initial.py" in out
 
 
-@pytest.mark.integration
 def test_the_pytest_plugin_runs_a_neighbours_tests_from_the_wheel(
     installed: Path, tmp_path: Path
 ) -> None:

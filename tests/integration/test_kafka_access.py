@@ -56,8 +56,6 @@ from tests.integration.helpers import isolated
 from tests.integration.test_cli import explain
 from tests.integration.test_topic_setup import shopflow
 
-pytestmark = pytest.mark.integration
-
 TIMEOUT_S = 15
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import Phase, event, example, given, settings, target
 from hypothesis import strategies as st
 
@@ -42,6 +43,8 @@ from shopflow.contracts.limits import MAX_BALANCE, MAX_CHARGE_AMOUNT
 from shopflow.contracts.topics import ROUTES_BY_TYPE
 from shopflow.domain.catalog import Product
 from tests.unit.fakes import FakeDatabase, FakeState, Faults
+
+pytestmark = pytest.mark.property
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 

@@ -21,6 +21,8 @@ from shopflow.contracts.topics import COMMAND_ROUTES, ROUTES_BY_TOPIC, CommandRo
 from shopflow.producers.dead_letters import DeadLetterLimits, build_dead_letter
 from tests.hostile import Hostile, hostile_charges, schema_documents
 
+pytestmark = pytest.mark.property
+
 ROUTE = ROUTES_BY_TOPIC["shop.points.charge"]
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
 ROOM = DeadLetterLimits().max_value_bytes
