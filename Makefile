@@ -44,7 +44,8 @@ up-docker: $(STAMP)
 run: $(STAMP) up
 	$(BIN)/shopflow serve
 
-# lint-imports: the direction of imports (README, Layout; pyproject.toml's tool.importlinter).
+# lint-imports: the direction of imports (docs/design.md, Layout; pyproject.toml's
+# tool.importlinter). shellcheck: the scripts. mkdocs: the documentation site, strictly.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

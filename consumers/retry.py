@@ -45,9 +45,10 @@ class RetryPolicy:
         self, *, retry_if: Callable[[BaseException], bool], log: logging.Logger, what: str
     ) -> AsyncRetrying:
         """The attempts: `async for attempt in policy.retrying(...): with attempt: ...`.
-        An error for which `retry_if` is false is raised at once; after the last attempt
-        the last error is raised. Each failure that was worth a retry is logged at
-        WARNING, naming `what` failed."""
+        An error for which `retry_if` is false is raised at once, and so is anything that
+        is not an `Exception` (a cancellation above all: a stop must not be retried);
+        after the last attempt the last error is raised. Each failure that was worth a
+        retry is logged at WARNING, naming `what` failed."""
 
         def logged(state: RetryCallState) -> None:
             log.warning(
@@ -63,7 +64,7 @@ class RetryPolicy:
             wait=wait_exponential(
                 multiplier=self.first_pause_s, exp_base=self.factor, max=self.max_pause_s
             ),
-            retry=retry_if_exception(retry_if),
+            retry=retry_if_exception(lambda exc: isinstance(exc, Exception) and retry_if(exc)),
             after=logged,
             reraise=True,
         )

@@ -39,7 +39,7 @@ _TEXT = String()
 _MOMENT = DateTime(timezone=True)
 
 # Every statement is built once, here: building a Core statement costs more CPU than
-# executing its cached compiled form (a fifth of a small batch's time, py-spy).
+# executing its cached compiled form (docs/measurements.md#optimisations).
 
 _EXISTING_USERS = select(users.c.user_id).where(any_of(users.c.user_id, "ids", _ID))
 

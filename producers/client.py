@@ -1,7 +1,7 @@
 """The client upstream services (and the tests, and the CLI) use to send commands and,
 if they wish, await each command's result event, matched on `command_id`.
 
-    kafka = KafkaConnection.parse("127.0.0.1:9092", principal="shop-payments", password=...)
+    kafka = KafkaConnection.parse("127.0.0.1:9092", principal="shopflow-ops", password=...)
     async with ShopflowClient(kafka) as client:
         event = await client.send_and_wait(ChargePoints(command_id="c-1", user_id=1, amount=5))
 

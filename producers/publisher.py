@@ -7,8 +7,8 @@ downstream).
 
 Results go out through an aiokafka producer of the sink's own, not FastStream's
 `broker.publish`: per message that wraps the send in middlewares, a correlation id and
-a headers dict, which profiling showed costing a third as much CPU again as the send
-itself, for nothing shopflow uses.
+a headers dict, for nothing shopflow uses, at a cost measured in
+docs/measurements.md#optimisations.
 
 A message that carries the trace context of the command it answers (`trace_context`,
 set only when tracing is on) gets a "create" span of its own, a child of that context,
@@ -135,9 +135,7 @@ class KafkaMessageSink:
             self._kafka,
             max_request_size=self._max_request_size,
             # No linger: a batch's messages are handed over at once (see send_all), so
-            # waiting for more only adds latency (`python -m tests.bench.latency`, before
-            # the overlap of batches: p50 30 ms with 5 ms of linger, 8 ms without, at 100
-            # commands/s).
+            # waiting for more only adds latency (docs/measurements.md#optimisations).
             linger_ms=0,
             client_id=self._client_id,
         )

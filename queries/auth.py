@@ -13,8 +13,7 @@ Choices:
   the oldest forgotten first, all of them when the keys change): a client sends one token
   many times, and the signature check is most of a check's CPU. With a cache hit, the
   `iss`, `aud` and signature were checked on this token's first use, with these keys.
-  Measured by `python -m tests.bench.token_check`; the figures are in README, "Access"
-  ("HTTP: bearer tokens").
+  Measured by `python -m tests.bench.token_check` (docs/measurements.md#token-check).
 - 401 `unauthenticated` carries `WWW-Authenticate: Bearer realm="shopflow"`, with
   `error="invalid_token"` and a description when a token was sent but refused (RFC 6750,
   3); 403 `forbidden` carries `error="insufficient_scope"` and the scope that would do.
@@ -40,8 +39,8 @@ from shopflow.queries.token_keys import ALGORITHMS, TokenKeys
 
 # The scopes, the only place they are spelled.
 SCOPE_READ = "shopflow:read"  # read any user
-SCOPE_WRITE = "shopflow:write"  # send any user's cart, order and cancel commands
-SCOPE_POINTS_CHARGE = "shopflow:points:charge"  # charge points (never a customer's own)
+SCOPE_WRITE = "shopflow:write"  # send any user's cart and order commands (no HTTP route yet)
+SCOPE_POINTS_CHARGE = "shopflow:points:charge"  # charge points (no HTTP route yet)
 SCOPE_METRICS = "shopflow:metrics"  # GET /metrics of `shopflow serve`
 SCOPES = frozenset({SCOPE_READ, SCOPE_WRITE, SCOPE_POINTS_CHARGE, SCOPE_METRICS})
 

@@ -15,10 +15,8 @@ commit timed out, and the worker's graceful stop hung in aiokafka's
 `ensure_coordinator_known`, waiting on that refresh. The slow-stop report
 (`shopflow.slow_stop`) showed the dead synchronizers with this RuntimeError.
 
-uvloop stays: the worker drains about 16 % more commands per second with it
-(`python -m tests.bench.drain --settle`, one worker, 20,000 ChargePoints, two runs each,
-alternated: 8,075 and 6,268/s with uvloop, 6,931 and 5,344/s without). So the write's
-RuntimeError is given the meaning aiokafka gives an OSError there: the connection is
+uvloop stays, because the worker drains more with it (docs/measurements.md#libraries).
+So the write's RuntimeError is given the meaning aiokafka gives an OSError there: the connection is
 closed as broken and `KafkaConnectionError` raised. `tests/unit/test_aiokafka_on_uvloop.py`
 shows uvloop still raising it; when that test fails, uvloop has changed, and this module
 can go.

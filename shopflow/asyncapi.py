@@ -67,8 +67,8 @@ def build_asyncapi(version: str = "0.1.0") -> AsyncAPI:
     )
 
 
-# Each is built once per process (50-150 ms: a broker is declared, then rendered): the
-# document only changes with the code.
+# Each is built once per process (a broker is declared, then rendered, which takes a
+# while): the document only changes with the code.
 
 
 @functools.cache

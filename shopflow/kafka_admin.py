@@ -234,7 +234,7 @@ class SessionTimeoutRefused(StartRefused):
 
 async def check_session_timeout(settings: Settings, kafka: KafkaConnection) -> None:
     """Refuse a `SHOPFLOW_SESSION_TIMEOUT_MS` outside what every broker allows (Kafka's
-    default minimum is 6,000 ms; shopflow's default, 2,000, needs it lowered)."""
+    default minimum is 6,000 ms; shopflow's default, 1,500, needs it lowered)."""
     admin = kafka.admin()
     await admin.start()
     try:

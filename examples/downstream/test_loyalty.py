@@ -2,8 +2,8 @@
 received, its balances read back over HTTP.
 
 shopflow runs for the session on a fresh database and topic prefix (the plugin's
-`shopflow_service`): on throwaway containers when Docker answers, else on the servers
-the SHOPFLOW_* settings name. Each test makes its own users, so none depends on another.
+`shopflow_service`), on the secured servers the SHOPFLOW_* settings name. Each test makes
+its own users, so none depends on another.
 """
 
 import secrets

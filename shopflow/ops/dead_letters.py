@@ -1,15 +1,11 @@
 """Dead letters for operators: listing, showing one whole, replaying.
 
 They are read from PostgreSQL (`dead_letters`, `persistence.dead_letter_store`), not from
-the `shop.dead-letters` topic. The table is the system of record (README, "Dead
-letters"; CONTRACT.md: the whole original "the service keeps and can show or replay"):
-each letter is recorded in its batch's transaction before it is published, and
-published from what was recorded, so the topic holds nothing the table does not; the
-table holds each source record once (the topic may hold a letter twice, after a
-redelivery), with its whole key and value byte for byte (the topic's copy is cut past
-about 785,000 bytes), and can be filtered by reason, topic and time with an index
-rather than by reading the whole topic from its beginning, as far back as its
-retention still reaches.
+the `shop.dead-letters` topic. The table is the system of record (docs/design.md, "Dead
+letters"): each letter is recorded in its batch's transaction and published from what
+was recorded; the table holds each source record once, with its whole key and value
+(the topic's copy is cut to fit a message), and is filtered by reason, topic and time
+with an index rather than by reading the topic from its beginning.
 """
 
 import base64

@@ -3,7 +3,7 @@
 fresh database and topic prefix, removed at the end.
 
 - `shopflow_endpoints`: where Kafka, PostgreSQL and Redis are (`shopflow.testing.servers`:
-  containers when Docker answers, else the servers the SHOPFLOW_* settings name).
+  the secured servers the SHOPFLOW_* settings name; unsecured containers are refused).
 - `shopflow_settings`: the session's own settings on them (database, topic prefix,
   consumer groups, Redis keys; `shopflow.testing.session.isolated_settings`).
 - `shopflow_service`: shopflow running: migrated, topics created, every command topic
@@ -78,8 +78,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.fixture(scope="session")
 def shopflow_endpoints() -> Iterator[Endpoints]:
-    """Kafka, PostgreSQL and Redis: containers when Docker answers, else the servers the
-    SHOPFLOW_* settings name (SHOPFLOW_TEST_INFRA=local|testcontainers|auto chooses)."""
+    """Kafka, PostgreSQL and Redis: the servers the SHOPFLOW_* settings name
+    (SHOPFLOW_TEST_INFRA=local; testcontainers' unsecured containers are refused)."""
     from shopflow.testing.servers import find_servers
 
     with find_servers() as endpoints:

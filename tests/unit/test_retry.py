@@ -1,5 +1,6 @@
 """The one retry policy: attempts, pauses, and which errors it gives up on at once."""
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -70,6 +71,19 @@ async def test_an_error_not_worth_retrying_is_raised_at_once() -> None:
             poison,
             lambda e: isinstance(e, ConnectionError),
         )
+    assert calls == 1
+
+
+async def test_a_cancellation_is_never_retried() -> None:
+    calls = 0
+
+    async def stopped() -> None:
+        nonlocal calls
+        calls += 1
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await _retried(RetryPolicy(attempts=4, first_pause_s=0), stopped, lambda _: True)
     assert calls == 1
 
 
