@@ -1,23 +1,12 @@
 """Each command's span: how a command's trace goes on through a batch of many.
 
-FastStream's tracing middleware (`shopflow.runtime.build_broker`) gives each batch one
-"<topic> process" span, the root of a trace of its own: a batch holds records of many
-traces, and FastStream links a batch span only to the records that carry its own
-`correlation_id` header, which other senders' records do not. So that a sender's trace
-goes on to the command's result, each record gets a span of its own here, "<topic>
-process", a child of the context in its `traceparent` header (`producers.tracing`) with
-a link to the batch's span, where the batch's statements are (the asyncpg spans); a
-record that carries no context gets one too, a child of the batch's span. Its result
-carries the context of that span (`producers.publisher`), so the sender's trace reads:
-its span, the client's send, the command's processing, its result's creation; and from
-the command's span, the link leads to the batch that applied it.
-
-A command's span starts when its batch is handed to the pipeline and ends when the
-batch's messages are handed to the producer, or when the batch fails (the redelivered
-batch gets new spans). It says the command's id and outcome.
-
-Only a runtime with a tracer provider builds a `CommandTracer`: with tracing off the
-pipeline has none, and nothing here runs.
+FastStream gives each batch one "<topic> process" span, the root of a trace of its own
+(a batch holds records of many traces). So each record gets a span of its own here, a
+child of the context in its `traceparent` header (`producers.tracing`), or of the
+batch's span when it has none, linked to the batch's span where the statements are. Its
+result carries that span's context (`producers.publisher`): the sender's trace reads
+its send, the command's processing, its result's creation. A span ends when its batch's
+messages are handed to the producer or the batch fails. Built only when tracing is on.
 """
 
 from collections.abc import Sequence

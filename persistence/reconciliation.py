@@ -1,29 +1,9 @@
-"""Reconciliation: the invariants the books must keep, checked over the whole database.
-
-Each rule is one SQL query that returns the rows breaking it (at most `limit_per_rule`
-of them). All rules read one REPEATABLE READ snapshot, so a command committing while
-the check runs cannot make two rules disagree with each other.
-
-The rules:
-
-- `balance_matches_transactions`: every point balance equals the sum of its user's
-  signed point transactions (a balance without transactions must be 0, and
-  transactions without a balance row must sum to 0).
-- `stock_not_negative`, `balance_not_negative`.
-- `order_total_matches_lines`: an order's total is the sum of quantity * unit_price
-  of its lines.
-- `order_has_lines`: every order has at least one line.
-- `order_paid_once`: every order has exactly one payment (by its command_id), of its
-  user, whose amount is the order's total.
-- `order_points_used_once`: every order has exactly one point transaction of kind
-  'use' with its command_id, of its user, whose amount is -total.
-- `ledger_result_stored`: every spent command_id has its result stored (the ledger
-  writes event_id, result_topic and result_json in the row's one INSERT; the primary
-  key already guarantees at most one row per command_id).
-
-Not checked: that every order's / point transaction's command_id is in
-processed_commands. `purge-ledger` forgets command ids after the retention period,
-so the rule would only hold within it.
+"""Reconciliation (`shopflow check`): the invariants the books must keep, checked over the
+whole database. Each rule is one query returning the rows that break it (at most
+`limit_per_rule`), all in one REPEATABLE READ snapshot, so a command committing meanwhile
+cannot make two rules disagree. The rules are the `RULES` below, each with its meaning.
+Not checked: that every order's command_id is in the ledger, since `purge-ledger`
+forgets ids after the retention period.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -59,6 +39,8 @@ class _Rule:
 
 
 def _balance_matches_transactions(limit: int) -> Select[Any]:
+    """Every point balance equals the sum of its user's signed transactions (no balance
+    row counts as 0, and so do no transactions)."""
     sums = (
         select(
             point_transactions.c.user_id,
@@ -86,6 +68,7 @@ def _balance_matches_transactions(limit: int) -> Select[Any]:
 
 
 def _stock_not_negative(limit: int) -> Select[Any]:
+    """No product's stock is below zero."""
     return (
         select(products.c.product_id, products.c.stock)
         .where(products.c.stock < 0)
@@ -95,6 +78,7 @@ def _stock_not_negative(limit: int) -> Select[Any]:
 
 
 def _balance_not_negative(limit: int) -> Select[Any]:
+    """No balance is below zero."""
     return (
         select(point_balances.c.user_id, point_balances.c.balance)
         .where(point_balances.c.balance < 0)
@@ -104,6 +88,7 @@ def _balance_not_negative(limit: int) -> Select[Any]:
 
 
 def _order_total_matches_lines(limit: int) -> Select[Any]:
+    """An order's total is the sum of quantity * unit_price of its lines."""
     sums = (
         select(
             order_lines.c.order_id,
@@ -122,6 +107,7 @@ def _order_total_matches_lines(limit: int) -> Select[Any]:
 
 
 def _order_has_lines(limit: int) -> Select[Any]:
+    """Every order has at least one line."""
     has_line = select(literal(1)).where(order_lines.c.order_id == orders.c.order_id).exists()
     return (
         select(orders.c.order_id, orders.c.user_id, orders.c.command_id)
@@ -174,16 +160,21 @@ def _order_matched_once(
 
 
 def _order_paid_once(limit: int) -> Select[Any]:
+    """Every order has exactly one payment (by its command_id), of its user, of its total."""
     return _order_matched_once(payments, 1, limit)
 
 
 def _order_points_used_once(limit: int) -> Select[Any]:
+    """Every order has exactly one point transaction of kind `use` with its command_id, of
+    its user, whose amount is -total."""
     return _order_matched_once(
         point_transactions, -1, limit, point_transactions.c.kind == TransactionKind.USE.value
     )
 
 
 def _ledger_result_stored(limit: int) -> Select[Any]:
+    """Every spent command_id has its result stored (event_id, result_topic and
+    result_json, written in the row's one INSERT)."""
     c = processed_commands.c
     return (
         select(

@@ -1,25 +1,9 @@
 """The Redis view of sales behind "top products": minute and hour buckets of units sold,
-keyed by the minute and hour of each OrderPlaced's `occurred_at` (UTC).
-
-Keys, under a prefix (default `shopflow:top`), for the hour H = YYYYMMDDHH:
-    {prefix}:{H}:h        sorted set, product id -> units sold in hour H
-    {prefix}:{H}:m:MM     sorted set, units sold in minute MM of hour H
-    {prefix}:{H}:seen     set of the event ids already counted in hour H
-    {prefix}:built        present once the view was (re)built from PostgreSQL
-The `{H}` is a Redis Cluster hash tag: one sale touches keys of one slot only, so the
-apply script stays valid when Redis becomes a cluster. Buckets expire 72 hours after
-their hour ends (plus a margin); nothing grows without bound.
-
-Applying sales is one Lua script per hour (all its keys share the hash tag): for each
-sale, add the event id to `seen`, and only if it was new, add its units to the hour and
-minute buckets. The id
-and the increments change together, so a redelivered or replayed event counts once.
-
-Reading: the window (see domain.top_products) is the minute buckets of its partial
-first and last hours and the hour buckets in between, summed with ZUNIONSTORE (at most
-about 190 keys), ranked with ties by lower product id, and cached for `cache_ms` so a
-burst of requests does not redo the union. (On a Redis Cluster the union would become
-a client-side merge of the same buckets.)
+keyed by the minute and hour of each OrderPlaced's `occurred_at` (UTC), with the event
+ids counted per hour, so that a redelivered or replayed event counts once (one Lua
+script per hour applies a batch's sales). Reads sum the window's buckets with
+ZUNIONSTORE and cache the ranking for `cache_ms`. Keys, expiry and the Redis Cluster
+hash tag: docs/design.md, "Top products".
 """
 
 import json

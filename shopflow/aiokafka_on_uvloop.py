@@ -1,25 +1,13 @@
 """aiokafka on uvloop: a write to a connection the broker closed must not kill a client.
 
-aiokafka's `AIOKafkaConnection.send` turns an `OSError` from its socket write into
-`KafkaConnectionError`, which every caller handles (the connection is dropped and opened
-again). asyncio's own transports say nothing at all in that case. uvloop's raise
-`RuntimeError("unable to perform operation on <TCPTransport closed=True ...>; the handler
-is closed")` instead (aio-libs/aiokafka#1038, open; MagicStack/uvloop#506), which nothing
-in aiokafka expects. When it reaches a client's metadata synchronizer, that task dies,
-and from then on every metadata refresh of the client waits forever.
-
-`make chaos` found it (the broker-restart fault): after the broker was SIGKILLed and
-started again, now and then one or more consumers of a worker never found their group
-coordinator again. Their heartbeats stopped while they went on fetching, every offset
-commit timed out, and the worker's graceful stop hung in aiokafka's
-`ensure_coordinator_known`, waiting on that refresh. The slow-stop report
-(`shopflow.slow_stop`) showed the dead synchronizers with this RuntimeError.
-
-uvloop stays, because the worker drains more with it (docs/measurements.md#libraries).
-So the write's RuntimeError is given the meaning aiokafka gives an OSError there: the connection is
-closed as broken and `KafkaConnectionError` raised. `tests/unit/test_aiokafka_on_uvloop.py`
-shows uvloop still raising it; when that test fails, uvloop has changed, and this module
-can go.
+aiokafka turns an `OSError` from a socket write into `KafkaConnectionError`, which its
+callers handle. uvloop raises `RuntimeError("unable to perform operation on
+<TCPTransport closed=True ...>")` instead (aio-libs/aiokafka#1038, MagicStack/uvloop#506),
+which kills a client's metadata synchronizer: `make chaos` (broker-restart) found
+consumers that never found their coordinator again. uvloop stays (the worker drains more
+with it: docs/measurements.md#libraries), so that RuntimeError is given an OSError's
+meaning here. `tests/unit/test_aiokafka_on_uvloop.py` shows uvloop still raising it;
+when it fails, this module can go.
 """
 
 from typing import Any

@@ -1,25 +1,11 @@
 """How a shopflow process logs: one configuration, made once at the start of each
-command (`shopflow.cli`), for every logger of the process.
+command (`shopflow.cli`), for every logger of the process, shopflow's and its libraries'.
 
-Choices:
-- One handler, on the root logger, with structlog's `ProcessorFormatter`: what
-  FastStream, aiokafka, uvicorn and SQLAlchemy log through the standard library, and
-  shopflow's own `logging.getLogger` loggers, all go through the same processors:
-  timestamp (ISO 8601, UTC), level, logger name, the event (the formatted message),
-  the record's `extra` fields (the consumers' structured fields, FastStream's topic and
-  group), and any exception. structlog's own loggers, should code use them, are routed
-  through the standard library to the same handler, and so are Python's warnings
-  (logger `py.warnings`), which would otherwise be written to stderr as they are.
-- JSON lines when stderr is not a terminal (a service under a supervisor, a test's
-  pipe: one object per line, `json.loads` reads it), structlog's console renderer when
-  it is (a developer's `make run`); `SHOPFLOW_LOG_FORMAT` forces either. In JSON an
-  exception is one string field (`exception`); on the console it follows the line.
-- Tracebacks are plain (`traceback`'s), never rich's with local variables: those would
-  put connection URLs, passwords included, and whole batches in the log.
-- A process whose root logger already has handlers that are not shopflow's (a test
-  runner, an application embedding the CLI) keeps its configuration, as
-  `logging.basicConfig` would; `force` replaces it. Calling this again replaces
-  shopflow's handler rather than adding a second one.
+One handler on the root logger, structlog's `ProcessorFormatter`: JSON lines when stderr
+is not a terminal, the console renderer when it is (`SHOPFLOW_LOG_FORMAT` forces
+either). Tracebacks are plain, never rich's with local variables, which would put
+connection URLs and whole batches in the log. A process that configured logging itself
+keeps its configuration unless `force`. Details: docs/operating.md, "Logs".
 """
 
 import logging

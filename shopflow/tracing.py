@@ -1,27 +1,10 @@
 """OpenTelemetry tracing of a shopflow process: whether it is on, and its one set-up.
 
-`configure_tracing` is the one place a process's tracer provider is made and installed
-(`shopflow serve` and `shopflow worker` call it); it returns the provider, which the
-runtime and the HTTP app are given (`Runtime.build`, `create_app`). Tests pass a
-provider of their own instead, and install nothing globally.
-
-What is traced when it is on:
-- each batch of commands: FastStream's span of the batch (`shopflow.runtime`), each
-  command's span in its sender's trace and its result's in turn (`consumers.tracing`,
-  `producers.publisher`);
-- PostgreSQL statements (asyncpg) and Redis commands, by OpenTelemetry's
-  instrumentations, which patch those libraries for the whole process;
-- HTTP requests of `serve`, by FastAPI itself (`queries.http`): FastAPI 0.165 has
-  OpenTelemetry built in, so opentelemetry-instrumentation-fastapi would only make it
-  step aside.
-
-Off (the default unless OTEL_EXPORTER_OTLP_ENDPOINT is set), none of this is imported or
-installed: no provider (the API's no-op one stays), no middleware, no patched library,
-and the pipeline builds no span (it has no tracer).
-
-Spans are exported over OTLP HTTP/protobuf, the lighter of the two exporters (the gRPC
-one brings grpcio); the standard OTEL_* variables configure the exporter, the batch
-processor and the sampler (the SDK reads them itself).
+`configure_tracing` makes and installs a process's tracer provider (`shopflow serve` and
+`shopflow worker` call it) and returns it to the runtime and the HTTP app; tests pass a
+provider of their own and install nothing globally. Off (the default unless
+OTEL_EXPORTER_OTLP_ENDPOINT is set), none of it is imported or installed. What is
+traced, and how to configure it: docs/operating.md, "Traces".
 """
 
 import os

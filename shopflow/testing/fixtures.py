@@ -1,30 +1,9 @@
 """shopflow's pytest fixtures, for its own tests and other teams' (registered by
-`shopflow.testing.plugin`). All are session-scoped: one shopflow per test session, on a
-fresh database and topic prefix, removed at the end.
-
-- `shopflow_endpoints`: where Kafka, PostgreSQL and Redis are (`shopflow.testing.servers`:
-  the secured servers the SHOPFLOW_* settings name; unsecured containers are refused).
-- `shopflow_settings`: the session's own settings on them (database, topic prefix,
-  consumer groups, Redis keys; `shopflow.testing.session.isolated_settings`).
-- `shopflow_service`: shopflow running: migrated, topics created, every command topic
-  consumed in this process, results and dead letters published. At the end of the
-  session its reconciliation check runs and fails the session on a broken invariant.
-- `shopflow_client`: a started `ShopflowClient` bound to that service (its topics), to
-  send commands and await their result events.
-- `shopflow_http`: an `httpx.AsyncClient` on shopflow's HTTP queries (`GET
-  /users/{id}/points`, ...), the app `shopflow serve --no-consume` serves, in process.
-  It sends a service's bearer token (scopes shopflow:read and shopflow:metrics) unless
-  a request says otherwise.
-- `shopflow_token`: signs bearer tokens that `shopflow_http`'s app accepts:
-  `shopflow_token(user=7)` (a customer's), `shopflow_token(scopes=["shopflow:read"])`,
-  `shopflow_token.headers(user=7)` (`{"Authorization": "Bearer ..."}`).
-
-The async fixtures live in the session's event loop (pytest-asyncio, `loop_scope="session"`):
-tests that use them must run in it too, `@pytest.mark.asyncio(loop_scope="session")` (or
-`asyncio_default_test_loop_scope = "session"` in the pytest configuration).
-
-Everything heavy is imported inside the fixtures: pytest imports this module at every
-start, wherever shopflow is installed.
+`shopflow.testing.plugin`; what each gives: docs/testing.md). All are session-scoped:
+one shopflow per test session, on a fresh database and topic prefix, removed at the end.
+The async ones live in the session's event loop, so tests that use them run in it too
+(`@pytest.mark.asyncio(loop_scope="session")`). Everything heavy is imported inside the
+fixtures: pytest imports this module at every start, wherever shopflow is installed.
 """
 
 from __future__ import annotations

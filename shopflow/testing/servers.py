@@ -1,19 +1,10 @@
-"""Where the test servers are: Kafka, PostgreSQL and Redis, found one of two ways.
-
-`SHOPFLOW_TEST_INFRA` chooses:
-
-- `testcontainers`: throwaway containers for the test session (needs Docker). Not
-  available at the moment: the containers testcontainers starts have no access control,
-  which shopflow requires; asking for them raises, saying what to do instead;
-- `local`: servers someone already runs, found through the SHOPFLOW_* settings
-  (SHOPFLOW_KAFKA_BOOTSTRAP, SHOPFLOW_MIGRATION_DATABASE_URL, SHOPFLOW_REDIS_URL) or their
-  defaults. In this repository those are the servers of `scripts/infra.sh up` (`make test`
-  starts them); another team's repository has no such script and points SHOPFLOW_* at
-  servers it runs. Nothing here installs or starts a server;
-- `auto` (the default when unset): containers when Docker answers, else `local`.
-
-This repository's tests default to `local` (tests/conftest.py): its CI runs the servers of
-`scripts/infra.sh`, on machines that may have Docker too.
+"""Where the test servers are: Kafka, PostgreSQL and Redis. `SHOPFLOW_TEST_INFRA` chooses:
+`local`, servers someone already runs, named by the SHOPFLOW_* settings (in this
+repository those of `scripts/infra.sh up`, which `make test` starts; nothing here
+installs or starts a server); `testcontainers`, throwaway containers, refused for now
+(they have no access control, which shopflow requires), saying what to do instead;
+`auto` (the default), containers when Docker answers, else `local`. This repository's
+tests use `local` (tests/conftest.py).
 """
 
 import os
