@@ -2,7 +2,7 @@
 
 Every table is keyed by the entity its commands are keyed by (user_id or product_id),
 so that user-keyed tables can later be sharded by user_id without cross-shard
-transactions (DESIGN.md, "Beyond one machine").
+transactions (docs/design.md, "Beyond one machine").
 """
 
 from sqlalchemy import (
