@@ -19,7 +19,7 @@ from shopflow.persistence.tables import (
 )
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
-from tests.conftest import new_command_id, new_entity_id
+from tests.support.ids import new_command_id, new_entity_id
 
 
 async def registered_user(client: ShopflowClient, name: str = "Test user") -> int:

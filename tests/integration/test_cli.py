@@ -24,8 +24,8 @@ from shopflow.queries.read_model import ReadModel
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
-from tests.conftest import new_command_id, new_entity_id
 from tests.integration.helpers import balance_of
+from tests.support.ids import new_command_id, new_entity_id
 
 
 @pytest.fixture

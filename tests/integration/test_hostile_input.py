@@ -35,9 +35,9 @@ from shopflow.persistence.dead_letter_store import DeadLetterStore
 from shopflow.persistence.tables import point_transactions
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
-from tests.conftest import new_command_id
 from tests.hostile import Hostile, hostile_charges
 from tests.integration.helpers import balance_of, funded_users
+from tests.support.ids import new_command_id
 
 PER_EXAMPLE = 40
 TOTAL = int(os.environ.get("SHOPFLOW_HOSTILE_RECORDS", "240"))

@@ -20,8 +20,8 @@ from shopflow.producers.client import ShopflowClient
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
-from tests.conftest import new_command_id
 from tests.integration.helpers import funded_users, isolated, new_product, stock_of
+from tests.support.ids import new_command_id
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shopflow.contracts.commands import AddCartItem, OrderLine, PlaceOrder
 from shopflow.contracts.events import OrderPlaced, OrderRejected, RejectionReason
 from shopflow.producers.client import ShopflowClient
-from tests.conftest import new_command_id, new_entity_id
 from tests.integration.helpers import (
     balance_of,
     cart_of,
@@ -16,6 +15,7 @@ from tests.integration.helpers import (
     stock_of,
     transactions_of,
 )
+from tests.support.ids import new_command_id, new_entity_id
 
 
 def _order(user_id: int, *lines: tuple[int, int]) -> PlaceOrder:

@@ -23,7 +23,6 @@ from shopflow.producers.client import ShopflowClient
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
-from tests.conftest import new_command_id
 from tests.integration.helpers import (
     balance_of,
     funded_user,
@@ -32,6 +31,7 @@ from tests.integration.helpers import (
     orders_of,
     stock_of,
 )
+from tests.support.ids import new_command_id
 
 
 @dataclass

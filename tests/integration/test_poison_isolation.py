@@ -32,7 +32,6 @@ from shopflow.persistence.dead_letter_store import DeadLetterStore
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned, running
-from tests.conftest import new_command_id
 from tests.integration.helpers import (
     balance_of,
     isolated,
@@ -40,6 +39,7 @@ from tests.integration.helpers import (
     transactions_of,
     user_in_database,
 )
+from tests.support.ids import new_command_id
 
 BIG = 900_000
 

@@ -52,8 +52,8 @@ from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
 from tests import dashboard
 from tests.bench.scratch import service_env
-from tests.conftest import new_command_id, new_entity_id
 from tests.integration.helpers import a_query_waits_on_a_lock, isolated, user_in_database
+from tests.support.ids import new_command_id, new_entity_id
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
