@@ -32,8 +32,8 @@ from shopflow.queries.auth import SCOPE_READ
 from shopflow.queries.http import create_http_app
 from shopflow.queries.read_model import ReadModel
 from shopflow.runtime import Runtime
-from tests.signing_keys import accepting, bearer, ec_key
 from tests.support.ids import new_command_id, new_entity_id
+from tests.support.signing_keys import accepting, bearer, ec_key
 
 # (product_id, quantity, unit_price)
 Line = tuple[int, int, int]

@@ -1,4 +1,9 @@
 """What tests import besides the library under test, in one place:
 
 - ids: command and entity ids no other test or run uses (`new_command_id`, `new_entity_id`).
+- fakes: the in-memory database of `consumers.ports`, rolling back as PostgreSQL would.
+- memory_kafka: Kafka's two ends in memory, for the consumer wiring under TestKafkaBroker.
+- signing_keys: keys and bearer tokens for the HTTP side's authentication.
+- hostile: hypothesis strategies of hostile records (every way a command can be wrong).
+- dashboard: the Grafana dashboard's PromQL and the metrics it reads.
 """

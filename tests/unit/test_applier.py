@@ -1,6 +1,6 @@
 """The applier's idempotency and failure rules, without a database: the transaction,
 its savepoints, the ledger and the dead-letter records are the in-memory fakes of
-`consumers.ports` (`tests.unit.fakes`), which roll back as PostgreSQL would.
+`consumers.ports` (`tests.support.fakes`), which roll back as PostgreSQL would.
 
 Covered: a new command is applied once and its id spent with its result; a spent id is
 replayed (same event) or, with another payload, answered idempotency_conflict; the same
@@ -28,7 +28,7 @@ from shopflow.contracts.topics import ROUTES_BY_TYPE
 from shopflow.persistence.dead_letter_store import DeadLetterEntry
 from shopflow.persistence.ledger import LedgerEntry
 from shopflow.producers.dead_letters import build_dead_letter
-from tests.unit.fakes import FakeDatabase, FakeState
+from tests.support.fakes import FakeDatabase, FakeState
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 NO_PAUSES = replace(TRANSACTION_RETRY, first_pause_s=0)

@@ -10,7 +10,7 @@ some of them declined by the payment gateway (4 declines fail the payment, 1-3 a
 retried through), re-sent duplicates (same command_id, same payload; later, or in the
 same batch) and idempotency conflicts (same command_id, another payload). The history
 is cut into batches of one topic each (at every change of topic, and at random points).
-Everything is in memory (`tests.unit.fakes`); no server is involved.
+Everything is in memory (`tests.support.fakes`); no server is involved.
 """
 
 import asyncio
@@ -42,7 +42,7 @@ from shopflow.contracts.commands import (
 from shopflow.contracts.limits import MAX_BALANCE, MAX_CHARGE_AMOUNT
 from shopflow.contracts.topics import ROUTES_BY_TYPE
 from shopflow.domain.catalog import Product
-from tests.unit.fakes import FakeDatabase, FakeState, Faults
+from tests.support.fakes import FakeDatabase, FakeState, Faults
 
 pytestmark = pytest.mark.property
 
