@@ -73,7 +73,7 @@ from shopflow.persistence.sales_view import SalesView
 from shopflow.settings import Settings
 from shopflow.tokens import local_signing_key, sign_token
 from tests.bench.drain import seed
-from tests.bench.scratch import (
+from tests.support.scratch import (
     admin_redis_url,
     create_scratch_topics,
     delete_scratch_topics,

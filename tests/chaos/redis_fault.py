@@ -59,9 +59,9 @@ from shopflow.persistence.sales_view import SalesView
 from shopflow.queries.auth import SCOPE_METRICS
 from shopflow.queries.read_model import ReadModel
 from shopflow.tokens import local_signing_key, sign_token
-from tests.bench.scratch import service_env
 from tests.chaos.driver import Fault, Run
 from tests.chaos.servers import REPO
+from tests.support.scratch import service_env
 
 FLUSH_AT = 1 / 3  # shares of the stream
 STOP_AT = 1 / 2

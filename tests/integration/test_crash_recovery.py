@@ -21,7 +21,6 @@ from shopflow.persistence.tables import point_balances, processed_commands, user
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import FaultInjection, Settings
 from shopflow.testing.session import provisioned
-from tests.bench.scratch import service_env
 from tests.integration.helpers import (
     a_query_waits_on_a_lock,
     balance_of,
@@ -30,6 +29,7 @@ from tests.integration.helpers import (
     user_in_database,
 )
 from tests.support.ids import new_command_id, new_entity_id
+from tests.support.scratch import service_env
 
 
 async def _start_worker(

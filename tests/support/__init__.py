@@ -5,5 +5,7 @@
 - memory_kafka: Kafka's two ends in memory, for the consumer wiring under TestKafkaBroker.
 - signing_keys: keys and bearer tokens for the HTTP side's authentication.
 - hostile: hypothesis strategies of hostile records (every way a command can be wrong).
+- scratch: a run's own settings, topics and ACLs on the servers of `make up`, and the
+  environment of a `shopflow` subprocess (benchmarks, chaos runs, integration tests).
 - dashboard: the Grafana dashboard's PromQL and the metrics it reads.
 """
