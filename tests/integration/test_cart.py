@@ -10,7 +10,7 @@ from shopflow.contracts.events import (
     RejectionReason,
 )
 from shopflow.producers.client import ShopflowClient
-from tests.integration.helpers import cart_of, new_product, registered_user
+from tests.support.database import cart_of, new_product, registered_user
 from tests.support.ids import new_command_id, new_entity_id
 
 

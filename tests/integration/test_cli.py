@@ -24,7 +24,7 @@ from shopflow.queries.read_model import ReadModel
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
-from tests.integration.helpers import balance_of
+from tests.support.database import balance_of
 from tests.support.ids import new_command_id, new_entity_id
 
 

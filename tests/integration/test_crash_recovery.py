@@ -21,7 +21,7 @@ from shopflow.persistence.tables import point_balances, processed_commands, user
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import FaultInjection, Settings
 from shopflow.testing.session import provisioned
-from tests.integration.helpers import (
+from tests.support.database import (
     a_query_waits_on_a_lock,
     balance_of,
     isolated,

@@ -52,9 +52,9 @@ from shopflow.ops.access import admin_client, binding, missing_rights, provision
 from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.settings import KafkaSecurityProtocol, Settings
 from shopflow.testing.session import provisioned
-from tests.integration.helpers import isolated
 from tests.integration.test_cli import explain
 from tests.integration.test_topic_setup import shopflow
+from tests.support.database import isolated
 
 TIMEOUT_S = 15
 

@@ -37,8 +37,8 @@ from shopflow.kafka_lag import service_consumer_groups
 from shopflow.kafka_offsets import log_ranges
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings, env_name
-from tests.integration.helpers import balance_of, registered_user, transactions_of
 from tests.integration.test_cli import explain, shopflow
+from tests.support.database import balance_of, registered_user, transactions_of
 from tests.support.ids import new_command_id
 
 BIG = 900_000  # a value whose published dead letter is cut (CONTRACT.md, "Dead letters")

@@ -20,7 +20,7 @@ from shopflow.producers.client import ShopflowClient
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
-from tests.integration.helpers import funded_users, isolated, new_product, stock_of
+from tests.support.database import funded_users, isolated, new_product, stock_of
 from tests.support.ids import new_command_id
 
 

@@ -5,7 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shopflow.contracts.commands import AddCartItem, OrderLine, PlaceOrder
 from shopflow.contracts.events import OrderPlaced, OrderRejected, RejectionReason
 from shopflow.producers.client import ShopflowClient
-from tests.integration.helpers import (
+from tests.support.database import (
     balance_of,
     cart_of,
     funded_user,

@@ -23,7 +23,7 @@ from shopflow.producers.client import ShopflowClient
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
-from tests.integration.helpers import (
+from tests.support.database import (
     balance_of,
     funded_user,
     isolated,

@@ -12,7 +12,7 @@ from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.persistence.tables import point_balances, point_transactions
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
-from tests.integration.helpers import balance_of, registered_user, transactions_of
+from tests.support.database import balance_of, registered_user, transactions_of
 from tests.support.ids import new_command_id, new_entity_id
 
 

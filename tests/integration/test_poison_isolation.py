@@ -32,7 +32,7 @@ from shopflow.persistence.dead_letter_store import DeadLetterStore
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned, running
-from tests.integration.helpers import (
+from tests.support.database import (
     balance_of,
     isolated,
     ledger_rows,

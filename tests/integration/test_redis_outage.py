@@ -27,8 +27,8 @@ from shopflow.queries.top_products import TopProducts
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import running
-from tests.integration.helpers import funded_user, isolated, new_product
 from tests.integration.test_top_products import _eventually
+from tests.support.database import funded_user, isolated, new_product
 from tests.support.ids import new_command_id
 
 

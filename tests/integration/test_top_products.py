@@ -28,7 +28,7 @@ from shopflow.queries.top_products import FALLBACKS, TopProducts
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
-from tests.integration.helpers import funded_user, isolated, new_product
+from tests.support.database import funded_user, isolated, new_product
 from tests.support.ids import new_command_id, new_entity_id
 from tests.support.scratch import admin_redis_url
 

@@ -35,7 +35,7 @@ from shopflow.settings import Settings
 from shopflow.testing.session import running
 from shopflow.testing.tokens import TokenSigner
 from shopflow.tracing import instrument_libraries, uninstrument_libraries
-from tests.integration.helpers import isolated, user_in_database
+from tests.support.database import isolated, user_in_database
 from tests.support.ids import new_command_id
 
 Traced = tuple[TracerProvider, InMemorySpanExporter]

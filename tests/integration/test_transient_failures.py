@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shopflow.contracts.commands import ChargePoints
 from shopflow.contracts.events import PointsCharged, PointsChargeRejected, RejectionReason
 from shopflow.producers.client import ShopflowClient
-from tests.integration.helpers import balance_of, ledger_rows, registered_user, transactions_of
+from tests.support.database import balance_of, ledger_rows, registered_user, transactions_of
 from tests.support.ids import new_command_id
 
 _INSTALL = [

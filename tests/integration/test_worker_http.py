@@ -50,8 +50,8 @@ from shopflow.persistence.tables import point_balances
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
-from tests.integration.helpers import a_query_waits_on_a_lock, isolated, user_in_database
 from tests.support import dashboard
+from tests.support.database import a_query_waits_on_a_lock, isolated, user_in_database
 from tests.support.ids import new_command_id, new_entity_id
 from tests.support.scratch import service_env
 
