@@ -24,12 +24,13 @@ from shopflow.testing.session import provisioned
 from tests.support.database import (
     a_query_waits_on_a_lock,
     balance_of,
-    isolated,
+    balances_of,
     transactions_of,
     user_in_database,
 )
 from tests.support.ids import new_command_id, new_entity_id
 from tests.support.scratch import service_env
+from tests.support.service import isolated
 
 
 async def _start_worker(
@@ -147,13 +148,6 @@ async def _first_answer(client: ShopflowClient, command_ids: list[str], timeout:
             await asyncio.sleep(0.005)
 
 
-async def _balances(engine: AsyncEngine, user_ids: list[int]) -> dict[int, int]:
-    async with engine.connect() as connection:
-        c = point_balances.c
-        rows = await connection.execute(select(c.user_id, c.balance).where(c.user_id.in_(user_ids)))
-        return {row.user_id: row.balance for row in rows}
-
-
 async def test_sigterm_mid_stream_then_restart_applies_every_command_once(
     own_service_settings: Settings, engine: AsyncEngine
 ) -> None:
@@ -191,7 +185,7 @@ async def test_sigterm_mid_stream_then_restart_applies_every_command_once(
         # What the first worker applied, from the ledger (its commit is the truth; the
         # results it published may still be on their way to this client).
         applied_by_first = await _ledger(engine, command_ids)
-        balances_at_stop = await _balances(engine, user_ids)
+        balances_at_stop = await balances_of(engine, user_ids)
         answered_by_first = {i for i in command_ids if client.results(i)}
 
         second = await _start_worker(own_service_settings, FaultInjection.NONE)

@@ -35,9 +35,10 @@ from shopflow.persistence.dead_letter_store import DeadLetterStore
 from shopflow.persistence.tables import point_transactions
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
-from tests.support.database import balance_of, funded_users
+from tests.support.database import balance_of
 from tests.support.hostile import Hostile, hostile_charges
 from tests.support.ids import new_command_id
+from tests.support.service import funded_users
 
 PER_EXAMPLE = 40
 TOTAL = int(os.environ.get("SHOPFLOW_HOSTILE_RECORDS", "240"))

@@ -54,7 +54,7 @@ from shopflow.settings import KafkaSecurityProtocol, Settings
 from shopflow.testing.session import provisioned
 from tests.integration.test_cli import explain
 from tests.integration.test_topic_setup import shopflow
-from tests.support.database import isolated
+from tests.support.service import isolated
 
 TIMEOUT_S = 15
 

@@ -38,8 +38,9 @@ from shopflow.kafka_offsets import log_ranges
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings, env_name
 from tests.integration.test_cli import explain, shopflow
-from tests.support.database import balance_of, registered_user, transactions_of
+from tests.support.database import balance_of, transactions_of
 from tests.support.ids import new_command_id
+from tests.support.service import registered_user
 
 BIG = 900_000  # a value whose published dead letter is cut (CONTRACT.md, "Dead letters")
 

@@ -28,8 +28,8 @@ from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import running
 from tests.integration.test_top_products import _eventually
-from tests.support.database import funded_user, isolated, new_product
 from tests.support.ids import new_command_id
+from tests.support.service import funded_user, isolated, new_product
 
 
 def _free_port() -> int:

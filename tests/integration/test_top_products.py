@@ -28,9 +28,9 @@ from shopflow.queries.top_products import FALLBACKS, TopProducts
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
-from tests.support.database import funded_user, isolated, new_product
 from tests.support.ids import new_command_id, new_entity_id
 from tests.support.scratch import admin_redis_url
+from tests.support.service import funded_user, isolated, new_product
 
 # Synthetic events live in a future week of their own: nothing else the tests do falls
 # in their windows, and their buckets' expiry (absolute) lies ahead of the wall clock.

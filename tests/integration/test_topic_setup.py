@@ -26,8 +26,8 @@ from shopflow.kafka_admin import TopicMismatch, ensure_topics
 from shopflow.kafka_admin import planned_topics as planned
 from shopflow.ops.access import provision
 from shopflow.settings import Settings
-from tests.support.database import isolated
 from tests.support.scratch import delete_scratch_topics, service_env
+from tests.support.service import isolated
 
 PARTITIONS = 3
 

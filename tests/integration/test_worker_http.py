@@ -51,9 +51,10 @@ from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
 from tests.support import dashboard
-from tests.support.database import a_query_waits_on_a_lock, isolated, user_in_database
+from tests.support.database import a_query_waits_on_a_lock, user_in_database
 from tests.support.ids import new_command_id, new_entity_id
 from tests.support.scratch import service_env
+from tests.support.service import isolated
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 

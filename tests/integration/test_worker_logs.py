@@ -32,8 +32,8 @@ from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
 from tests.integration.test_worker_http import _free_port, _ready, _start_worker, _stopped, _until
-from tests.support.database import isolated
 from tests.support.ids import new_command_id, new_entity_id
+from tests.support.service import isolated
 
 
 @dataclass

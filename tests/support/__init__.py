@@ -1,6 +1,9 @@
 """What tests import besides the library under test, in one place:
 
 - ids: command and entity ids no other test or run uses (`new_command_id`, `new_entity_id`).
+- service: set-ups through a running service's client (registered and funded users, new
+  products) and `isolated`, the settings of a service instance of a test's own.
+- database: reads (and a direct write) of the session's PostgreSQL past the service.
 - fakes: the in-memory database of `consumers.ports`, rolling back as PostgreSQL would.
 - memory_kafka: Kafka's two ends in memory, for the consumer wiring under TestKafkaBroker.
 - signing_keys: keys and bearer tokens for the HTTP side's authentication.
