@@ -6,7 +6,6 @@ offsets (the restarted worker republishes the same result, same event id). A wor
 stopped with SIGTERM mid-stream hands back what it has not finished."""
 
 import asyncio
-import sys
 from uuid import UUID
 
 import pytest
@@ -29,8 +28,8 @@ from tests.support.database import (
     user_in_database,
 )
 from tests.support.ids import new_command_id, new_entity_id
-from tests.support.scratch import service_env
 from tests.support.service import isolated
+from tests.support.workers import start_worker
 
 
 async def _start_worker(
@@ -38,15 +37,12 @@ async def _start_worker(
 ) -> asyncio.subprocess.Process:
     """`shopflow worker` in a process of its own; `overrides` are further SHOPFLOW_*
     settings (BATCH_MAX_RECORDS="10" sets SHOPFLOW_BATCH_MAX_RECORDS)."""
-    env = service_env(
-        settings,
-        SHOPFLOW_SESSION_TIMEOUT_MS="6000",
-        SHOPFLOW_FAULT_INJECTION=fault.value,
+    env = {
+        "SHOPFLOW_SESSION_TIMEOUT_MS": "6000",
+        "SHOPFLOW_FAULT_INJECTION": fault.value,
         **{f"SHOPFLOW_{name}": value for name, value in overrides.items()},
-    )
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shopflow", "worker", "--log-level", "warning", env=env
-    )
+    }
+    return await start_worker(settings, env)
 
 
 async def _wait_exit(process: asyncio.subprocess.Process, timeout: float) -> int:

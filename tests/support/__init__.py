@@ -4,6 +4,9 @@
 - service: set-ups through a running service's client (registered and funded users, new
   products) and `isolated`, the settings of a service instance of a test's own.
 - database: reads (and a direct write) of the session's PostgreSQL past the service.
+- workers: `shopflow worker` in a process of its own: started, ready, stopped.
+- ports: a free TCP port on loopback.
+- waiting: `eventually` (an assertion retried) and `until` (a condition polled).
 - fakes: the in-memory database of `consumers.ports`, rolling back as PostgreSQL would.
 - memory_kafka: Kafka's two ends in memory, for the consumer wiring under TestKafkaBroker.
 - signing_keys: keys and bearer tokens for the HTTP side's authentication.
