@@ -27,8 +27,8 @@ from shopflow.persistence.tables import (
 )
 from shopflow.runtime import Runtime
 from shopflow.testing.servers import Endpoints
-from tests.integration.test_http_read_side import seed_order, seed_product, seed_user
 from tests.support.ids import RUN_ID, new_command_id, new_entity_id
+from tests.support.seeding import seed_order, seed_product, seed_user
 
 PLACED_AT = datetime(2030, 6, 1, 12, tzinfo=UTC)
 EVERYTHING = 1_000_000
