@@ -1,25 +1,10 @@
 """Fixtures shared by all tests, and the test tiers. Integration fixtures live in
-tests/integration/conftest.py."""
+tests/integration/conftest.py; the helpers tests import live in tests/support."""
 
-import itertools
 import os
-import secrets
 from pathlib import Path
 
 import pytest
-
-_counter = itertools.count(1)
-_RUN = secrets.token_hex(3)
-
-
-def new_command_id(label: str = "cmd") -> str:
-    """A command_id no other test (or earlier run) uses."""
-    return f"{label}-{_RUN}-{next(_counter)}-{secrets.token_hex(4)}"
-
-
-def new_entity_id() -> int:
-    """A random positive 63-bit id: tests never collide, so nothing needs cleaning."""
-    return secrets.randbelow(2**62) + 1
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from shopflow.contracts.topics import Topics
 from shopflow.kafka_access import kafka_connection
 from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.settings import Settings
-from tests.bench.scratch import side_topics
+from tests.support.scratch import side_topics
 
 _RESULT = b'{"event_id":"%s","type":"PointsCharged","command_id":"%s","balance":1}' % (
     b"0" * 36,

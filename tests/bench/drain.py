@@ -65,7 +65,7 @@ from shopflow.persistence.tables import (
 )
 from shopflow.producers.client import topic_partitions
 from tests.bench.ceilings import bare_drain
-from tests.bench.scratch import (
+from tests.support.scratch import (
     create_scratch_topics,
     delete_scratch_topics,
     scratch_settings,

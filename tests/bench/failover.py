@@ -43,7 +43,7 @@ from shopflow.persistence.migrate import migrate
 from shopflow.persistence.tables import point_balances
 from shopflow.settings import Settings
 from tests.bench.drain import seed
-from tests.bench.scratch import (
+from tests.support.scratch import (
     create_scratch_topics,
     delete_scratch_topics,
     partitions_of,

@@ -49,7 +49,6 @@ import json
 import os
 import random
 import secrets
-import socket
 import ssl
 import sys
 import time
@@ -73,7 +72,8 @@ from shopflow.persistence.sales_view import SalesView
 from shopflow.settings import Settings
 from shopflow.tokens import local_signing_key, sign_token
 from tests.bench.drain import seed
-from tests.bench.scratch import (
+from tests.support.ports import free_port
+from tests.support.scratch import (
     admin_redis_url,
     create_scratch_topics,
     delete_scratch_topics,
@@ -256,12 +256,6 @@ async def _answering(base_url: str, process: asyncio.subprocess.Process) -> floa
                 await asyncio.sleep(0.05)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def _load(
     base_url: str,
     clients: int,
@@ -364,7 +358,7 @@ async def run(events: int = 20_000, seconds: float = 5.0, clients: int = 32) -> 
         print(f"produced {events} OrderPlaced events", flush=True)
         await view.mark_built(now)  # the view is fed by these events only
 
-        port = _free_port()
+        port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         env = service_env(
             settings,

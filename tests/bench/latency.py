@@ -34,7 +34,7 @@ from shopflow.persistence.database import create_engine
 from shopflow.persistence.migrate import migrate
 from tests.bench.ceilings import bare_loop
 from tests.bench.drain import seed
-from tests.bench.scratch import (
+from tests.support.scratch import (
     create_scratch_topics,
     delete_scratch_topics,
     scratch_settings,

@@ -26,7 +26,7 @@ from shopflow.kafka_access import kafka_connection
 from shopflow.persistence.database import create_engine
 from shopflow.persistence.migrate import migrate
 from tests.bench.drain import _rss_mb, seed
-from tests.bench.scratch import (
+from tests.support.scratch import (
     create_scratch_topics,
     delete_scratch_topics,
     scratch_settings,

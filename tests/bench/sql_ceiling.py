@@ -25,13 +25,13 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from shopflow.consumers.applier import BatchApplier
-from shopflow.consumers.decoding import DecodedCommand, RawRecord, decode_record
-from shopflow.contracts.topics import ROUTES_BY_TYPE
+from shopflow.consumers.decoding import DecodedCommand
 from shopflow.persistence.database import create_engine
 from shopflow.persistence.migrate import migrate
 from shopflow.persistence.unit_of_work import PgDatabase, PgUnitOfWork
 from shopflow.settings import Settings
 from tests.bench.drain import _prepare, commands_of
+from tests.support.records import decoded_command
 
 BATCH = 500
 
@@ -64,20 +64,7 @@ class _RolledBack(PgDatabase):
 
 
 def _decoded(commands: list[Any]) -> list[DecodedCommand]:
-    out = []
-    for offset, command in enumerate(commands):
-        route = ROUTES_BY_TYPE[type(command)]
-        record = RawRecord(
-            route.topic,
-            0,
-            offset,
-            str(route.entity_id(command)).encode(),
-            command.model_dump_json(exclude_none=True).encode(),
-        )
-        decoded = decode_record(route, record)
-        assert isinstance(decoded, DecodedCommand)
-        out.append(decoded)
-    return out
+    return [decoded_command(command, offset) for offset, command in enumerate(commands)]
 
 
 async def run(kind: str, count: int, user_count: int = 2_000) -> SqlCeiling:

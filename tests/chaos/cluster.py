@@ -162,9 +162,10 @@ class Cluster:
         return found
 
 
-async def _until(ask: Callable[[], Awaitable[T | None]], timeout: float) -> T | None:
+async def _answer_within(ask: Callable[[], Awaitable[T | None]], timeout: float) -> T | None:
     """Ask every POLL_S until `ask` returns something, for up to `timeout` s; a question
-    that fails (the broker asked is down) or takes over ASK_TIMEOUT_S counts as nothing."""
+    that fails (the broker asked is down) or takes over ASK_TIMEOUT_S counts as nothing.
+    Not tests.support.waiting.until: this returns the answer, or None at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -196,7 +197,7 @@ async def _replication_problems(cluster: Cluster, run: Run) -> list[str]:
         listed = {topic for topic, _ in found}
         return found if listed == set(names) else None
 
-    partitions = await _until(all_listed, CHECK_TIMEOUT_S)
+    partitions = await _answer_within(all_listed, CHECK_TIMEOUT_S)
     if partitions is None:
         return [*problems, f"the metadata did not list all the run's topics in {CHECK_TIMEOUT_S} s"]
     for name in names:
@@ -208,7 +209,7 @@ async def _replication_problems(cluster: Cluster, run: Run) -> list[str]:
             problems.append(
                 f"topic {name}: partitions {short} have {counts} replicas, not {REPLICAS}"
             )
-    configs = await _until(
+    configs = await _answer_within(
         lambda: cluster.topic_configs(names, [MIN_INSYNC_REPLICAS, UNCLEAN_ELECTION]),
         CHECK_TIMEOUT_S,
     )
@@ -307,14 +308,14 @@ async def _start_probes(cluster: Cluster, producer: AIOKafkaProducer, prefix: st
     async def all_written() -> bool | None:
         return True if all(p.first_after(began) for p in probes) else None
 
-    if await _until(all_written, LEADER_TIMEOUT_S) is None:
+    if await _answer_within(all_written, LEADER_TIMEOUT_S) is None:
         raise RuntimeError(f"the probe topics took no write in {LEADER_TIMEOUT_S} s")
     return probes
 
 
 async def _busiest(cluster: Cluster, topic: str, partitions: list[int]) -> int:
     """The partition of `topic` with the most records so far (the lowest on a tie)."""
-    offsets = await _until(lambda: cluster.end_offsets(topic, partitions), CHECK_TIMEOUT_S)
+    offsets = await _answer_within(lambda: cluster.end_offsets(topic, partitions), CHECK_TIMEOUT_S)
     if not offsets:
         raise RuntimeError(f"no end offsets of {topic} in {CHECK_TIMEOUT_S} s")
     return min(offsets, key=lambda p: (-offsets[p], p))
@@ -330,7 +331,7 @@ async def _kill_leader(
     """One kill of the leader of the busiest points.charge partition, its stall, the
     restart and the return to the ISR, measured into `run.notes`."""
     charge = Topics(run.settings.topic_prefix).name(POINTS_CHARGE)
-    partitions = await _until(lambda: _whole(cluster, watched), IN_SYNC_TIMEOUT_S)
+    partitions = await _answer_within(lambda: _whole(cluster, watched), IN_SYNC_TIMEOUT_S)
     if partitions is None:
         raise RuntimeError(f"kill {number}: the cluster not in sync in {IN_SYNC_TIMEOUT_S} s")
     busy = await _busiest(cluster, charge, sorted(p for t, p in partitions if t == charge))
@@ -353,7 +354,7 @@ async def _kill_leader(
         state = (await cluster.partitions([charge])).get((charge, busy))
         return state if state is not None and state.leader not in (-1, victim) else None
 
-    elected = await _until(new_leader, LEADER_TIMEOUT_S)
+    elected = await _answer_within(new_leader, LEADER_TIMEOUT_S)
     leader_s = time.monotonic() - died if elected else None
 
     async def all_written() -> bool | None:
@@ -364,7 +365,7 @@ async def _kill_leader(
             f"kill {number}: {charge}[{busy}] had no new leader {LEADER_TIMEOUT_S} s after "
             f"node {victim} was killed"
         )
-    if await _until(all_written, LEADER_TIMEOUT_S) is None:
+    if await _answer_within(all_written, LEADER_TIMEOUT_S) is None:
         run.problems.append(
             f"kill {number}: acks=all writes not acknowledged again {LEADER_TIMEOUT_S} s "
             f"after node {victim} was killed"
@@ -398,13 +399,13 @@ async def _kill_leader(
         return state if state is not None and victim in state.isr else None
 
     try:
-        rejoined = await _until(in_isr, IN_SYNC_TIMEOUT_S)
+        rejoined = await _answer_within(in_isr, IN_SYNC_TIMEOUT_S)
         isr_s = time.monotonic() - restarting
         up_s = await restarted
     finally:
         if not restarted.done():
             restarted.cancel()
-    whole = await _until(lambda: _whole(cluster, watched), IN_SYNC_TIMEOUT_S)
+    whole = await _answer_within(lambda: _whole(cluster, watched), IN_SYNC_TIMEOUT_S)
     whole_s = time.monotonic() - restarting
     if rejoined is None or whole is None:
         run.problems.append(

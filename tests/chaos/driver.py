@@ -15,7 +15,7 @@ The longest wait is from a command's intended send time (open loop: a stalled se
 cannot slow the sender down and hide its queue) to its outcome's arrival.
 
 With access control on, as deployed: the run's topics and their ACLs are made as the Kafka
-admin before the workers start (`tests.bench.scratch.create_scratch_topics`) and removed
+admin before the workers start (`tests.support.scratch.create_scratch_topics`) and removed
 as the admin after a run without problems; the schema is migrated as its owner; the
 workers are the service's principal (their servers' credentials, SHOPFLOW_INFRA_DIR);
 the driver sends and observes as `shopflow-ops` (it writes every command topic and reads
@@ -47,13 +47,13 @@ from shopflow.persistence.migrate import migrate
 from shopflow.persistence.reconciliation import describe, find_violations
 from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.settings import Settings
-from tests.bench.scratch import create_scratch_topics, delete_scratch_topics, service_env
 from tests.chaos.database import read_state, recorded_twice
 from tests.chaos.model import differences, expected_state
 from tests.chaos.observer import Observer
 from tests.chaos.servers import REPO, ChaosServers
 from tests.chaos.workers import WorkerPool
 from tests.chaos.workload import Record, Workload, build
+from tests.support.scratch import create_scratch_topics, delete_scratch_topics, service_env
 
 log = logging.getLogger(__name__)
 

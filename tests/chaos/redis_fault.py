@@ -41,7 +41,6 @@ orders on the same database meanwhile (the suite runs its faults one after anoth
 import asyncio
 import contextlib
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -59,9 +58,10 @@ from shopflow.persistence.sales_view import SalesView
 from shopflow.queries.auth import SCOPE_METRICS
 from shopflow.queries.read_model import ReadModel
 from shopflow.tokens import local_signing_key, sign_token
-from tests.bench.scratch import service_env
 from tests.chaos.driver import Fault, Run
 from tests.chaos.servers import REPO
+from tests.support.ports import free_port
+from tests.support.scratch import service_env
 
 FLUSH_AT = 1 / 3  # shares of the stream
 STOP_AT = 1 / 2
@@ -79,12 +79,6 @@ EVERY_PRODUCT = 1_000_000  # a limit no ranking reaches
 FALLBACKS = "shopflow_top_products_fallback_total"
 
 Ranking = list[tuple[int, str, int]]  # (product id, name, units sold), best first
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _short(ranking: Ranking) -> str:
@@ -156,7 +150,7 @@ class Service:
             scopes=[SCOPE_METRICS],
             ttl_s=METRICS_TOKEN_TTL_S,
         )
-        port = _free_port()
+        port = free_port()
         env = service_env(run.settings, SHOPFLOW_HTTP_PORT=str(port))
         log_dir = REPO / ".infra" / "chaos-logs" / run.settings.consumer_group
         log_dir.mkdir(parents=True, exist_ok=True)

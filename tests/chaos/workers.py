@@ -3,7 +3,6 @@
 import asyncio
 import contextlib
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -11,14 +10,9 @@ from pathlib import Path
 import httpx
 
 from shopflow.settings import FaultInjection
+from tests.support.ports import free_port
 
 STARTED_TIMEOUT_S = 60.0  # for a worker to answer /health/live
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Worker:
@@ -99,7 +93,7 @@ class WorkerPool:
         self._started += 1
         name = f"worker-{self._started}" + ("" if fault is FaultInjection.NONE else f"-{fault}")
         log = self._log_dir / f"{name}.log"
-        port = _free_port()
+        port = free_port()
         env = {
             **self._env,
             "SHOPFLOW_FAULT_INJECTION": fault.value,

@@ -10,8 +10,9 @@ from shopflow.contracts.events import (
     RejectionReason,
 )
 from shopflow.producers.client import ShopflowClient
-from tests.conftest import new_command_id, new_entity_id
-from tests.integration.helpers import cart_of, new_product, registered_user
+from tests.support.database import cart_of
+from tests.support.ids import new_command_id, new_entity_id
+from tests.support.service import new_product, registered_user
 
 
 def _add(user_id: int, product_id: int, quantity: int) -> AddCartItem:

@@ -2,7 +2,7 @@
 
 The CLI commands call `asyncio.run`, which cannot run inside the test's event loop, and
 the service's consumers only make progress while that loop runs; so each invocation
-runs in a worker thread (`asyncio.to_thread`) while the test awaits it.
+runs in a worker thread (`asyncio.to_thread`, tests.support.cli) while the test awaits it.
 """
 
 import asyncio
@@ -12,9 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from typer.testing import CliRunner, Result
 
-from shopflow.cli import app
 from shopflow.cli.demo import DEMO_CHARGE, DEMO_PRODUCTS, DEMO_USERS
 from shopflow.kafka_access import SERVICE, kafka_connection
 from shopflow.persistence.reconciliation import describe, find_violations
@@ -24,8 +22,9 @@ from shopflow.queries.read_model import ReadModel
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
-from tests.conftest import new_command_id, new_entity_id
-from tests.integration.helpers import balance_of
+from tests.support.cli import explain, shopflow
+from tests.support.database import balance_of
+from tests.support.ids import new_command_id, new_entity_id
 
 
 @pytest.fixture
@@ -35,19 +34,6 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, test_settings: Settings, service: R
     monkeypatch.setenv("SHOPFLOW_DATABASE_URL", test_settings.database_url)
     monkeypatch.setenv("SHOPFLOW_MIGRATION_DATABASE_URL", test_settings.migration_database_url)
     monkeypatch.setenv("SHOPFLOW_TOPIC_PREFIX", test_settings.topic_prefix)
-
-
-async def shopflow(*args: str | int) -> Result:
-    """Run `shopflow ARGS...` in a worker thread and return what it printed and its exit code."""
-
-    def invoke() -> Result:
-        return CliRunner().invoke(app, [str(arg) for arg in args])
-
-    return await asyncio.to_thread(invoke)
-
-
-def explain(result: Result) -> str:
-    return f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
 
 
 @contextlib.asynccontextmanager

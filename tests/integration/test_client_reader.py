@@ -17,7 +17,7 @@ from shopflow.kafka_access import OPS, SERVICE, kafka_connection
 from shopflow.producers.client import ShopflowClient
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
-from tests.conftest import new_command_id, new_entity_id
+from tests.support.ids import new_command_id, new_entity_id
 
 UNREADABLE = {
     "not-json": b"not json",

@@ -6,7 +6,6 @@ offsets (the restarted worker republishes the same result, same event id). A wor
 stopped with SIGTERM mid-stream hands back what it has not finished."""
 
 import asyncio
-import sys
 from uuid import UUID
 
 import pytest
@@ -21,15 +20,16 @@ from shopflow.persistence.tables import point_balances, processed_commands, user
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import FaultInjection, Settings
 from shopflow.testing.session import provisioned
-from tests.bench.scratch import service_env
-from tests.conftest import new_command_id, new_entity_id
-from tests.integration.helpers import (
+from tests.support.database import (
     a_query_waits_on_a_lock,
     balance_of,
-    isolated,
+    balances_of,
     transactions_of,
     user_in_database,
 )
+from tests.support.ids import new_command_id, new_entity_id
+from tests.support.service import isolated
+from tests.support.workers import start_worker
 
 
 async def _start_worker(
@@ -37,15 +37,12 @@ async def _start_worker(
 ) -> asyncio.subprocess.Process:
     """`shopflow worker` in a process of its own; `overrides` are further SHOPFLOW_*
     settings (BATCH_MAX_RECORDS="10" sets SHOPFLOW_BATCH_MAX_RECORDS)."""
-    env = service_env(
-        settings,
-        SHOPFLOW_SESSION_TIMEOUT_MS="6000",
-        SHOPFLOW_FAULT_INJECTION=fault.value,
+    env = {
+        "SHOPFLOW_SESSION_TIMEOUT_MS": "6000",
+        "SHOPFLOW_FAULT_INJECTION": fault.value,
         **{f"SHOPFLOW_{name}": value for name, value in overrides.items()},
-    )
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shopflow", "worker", "--log-level", "warning", env=env
-    )
+    }
+    return await start_worker(settings, env)
 
 
 async def _wait_exit(process: asyncio.subprocess.Process, timeout: float) -> int:
@@ -147,13 +144,6 @@ async def _first_answer(client: ShopflowClient, command_ids: list[str], timeout:
             await asyncio.sleep(0.005)
 
 
-async def _balances(engine: AsyncEngine, user_ids: list[int]) -> dict[int, int]:
-    async with engine.connect() as connection:
-        c = point_balances.c
-        rows = await connection.execute(select(c.user_id, c.balance).where(c.user_id.in_(user_ids)))
-        return {row.user_id: row.balance for row in rows}
-
-
 async def test_sigterm_mid_stream_then_restart_applies_every_command_once(
     own_service_settings: Settings, engine: AsyncEngine
 ) -> None:
@@ -191,7 +181,7 @@ async def test_sigterm_mid_stream_then_restart_applies_every_command_once(
         # What the first worker applied, from the ledger (its commit is the truth; the
         # results it published may still be on their way to this client).
         applied_by_first = await _ledger(engine, command_ids)
-        balances_at_stop = await _balances(engine, user_ids)
+        balances_at_stop = await balances_of(engine, user_ids)
         answered_by_first = {i for i in command_ids if client.results(i)}
 
         second = await _start_worker(own_service_settings, FaultInjection.NONE)

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from shopflow.persistence.tables import users
 from shopflow.settings import Settings
-from tests.conftest import new_entity_id
+from tests.support.ids import new_entity_id
 
 SCHEMA_CHANGES = [
     "DROP TABLE users",

@@ -16,8 +16,9 @@ from shopflow.contracts.limits import MAX_MESSAGE_BYTES
 from shopflow.persistence.dead_letter_store import DeadLetterStore
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
-from tests.conftest import new_command_id
-from tests.integration.helpers import dead_letter_rows, registered_user
+from tests.support.database import dead_letter_rows
+from tests.support.ids import new_command_id
+from tests.support.service import registered_user
 
 
 def _charge_json(user_id: int, **overrides: object) -> bytes:

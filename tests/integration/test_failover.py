@@ -4,7 +4,7 @@ command waits longer than 3 s for its result (issue: failover within 3 s)."""
 
 from shopflow.settings import Settings
 from tests.bench import failover
-from tests.integration.helpers import isolated
+from tests.support.service import isolated
 
 DEFAULT_SESSION_TIMEOUT_MS = Settings.model_fields["session_timeout_ms"].default
 

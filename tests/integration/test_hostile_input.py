@@ -3,7 +3,7 @@ Redis): whatever the bytes, each hostile record gets exactly one dead letter wit
 right reason and a stable id, and the valid command that follows it on the same
 partition gets its one result.
 
-Each example sends a list of hostile records drawn by `tests.hostile` (wrong types,
+Each example sends a list of hostile records drawn by `tests.support.hostile` (wrong types,
 strings and floats for numbers, huge integers, unknown and duplicate fields, missing or
 malformed command_id, invalid UTF-8, other encodings, BOM, deep nesting, null, wrong and
 non-canonical keys, values from empty up to the broker's limit), each followed by a
@@ -35,9 +35,10 @@ from shopflow.persistence.dead_letter_store import DeadLetterStore
 from shopflow.persistence.tables import point_transactions
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
-from tests.conftest import new_command_id
-from tests.hostile import Hostile, hostile_charges
-from tests.integration.helpers import balance_of, funded_users
+from tests.support.database import balance_of
+from tests.support.hostile import Hostile, hostile_charges
+from tests.support.ids import new_command_id
+from tests.support.service import funded_users
 
 PER_EXAMPLE = 40
 TOTAL = int(os.environ.get("SHOPFLOW_HOSTILE_RECORDS", "240"))

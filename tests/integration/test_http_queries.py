@@ -13,9 +13,9 @@ from shopflow.queries.auth import SCOPE_METRICS, SCOPE_READ
 from shopflow.queries.http import create_http_app
 from shopflow.queries.read_model import ReadModel
 from shopflow.runtime import Runtime
-from tests.conftest import new_command_id, new_entity_id
-from tests.integration.helpers import registered_user
-from tests.signing_keys import SigningKey, accepting, bearer, ec_key
+from tests.support.ids import new_command_id, new_entity_id
+from tests.support.service import registered_user
+from tests.support.signing_keys import SigningKey, accepting, bearer, ec_key
 
 
 async def _ok() -> None:

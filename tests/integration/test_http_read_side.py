@@ -1,112 +1,32 @@
 """The cart and top-products queries over HTTP, against the session's real database.
 
-Rows are inserted directly (not through the command handlers), keeping the books
-consistent: an order's total is the sum of its lines, it has one payment and one
-'use' point transaction of -total, and the balance is the charges minus the uses
-(persistence/reconciliation.py checks this over the whole database at session end).
+Rows are inserted directly (tests.support.seeding, not through the command handlers),
+keeping the books consistent: an order's total is the sum of its lines, it has one
+payment and one 'use' point transaction of -total, and the balance is the charges minus
+the uses (persistence/reconciliation.py checks this over the whole database at session
+end).
 
 The products table is shared with every other test, so top-products tests look at a
 window of their own: a `now` in a far-future week of their own, where no other test's
 orders fall.
 """
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import insert, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shopflow.persistence.tables import (
-    cart_items,
-    order_lines,
-    orders,
-    payments,
-    point_balances,
-    point_transactions,
-    products,
-    users,
-)
+from shopflow.persistence.tables import cart_items, products
 from shopflow.queries.auth import SCOPE_READ
 from shopflow.queries.http import create_http_app
 from shopflow.queries.read_model import ReadModel
 from shopflow.runtime import Runtime
-from tests.conftest import new_command_id, new_entity_id
-from tests.signing_keys import accepting, bearer, ec_key
-
-# (product_id, quantity, unit_price)
-Line = tuple[int, int, int]
-
-
-async def seed_user(connection: AsyncConnection, *, balance: int = 0, name: str = "Seeded") -> int:
-    """A user whose balance is one 'charge' transaction of `balance` points."""
-    user_id = new_entity_id()
-    await connection.execute(insert(users).values(user_id=user_id, name=name))
-    await connection.execute(insert(point_balances).values(user_id=user_id, balance=balance))
-    if balance:
-        await connection.execute(
-            insert(point_transactions).values(
-                user_id=user_id,
-                kind="charge",
-                amount=balance,
-                command_id=new_command_id("seed-charge"),
-            )
-        )
-    return user_id
-
-
-async def seed_product(
-    connection: AsyncConnection, *, name: str = "Seeded product", price: int = 100, stock: int = 0
-) -> int:
-    product_id = new_entity_id()
-    await connection.execute(
-        insert(products).values(product_id=product_id, name=name, price=price, stock=stock)
-    )
-    return product_id
-
-
-async def seed_order(
-    connection: AsyncConnection, user_id: int, lines: Sequence[Line], placed_at: datetime
-) -> int:
-    """A placed order, its lines, its payment and its points use; the balance pays it."""
-    total = sum(quantity * unit_price for _, quantity, unit_price in lines)
-    command_id = new_command_id("seed-order")
-    order_id: int = (
-        await connection.execute(
-            insert(orders)
-            .values(user_id=user_id, command_id=command_id, total=total, placed_at=placed_at)
-            .returning(orders.c.order_id)
-        )
-    ).scalar_one()
-    await connection.execute(
-        insert(order_lines),
-        [
-            {
-                "order_id": order_id,
-                "product_id": product_id,
-                "user_id": user_id,
-                "quantity": quantity,
-                "unit_price": unit_price,
-                "placed_at": placed_at,
-            }
-            for product_id, quantity, unit_price in lines
-        ],
-    )
-    await connection.execute(
-        insert(payments).values(user_id=user_id, command_id=command_id, amount=total)
-    )
-    await connection.execute(
-        insert(point_transactions).values(
-            user_id=user_id, kind="use", amount=-total, command_id=command_id
-        )
-    )
-    await connection.execute(
-        update(point_balances)
-        .where(point_balances.c.user_id == user_id)
-        .values(balance=point_balances.c.balance - total)
-    )
-    return order_id
+from tests.support.ids import new_entity_id
+from tests.support.seeding import seed_order, seed_product, seed_user
+from tests.support.signing_keys import accepting, bearer, ec_key
 
 
 def a_week_of_its_own() -> datetime:

@@ -52,9 +52,8 @@ from shopflow.ops.access import admin_client, binding, missing_rights, provision
 from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.settings import KafkaSecurityProtocol, Settings
 from shopflow.testing.session import provisioned
-from tests.integration.helpers import isolated
-from tests.integration.test_cli import explain
-from tests.integration.test_topic_setup import shopflow
+from tests.support.cli import explain, shopflow_with
+from tests.support.service import isolated
 
 TIMEOUT_S = 15
 
@@ -273,7 +272,7 @@ async def test_a_worker_whose_principal_lacks_a_right_refuses_to_start_naming_it
     events = Topics(settings.topic_prefix).name(POINTS_EVENTS)
     await _revoked(settings, Grant(SERVICE, Resource.TOPIC, events, Operation.WRITE))
 
-    result = await shopflow(settings, command)
+    result = await shopflow_with(settings, command)
 
     assert result.exit_code == 1, explain(result)
     assert result.stderr == (
@@ -289,7 +288,7 @@ async def test_a_worker_with_a_wrong_password_says_kafka_refused_its_credentials
     settings = isolated(test_settings, "password")
     await provisioned(settings)
 
-    result = await shopflow(
+    result = await shopflow_with(
         settings, "worker", SHOPFLOW_KAFKA_USERNAME=SERVICE, SHOPFLOW_KAFKA_PASSWORD="wrong"
     )
 
@@ -302,7 +301,7 @@ async def test_a_worker_with_a_wrong_password_says_kafka_refused_its_credentials
 
 
 async def test_the_cli_says_which_principal_kafka_refused(acl_settings: Settings) -> None:
-    result = await shopflow(
+    result = await shopflow_with(
         acl_settings,
         "charge",
         "7",
@@ -320,7 +319,7 @@ async def test_the_cli_says_which_topic_its_principal_may_not_use(
     acl_settings: Settings,
 ) -> None:
     # The storefront writes carts and orders, and may not mint points.
-    result = await shopflow(
+    result = await shopflow_with(
         acl_settings,
         "charge",
         "7",

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shopflow.persistence.repositories import CartRepository, ProductRepository
 from shopflow.persistence.tables import products
-from tests.integration.helpers import user_in_database
+from tests.support.database import user_in_database
 
 STEP_SECONDS = 3.0
 

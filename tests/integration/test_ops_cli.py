@@ -2,7 +2,7 @@
 session's servers and running service: real dead letters made by poison records, and
 what the commands print checked against what Kafka and PostgreSQL hold.
 
-As in test_cli.py, each invocation runs in a worker thread while the test's event loop
+As tests.support.cli says, each invocation runs in a worker thread while the test's event loop
 (and with it the service's consumers) keeps running.
 """
 
@@ -37,9 +37,10 @@ from shopflow.kafka_lag import service_consumer_groups
 from shopflow.kafka_offsets import log_ranges
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings, env_name
-from tests.conftest import new_command_id
-from tests.integration.helpers import balance_of, registered_user, transactions_of
-from tests.integration.test_cli import explain, shopflow
+from tests.support.cli import explain, shopflow
+from tests.support.database import balance_of, transactions_of
+from tests.support.ids import new_command_id
+from tests.support.service import registered_user
 
 BIG = 900_000  # a value whose published dead letter is cut (CONTRACT.md, "Dead letters")
 

@@ -15,13 +15,13 @@ from shopflow.contracts.events import OrderPlaced, OrderRejected, PointsCharged,
 from shopflow.contracts.topics import Topics
 from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.persistence.tables import orders as order_rows
-from shopflow.persistence.tables import point_balances
 from shopflow.producers.client import ShopflowClient
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
-from tests.conftest import new_command_id
-from tests.integration.helpers import funded_users, isolated, new_product, stock_of
+from tests.support.database import balances_of, stock_of
+from tests.support.ids import new_command_id
+from tests.support.service import funded_users, isolated, new_product
 
 
 @pytest.fixture
@@ -38,16 +38,6 @@ async def two_instances(test_settings: Settings) -> AsyncIterator[ShopflowClient
             yield client
     finally:
         await asyncio.gather(*(runtime.stop() for runtime in instances))
-
-
-async def _balances(engine: AsyncEngine, user_ids: list[int]) -> dict[int, int]:
-    async with engine.connect() as connection:
-        rows = await connection.execute(
-            select(point_balances.c.user_id, point_balances.c.balance).where(
-                point_balances.c.user_id.in_(user_ids)
-            )
-        )
-        return {row.user_id: row.balance for row in rows}
 
 
 async def _orders(engine: AsyncEngine, user_ids: list[int]) -> set[tuple[int, int, str, int]]:
@@ -74,7 +64,7 @@ async def test_200_orders_from_50_users_for_stock_37_sell_exactly_37(
     client = two_instances
     users = await funded_users(client, 50, 1_000)
     product_id = await new_product(client, price=100, stock=37)
-    before = await _balances(engine, users)
+    before = await balances_of(engine, users)
     orders = [
         PlaceOrder(
             command_id=new_command_id("scarce"),
@@ -106,7 +96,7 @@ async def test_200_orders_from_50_users_for_stock_37_sell_exactly_37(
     # the service does. Exact books do not follow from any constraint: each user paid 100
     # per accepted order and nothing for a rejected one, and got the racing charge's 1.
     assert all(p.total == 100 for p in placed)
-    assert await _balances(engine, users) == {
+    assert await balances_of(engine, users) == {
         u: before[u] + 1 - sum(p.total for p in placed if p.user_id == u) for u in users
     }
     # Only the accepted orders were written, each once, as their events say.
@@ -144,7 +134,7 @@ async def test_orders_of_two_products_in_opposite_orders_neither_deadlock_nor_ov
     # Each user paid 10 + 20 per accepted order and nothing for a rejected one (rather
     # than "the first user still has a balance row", which nothing here could remove).
     assert all(p.total == 30 for p in placed)
-    assert await _balances(engine, users) == {
+    assert await balances_of(engine, users) == {
         u: 10_000 - 30 * sum(1 for p in placed if p.user_id == u) for u in users
     }
     assert await _orders(engine, users) == _as_rows(placed)

@@ -5,17 +5,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shopflow.contracts.commands import AddCartItem, OrderLine, PlaceOrder
 from shopflow.contracts.events import OrderPlaced, OrderRejected, RejectionReason
 from shopflow.producers.client import ShopflowClient
-from tests.conftest import new_command_id, new_entity_id
-from tests.integration.helpers import (
-    balance_of,
-    cart_of,
-    funded_user,
-    new_product,
-    orders_of,
-    registered_user,
-    stock_of,
-    transactions_of,
-)
+from tests.support.database import balance_of, cart_of, orders_of, stock_of, transactions_of
+from tests.support.ids import new_command_id, new_entity_id
+from tests.support.service import funded_user, new_product, registered_user
 
 
 def _order(user_id: int, *lines: tuple[int, int]) -> PlaceOrder:

@@ -23,15 +23,9 @@ from shopflow.producers.client import ShopflowClient
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
-from tests.conftest import new_command_id
-from tests.integration.helpers import (
-    balance_of,
-    funded_user,
-    isolated,
-    new_product,
-    orders_of,
-    stock_of,
-)
+from tests.support.database import balance_of, orders_of, stock_of
+from tests.support.ids import new_command_id
+from tests.support.service import funded_user, isolated, new_product
 
 
 @dataclass

@@ -12,8 +12,9 @@ from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.persistence.tables import point_balances, point_transactions
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
-from tests.conftest import new_command_id, new_entity_id
-from tests.integration.helpers import balance_of, registered_user, transactions_of
+from tests.support.database import balance_of, transactions_of
+from tests.support.ids import new_command_id, new_entity_id
+from tests.support.service import registered_user
 
 
 async def test_charge_yields_points_charged_with_new_balance_and_one_transaction(

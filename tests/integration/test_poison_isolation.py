@@ -32,14 +32,9 @@ from shopflow.persistence.dead_letter_store import DeadLetterStore
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned, running
-from tests.conftest import new_command_id
-from tests.integration.helpers import (
-    balance_of,
-    isolated,
-    ledger_rows,
-    transactions_of,
-    user_in_database,
-)
+from tests.support.database import balance_of, ledger_rows, transactions_of, user_in_database
+from tests.support.ids import new_command_id
+from tests.support.service import isolated
 
 BIG = 900_000
 

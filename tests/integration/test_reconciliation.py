@@ -27,8 +27,8 @@ from shopflow.persistence.tables import (
 )
 from shopflow.runtime import Runtime
 from shopflow.testing.servers import Endpoints
-from tests.conftest import _RUN, new_command_id, new_entity_id
-from tests.integration.test_http_read_side import seed_order, seed_product, seed_user
+from tests.support.ids import RUN_ID, new_command_id, new_entity_id
+from tests.support.seeding import seed_order, seed_product, seed_user
 
 PLACED_AT = datetime(2030, 6, 1, 12, tzinfo=UTC)
 EVERYTHING = 1_000_000
@@ -69,7 +69,7 @@ async def test_consistent_books_in_the_session_database_are_not_reported(
 
 @pytest.fixture(scope="module")
 async def scratch_engine(endpoints: Endpoints) -> AsyncIterator[AsyncEngine]:
-    database = f"shopflow_reconcile_{_RUN}_{secrets.token_hex(3)}"
+    database = f"shopflow_reconcile_{RUN_ID}_{secrets.token_hex(3)}"
     admin = create_async_engine(endpoints.database_url, isolation_level="AUTOCOMMIT")
     async with admin.connect() as connection:
         await connection.execute(text(f'CREATE DATABASE "{database}"'))

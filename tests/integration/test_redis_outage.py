@@ -9,7 +9,6 @@ whichever way the other servers were started."""
 
 import asyncio
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -27,15 +26,10 @@ from shopflow.queries.top_products import TopProducts
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import running
-from tests.conftest import new_command_id
-from tests.integration.helpers import funded_user, isolated, new_product
-from tests.integration.test_top_products import _eventually
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support.ids import new_command_id
+from tests.support.ports import free_port
+from tests.support.service import funded_user, isolated, new_product
+from tests.support.waiting import eventually
 
 
 def _url(settings: Settings, port: int) -> str:
@@ -91,7 +85,7 @@ async def _order(client: ShopflowClient, user_id: int, product_id: int) -> None:
 async def test_with_redis_stopped_commands_flow_and_top_products_come_from_postgresql(
     test_settings: Settings,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     settings = isolated(test_settings, "outage", redis_url=_url(test_settings, port))
     async with (
         _redis_server(settings.redis_url) as redis_server,
@@ -131,13 +125,13 @@ async def test_with_redis_stopped_commands_flow_and_top_products_come_from_postg
             # The view is missing: the first answer starts a rebuild (on the pooled
             # connection Redis closed: the client tries again on a new one); then
             # Redis answers, the orders applied meanwhile included.
-            await _eventually(redis_answers_as_postgresql, timeout=30)
+            await eventually(redis_answers_as_postgresql, timeout=30)
 
 
 async def test_after_a_redis_restart_the_services_first_command_goes_through(
     test_settings: Settings,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     settings = isolated(test_settings, "restart", redis_url=_url(test_settings, port))
     runtime = Runtime.build(settings, consume=False)
     try:

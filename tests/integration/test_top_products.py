@@ -7,7 +7,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,9 +28,10 @@ from shopflow.queries.top_products import FALLBACKS, TopProducts
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
-from tests.bench.scratch import admin_redis_url
-from tests.conftest import new_command_id, new_entity_id
-from tests.integration.helpers import funded_user, isolated, new_product
+from tests.support.ids import new_command_id, new_entity_id
+from tests.support.scratch import admin_redis_url
+from tests.support.service import funded_user, isolated, new_product
+from tests.support.waiting import eventually
 
 # Synthetic events live in a future week of their own: nothing else the tests do falls
 # in their windows, and their buckets' expiry (absolute) lies ahead of the wall clock.
@@ -65,21 +66,6 @@ async def _publish(runtime: Runtime, event: OrderPlaced) -> None:
         await producer.stop()
 
 
-async def _eventually(check: Callable[[], object], timeout: float = 15.0) -> None:
-    """Retry an async assertion until it holds (the aggregator is asynchronous)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if asyncio.iscoroutine(result):
-                await result
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
-
-
 @pytest.fixture
 def uncached_view(service: Runtime) -> SalesView:
     """The service's view, read without the answer cache (tests read right after writes)."""
@@ -97,7 +83,7 @@ async def test_answer_counts_only_the_last_72_hours_and_products_fall_out_as_tim
     async def at_future() -> None:
         assert await uncached_view.top(FUTURE) == [(recent, 5), (newest, 2)]
 
-    await _eventually(at_future)
+    await eventually(at_future)
     # Two hours later the 71-hour-old order is 73 hours old: out.
     assert await uncached_view.top(FUTURE + timedelta(hours=2)) == [(newest, 2)]
     # 80 hours earlier the oldest order was the only one in its window.
@@ -122,7 +108,7 @@ async def test_same_order_placed_delivered_three_times_counts_once(
         assert sentinel.items[0].product_id in top
         assert top[product_id] == 4
 
-    await _eventually(counted)
+    await eventually(counted)
 
 
 @pytest.fixture
@@ -169,7 +155,7 @@ async def test_crash_between_applying_and_committing_counts_once(
         assert crashes == [1]
         assert await view.top(at) == [(product_id, 3)]
 
-    await _eventually(counted_once)
+    await eventually(counted_once)
     await asyncio.sleep(1.5)  # the redelivery has happened; it must not have added more
     assert await view.top(at) == [(product_id, 3)]
 
@@ -228,7 +214,7 @@ async def test_after_redis_is_flushed_the_answer_comes_from_postgresql_then_redi
         assert source == "redis"
         assert from_redis == await read_model.top_products(service.clock())
 
-    await _eventually(redis_caught_up)
+    await eventually(redis_caught_up)
     before, _ = await top.top()
     fallbacks_before = FALLBACKS.labels("view_missing")._value.get()
 

@@ -3,17 +3,14 @@
 broker: topics the service cannot use are refused, and what the broker refuses is raised.
 
 Each test has a topic prefix of its own and deletes its topics after. The CLI runs in a
-worker thread, as in test_cli.py (its commands call asyncio.run)."""
+worker thread (tests.support.cli: its commands call asyncio.run)."""
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka.admin import NewTopic
 from aiokafka.errors import InvalidReplicationFactorError
-from typer.testing import CliRunner, Result
 
-from shopflow.cli import app
 from shopflow.contracts.topics import (
     COMMAND_ROUTES,
     DEAD_LETTERS,
@@ -26,8 +23,9 @@ from shopflow.kafka_admin import TopicMismatch, ensure_topics
 from shopflow.kafka_admin import planned_topics as planned
 from shopflow.ops.access import provision
 from shopflow.settings import Settings
-from tests.bench.scratch import delete_scratch_topics, service_env
-from tests.integration.helpers import isolated
+from tests.support.cli import shopflow_with
+from tests.support.scratch import delete_scratch_topics
+from tests.support.service import isolated
 
 PARTITIONS = 3
 
@@ -121,15 +119,6 @@ async def test_a_creation_the_broker_refuses_raises_naming_the_topic(
     assert any(topic in str(raised.value) for topic in all_topics(settings))
 
 
-async def shopflow(settings: Settings, *args: str, **extra: str) -> Result:
-    """`shopflow ARGS...` with the SHOPFLOW_* environment of `settings` (and `extra`
-    variables), in a thread."""
-    env = service_env(
-        settings, SHOPFLOW_SESSION_TIMEOUT_MS=str(settings.session_timeout_ms), **extra
-    )
-    return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
-
-
 @pytest.mark.parametrize("command", ["migrate", "worker", "serve"])
 async def test_the_cli_refuses_to_start_in_one_line(settings: Settings, command: str) -> None:
     charges = Topics(settings.topic_prefix).name(POINTS_CHARGE)
@@ -139,7 +128,7 @@ async def test_the_cli_refuses_to_start_in_one_line(settings: Settings, command:
         await ensure_topics(settings, admin)
     await provision(settings, admin, local_users=False)
 
-    result = await shopflow(settings, command)
+    result = await shopflow_with(settings, command)
 
     assert result.exit_code == 1, f"exit {result.exit_code}\n{result.output}"
     assert result.stderr == f"shopflow refuses to start: {short_sentence(charges)}\n"
@@ -150,7 +139,7 @@ async def test_the_cli_refuses_to_start_in_one_line(settings: Settings, command:
 async def test_a_service_on_topics_nobody_provisioned_refuses_to_start_in_one_line(
     settings: Settings, command: str
 ) -> None:
-    result = await shopflow(settings, command)
+    result = await shopflow_with(settings, command)
 
     assert result.exit_code == 1, f"exit {result.exit_code}\n{result.output}"
     missing = ", ".join(sorted(all_topics(settings), key=list(planned(settings)).index))
@@ -167,7 +156,7 @@ async def test_a_session_timeout_the_broker_refuses_stops_the_worker_in_one_line
     # The broker allows 1,000 to 1,800,000 ms (scripts/infra.sh; Kafka's default maximum).
     refused = settings.model_copy(update={"session_timeout_ms": 1_800_001})
 
-    result = await shopflow(refused, "worker")
+    result = await shopflow_with(refused, "worker")
 
     assert result.exit_code == 1, f"exit {result.exit_code}\n{result.output}"
     assert result.stderr == (

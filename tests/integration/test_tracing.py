@@ -35,8 +35,9 @@ from shopflow.settings import Settings
 from shopflow.testing.session import running
 from shopflow.testing.tokens import TokenSigner
 from shopflow.tracing import instrument_libraries, uninstrument_libraries
-from tests.conftest import new_command_id
-from tests.integration.helpers import isolated, user_in_database
+from tests.support.database import user_in_database
+from tests.support.ids import new_command_id
+from tests.support.service import isolated
 
 Traced = tuple[TracerProvider, InMemorySpanExporter]
 UNSAMPLED_TRACE = 0x4BF92F3577B34DA6A3CE929D0E0E4736

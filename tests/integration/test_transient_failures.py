@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shopflow.contracts.commands import ChargePoints
 from shopflow.contracts.events import PointsCharged, PointsChargeRejected, RejectionReason
 from shopflow.producers.client import ShopflowClient
-from tests.conftest import new_command_id
-from tests.integration.helpers import balance_of, ledger_rows, registered_user, transactions_of
+from tests.support.database import balance_of, ledger_rows, transactions_of
+from tests.support.ids import new_command_id
+from tests.support.service import registered_user
 
 _INSTALL = [
     """CREATE TABLE IF NOT EXISTS test_injected_faults (

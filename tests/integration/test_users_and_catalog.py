@@ -9,8 +9,8 @@ from shopflow.persistence.ledger import Ledger
 from shopflow.persistence.tables import processed_commands
 from shopflow.producers.client import ShopflowClient
 from shopflow.queries.read_model import ReadModel
-from tests.conftest import new_command_id, new_entity_id
-from tests.integration.helpers import balance_of, ledger_rows
+from tests.support.database import balance_of, ledger_rows
+from tests.support.ids import new_command_id, new_entity_id
 
 
 async def test_registered_user_starts_with_zero_points(

@@ -17,10 +17,8 @@ What FastStream's Prometheus middleware sees of shopflow's batches, checked here
 """
 
 import asyncio
-import signal
 import socket
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
@@ -49,11 +47,13 @@ from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.persistence.tables import point_balances
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
-from shopflow.testing.session import provisioned
-from tests import dashboard
-from tests.bench.scratch import service_env
-from tests.conftest import new_command_id, new_entity_id
-from tests.integration.helpers import a_query_waits_on_a_lock, isolated, user_in_database
+from tests.support import dashboard
+from tests.support.database import a_query_waits_on_a_lock, user_in_database
+from tests.support.ids import new_command_id, new_entity_id
+from tests.support.ports import free_port
+from tests.support.service import isolated
+from tests.support.waiting import until
+from tests.support.workers import start_worker_on_port, worker_ready, worker_stopped
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -66,46 +66,6 @@ NOT_COUNTED_HERE = {
     "shopflow_batch_isolations_total",
     "shopflow_poison_records_total",
 }
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def _start_worker(
-    settings: Settings, port: int, *, capture: bool = False, log_level: str = "warning"
-) -> asyncio.subprocess.Process:
-    """`shopflow worker` in a process of its own, its HTTP side on `port`; with
-    `capture`, its stdout and stderr piped to the test (which must read them as they
-    come: a full pipe would block the worker's writes). Its topics are provisioned first,
-    as `shopflow topics create` does before a worker starts."""
-    await provisioned(settings)
-    env = service_env(
-        settings,
-        SHOPFLOW_WORKER_HTTP_PORT=str(port),
-        SHOPFLOW_SESSION_TIMEOUT_MS="6000",
-        SHOPFLOW_BATCH_TIMEOUT_MS="20",
-    )
-    pipe = asyncio.subprocess.PIPE if capture else None
-    return await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "shopflow", "worker", "--log-level", log_level),
-        env=env,
-        stdout=pipe,
-        stderr=pipe,
-    )
-
-
-async def _until(condition: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                if await condition():
-                    return
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"not within {timeout} s: {what}") from None
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -136,39 +96,17 @@ class Worker:
         return self.settings.command_group(self.topics.name(contract_topic))
 
 
-async def _ready(http: httpx.AsyncClient, process: asyncio.subprocess.Process) -> None:
-    async def answers_ready() -> bool:
-        assert process.returncode is None, f"the worker exited with {process.returncode}"
-        try:
-            return (await http.get("/health/ready")).status_code == 200
-        except httpx.TransportError:  # not listening yet (migrating)
-            return False
-
-    await _until(answers_ready, 90, "the worker's /health/ready answers 200")
-
-
-async def _stopped(process: asyncio.subprocess.Process) -> int:
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        async with asyncio.timeout(60):
-            return await process.wait()
-    except TimeoutError:
-        process.kill()
-        raise
-
-
 @pytest.fixture(scope="module")
 async def worker(test_settings: Settings) -> AsyncIterator[Worker]:
     settings = isolated(test_settings, "worker-http")
-    port = _free_port()
-    process = await _start_worker(settings, port)
+    port = free_port()
+    process = await start_worker_on_port(settings, port)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            await _ready(http, process)
+            await worker_ready(http, process)
             yield Worker(settings, Topics(settings.topic_prefix), process, http, port)
     finally:
-        assert await _stopped(process) == 0
+        assert await worker_stopped(process) == 0
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +183,7 @@ async def test_commands_are_counted_by_topic_and_outcome(
             for (t, o), n in expected.items()
         )
 
-    await _until(counted, 10, f"shopflow_commands_total moves by {expected}")
+    await until(counted, 10, f"shopflow_commands_total moves by {expected}")
 
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
@@ -289,7 +227,7 @@ async def test_a_malformed_record_is_counted_as_a_dead_letter_by_reason(
             == 1
         )
 
-    await _until(counted, 15, "one invalid_json dead letter counted")
+    await until(counted, 15, "one invalid_json dead letter counted")
 
 
 async def _lags(worker: Worker) -> dict[tuple[str, str, str], float]:
@@ -322,7 +260,7 @@ async def test_the_lag_gauge_shows_each_partition_and_the_records_waiting_behind
         lags = await _lags(worker)
         return set(lags) == expected and not any(lags.values())
 
-    await _until(every_partition_caught_up, 30, f"a lag of 0 for each of {sorted(expected)}")
+    await until(every_partition_caught_up, 30, f"a lag of 0 for each of {sorted(expected)}")
 
     # A batch held on a row lock: the records sent behind it on its partition wait, and
     # the gauge counts them (fetched meanwhile, not yet taken by a batch).
@@ -359,7 +297,7 @@ async def test_the_lag_gauge_shows_each_partition_and_the_records_waiting_behind
             async def behind_are_waiting() -> bool:
                 return (await _lags(worker)).get(key) == len(behind)
 
-            await _until(behind_are_waiting, 15, f"a lag of {len(behind)} on {key}")
+            await until(behind_are_waiting, 15, f"a lag of {len(behind)} on {key}")
             others = {k: v for k, v in (await _lags(worker)).items() if k != key}
             assert set(others) == expected - {key}
             assert not any(others.values())
@@ -375,7 +313,7 @@ async def test_the_lag_gauge_shows_each_partition_and_the_records_waiting_behind
     async def caught_up() -> bool:
         return (await _lags(worker)).get(key) == 0
 
-    await _until(caught_up, 15, f"a lag of 0 on {key} once the batch went through")
+    await until(caught_up, 15, f"a lag of 0 on {key} once the batch went through")
 
 
 async def test_every_metric_the_dashboard_reads_is_on_the_worker(
@@ -418,7 +356,7 @@ async def test_every_metric_the_dashboard_reads_is_on_the_worker(
             before, "shopflow_dead_letters_total", reason="invalid_json"
         )
 
-    await _until(counted, 15, "the order counted by the aggregator and the dead letter")
+    await until(counted, 15, "the order counted by the aggregator and the dead letter")
 
     exposition = await worker.exposition()
     declared = dashboard.declared(exposition)
@@ -434,7 +372,7 @@ async def test_every_metric_the_dashboard_reads_is_on_the_worker(
 
 
 async def test_a_second_worker_on_the_same_port_refuses_to_start(worker: Worker) -> None:
-    second = await _start_worker(worker.settings, worker.port, capture=True)
+    second = await start_worker_on_port(worker.settings, worker.port, capture=True)
     async with asyncio.timeout(60):
         _, stderr = await second.communicate()
 
@@ -448,13 +386,13 @@ async def test_a_second_worker_on_the_same_port_refuses_to_start(worker: Worker)
 
 async def test_sigterm_stops_the_worker_and_its_http_server(test_settings: Settings) -> None:
     settings = isolated(test_settings, "worker-stop")
-    port = _free_port()
-    process = await _start_worker(settings, port)
+    port = free_port()
+    process = await start_worker_on_port(settings, port)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
         try:
-            await _ready(http, process)
+            await worker_ready(http, process)
         finally:
-            code = await _stopped(process)
+            code = await worker_stopped(process)
 
         assert code == 0
         with pytest.raises(httpx.ConnectError):

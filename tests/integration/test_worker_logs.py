@@ -31,9 +31,11 @@ from shopflow.contracts.topics import POINTS_CHARGE, USERS_REGISTER, Topics
 from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
-from tests.conftest import new_command_id, new_entity_id
-from tests.integration.helpers import isolated
-from tests.integration.test_worker_http import _free_port, _ready, _start_worker, _stopped, _until
+from tests.support.ids import new_command_id, new_entity_id
+from tests.support.ports import free_port
+from tests.support.service import isolated
+from tests.support.waiting import until
+from tests.support.workers import start_worker_on_port, worker_ready, worker_stopped
 
 
 @dataclass
@@ -67,17 +69,17 @@ class LoggingWorker:
 @pytest.fixture(scope="module")
 async def worker(test_settings: Settings) -> AsyncIterator[LoggingWorker]:
     settings = isolated(test_settings, "worker-logs")
-    port = _free_port()
-    process = await _start_worker(settings, port, capture=True, log_level="info")
+    port = free_port()
+    process = await start_worker_on_port(settings, port, capture=True, log_level="info")
     assert process.stderr is not None
     stderr = Stderr(process.stderr)
     reading = asyncio.create_task(stderr.read())
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            await _ready(http, process)
+            await worker_ready(http, process)
             yield LoggingWorker(settings, Topics(settings.topic_prefix), stderr)
     finally:
-        assert await _stopped(process) == 0
+        assert await worker_stopped(process) == 0
         await reading
 
 
@@ -136,7 +138,7 @@ async def test_a_batch_and_each_refused_command_are_one_json_line_each(
         return bool(_of(worker.stderr.events(), "batch applied", topic=charge_topic))
 
     # Results are sent before the batch's line is written: give the line a moment.
-    await _until(batch_logged, 10, f"a 'batch applied' line for {charge_topic}")
+    await until(batch_logged, 10, f"a 'batch applied' line for {charge_topic}")
     events = worker.stderr.events()
 
     [line] = _of(events, "batch applied", topic=charge_topic)

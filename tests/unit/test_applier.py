@@ -1,6 +1,6 @@
 """The applier's idempotency and failure rules, without a database: the transaction,
 its savepoints, the ledger and the dead-letter records are the in-memory fakes of
-`consumers.ports` (`tests.unit.fakes`), which roll back as PostgreSQL would.
+`consumers.ports` (`tests.support.fakes`), which roll back as PostgreSQL would.
 
 Covered: a new command is applied once and its id spent with its result; a spent id is
 replayed (same event) or, with another payload, answered idempotency_conflict; the same
@@ -20,32 +20,24 @@ from typing import Any
 import pytest
 
 from shopflow.consumers.applier import TRANSACTION_RETRY, BatchApplier, BatchFailed
-from shopflow.consumers.decoding import DecodedCommand, RawRecord, decode_record
+from shopflow.consumers.decoding import DecodedCommand, RawRecord
 from shopflow.consumers.outcomes import Outcome, OutcomeKind
-from shopflow.contracts.commands import ChargePoints, Command
+from shopflow.contracts.commands import ChargePoints
 from shopflow.contracts.dead_letters import DeadLetterReason
-from shopflow.contracts.topics import ROUTES_BY_TYPE
 from shopflow.persistence.dead_letter_store import DeadLetterEntry
 from shopflow.persistence.ledger import LedgerEntry
 from shopflow.producers.dead_letters import build_dead_letter
-from tests.unit.fakes import FakeDatabase, FakeState
+from tests.support.fakes import FakeDatabase, FakeState
+from tests.support.records import decoded_command
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 NO_PAUSES = replace(TRANSACTION_RETRY, first_pause_s=0)
 _offsets = iter(range(10**9))
 
 
-def _decoded(command: Command) -> DecodedCommand:
-    route = ROUTES_BY_TYPE[type(command)]
-    key = str(route.entity_id(command)).encode()
-    record = RawRecord(route.topic, 0, next(_offsets), key, command.model_dump_json().encode())
-    decoded = decode_record(route, record)
-    assert isinstance(decoded, DecodedCommand)
-    return decoded
-
-
 def _charge(command_id: str, amount: int = 10, user_id: int = 1) -> DecodedCommand:
-    return _decoded(ChargePoints(command_id=command_id, user_id=user_id, amount=amount))
+    command = ChargePoints(command_id=command_id, user_id=user_id, amount=amount)
+    return decoded_command(command, next(_offsets))
 
 
 def _shop() -> FakeDatabase:

@@ -7,7 +7,7 @@ from shopflow.app import create_app
 from shopflow.asyncapi import asyncapi_json
 from shopflow.contracts.topics import COMMAND_ROUTES
 from shopflow.settings import Settings
-from tests.signing_keys import public_key_file
+from tests.support.signing_keys import public_key_file
 
 COMMITTED = Path(__file__).parents[2] / "docs" / "asyncapi.json"
 

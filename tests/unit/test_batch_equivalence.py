@@ -10,7 +10,7 @@ some of them declined by the payment gateway (4 declines fail the payment, 1-3 a
 retried through), re-sent duplicates (same command_id, same payload; later, or in the
 same batch) and idempotency conflicts (same command_id, another payload). The history
 is cut into batches of one topic each (at every change of topic, and at random points).
-Everything is in memory (`tests.unit.fakes`); no server is involved.
+Everything is in memory (`tests.support.fakes`); no server is involved.
 """
 
 import asyncio
@@ -27,7 +27,7 @@ from hypothesis import Phase, event, example, given, settings, target
 from hypothesis import strategies as st
 
 from shopflow.consumers.applier import TRANSACTION_RETRY, Applied, BatchApplier
-from shopflow.consumers.decoding import DecodedCommand, RawRecord, decode_record
+from shopflow.consumers.decoding import DecodedCommand
 from shopflow.consumers.outcomes import Outcome, OutcomeKind
 from shopflow.contracts.commands import (
     AddCartItem,
@@ -40,9 +40,9 @@ from shopflow.contracts.commands import (
     UpsertProduct,
 )
 from shopflow.contracts.limits import MAX_BALANCE, MAX_CHARGE_AMOUNT
-from shopflow.contracts.topics import ROUTES_BY_TYPE
 from shopflow.domain.catalog import Product
-from tests.unit.fakes import FakeDatabase, FakeState, Faults
+from tests.support.fakes import FakeDatabase, FakeState, Faults
+from tests.support.records import decoded_command
 
 pytestmark = pytest.mark.property
 
@@ -259,22 +259,13 @@ def _history(initial: FakeState, runs: Sequence[Sequence[Step]]) -> Scenario:
 SCENARIOS = st.builds(_history, initial_states(), RUNS)
 
 
-def _decoded(command: Command, offset: int) -> DecodedCommand:
-    route = ROUTES_BY_TYPE[type(command)]
-    key = str(route.entity_id(command)).encode()
-    record = RawRecord(route.topic, 0, offset, key, command.model_dump_json().encode())
-    decoded = decode_record(route, record)
-    assert isinstance(decoded, DecodedCommand), decoded
-    return decoded
-
-
 def _decoded_batches(scenario: Scenario) -> list[list[DecodedCommand]]:
     offset = 0
     batches: list[list[DecodedCommand]] = []
     for batch in scenario.batches:
         decoded = []
         for command in batch:
-            decoded.append(_decoded(command, offset))
+            decoded.append(decoded_command(command, offset))
             offset += 1
         batches.append(decoded)
     return batches

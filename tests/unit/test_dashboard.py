@@ -8,8 +8,8 @@ from prometheus_client import REGISTRY, generate_latest
 import shopflow.queries.top_products  # noqa: F401  (declares the read side's fallback counter)
 from shopflow.runtime import build_broker
 from shopflow.settings import Settings
-from tests import dashboard
-from tests.unit.fakes import UNIT_KAFKA
+from tests.support import dashboard
+from tests.support.fakes import UNIT_KAFKA
 
 
 def test_every_panel_is_well_formed() -> None:

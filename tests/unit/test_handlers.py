@@ -16,7 +16,7 @@ from shopflow.contracts.events import PointsCharged, ProductUpserted, ResultEven
 from shopflow.contracts.limits import MAX_BALANCE
 from shopflow.domain.catalog import Product
 from shopflow.domain.errors import Rejected, UnknownUser, UserExists
-from tests.unit.fakes import FakeUnitOfWork
+from tests.support.fakes import FakeUnitOfWork
 
 C = TypeVar("C", RegisterUser, UpsertProduct, ChargePoints)
 

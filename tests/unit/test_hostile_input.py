@@ -19,7 +19,7 @@ from shopflow.contracts.dead_letters import (
 )
 from shopflow.contracts.topics import COMMAND_ROUTES, ROUTES_BY_TOPIC, CommandRoute
 from shopflow.producers.dead_letters import DeadLetterLimits, build_dead_letter
-from tests.hostile import Hostile, hostile_charges, schema_documents
+from tests.support.hostile import Hostile, hostile_charges, schema_documents
 
 pytestmark = pytest.mark.property
 

@@ -32,7 +32,7 @@ from shopflow.queries.auth import (
 from shopflow.queries.http import AsyncApiPages, _refuse_unguarded, create_http_app
 from shopflow.queries.read_model import ReadModel
 from shopflow.queries.token_keys import JwksUrl, KeyFile, TokenKeys, public_jwk
-from tests.signing_keys import (
+from tests.support.signing_keys import (
     AUDIENCE,
     ISSUER,
     SigningKey,

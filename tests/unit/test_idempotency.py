@@ -3,24 +3,19 @@
 import uuid
 from datetime import UTC, datetime
 
-from shopflow.consumers.decoding import DecodedCommand, RawRecord, decode_record
+from shopflow.consumers.decoding import DecodedCommand
 from shopflow.consumers.idempotency import BatchIdempotency
 from shopflow.consumers.outcomes import Outcome, OutcomeKind, outcome, unavailable
 from shopflow.contracts.commands import ChargePoints
 from shopflow.contracts.events import PointsCharged
-from shopflow.contracts.topics import ROUTES_BY_TYPE
 from shopflow.persistence.ledger import LedgerEntry
+from tests.support.records import decoded_command
 
 NOW = datetime(2026, 12, 6, tzinfo=UTC)
 
 
 def _charge(command_id: str, amount: int = 10, offset: int = 0) -> DecodedCommand:
-    route = ROUTES_BY_TYPE[ChargePoints]
-    command = ChargePoints(command_id=command_id, user_id=1, amount=amount)
-    record = RawRecord(route.topic, 0, offset, b"1", command.model_dump_json().encode())
-    decoded = decode_record(route, record)
-    assert isinstance(decoded, DecodedCommand)
-    return decoded
+    return decoded_command(ChargePoints(command_id=command_id, user_id=1, amount=amount), offset)
 
 
 def _accepted(cmd: DecodedCommand) -> Outcome:

@@ -20,7 +20,7 @@ from shopflow.contracts.commands import (
     UpsertProduct,
 )
 from shopflow.domain.catalog import Product
-from tests.unit.fakes import FakeUnitOfWork
+from tests.support.fakes import FakeUnitOfWork
 
 Calls = list[tuple[str, list[int]]]
 T = TypeVar("T")

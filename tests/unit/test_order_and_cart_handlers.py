@@ -13,7 +13,7 @@ from shopflow.contracts.commands import AddCartItem, OrderLine, PlaceOrder, Remo
 from shopflow.contracts.events import CartItemAdded, CartItemRemoved, OrderPlaced, ResultEvent
 from shopflow.domain.catalog import Product
 from shopflow.domain.errors import OutOfStock, PaymentFailed, Rejected, UnknownProduct
-from tests.unit.fakes import FakeUnitOfWork
+from tests.support.fakes import FakeUnitOfWork
 
 
 def _shop(balance: int = 10_000) -> FakeUnitOfWork:

@@ -1,5 +1,5 @@
 """What the pipeline logs of a batch (no I/O: the real applier on the in-memory fakes of
-`tests.unit.fakes`): one INFO line for the batch with its offsets and the count of each
+`tests.support.fakes`): one INFO line for the batch with its offsets and the count of each
 outcome, one line per command at its outcome's level, with no stack trace for a
 business rejection."""
 
@@ -16,7 +16,7 @@ from shopflow.consumers.pipeline import CommandPipeline
 from shopflow.contracts.commands import ChargePoints
 from shopflow.contracts.topics import ROUTES_BY_TOPIC
 from shopflow.producers.publisher import Delivery, OutgoingMessage
-from tests.unit.fakes import FakeDatabase, FakeState
+from tests.support.fakes import FakeDatabase, FakeState
 
 TOPIC = "shop.points.charge"
 

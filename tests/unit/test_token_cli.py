@@ -15,7 +15,7 @@ from shopflow.queries.auth import SCOPE_METRICS, SCOPE_READ, Caller, TokenVerifi
 from shopflow.queries.token_keys import TokenKeys, keys_from_pem
 from shopflow.settings import Settings
 from shopflow.testing.tokens import session_signer
-from tests.signing_keys import SigningKey, rsa_key
+from tests.support.signing_keys import SigningKey, rsa_key
 
 ISSUER, AUDIENCE = "shopflow-local", "shopflow"
 

@@ -42,7 +42,7 @@ from shopflow.queries.token_keys import (
     keys_from_pem,
 )
 from shopflow.settings import Settings
-from tests.signing_keys import AUDIENCE, ISSUER, SigningKey, ec_key, ed25519_key, rsa_key
+from tests.support.signing_keys import AUDIENCE, ISSUER, SigningKey, ec_key, ed25519_key, rsa_key
 
 # RFC 7638, 3.1: the example key and its thumbprint.
 RFC_7638_KEY = {

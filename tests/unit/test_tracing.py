@@ -28,7 +28,7 @@ from shopflow.producers.publisher import Delivery, OutgoingMessage
 from shopflow.producers.tracing import context_from_headers, trace_headers
 from shopflow.settings import Settings, TracingMode
 from shopflow.tracing import configure_tracing, tracing_enabled
-from tests.unit.fakes import FakeDatabase, FakeState
+from tests.support.fakes import FakeDatabase, FakeState
 
 TOPIC = "shop.points.charge"
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C

@@ -13,7 +13,7 @@ from shopflow.cli.processes import _tune_garbage_collector
 from shopflow.kafka_access import kafka_connection
 from shopflow.runtime import build_broker
 from shopflow.settings import Settings
-from tests.signing_keys import public_key_file
+from tests.support.signing_keys import public_key_file
 
 
 def test_the_http_app_with_its_consumers_builds_before_the_loop_runs(tmp_path: Path) -> None:

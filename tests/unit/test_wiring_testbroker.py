@@ -3,8 +3,8 @@ broker of `build_broker`) under FastStream's TestKafkaBroker, with no server: ma
 acknowledgement, the seek back of a batch whose results were not delivered, binary
 headers, dead letters, every command topic.
 
-The database is in memory (tests/unit/fakes.py), and so are Kafka's two ends
-(tests/unit/memory_kafka.py, which says why TestKafkaBroker alone has neither a consumer
+The database is in memory (tests/support/fakes.py), and so are Kafka's two ends
+(tests/support/memory_kafka.py, which says why TestKafkaBroker alone has neither a consumer
 that commits or seeks nor a way to see the service's sink).
 """
 
@@ -45,8 +45,8 @@ from shopflow.domain.clock import utc_now
 from shopflow.producers.dead_letters import DeadLetterLimits
 from shopflow.runtime import build_broker, register_command_consumers
 from shopflow.settings import Settings
-from tests.unit.fakes import UNIT_KAFKA, FakeDatabase, FakeState
-from tests.unit.memory_kafka import (
+from tests.support.fakes import UNIT_KAFKA, FakeDatabase, FakeState
+from tests.support.memory_kafka import (
     MemoryKafka,
     MemorySink,
     handing_over,

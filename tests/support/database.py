@@ -1,12 +1,12 @@
-"""Small reads and set-ups the integration tests share."""
+"""Reads and writes of the session's PostgreSQL straight through an engine, past the
+service: what a test checks after the service has applied its commands, and a user for a
+service on topics of its own."""
 
 import asyncio
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shopflow.contracts.commands import ChargePoints, RegisterUser, UpsertProduct
-from shopflow.contracts.events import PointsCharged, ProductUpserted, UserRegistered
 from shopflow.persistence.tables import (
     cart_items,
     dead_letters,
@@ -17,24 +17,21 @@ from shopflow.persistence.tables import (
     products,
     users,
 )
-from shopflow.producers.client import ShopflowClient
-from shopflow.settings import Settings
-from tests.conftest import new_command_id, new_entity_id
-
-
-async def registered_user(client: ShopflowClient, name: str = "Test user") -> int:
-    user_id = new_entity_id()
-    event = await client.send_and_wait(
-        RegisterUser(command_id=new_command_id("register"), user_id=user_id, name=name)
-    )
-    assert isinstance(event, UserRegistered)
-    return user_id
+from tests.support.ids import new_entity_id
 
 
 async def balance_of(engine: AsyncEngine, user_id: int) -> int | None:
     async with engine.connect() as connection:
         statement = select(point_balances.c.balance).where(point_balances.c.user_id == user_id)
         return (await connection.execute(statement)).scalar_one_or_none()
+
+
+async def balances_of(engine: AsyncEngine, user_ids: list[int]) -> dict[int, int]:
+    """user id -> balance of each of `user_ids` that has a balance row."""
+    async with engine.connect() as connection:
+        c = point_balances.c
+        rows = await connection.execute(select(c.user_id, c.balance).where(c.user_id.in_(user_ids)))
+        return {row.user_id: row.balance for row in rows}
 
 
 async def transactions_of(engine: AsyncEngine, user_id: int) -> list[tuple[str, int, str]]:
@@ -62,32 +59,6 @@ async def ledger_rows(engine: AsyncEngine, command_id: str) -> int:
         return int((await connection.execute(statement)).scalar_one())
 
 
-async def funded_user(client: ShopflowClient, points: int) -> int:
-    """A registered user with `points` charged."""
-    user_id = await registered_user(client)
-    if points:
-        event = await client.send_and_wait(
-            ChargePoints(command_id=new_command_id("fund"), user_id=user_id, amount=points)
-        )
-        assert isinstance(event, PointsCharged)
-    return user_id
-
-
-async def new_product(client: ShopflowClient, *, price: int, stock: int) -> int:
-    product_id = new_entity_id()
-    event = await client.send_and_wait(
-        UpsertProduct(
-            command_id=new_command_id("product"),
-            product_id=product_id,
-            name=f"Product {product_id % 1000}",
-            price=price,
-            stock_added=stock,
-        )
-    )
-    assert isinstance(event, ProductUpserted)
-    return product_id
-
-
 async def stock_of(engine: AsyncEngine, product_id: int) -> int | None:
     async with engine.connect() as connection:
         statement = select(products.c.stock).where(products.c.product_id == product_id)
@@ -111,37 +82,6 @@ async def orders_of(engine: AsyncEngine, user_id: int) -> list[tuple[int, int]]:
             .order_by(orders.c.order_id)
         )
         return [(row.order_id, row.total) for row in await connection.execute(statement)]
-
-
-async def funded_users(client: ShopflowClient, count: int, points: int) -> list[int]:
-    """`count` registered users with `points` each, set up concurrently."""
-    user_ids = [new_entity_id() for _ in range(count)]
-    registrations = [
-        RegisterUser(command_id=new_command_id("register"), user_id=u, name="Racer")
-        for u in user_ids
-    ]
-    charges = [
-        ChargePoints(command_id=new_command_id("fund"), user_id=u, amount=points) for u in user_ids
-    ]
-    for batch in (registrations, charges):
-        await asyncio.gather(*(client.send(command) for command in batch))
-        for command in batch:
-            event = await client.wait_for_result(command.command_id)
-            assert isinstance(event, UserRegistered | PointsCharged)
-    return user_ids
-
-
-def isolated(settings: Settings, label: str, **overrides: object) -> Settings:
-    """Settings for a service instance of a test's own: its own topics (a prefix) and
-    consumer groups, the session's database and Redis."""
-    suffix = new_command_id(label)
-    return settings.model_copy(
-        update={
-            "topic_prefix": f"{settings.topic_prefix}{suffix}.",
-            "consumer_group": f"{settings.consumer_group}.{suffix}",
-            **overrides,
-        }
-    )
 
 
 async def user_in_database(engine: AsyncEngine, balance: int = 0) -> int:

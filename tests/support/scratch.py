@@ -1,7 +1,8 @@
-"""What every benchmark (and the chaos runs) sets up alike: settings of a run of its own (a
-topic prefix, consumer groups and a Redis namespace nobody else uses, on the servers of
-`make up`), the run's topics with the contract's ACLs on them, the environment that points
-a `shopflow` subprocess at them, and the removal of the topics and their ACLs.
+"""What every benchmark (and the chaos runs, and the integration tests that start a
+`shopflow` process) sets up alike: settings of a run of its own (a topic prefix, consumer
+groups and a Redis namespace nobody else uses, on the servers of `make up`), the run's
+topics with the contract's ACLs on them, the environment that points a `shopflow`
+subprocess at them, and the removal of the topics and their ACLs.
 
 Access control is on (CONTRACT.md, Access), and nothing here turns it off: the topics are
 created and their ACLs provisioned as the Kafka admin (as `shopflow topics create` does),

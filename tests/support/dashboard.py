@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "shopflow.json"
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "shopflow.json"
 
 
 def _words(text: str) -> frozenset[str]:

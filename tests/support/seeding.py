@@ -1,0 +1,94 @@
+"""Rows inserted straight into PostgreSQL (not through the command handlers), keeping the
+books consistent: an order's total is the sum of its lines, it has one payment and one
+'use' point transaction of -total, and the balance is the charges minus the uses
+(persistence/reconciliation.py checks this over the whole database)."""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shopflow.persistence.tables import (
+    order_lines,
+    orders,
+    payments,
+    point_balances,
+    point_transactions,
+    products,
+    users,
+)
+from tests.support.ids import new_command_id, new_entity_id
+
+# (product_id, quantity, unit_price)
+Line = tuple[int, int, int]
+
+
+async def seed_user(connection: AsyncConnection, *, balance: int = 0, name: str = "Seeded") -> int:
+    """A user whose balance is one 'charge' transaction of `balance` points."""
+    user_id = new_entity_id()
+    await connection.execute(insert(users).values(user_id=user_id, name=name))
+    await connection.execute(insert(point_balances).values(user_id=user_id, balance=balance))
+    if balance:
+        await connection.execute(
+            insert(point_transactions).values(
+                user_id=user_id,
+                kind="charge",
+                amount=balance,
+                command_id=new_command_id("seed-charge"),
+            )
+        )
+    return user_id
+
+
+async def seed_product(
+    connection: AsyncConnection, *, name: str = "Seeded product", price: int = 100, stock: int = 0
+) -> int:
+    product_id = new_entity_id()
+    await connection.execute(
+        insert(products).values(product_id=product_id, name=name, price=price, stock=stock)
+    )
+    return product_id
+
+
+async def seed_order(
+    connection: AsyncConnection, user_id: int, lines: Sequence[Line], placed_at: datetime
+) -> int:
+    """A placed order, its lines, its payment and its points use; the balance pays it."""
+    total = sum(quantity * unit_price for _, quantity, unit_price in lines)
+    command_id = new_command_id("seed-order")
+    order_id: int = (
+        await connection.execute(
+            insert(orders)
+            .values(user_id=user_id, command_id=command_id, total=total, placed_at=placed_at)
+            .returning(orders.c.order_id)
+        )
+    ).scalar_one()
+    await connection.execute(
+        insert(order_lines),
+        [
+            {
+                "order_id": order_id,
+                "product_id": product_id,
+                "user_id": user_id,
+                "quantity": quantity,
+                "unit_price": unit_price,
+                "placed_at": placed_at,
+            }
+            for product_id, quantity, unit_price in lines
+        ],
+    )
+    await connection.execute(
+        insert(payments).values(user_id=user_id, command_id=command_id, amount=total)
+    )
+    await connection.execute(
+        insert(point_transactions).values(
+            user_id=user_id, kind="use", amount=-total, command_id=command_id
+        )
+    )
+    await connection.execute(
+        update(point_balances)
+        .where(point_balances.c.user_id == user_id)
+        .values(balance=point_balances.c.balance - total)
+    )
+    return order_id
