@@ -1,6 +1,6 @@
 """What the applier and the command handlers need from storage, as protocols: PostgreSQL
 implements them in `persistence`, and unit tests implement them in memory
-(`tests/unit/fakes.py`).
+(`tests/support/fakes.py`).
 
 A `UnitOfWork` is one open transaction: the repositories the handlers use, the ledger
 and dead-letter records the applier uses, and savepoints. `Database.begin()` opens one;

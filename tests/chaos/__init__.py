@@ -1,7 +1,7 @@
 """The fault-injection suite: a stream of mixed commands sent while one fault at a time
 strikes (workers SIGKILLed at chosen and random points, SIGTERM, rebalances, PostgreSQL,
 the broker and Redis restarted, a leader of a three-broker cluster killed), then every
-promise of DESIGN.md checked against what came out and what PostgreSQL holds.
+promise of docs/design.md checked against what came out and what PostgreSQL holds.
 
     workload.py   the shop and the stream (duplicates, poison, scarce stock)
     model.py      what the database must hold, from the commands' outcomes
