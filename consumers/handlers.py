@@ -130,9 +130,9 @@ async def change_carts(
     commands = batch.commands
     products = await uow.products.get_many([c.product_id for c in commands])
     quantities = {
-        (user_id, product_id): units
+        (user_id, line.product_id): line.quantity
         for user_id, user_lines in locked.carts.items()
-        for product_id, units in user_lines
+        for line in user_lines
     }
     decisions = decide_cart_changes(set(locked.balances), products, quantities, commands)
     await uow.carts.set_quantities(

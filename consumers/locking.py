@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from shopflow.consumers.ports import UnitOfWork
+from shopflow.domain.cart import CartLine
 from shopflow.domain.catalog import Product
 
 C = TypeVar("C")
@@ -48,8 +49,8 @@ class LockedRows:
 
     # user id -> balance, of the users that exist.
     balances: dict[int, int] = field(default_factory=dict)
-    # user id -> (product id, units) of each line, of the locked carts that are not empty.
-    carts: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    # user id -> the lines of each locked cart that is not empty.
+    carts: dict[int, list[CartLine]] = field(default_factory=dict)
     # product id -> product, of the products that exist.
     products: dict[int, Product] = field(default_factory=dict)
 
@@ -57,7 +58,7 @@ class LockedRows:
 async def lock_rows(uow: UnitOfWork, rule: LockRule[C], commands: Sequence[C]) -> LockedRows:
     """Lock the rows `rule` names for `commands`, in the global order, and return them."""
     balances: dict[int, int] = {}
-    carts: dict[int, list[tuple[int, int]]] = {}
+    carts: dict[int, list[CartLine]] = {}
     products: dict[int, Product] = {}
     if rule.balance_of is not None:
         user_of = rule.balance_of
@@ -70,6 +71,6 @@ async def lock_rows(uow: UnitOfWork, rule: LockRule[C], commands: Sequence[C]) -
         named = rule.products
         wanted = {p for cmd in commands for p in named(cmd)} if named is not None else set()
         if rule.products_in_cart:
-            wanted.update(p for lines in carts.values() for p, _ in lines)
+            wanted.update(line.product_id for lines in carts.values() for line in lines)
         products = await uow.products.lock_many(sorted(wanted))
     return LockedRows(balances, carts, products)

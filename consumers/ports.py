@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
+from shopflow.domain.cart import CartLine
 from shopflow.domain.catalog import Product
 from shopflow.domain.orders import NewOrder
 from shopflow.domain.payment import PaymentGateway
@@ -49,7 +50,7 @@ class Products(Protocol):
 class Carts(Protocol):
     async def lines_of_users_for_update(
         self, user_ids: Sequence[int]
-    ) -> dict[int, list[tuple[int, int]]]: ...
+    ) -> dict[int, list[CartLine]]: ...
     async def set_quantities(self, quantities: Mapping[tuple[int, int], int]) -> None:
         """Set (user id, product id) lines to their units; 0 deletes the line."""
         ...

@@ -1,6 +1,7 @@
 """Cart lines: how many units of a product a user means to buy."""
 
 from collections.abc import Mapping, Sequence, Set
+from dataclasses import dataclass
 
 from shopflow.contracts.commands import AddCartItem, RemoveCartItem
 from shopflow.domain.catalog import Product
@@ -13,6 +14,14 @@ from shopflow.domain.errors import (
 )
 
 CartChange = AddCartItem | RemoveCartItem
+
+
+@dataclass(frozen=True)
+class CartLine:
+    """One line of a user's cart: units of a product (an order from the cart orders it)."""
+
+    product_id: int
+    quantity: int
 
 
 def add_to_cart(in_cart: int, quantity: int, *, stock: int, product_id: int) -> int:

@@ -6,12 +6,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
+from typing import Protocol
 
 from shopflow.contracts.commands import PlaceOrder
 from shopflow.domain import points
+from shopflow.domain.cart import CartLine
 from shopflow.domain.catalog import Product
 from shopflow.domain.errors import EmptyCart, PaymentFailed, Rejected, UnknownProduct, UnknownUser
 from shopflow.domain.payment import Payment, PaymentGateway, pay_with_retries
+
+
+class Line(Protocol):
+    """A line asked for: the contract's `OrderLine` of a command, or a `CartLine`."""
+
+    @property
+    def product_id(self) -> int: ...
+
+    @property
+    def quantity(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -34,16 +46,16 @@ class PricedOrder:
         return sum(line.subtotal for line in self.lines)
 
 
-def price_order(
-    requested: Sequence[tuple[int, int]], products: Mapping[int, Product]
-) -> PricedOrder:
-    """Lines (product id, quantity) at today's prices; an unknown product refuses the order."""
+def price_order(requested: Sequence[Line], products: Mapping[int, Product]) -> PricedOrder:
+    """The lines at today's prices; an unknown product refuses the order."""
     lines = []
-    for product_id, quantity in requested:
-        product = products.get(product_id)
+    for line in requested:
+        product = products.get(line.product_id)
         if product is None:
-            raise UnknownProduct(f"product {product_id} does not exist", product_id=product_id)
-        lines.append(PricedLine(product_id, quantity, product.price))
+            raise UnknownProduct(
+                f"product {line.product_id} does not exist", product_id=line.product_id
+            )
+        lines.append(PricedLine(line.product_id, line.quantity, product.price))
     return PricedOrder(tuple(lines))
 
 
@@ -75,7 +87,7 @@ def settle(order: PricedOrder, balance: int, products: Mapping[int, Product]) ->
 
 def decide_orders(
     balances: Mapping[int, int],
-    carts: Mapping[int, Sequence[tuple[int, int]]],
+    carts: Mapping[int, Sequence[CartLine]],
     products: Mapping[int, Product],
     commands: Sequence[PlaceOrder],
     declined: Mapping[str, str],
@@ -84,8 +96,8 @@ def decide_orders(
     earlier accepted orders left (their points spent, their stock taken, their carts
     emptied). None of the mappings is changed.
 
-    `balances` holds the registered users' balances, `carts` the (product id, units)
-    lines of the users ordering from their cart, and `products` every product named.
+    `balances` holds the registered users' balances, `carts` the lines of the users
+    ordering from their cart, and `products` every product named.
     `declined` maps the command_id of each order whose payment did not go through (after
     its retries) to why: such an order passes every other check and is then refused
     `payment_failed`, and changes nothing.
@@ -103,8 +115,9 @@ def decide_orders(
             balance = balance_of.get(cmd.user_id)
             if balance is None:
                 raise UnknownUser(f"user {cmd.user_id} is not registered")
+            requested: Sequence[Line]
             if cmd.items is not None:
-                requested = [(line.product_id, line.quantity) for line in cmd.items]
+                requested = cmd.items
             else:
                 requested = cart_of.get(cmd.user_id, [])
                 if not requested:
@@ -125,7 +138,7 @@ def decide_orders(
 
 async def decide_and_pay_orders(
     balances: Mapping[int, int],
-    carts: Mapping[int, Sequence[tuple[int, int]]],
+    carts: Mapping[int, Sequence[CartLine]],
     products: Mapping[int, Product],
     commands: Sequence[PlaceOrder],
     gateway: PaymentGateway,

@@ -19,6 +19,7 @@ from sqlalchemy import BigInteger, DateTime, String, delete, func, insert, liter
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shopflow.domain.cart import CartLine
 from shopflow.domain.catalog import Product
 from shopflow.domain.orders import NewOrder
 from shopflow.domain.points import PointTransaction
@@ -271,17 +272,14 @@ class CartRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def lines_of_users_for_update(
-        self, user_ids: Sequence[int]
-    ) -> dict[int, list[tuple[int, int]]]:
-        """(product id, units) of every cart line of these users, by user then product
-        id, locked."""
+    async def lines_of_users_for_update(self, user_ids: Sequence[int]) -> dict[int, list[CartLine]]:
+        """Every cart line of these users, by user then product id, locked."""
         if not user_ids:
             return {}
-        lines: dict[int, list[tuple[int, int]]] = {}
+        lines: dict[int, list[CartLine]] = {}
         rows = await self._connection.execute(_LOCK_CART_LINES, {"ids": list(user_ids)})
         for user_id, product_id, quantity in rows:
-            lines.setdefault(user_id, []).append((product_id, quantity))
+            lines.setdefault(user_id, []).append(CartLine(product_id, quantity))
         return lines
 
     async def set_quantities(self, quantities: Mapping[tuple[int, int], int]) -> None:

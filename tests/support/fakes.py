@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from shopflow.consumers.failures import TransientError
+from shopflow.domain.cart import CartLine
 from shopflow.domain.catalog import Product
 from shopflow.domain.orders import NewOrder, PricedOrder
 from shopflow.domain.payment import Payment, PaymentDeclined
@@ -129,13 +130,11 @@ class FakeProducts(_Repository):
 
 
 class FakeCarts(_Repository):
-    async def lines_of_users_for_update(
-        self, user_ids: Sequence[int]
-    ) -> dict[int, list[tuple[int, int]]]:
-        lines: dict[int, list[tuple[int, int]]] = {}
+    async def lines_of_users_for_update(self, user_ids: Sequence[int]) -> dict[int, list[CartLine]]:
+        lines: dict[int, list[CartLine]] = {}
         for (user_id, product_id), units in sorted(self.state.cart.items()):
             if user_id in user_ids:
-                lines.setdefault(user_id, []).append((product_id, units))
+                lines.setdefault(user_id, []).append(CartLine(product_id, units))
         return lines
 
     async def set_quantities(self, quantities: Mapping[tuple[int, int], int]) -> None:

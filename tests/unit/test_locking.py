@@ -19,6 +19,7 @@ from shopflow.contracts.commands import (
     RemoveCartItem,
     UpsertProduct,
 )
+from shopflow.domain.cart import CartLine
 from shopflow.domain.catalog import Product
 from tests.support.fakes import FakeUnitOfWork
 
@@ -103,7 +104,7 @@ async def test_orders_lock_users_then_the_carts_ordered_then_every_product_order
 
     assert calls == [("balances", [2, 1, 9]), ("carts", [1]), ("products", [20, 30])]
     assert locked.balances == {1: 100, 2: 100}
-    assert locked.carts == {1: [(20, 1)]}
+    assert locked.carts == {1: [CartLine(20, 1)]}
     assert sorted(locked.products) == [20, 30]
 
 
