@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
-# Local infrastructure for the service: a KRaft Kafka cluster (one node unless asked
-# for more), a PostgreSQL 15 cluster of our own and a Redis server, all on 127.0.0.1.
+# Local infrastructure for the service: a KRaft Kafka node, a PostgreSQL 15 cluster of our
+# own and a Redis server, all on 127.0.0.1.
 #
 #   scripts/infra.sh up [SERVER...] [--brokers N]  start what is not running (idempotent), wait until each answers
 #   scripts/infra.sh down [SERVER|kafka-I ...]     stop what `up` started (by its pid files), nothing else
@@ -12,15 +12,12 @@
 #   scripts/infra.sh credentials                   make the local credentials (and .infra/docker.env for
 #                                                  docker-compose.kafka.yml) without starting anything
 #
-# SERVER is kafka (every node), postgres or redis; none means all three. kafka-I is Kafka node I.
+# SERVER is kafka (every node), postgres or redis; none means all three.
 #
-# --brokers N (or SHOPFLOW_KAFKA_BROKERS=N; 1 to 9, default 1; the flag wins) runs N combined
-# broker+controller nodes with a static quorum: node I has node.id=I, listens on SHOPFLOW_KAFKA_PORT
-# + 2(I-1), its controller on SHOPFLOW_KAFKA_CONTROLLER_PORT + 2(I-1), and keeps its files in
-# kafka/node-I/ (a single node keeps kafka/data, kafka/kafka.pid ...). With 3+ nodes internal and new
-# topics get 3 replicas and min.insync.replicas=2 (2 nodes: 2 and 1). Ready means every node answers
-# and sees all N brokers. The count is recorded when Kafka is formatted (kafka/brokers): down, status,
-# kill and `up` without a count use it; `up` with another count fails until `reset`.
+# --brokers N (or SHOPFLOW_KAFKA_BROKERS=N; 1 to 9, default 1; the flag wins) runs Kafka as N
+# nodes, for the chaos suite (tests/chaos): node I (kafka-I) listens on the Kafka ports
+# + 2(I-1). The count is kept with the data: another needs `reset`. See
+# scripts/infra/kafka-cluster.sh.
 #
 # Environment (defaults): SHOPFLOW_KAFKA_PORT=9092 SHOPFLOW_KAFKA_CONTROLLER_PORT=9093
 # SHOPFLOW_KAFKA_SSL_PORT=<SHOPFLOW_KAFKA_PORT + 200> (SASL_SSL)
@@ -38,7 +35,8 @@
 # No Docker here: Kafka is assembled from Maven Central jars (cached under
 # ${XDG_CACHE_HOME:-~/.cache}/shopflow so later starts are offline), PostgreSQL
 # uses Debian's binaries, Redis comes from Debian's package. Servers are started
-# detached (setsid / --daemonize / pg_ctl) so they outlive this script.
+# detached (setsid / --daemonize / pg_ctl) so they outlive this script. Each server's
+# part is in scripts/infra/ (kafka.sh, postgres.sh, redis.sh; credentials.sh, common.sh).
 set -Eeuo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -106,9 +104,13 @@ prepare_infra_dir() {
 }
 
 SERVERS=()        # the servers named on the command line; all three when none
-KAFKA_PICKED=()   # Kafka nodes named as kafka-N (down, kill); none: every node
-KAFKA_TARGETS=()  # the Kafka nodes a command acts on (kafka_pick_targets)
+KAFKA_PICKED=()   # Kafka nodes named as kafka-I (down, kill); none: every node
 BROKERS_FLAG=""   # up --brokers N
+KAFKA_MAX_NODES=9 # the largest N of --brokers N and I of kafka-I
+
+valid_node_count() {
+    [[ "$1" =~ ^[1-9][0-9]*$ ]] && (($1 <= KAFKA_MAX_NODES))
+}
 
 usage() {
     cat >&2 <<EOF
@@ -177,22 +179,6 @@ parse_args() {
     fi
 }
 
-# Sets KAFKA_TARGETS: the nodes named as kafka-N, else every node.
-kafka_pick_targets() {
-    local i
-    KAFKA_TARGETS=()
-    if ((${#KAFKA_PICKED[@]} == 0)); then
-        for ((i = 1; i <= KAFKA_NODES; i++)); do
-            KAFKA_TARGETS+=("$i")
-        done
-        return 0
-    fi
-    for i in "${KAFKA_PICKED[@]}"; do
-        ((i <= KAFKA_NODES)) || die "there is no kafka-$i: the Kafka cluster has $KAFKA_NODES node(s)"
-        [[ " ${KAFKA_TARGETS[*]} " == *" $i "* ]] || KAFKA_TARGETS+=("$i")
-    done
-}
-
 cmd_up() {
     local started=$SECONDS
     prepare_infra_dir
@@ -201,7 +187,7 @@ cmd_up() {
     ensure_token_key
     ensure_kafka_tls
     if selected kafka; then
-        kafka_resolve_nodes up
+        kafka_mode up
         kafka_launch
     fi
     if selected postgres; then
@@ -223,9 +209,8 @@ cmd_down() {
     fi
     prepare_infra_dir
     if selected kafka; then
-        kafka_resolve_nodes down
-        kafka_pick_targets
-        kafka_down "${KAFKA_TARGETS[@]}"
+        kafka_mode down
+        kafka_down
     fi
     if selected redis; then
         redis_down
@@ -242,9 +227,8 @@ cmd_kill() {
     fi
     prepare_infra_dir
     if selected kafka; then
-        kafka_resolve_nodes kill
-        kafka_pick_targets
-        kafka_kill "${KAFKA_TARGETS[@]}"
+        kafka_mode kill
+        kafka_kill
     fi
     if selected postgres; then
         pg_kill
@@ -257,7 +241,7 @@ cmd_kill() {
 cmd_status() {
     local ok=0
     if selected kafka; then
-        kafka_resolve_nodes status
+        kafka_mode status
         kafka_status || ok=1
     fi
     if selected postgres; then
