@@ -46,6 +46,7 @@ run: $(STAMP) up
 
 # lint-imports: the direction of imports (README, Layout; pyproject.toml's tool.importlinter).
 lint: $(STAMP)
+	$(BIN)/shellcheck -x scripts/*.sh scripts/infra/*.sh .ci/run
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
