@@ -47,6 +47,7 @@ run: $(STAMP) up
 # lint-imports: the direction of imports (docs/design.md, Layout; pyproject.toml's
 # tool.importlinter). shellcheck: the scripts. mkdocs: the documentation site, strictly.
 lint: $(STAMP)
+	$(BIN)/shellcheck -x scripts/*.sh scripts/infra/*.sh .ci/run
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
