@@ -1,23 +1,15 @@
 """The client upstream services (and the tests, and the CLI) use to send commands and,
-if they wish, await each command's result event, matched on `command_id`.
+if they wish, await each command's result event, matched on `command_id`:
 
     kafka = KafkaConnection.parse("127.0.0.1:9092", principal="shopflow-ops", password=...)
     async with ShopflowClient(kafka) as client:
         event = await client.send_and_wait(ChargePoints(command_id="c-1", user_id=1, amount=5))
 
-It connects as the principal it is given (CONTRACT.md, Access): one that may write the
-topics it sends to and, to watch results, read the result topics (`shop-reader`'s rights,
-or `shopflow-ops`'s).
-
-It keys every command by its entity id, as the contract requires, and sends with an
-idempotent producer. Results are read from the moment the client starts; a result
-published before that is not seen (use a new `command_id`, or read the topic yourself).
-
-Tracing: each send is a "<topic> send" span of the caller's current trace, on the
-process's tracer provider (or `tracer_provider`), and the command carries its context
-in a `traceparent` header, which shopflow continues up to the command's result. A
-process with no tracer provider configured makes no span and sends the context of the
-caller's span if it has one (none, usually: then no header).
+It connects as the principal it is given, which must be allowed to write the command
+topics and, to wait for results, read the result topics (CONTRACT.md, Access). It keys
+every command by its entity id and sends with an idempotent producer; results are read
+from the moment it starts. Each send is a "<topic> send" span of the caller's trace, and
+the command carries its context in a `traceparent` header (docs/operating.md, "Traces").
 """
 
 import asyncio

@@ -1,20 +1,12 @@
 """Publishing a batch of messages and waiting until Kafka has them all.
 
 `send_all` hands a batch's messages to the producer and returns their `Delivery`; the
-consumer commits its offsets only after that delivery completed: a result is never
-acknowledged before it is delivered (at-least-once; event ids make it idempotent
-downstream).
-
-Results go out through an aiokafka producer of the sink's own, not FastStream's
-`broker.publish`: per message that wraps the send in middlewares, a correlation id and
-a headers dict, for nothing shopflow uses, at a cost measured in
-docs/measurements.md#optimisations.
-
-A message that carries the trace context of the command it answers (`trace_context`,
-set only when tracing is on) gets a "create" span of its own, a child of that context,
-and a `traceparent` header naming it: the result continues its command's trace. This is
-the one place shopflow's results and their trace meet (FastStream's tracing middleware
-never sees them: they do not go through `broker.publish`).
+lane commits the batch's offsets only once that delivery completed (at-least-once;
+event ids make it idempotent downstream). Results go through an aiokafka producer of the
+sink's own, not FastStream's `broker.publish`, whose per-message middlewares, correlation
+id and headers shopflow does not use (docs/measurements.md#optimisations). A message
+that carries its command's trace context gets a "create" span, a child of it, and a
+`traceparent` header naming it: the result continues its command's trace.
 """
 
 import asyncio

@@ -2,39 +2,20 @@
 its binding (its rows locked, then the handler): what a batch changes and what each
 command of it is answered."""
 
-import uuid
-from datetime import UTC, datetime
 from typing import TypeVar
 
 import pytest
 
-from shopflow.consumers.bindings import CommandBatch, EventMeta
-from shopflow.consumers.handlers import BINDINGS, LostInsertRace
-from shopflow.consumers.locking import lock_rows
+from shopflow.consumers.handlers import LostInsertRace
 from shopflow.contracts.commands import ChargePoints, RegisterUser, UpsertProduct
-from shopflow.contracts.events import PointsCharged, ProductUpserted, ResultEvent, UserRegistered
+from shopflow.contracts.events import PointsCharged, ProductUpserted, UserRegistered
 from shopflow.contracts.limits import MAX_BALANCE
 from shopflow.domain.catalog import Product
-from shopflow.domain.errors import Rejected, UnknownUser, UserExists
+from shopflow.domain.errors import UnknownUser, UserExists
 from tests.support.fakes import FakeUnitOfWork
+from tests.support.handling import handled, names
 
 C = TypeVar("C", RegisterUser, UpsertProduct, ChargePoints)
-
-
-async def _run(uow: FakeUnitOfWork, *commands: C) -> list[ResultEvent | Rejected]:
-    """One batch of one command type, through its binding."""
-    at = datetime(2026, 11, 29, tzinfo=UTC)
-    binding = BINDINGS[type(commands[0])]
-    locked = await lock_rows(uow, binding.locks, commands)
-    answers = await binding.handler(uow, CommandBatch(commands, at), locked)
-    return [
-        a if isinstance(a, Rejected) else a(**EventMeta(uuid.uuid4(), c.command_id, at).envelope())
-        for c, a in zip(commands, answers, strict=True)
-    ]
-
-
-def _names(answers: list[ResultEvent | Rejected]) -> list[str]:
-    return [type(a).__name__ for a in answers]
 
 
 async def test_registration_opens_a_zero_balance_and_a_taken_id_is_user_exists() -> None:
@@ -42,14 +23,14 @@ async def test_registration_opens_a_zero_balance_and_a_taken_id_is_user_exists()
     uow.state.users[7] = "Old"
     uow.state.balances[7] = 3
 
-    answers = await _run(
+    answers = await handled(
         uow,
         RegisterUser(command_id="a", user_id=1, name="A"),
         RegisterUser(command_id="b", user_id=7, name="B"),  # taken before
         RegisterUser(command_id="c", user_id=1, name="C"),  # taken by "a"
     )
 
-    assert _names(answers) == ["UserRegistered", "UserExists", "UserExists"]
+    assert names(answers) == ["UserRegistered", "UserExists", "UserExists"]
     assert isinstance(answers[0], UserRegistered)
     assert answers[0].name == "A"
     assert uow.state.users == {7: "Old", 1: "A"}
@@ -69,14 +50,14 @@ async def test_a_registration_that_loses_an_insert_race_is_retried_not_answered(
     uow.users = Racing()  # type: ignore[assignment]
 
     with pytest.raises(LostInsertRace):
-        await _run(uow, RegisterUser(command_id="a", user_id=1, name="A"))
+        await handled(uow, RegisterUser(command_id="a", user_id=1, name="A"))
 
 
 async def test_upserts_create_then_restock_and_write_the_last_state_once() -> None:
     uow = FakeUnitOfWork()
     uow.state.products[4] = Product(4, "Tea", 5, 1)
 
-    answers = await _run(
+    answers = await handled(
         uow,
         UpsertProduct(command_id="a", product_id=3, name="Mug", price=9, stock_added=2),
         UpsertProduct(command_id="b", product_id=3, name="Mug2", price=8, stock_added=5),
@@ -96,7 +77,7 @@ async def test_charges_apply_in_order_and_answer_each_command() -> None:
     uow = FakeUnitOfWork()
     uow.state.balances.update({1: 0, 2: MAX_BALANCE - 10})
 
-    answers = await _run(
+    answers = await handled(
         uow,
         ChargePoints(command_id="a", user_id=1, amount=5),
         ChargePoints(command_id="b", user_id=9, amount=5),  # unknown user
@@ -105,7 +86,7 @@ async def test_charges_apply_in_order_and_answer_each_command() -> None:
         ChargePoints(command_id="e", user_id=2, amount=10),
     )
 
-    assert _names(answers) == [
+    assert names(answers) == [
         "PointsCharged",
         "UnknownUser",
         "PointsCharged",
@@ -129,7 +110,7 @@ async def test_charges_apply_in_order_and_answer_each_command() -> None:
 async def test_a_batch_of_refused_charges_writes_nothing() -> None:
     uow = FakeUnitOfWork()
 
-    answers = await _run(uow, ChargePoints(command_id="a", user_id=1, amount=5))
+    answers = await handled(uow, ChargePoints(command_id="a", user_id=1, amount=5))
 
     assert isinstance(answers[0], UnknownUser)
     assert uow.state.transactions == []

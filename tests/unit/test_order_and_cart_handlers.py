@@ -3,17 +3,12 @@ binding (its rows locked, then the handler): the rules, the order of the checks,
 how a batch's commands see each other's effects. Integration tests check the same
 against PostgreSQL, with concurrency."""
 
-import uuid
-from datetime import UTC, datetime
-
-from shopflow.consumers.bindings import CommandBatch, EventMeta
-from shopflow.consumers.handlers import BINDINGS
-from shopflow.consumers.locking import lock_rows
 from shopflow.contracts.commands import AddCartItem, OrderLine, PlaceOrder, RemoveCartItem
-from shopflow.contracts.events import CartItemAdded, CartItemRemoved, OrderPlaced, ResultEvent
+from shopflow.contracts.events import CartItemAdded, CartItemRemoved, OrderPlaced
 from shopflow.domain.catalog import Product
 from shopflow.domain.errors import OutOfStock, PaymentFailed, Rejected, UnknownProduct
 from tests.support.fakes import FakeUnitOfWork
+from tests.support.handling import handled, names
 
 
 def _shop(balance: int = 10_000) -> FakeUnitOfWork:
@@ -33,29 +28,10 @@ def _order(*lines: tuple[int, int], command_id: str = "o", user_id: int = 1) -> 
     )
 
 
-async def _run(
-    uow: FakeUnitOfWork, *commands: AddCartItem | RemoveCartItem | PlaceOrder
-) -> list[ResultEvent | Rejected]:
-    """One batch of one command type, through its binding: its rows locked, then its
-    handler."""
-    at = datetime(2026, 11, 29, tzinfo=UTC)
-    binding = BINDINGS[type(commands[0])]
-    locked = await lock_rows(uow, binding.locks, commands)
-    answers = await binding.handler(uow, CommandBatch(commands, at), locked)
-    return [
-        a if isinstance(a, Rejected) else a(**EventMeta(uuid.uuid4(), c.command_id, at).envelope())
-        for c, a in zip(commands, answers, strict=True)
-    ]
-
-
-def _names(answers: list[ResultEvent | Rejected]) -> list[str]:
-    return [type(a).__name__ for a in answers]
-
-
 async def test_adds_accumulate_up_to_the_stock_in_offset_order() -> None:
     uow = _shop()
 
-    answers = await _run(
+    answers = await handled(
         uow,
         AddCartItem(command_id="a", user_id=1, product_id=10, quantity=3),
         AddCartItem(command_id="b", user_id=1, product_id=10, quantity=2),
@@ -64,7 +40,7 @@ async def test_adds_accumulate_up_to_the_stock_in_offset_order() -> None:
         AddCartItem(command_id="e", user_id=1, product_id=99, quantity=1),  # unknown product
     )
 
-    assert _names(answers) == [
+    assert names(answers) == [
         "CartItemAdded",
         "CartItemAdded",
         "OutOfStock",
@@ -85,13 +61,13 @@ async def test_removing_down_to_zero_deletes_the_line_and_more_than_held_is_refu
     uow.state.cart[(1, 10)] = 2
     uow.state.cart[(1, 20)] = 1
 
-    answers = await _run(
+    answers = await handled(
         uow,
         RemoveCartItem(command_id="r1", user_id=1, product_id=10, quantity=2),
         RemoveCartItem(command_id="r2", user_id=1, product_id=20, quantity=2),
     )
 
-    assert _names(answers) == ["CartItemRemoved", "InsufficientCartQuantity"]
+    assert names(answers) == ["CartItemRemoved", "InsufficientCartQuantity"]
     assert isinstance(answers[0], CartItemRemoved)
     assert answers[0].cart_quantity == 0
     assert uow.state.cart == {(1, 20): 1}
@@ -100,7 +76,7 @@ async def test_removing_down_to_zero_deletes_the_line_and_more_than_held_is_refu
 async def test_an_order_pays_takes_stock_deducts_points_and_records_the_order() -> None:
     uow = _shop(balance=1_000)
 
-    [event] = await _run(uow, _order((10, 2), (20, 1)))
+    [event] = await handled(uow, _order((10, 2), (20, 1)))
 
     assert isinstance(event, OrderPlaced)
     assert (event.total, event.balance) == (700, 300)
@@ -117,14 +93,14 @@ async def test_points_are_checked_before_stock_and_refusals_name_the_product() -
     uow = _shop(balance=100)
     uow.state.balances[2] = 10_000
 
-    answers = await _run(
+    answers = await handled(
         uow,
         _order((20, 5), command_id="a"),  # short of points and of stock: points first
         _order((10, 1), (20, 3), command_id="b", user_id=2),  # tea short
         _order((77, 1), command_id="c", user_id=2),
     )
 
-    assert _names(answers) == ["InsufficientPoints", "OutOfStock", "UnknownProduct"]
+    assert names(answers) == ["InsufficientPoints", "OutOfStock", "UnknownProduct"]
     assert [a.product_id for a in answers if isinstance(a, Rejected)][1:] == [20, 77]
     assert uow.state.payments == []
     assert uow.state.transactions == []
@@ -134,7 +110,7 @@ async def test_a_payment_declined_three_times_is_retried_and_succeeds() -> None:
     uow = _shop()
     uow.faults.declines["o"] = 3
 
-    [event] = await _run(uow, _order((10, 1)))
+    [event] = await handled(uow, _order((10, 1)))
 
     assert isinstance(event, OrderPlaced)
     assert event.total == 300
@@ -145,13 +121,13 @@ async def test_a_payment_declined_four_times_is_payment_failed_and_frees_the_sto
     uow = _shop()
     uow.faults.declines["first"] = 4
 
-    answers = await _run(
+    answers = await handled(
         uow,
         _order((20, 2), command_id="first"),  # passes the checks, then is never paid
         _order((20, 2), command_id="second", user_id=1),  # gets the tea the first freed
     )
 
-    assert _names(answers) == ["PaymentFailed", "OrderPlaced"]
+    assert names(answers) == ["PaymentFailed", "OrderPlaced"]
     assert isinstance(answers[0], PaymentFailed)
     assert "4 times" in str(answers[0])
     assert uow.faults.payment_attempts == ["first"] * 4 + ["second"]
@@ -164,13 +140,13 @@ async def test_an_order_from_the_cart_orders_it_and_a_second_finds_it_empty() ->
     uow.state.cart[(1, 10)] = 2
     uow.state.cart[(1, 20)] = 1
 
-    answers = await _run(
+    answers = await handled(
         uow,
         PlaceOrder(command_id="o1", user_id=1, from_cart=True),
         PlaceOrder(command_id="o2", user_id=1, from_cart=True),
     )
 
-    assert _names(answers) == ["OrderPlaced", "EmptyCart"]
+    assert names(answers) == ["OrderPlaced", "EmptyCart"]
     assert isinstance(answers[0], OrderPlaced)
     assert [(i.product_id, i.quantity) for i in answers[0].items] == [(10, 2), (20, 1)]
     assert uow.state.cart == {}
@@ -180,7 +156,7 @@ async def test_orders_of_a_batch_see_each_others_points_and_stock() -> None:
     uow = _shop(balance=1_600)
     uow.state.cart[(1, 10)] = 2
 
-    answers = await _run(
+    answers = await handled(
         uow,
         _order((10, 2), command_id="o1"),  # placed
         _order((20, 2), command_id="o2"),  # placed, takes all tea
@@ -190,7 +166,7 @@ async def test_orders_of_a_batch_see_each_others_points_and_stock() -> None:
         _order((10, 1), command_id="o8"),  # 1600 - 600 - 200 - 600 = 200 < 300
     )
 
-    assert _names(answers) == [
+    assert names(answers) == [
         "OrderPlaced",
         "OrderPlaced",
         "OutOfStock",
