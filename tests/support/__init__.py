@@ -10,6 +10,7 @@
 - seeding: users, products and orders inserted straight into PostgreSQL, books consistent.
 - cli: the `shopflow` command line run in a thread from an async test, and `explain`.
 - records: a command as the applier gets it, decoded from the record a client would send.
+- handling: a batch through its binding, its answers sealed (`handled`, `names`).
 - fakes: the in-memory database of `consumers.ports`, rolling back as PostgreSQL would.
 - memory_kafka: Kafka's two ends in memory, for the consumer wiring under TestKafkaBroker.
 - signing_keys: keys and bearer tokens for the HTTP side's authentication.
