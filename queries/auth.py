@@ -1,24 +1,13 @@
-"""Bearer tokens on the read side (CONTRACT.md, Access, "HTTP."): who calls (`Caller`),
-what they may do (the `may_*` rules), and the FastAPI pieces that refuse the rest.
+"""Bearer tokens on the read side (CONTRACT.md, Access): who calls (`Caller`), what they
+may do (the `may_*` rules), and the FastAPI pieces that refuse the rest.
 
-Choices:
-- PyJWT checks the token: its signature, and `exp`, `iss` and `aud`, all three required.
-  The algorithm is the header's, if it is one of a fixed asymmetric list
-  (`token_keys.ALGORITHMS`: never `none`, never HMAC) and one the key is for. The key is
-  the one the header's `kid` names among the current keys (the only key, for a token
-  without a `kid`); header members that point at keys (`jku`, `jwk`, `x5u`) are ignored.
-- LEEWAY_S: the issuer's clock and ours may disagree by 30 s on `exp`, `nbf` and `iat`;
-  a token is accepted up to 30 s past its `exp`.
-- A verified token is remembered by its text until its `exp` (at most CACHE_SIZE of them,
-  the oldest forgotten first, all of them when the keys change): a client sends one token
-  many times, and the signature check is most of a check's CPU. With a cache hit, the
-  `iss`, `aud` and signature were checked on this token's first use, with these keys.
-  Measured by `python -m tests.bench.token_check` (docs/measurements.md#token-check).
-- 401 `unauthenticated` carries `WWW-Authenticate: Bearer realm="shopflow"`, with
-  `error="invalid_token"` and a description when a token was sent but refused (RFC 6750,
-  3); 403 `forbidden` carries `error="insufficient_scope"` and the scope that would do.
-- A customer's token has `sub` = its user id (decimal); any other `sub` is no user's.
-  Scopes are the space-separated `scope` claim, and an `scp` list (some providers').
+PyJWT checks each token: signature, `exp`, `iss` and `aud` (all required), with the
+header's algorithm only if it is one of a fixed asymmetric list (`token_keys.ALGORITHMS`)
+and the key's, the key being the one its `kid` names (key-pointing header members are
+ignored); clocks may disagree by LEEWAY_S. A verified token is cached by its text until
+its `exp` (CACHE_SIZE, cleared when the keys change), since the signature check is most
+of a check's cost (docs/measurements.md#token-check). 401 and 403 carry RFC 6750's
+`WWW-Authenticate` (docs/access.md).
 """
 
 import base64

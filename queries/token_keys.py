@@ -1,23 +1,10 @@
-"""The public keys that bearer tokens are checked against, kept current off the request
-path (CONTRACT.md, Access, "HTTP.").
-
-Choices:
-- Two sources: a PEM file of one or more public keys (a key's id is its RFC 7638 JWK
-  thumbprint, which `shopflow token` puts in the tokens it signs), and an identity
-  provider's JWKS URL (its keys' own `kid`s; the thumbprint for one that has none).
-- Each is read at start, where no usable key is an error, then again every refresh
-  interval by one asyncio task (the file only when its modification time, size or inode
-  changed; the URL fetched in a thread with PyJWT's client). A request only looks a key
-  up in a dict: it never reads a file or waits for the network.
-- A refresh that fails keeps the keys there were and logs why: an identity provider
-  down for a minute must not lock every caller out. A token of a key not yet known is
-  refused at once (401); it may wake the refresher early, at most once per
-  EARLY_REFRESH_MIN_S, so a new key is picked up soon after its first token without a
-  stream of bad tokens turning into a stream of fetches.
-- Only asymmetric signing keys: RSA of 2048 bits or more, EC P-256 and P-384, Ed25519
-  and Ed448. A symmetric ("oct") or private key, or one for encryption, is never a key
-  here, so a token signed with HMAC (with a public key as its secret, the classic
-  confusion) has no key that accepts its algorithm.
+"""The public keys bearer tokens are checked against, kept current off the request path
+(CONTRACT.md, Access). A PEM file of public keys (each named by its RFC 7638 thumbprint)
+or an identity provider's JWKS URL is read at start, where no usable key is an error,
+then again every refresh interval by one task; a request only looks a key up. A failed
+refresh keeps the keys there were; a token of an unknown key may wake the refresher
+early, at most once per EARLY_REFRESH_MIN_S. Only asymmetric signing keys are kept, so
+an HMAC token signed with a public key as its secret finds no key (docs/access.md).
 """
 
 import asyncio

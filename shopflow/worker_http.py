@@ -1,23 +1,10 @@
 """`shopflow worker`'s own HTTP side: GET /metrics, /health/live and /health/ready on
-SHOPFLOW_HTTP_HOST:SHOPFLOW_WORKER_HTTP_PORT (8081), served by uvicorn in the worker's
-event loop.
-
-Choices:
-- The routes are `queries.health`'s, the ones `shopflow serve` has beside its queries.
-  Ready means the worker's consumers run and PostgreSQL answers: what a worker needs to
-  apply commands. Redis (the sales view only) and Kafka (its consumers wait an outage
-  out) are not in it; `serve`'s readiness has them.
-- uvicorn in the worker's loop rather than prometheus_client's HTTP server thread: the
-  lag gauge (`consumers.consumer_state`) reads the consumers' state, which belongs to
-  the loop, and the readiness checks are coroutines on the runtime's engine.
-- The socket is bound here, before uvicorn and before the consumers start: a port
-  already taken (a second worker on the machine with the same setting) is a
-  one-sentence refusal, not uvicorn's `sys.exit` out of a task of the loop, and with
-  port 0 it gives the port to log.
-- uvicorn does not capture signals: the worker owns SIGINT and SIGTERM and stops this
-  server after its consumers, so during a long graceful stop a scrape still answers
-  (and readiness says 503).
-- No access log: probes and scrapes every few seconds would bury the consumers' log.
+SHOPFLOW_HTTP_HOST:SHOPFLOW_WORKER_HTTP_PORT, the routes of `queries.health`, served by
+uvicorn in the worker's event loop (the lag gauge and the readiness checks belong to
+it). Ready means the consumers run and PostgreSQL answers. The socket is bound before
+the consumers start, so a taken port is a one-sentence refusal; uvicorn captures no
+signal (the worker stops it after its consumers, so a scrape still answers meanwhile)
+and logs no access (probes every few seconds would bury the consumers' log).
 """
 
 import asyncio
