@@ -103,8 +103,8 @@ async def charge_points(
     transaction_ids = iter(
         await uow.points.record_transactions(
             [
-                PointTransaction(c.user_id, TransactionKind.CHARGE, c.amount, c.command_id)
-                for c, _ in charged
+                PointTransaction(c.user_id, TransactionKind.CHARGE, c.amount, balance, c.command_id)
+                for c, balance in charged
             ]
         )
     )
@@ -176,14 +176,21 @@ async def place_orders(
             final_stock.update({p.product_id: p for p in d.products})
         await uow.products.set_stocks(sorted(final_stock.values(), key=lambda p: p.product_id))
         await uow.points.set_balances({c.user_id: d.balance for c, d in placed})
-        await uow.points.record_transactions(
-            [
-                PointTransaction(c.user_id, TransactionKind.USE, -d.order.total, c.command_id)
-                for c, d in placed
-            ]
-        )
         order_ids = await uow.orders.add_many(
             [NewOrder(c.user_id, c.command_id, d.order, batch.decided_at) for c, d in placed]
+        )
+        await uow.points.record_transactions(
+            [
+                PointTransaction(
+                    c.user_id,
+                    TransactionKind.USE,
+                    -d.order.total,
+                    d.balance,
+                    c.command_id,
+                    order_id,
+                )
+                for (c, d), order_id in zip(placed, order_ids, strict=True)
+            ]
         )
         await uow.carts.set_quantities(
             {

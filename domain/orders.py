@@ -31,6 +31,7 @@ class PricedLine:
     product_id: int
     quantity: int
     unit_price: int
+    name: str  # the product's, as ordered
 
     @property
     def subtotal(self) -> int:
@@ -55,7 +56,7 @@ def price_order(requested: Sequence[Line], products: Mapping[int, Product]) -> P
             raise UnknownProduct(
                 f"product {line.product_id} does not exist", product_id=line.product_id
             )
-        lines.append(PricedLine(line.product_id, line.quantity, product.price))
+        lines.append(PricedLine(line.product_id, line.quantity, product.price, product.name))
     return PricedOrder(tuple(lines))
 
 

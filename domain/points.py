@@ -18,12 +18,15 @@ class TransactionKind(StrEnum):
 
 @dataclass(frozen=True)
 class PointTransaction:
-    """One move of a balance, signed, with the command that made it."""
+    """One move of a balance, signed, with the balance after it, the command that made
+    it and, for a `use`, the order it paid for."""
 
     user_id: int
     kind: TransactionKind
     amount: int
+    balance_after: int
     command_id: str
+    order_id: int | None = None
 
 
 def charge(balance: int, amount: int) -> int:

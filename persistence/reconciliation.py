@@ -67,6 +67,28 @@ def _balance_matches_transactions(limit: int) -> Select[Any]:
     )
 
 
+def _balance_after_is_running_sum(limit: int) -> Select[Any]:
+    """Each point transaction's `balance_after` is its user's balance after it: the sum
+    of the user's amounts up to it, in transaction order."""
+    running = select(
+        point_transactions.c.transaction_id,
+        point_transactions.c.user_id,
+        point_transactions.c.balance_after,
+        func.sum(point_transactions.c.amount)
+        .over(
+            partition_by=point_transactions.c.user_id,
+            order_by=point_transactions.c.transaction_id,
+        )
+        .label("running_sum"),
+    ).subquery()
+    return (
+        select(running)
+        .where(running.c.balance_after != running.c.running_sum)
+        .order_by(running.c.transaction_id)
+        .limit(limit)
+    )
+
+
 def _stock_not_negative(limit: int) -> Select[Any]:
     """No product's stock is below zero."""
     return (
@@ -211,6 +233,14 @@ RULES: tuple[_Rule, ...] = (
         lambda r: (
             f"user_id={r['user_id']}: balance {r['balance']}, "
             f"transactions sum to {r['transactions_sum']}"
+        ),
+    ),
+    _Rule(
+        "balance_after_is_running_sum",
+        _balance_after_is_running_sum,
+        lambda r: (
+            f"user_id={r['user_id']} transaction_id={r['transaction_id']}: balance_after "
+            f"{r['balance_after']}, running sum {r['running_sum']}"
         ),
     ),
     _Rule(

@@ -72,10 +72,21 @@ _SET_BALANCES = (
     .values(balance=_new_balances.c.balance, updated_at=func.now())
 )
 
-_new_transactions = rows_of("t", user_id=_ID, kind=_TEXT, amount=_ID, command_id=_TEXT)
+_new_transactions = rows_of(
+    "t",
+    user_id=_ID,
+    kind=_TEXT,
+    amount=_ID,
+    balance_after=_ID,
+    command_id=_TEXT,
+    order_id=_ID,
+)
 _RECORD_TRANSACTIONS = (
     insert(point_transactions)
-    .from_select(["user_id", "kind", "amount", "command_id"], select(_new_transactions))
+    .from_select(
+        ["user_id", "kind", "amount", "balance_after", "command_id", "order_id"],
+        select(_new_transactions),
+    )
     .returning(point_transactions.c.transaction_id, point_transactions.c.command_id)
 )
 
@@ -145,7 +156,15 @@ _ADD_ORDERS = (
     .returning(orders.c.order_id, orders.c.command_id)
 )
 
-_LINE_COLUMNS = ("order_id", "product_id", "user_id", "quantity", "unit_price", "placed_at")
+_LINE_COLUMNS = (
+    "order_id",
+    "product_id",
+    "user_id",
+    "quantity",
+    "unit_price",
+    "name",
+    "placed_at",
+)
 _new_lines = rows_of(
     "l",
     order_id=_ID,
@@ -153,6 +172,7 @@ _new_lines = rows_of(
     user_id=_ID,
     quantity=_ID,
     unit_price=_ID,
+    name=_TEXT,
     placed_at=_MOMENT,
 )
 _ADD_ORDER_LINES = insert(order_lines).from_select(list(_LINE_COLUMNS), select(_new_lines))
@@ -208,7 +228,9 @@ class PointsRepository:
                 user_id=[r.user_id for r in rows],
                 kind=[r.kind.value for r in rows],
                 amount=[r.amount for r in rows],
+                balance_after=[r.balance_after for r in rows],
                 command_id=[r.command_id for r in rows],
+                order_id=[r.order_id for r in rows],
             ),
         )
         ids = {command_id: int(transaction_id) for transaction_id, command_id in result}
@@ -325,7 +347,15 @@ class OrderRepository:
         ids = {command_id: int(order_id) for order_id, command_id in result}
         order_ids = [ids[o.command_id] for o in placed]
         lines = [
-            (order_id, line.product_id, o.user_id, line.quantity, line.unit_price, o.placed_at)
+            (
+                order_id,
+                line.product_id,
+                o.user_id,
+                line.quantity,
+                line.unit_price,
+                line.name,
+                o.placed_at,
+            )
             for order_id, o in zip(order_ids, placed, strict=True)
             for line in o.order.lines
         ]

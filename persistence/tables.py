@@ -60,7 +60,9 @@ point_balances = Table(
 )
 
 # One row per change of a balance: `amount` is signed (+charge, -use), so a balance
-# always equals the sum of its user's rows (the reconciliation check relies on it).
+# always equals the sum of its user's rows, and `balance_after` is that sum up to this
+# row (the reconciliation check holds both). A statement pages a user's rows newest
+# first by `transaction_id`: one range scan of the (user_id, transaction_id) index.
 point_transactions = Table(
     "point_transactions",
     metadata,
@@ -68,12 +70,15 @@ point_transactions = Table(
     Column("user_id", BigInteger, ForeignKey("users.user_id"), nullable=False),
     Column("kind", String(16), nullable=False),
     Column("amount", BigInteger, nullable=False),
+    Column("balance_after", BigInteger, nullable=False),
     Column("command_id", String(64), nullable=False),
+    # The order a `use` paid for; NULL for a charge.
+    Column("order_id", BigInteger, ForeignKey("orders.order_id"), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint(
         f"kind IN ({', '.join(repr(kind.value) for kind in TransactionKind)})", name="kind_known"
     ),
-    Index("ix_point_transactions_user_id", "user_id"),
+    Index("ix_point_transactions_user_id_transaction_id", "user_id", "transaction_id"),
 )
 
 products = Table(
@@ -130,7 +135,8 @@ orders = Table(
     Column("total", BigInteger, nullable=False),
     Column("placed_at", DateTime(timezone=True), nullable=False),
     CheckConstraint("total >= 0", name="total_not_negative"),
-    Index("ix_orders_user_id", "user_id"),
+    # A user's orders, newest first by order_id: one range scan.
+    Index("ix_orders_user_id_order_id", "user_id", "order_id"),
     Index("ix_orders_placed_at", "placed_at"),
 )
 
@@ -143,6 +149,8 @@ order_lines = Table(
     Column("user_id", BigInteger, nullable=False),
     Column("quantity", BigInteger, nullable=False),
     Column("unit_price", BigInteger, nullable=False),
+    # The product's name when it was ordered (a later rename does not rewrite history).
+    Column("name", String(100), nullable=False),
     Column("placed_at", DateTime(timezone=True), nullable=False),
     CheckConstraint("quantity > 0", name="quantity_positive"),
     Index("ix_order_lines_placed_at", "placed_at"),

@@ -1,9 +1,11 @@
 """PlaceOrder end to end: the seed's checks in order, all or nothing."""
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shopflow.contracts.commands import AddCartItem, OrderLine, PlaceOrder
-from shopflow.contracts.events import OrderPlaced, OrderRejected, RejectionReason
+from shopflow.contracts.commands import AddCartItem, OrderLine, PlaceOrder, UpsertProduct
+from shopflow.contracts.events import OrderPlaced, OrderRejected, ProductUpserted, RejectionReason
+from shopflow.persistence.tables import order_lines, point_transactions
 from shopflow.producers.client import ShopflowClient
 from tests.support.database import balance_of, cart_of, orders_of, stock_of, transactions_of
 from tests.support.ids import new_command_id, new_entity_id
@@ -182,3 +184,45 @@ async def test_one_users_orders_apply_in_offset_order(
         for r in results[10:]
     )
     assert [p.order_id for p in placed] == sorted(p.order_id for p in placed)
+
+
+async def test_an_orders_history_keeps_its_points_move_and_the_names_as_ordered(
+    client: ShopflowClient, engine: AsyncEngine
+) -> None:
+    user_id = await funded_user(client, 10_000)
+    mug = await new_product(client, price=1_200, stock=5)
+    first = await client.send_and_wait(_order(user_id, (mug, 1)))
+    second = await client.send_and_wait(_order(user_id, (mug, 2)))
+    assert isinstance(first, OrderPlaced)
+    assert isinstance(second, OrderPlaced)
+    # The product is renamed afterwards: the lines keep the name it had.
+    renamed = await client.send_and_wait(
+        UpsertProduct(
+            command_id=new_command_id("rename"), product_id=mug, name="Cup", price=1, stock_added=0
+        )
+    )
+    assert isinstance(renamed, ProductUpserted)
+
+    async with engine.connect() as connection:
+        uses = (
+            await connection.execute(
+                select(point_transactions.c.balance_after, point_transactions.c.order_id)
+                .where(point_transactions.c.user_id == user_id, point_transactions.c.kind == "use")
+                .order_by(point_transactions.c.transaction_id)
+            )
+        ).all()
+        names = (
+            (
+                await connection.execute(
+                    select(order_lines.c.name).where(order_lines.c.product_id == mug)
+                )
+            )
+            .scalars()
+            .all()
+        )
+
+    assert [tuple(u) for u in uses] == [
+        (first.balance, first.order_id),
+        (second.balance, second.order_id),
+    ]
+    assert names == [f"Product {mug % 1000}"] * 2

@@ -146,7 +146,11 @@ async def test_charge_past_the_balance_ceiling_is_rejected_and_changes_nothing(
         )
         await connection.execute(
             insert(point_transactions).values(
-                user_id=user_id, kind="charge", amount=MAX_BALANCE - 5, command_id="seed"
+                user_id=user_id,
+                kind="charge",
+                amount=MAX_BALANCE - 5,
+                balance_after=MAX_BALANCE - 5,
+                command_id="seed",
             )
         )
 

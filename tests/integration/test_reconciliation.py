@@ -28,7 +28,7 @@ from shopflow.persistence.tables import (
 from shopflow.runtime import Runtime
 from shopflow.testing.servers import Endpoints
 from tests.support.ids import RUN_ID, new_command_id, new_entity_id
-from tests.support.seeding import seed_order, seed_product, seed_user
+from tests.support.seeding import balance_after, names_of, seed_order, seed_product, seed_user
 
 PLACED_AT = datetime(2030, 6, 1, 12, tzinfo=UTC)
 EVERYTHING = 1_000_000
@@ -100,6 +100,7 @@ class Broken:
     unfinished_command: str
     negative_stock_product: int
     negative_balance_user: int
+    balance_after_off_user: int
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +149,24 @@ async def broken(scratch_engine: AsyncEngine) -> Broken:
         )
         ids.no_points_use_order = await _order(
             connection, payer, total=600, lines=[(mug, 2, 300)], paid=600, used=None
+        )
+
+        # A balance and transactions that agree, but a second charge whose balance_after
+        # is not the running sum.
+        ids.balance_after_off_user = await seed_user(connection, balance=300)
+        await connection.execute(
+            insert(point_transactions).values(
+                user_id=ids.balance_after_off_user,
+                kind="charge",
+                amount=100,
+                balance_after=999,
+                command_id=new_command_id("charge"),
+            )
+        )
+        await connection.execute(
+            point_balances.update()
+            .where(point_balances.c.user_id == ids.balance_after_off_user)
+            .values(balance=400)
         )
 
         # A spent command_id without its stored result.
@@ -212,6 +231,7 @@ async def _order(
             .returning(orders.c.order_id)
         )
     ).scalar_one()
+    names = await names_of(connection, lines)
     for product_id, quantity, unit_price in lines:
         await connection.execute(
             insert(order_lines).values(
@@ -220,6 +240,7 @@ async def _order(
                 user_id=user_id,
                 quantity=quantity,
                 unit_price=unit_price,
+                name=names[product_id],
                 placed_at=PLACED_AT,
             )
         )
@@ -230,7 +251,12 @@ async def _order(
     if used is not None:
         await connection.execute(
             insert(point_transactions).values(
-                user_id=user_id, kind="use", amount=-used, command_id=command_id
+                user_id=user_id,
+                kind="use",
+                amount=-used,
+                balance_after=await balance_after(connection, user_id, -used),
+                command_id=command_id,
+                order_id=order_id,
             )
         )
         await connection.execute(
@@ -249,6 +275,16 @@ async def test_a_balance_that_disagrees_with_its_transactions_is_reported(
     rule = "balance_matches_transactions"
     assert reported(violations, rule, "user_id", broken.balance_off_user)
     assert reported(violations, rule, "user_id", broken.balance_without_transactions_user)
+
+
+async def test_a_transaction_whose_balance_after_is_not_the_running_sum_is_reported(
+    scratch_engine: AsyncEngine, broken: Broken
+) -> None:
+    violations = await find_violations(scratch_engine)
+
+    assert reported(
+        violations, "balance_after_is_running_sum", "user_id", broken.balance_after_off_user
+    )
 
 
 async def test_an_order_whose_total_differs_from_its_lines_is_reported(
@@ -321,6 +357,7 @@ async def test_each_broken_row_is_reported_by_its_rule_only_and_nothing_else_is(
             ("order_paid_once", f"order_id={broken.underpaid_order}"),
             ("order_points_used_once", f"order_id={broken.no_points_use_order}"),
             ("ledger_result_stored", f"command_id={broken.unfinished_command}"),
+            ("balance_after_is_running_sum", f"user_id={broken.balance_after_off_user}"),
         ]
     ), describe(violations)
 

@@ -102,6 +102,9 @@ class FakePoints(_Repository):
 
     async def record_transactions(self, rows: Sequence[PointTransaction]) -> list[int]:
         self.faults.check("record_transactions")
+        # The handlers set the balances first: a user's last row ends at that balance.
+        last = {r.user_id: r.balance_after for r in rows}
+        assert all(self.state.balances[u] == after for u, after in last.items()), "balance_after"
         first = len(self.state.transactions) + 1
         self.state.transactions.extend(
             (r.user_id, r.kind.value, r.amount, r.command_id) for r in rows

@@ -6,7 +6,7 @@ books consistent: an order's total is the sum of its lines, it has one payment a
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import insert, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shopflow.persistence.tables import (
@@ -24,6 +24,28 @@ from tests.support.ids import new_command_id, new_entity_id
 Line = tuple[int, int, int]
 
 
+async def balance_after(connection: AsyncConnection, user_id: int, amount: int) -> int:
+    """The user's balance after a transaction of `amount`: the sum of their transactions
+    so far, plus it (what `balance_after` holds)."""
+    so_far = (
+        await connection.execute(
+            select(func.coalesce(func.sum(point_transactions.c.amount), 0)).where(
+                point_transactions.c.user_id == user_id
+            )
+        )
+    ).scalar_one()
+    return int(so_far) + amount
+
+
+async def names_of(connection: AsyncConnection, lines: Sequence[Line]) -> dict[int, str]:
+    rows = await connection.execute(
+        select(products.c.product_id, products.c.name).where(
+            products.c.product_id.in_([product_id for product_id, _, _ in lines])
+        )
+    )
+    return {product_id: name for product_id, name in rows}
+
+
 async def seed_user(connection: AsyncConnection, *, balance: int = 0, name: str = "Seeded") -> int:
     """A user whose balance is one 'charge' transaction of `balance` points."""
     user_id = new_entity_id()
@@ -35,6 +57,7 @@ async def seed_user(connection: AsyncConnection, *, balance: int = 0, name: str 
                 user_id=user_id,
                 kind="charge",
                 amount=balance,
+                balance_after=balance,
                 command_id=new_command_id("seed-charge"),
             )
         )
@@ -64,6 +87,7 @@ async def seed_order(
             .returning(orders.c.order_id)
         )
     ).scalar_one()
+    names = await names_of(connection, lines)
     await connection.execute(
         insert(order_lines),
         [
@@ -73,6 +97,7 @@ async def seed_order(
                 "user_id": user_id,
                 "quantity": quantity,
                 "unit_price": unit_price,
+                "name": names[product_id],
                 "placed_at": placed_at,
             }
             for product_id, quantity, unit_price in lines
@@ -83,7 +108,12 @@ async def seed_order(
     )
     await connection.execute(
         insert(point_transactions).values(
-            user_id=user_id, kind="use", amount=-total, command_id=command_id
+            user_id=user_id,
+            kind="use",
+            amount=-total,
+            balance_after=await balance_after(connection, user_id, -total),
+            command_id=command_id,
+            order_id=order_id,
         )
     )
     await connection.execute(
