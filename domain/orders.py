@@ -5,6 +5,7 @@ then do stock, points and the order change, all together."""
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from functools import cached_property
 from typing import Protocol
 
@@ -14,6 +15,14 @@ from shopflow.domain.cart import CartLine
 from shopflow.domain.catalog import Product
 from shopflow.domain.errors import EmptyCart, PaymentFailed, Rejected, UnknownProduct, UnknownUser
 from shopflow.domain.payment import Payment, PaymentGateway, pay_with_retries
+
+
+class OrderStatus(StrEnum):
+    """Where an order is in its life: placed, then cancelled or shipped, never both."""
+
+    PLACED = "placed"
+    CANCELLED = "cancelled"
+    SHIPPED = "shipped"
 
 
 class Line(Protocol):

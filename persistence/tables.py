@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import UUID
 
+from shopflow.domain.orders import OrderStatus
 from shopflow.domain.points import TransactionKind
 
 metadata = MetaData(
@@ -134,7 +135,14 @@ orders = Table(
     Column("command_id", String(64), nullable=False),
     Column("total", BigInteger, nullable=False),
     Column("placed_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False, server_default=OrderStatus.PLACED.value),
+    Column("cancelled_at", DateTime(timezone=True), nullable=True),
+    Column("shipped_at", DateTime(timezone=True), nullable=True),
     CheckConstraint("total >= 0", name="total_not_negative"),
+    CheckConstraint(
+        f"status IN ({', '.join(repr(status.value) for status in OrderStatus)})",
+        name="status_known",
+    ),
     # A user's orders, newest first by order_id: one range scan.
     Index("ix_orders_user_id_order_id", "user_id", "order_id"),
     Index("ix_orders_placed_at", "placed_at"),

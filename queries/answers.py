@@ -1,6 +1,7 @@
 """What the HTTP queries answer (CONTRACT.md, the HTTP query side): the read model builds
 these, and FastAPI serializes them and documents them in the OpenAPI document."""
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -45,3 +46,43 @@ class TopProductsAnswer(BaseModel):
 class ErrorAnswer(BaseModel):
     error: str
     detail: Any = None
+
+
+class OrderLineAnswer(BaseModel):
+    product_id: int
+    name: str  # as it was when ordered
+    quantity: int
+    unit_price: int
+
+
+class OrderAnswer(BaseModel):
+    order_id: int
+    user_id: int
+    status: str
+    placed_at: datetime
+    cancelled_at: datetime | None
+    shipped_at: datetime | None
+    total: int
+    items: list[OrderLineAnswer]
+
+
+class OrdersAnswer(BaseModel):
+    user_id: int
+    orders: list[OrderAnswer]
+    next_before: int | None  # the `before` of the next page; None on the last
+
+
+class PointTransactionAnswer(BaseModel):
+    transaction_id: int
+    kind: str
+    amount: int  # signed: a use is negative
+    balance_after: int
+    order_id: int | None  # None for a charge
+    command_id: str
+    occurred_at: datetime
+
+
+class StatementAnswer(BaseModel):
+    user_id: int
+    transactions: list[PointTransactionAnswer]
+    next_before: int | None

@@ -7,9 +7,9 @@ contract (/asyncapi.json, and /asyncapi rendering it), made by the composition r
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -22,8 +22,11 @@ from shopflow.domain.top_products import TOP_LIMIT, WINDOW_HOURS
 from shopflow.queries.answers import (
     CartAnswer,
     ErrorAnswer,
+    OrderAnswer,
+    OrdersAnswer,
     PointsAnswer,
     ProductAnswer,
+    StatementAnswer,
     TopProductsAnswer,
 )
 from shopflow.queries.auth import (
@@ -37,6 +40,7 @@ from shopflow.queries.auth import (
     may_read_user,
 )
 from shopflow.queries.health import HealthCheck, health_routes
+from shopflow.queries.history import PAGE_DEFAULT, PAGE_MAX, Unknown
 from shopflow.queries.read_model import ReadModel
 from shopflow.queries.top_products import TopProducts
 
@@ -44,6 +48,9 @@ TOP_PRODUCTS_WINDOW_HOURS = WINDOW_HOURS
 TOP_PRODUCTS_LIMIT = TOP_LIMIT
 
 EntityIdPath = Annotated[int, Path(ge=1, le=MAX_ENTITY_ID)]
+T = TypeVar("T")
+PageLimit = Annotated[int, Query(ge=1, le=PAGE_MAX)]
+PageBefore = Annotated[int | None, Query(ge=1, le=MAX_ENTITY_ID)]
 
 
 # In the OpenAPI document of every route that asks for a token.
@@ -74,6 +81,18 @@ class NotFound(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         self.reason = reason
         self.detail = detail
+
+
+_NOT_FOUND_DETAIL = {
+    Unknown.USER: "no such user is registered",
+    Unknown.ORDER: "the user has no order of that id",
+}
+
+
+def _found(answer: T | Unknown) -> T:
+    if isinstance(answer, Unknown):
+        raise NotFound(answer.value, _NOT_FOUND_DETAIL[answer])
+    return answer
 
 
 def create_http_app(
@@ -154,6 +173,35 @@ def create_http_app(
         if answer is None:
             raise NotFound("unknown_user", f"user {user_id} is not registered")
         return answer
+
+    @app.get("/users/{user_id}/orders", response_model=OrdersAnswer, responses=AUTH_RESPONSES)
+    async def orders(
+        user_id: int = readable_user_id,
+        limit: PageLimit = PAGE_DEFAULT,
+        before: PageBefore = None,
+    ) -> OrdersAnswer:
+        """The user's orders, newest first; `before` (an order_id) pages on."""
+        return _found(await read_model.history.orders(user_id, limit=limit, before=before))
+
+    @app.get(
+        "/users/{user_id}/orders/{order_id}", response_model=OrderAnswer, responses=AUTH_RESPONSES
+    )
+    async def order(order_id: EntityIdPath, user_id: int = readable_user_id) -> OrderAnswer:
+        return _found(await read_model.history.order(user_id, order_id))
+
+    @app.get(
+        "/users/{user_id}/points/transactions",
+        response_model=StatementAnswer,
+        responses=AUTH_RESPONSES,
+    )
+    async def statement(
+        user_id: int = readable_user_id,
+        limit: PageLimit = PAGE_DEFAULT,
+        before: PageBefore = None,
+    ) -> StatementAnswer:
+        """The user's point transactions, newest first; `before` (a transaction_id)
+        pages on."""
+        return _found(await read_model.history.statement(user_id, limit=limit, before=before))
 
     # Registered before /products/{product_id}: routes match in order, and "top" would
     # otherwise be parsed as a product id (and answered 422).

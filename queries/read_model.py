@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shopflow.domain.top_products import TOP_LIMIT, rank, window_end, window_start
 from shopflow.persistence.tables import cart_items, order_lines, point_balances, products, users
 from shopflow.queries.answers import CartAnswer, CartLineAnswer, ProductAnswer, TopProductAnswer
+from shopflow.queries.history import History
 
 
 class ReadModel:
@@ -16,6 +17,7 @@ class ReadModel:
         # Every read is one statement, consistent on its own: in autocommit it is one
         # round trip, where a transaction would add a BEGIN and a ROLLBACK.
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.history = History(engine)  # a user's orders and points statement
 
     async def balance(self, user_id: int) -> int | None:
         statement = select(point_balances.c.balance).where(point_balances.c.user_id == user_id)

@@ -1,5 +1,5 @@
-"""Migration 0004 fills in the history of rows written before it: each point transaction's
-balance after it and its order, each order line's product name."""
+"""Migration 0004 fills in the history of rows written before it: each order's status,
+each point transaction's balance after it and its order, each order line's product name."""
 
 import secrets
 from collections.abc import AsyncIterator
@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shopflow.persistence.migrate import alembic_config
-from shopflow.persistence.tables import order_lines, point_transactions
+from shopflow.persistence.tables import order_lines, orders, point_transactions
 from shopflow.testing.servers import Endpoints
 
 PLACED_AT = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -93,6 +93,7 @@ async def test_existing_transactions_and_lines_get_their_history(
             )
         ).all()
         names = (await connection.execute(select(order_lines.c.name))).scalars().all()
+        statuses = (await connection.execute(select(orders.c.status))).scalars().all()
 
     assert [tuple(row) for row in transactions] == [
         ("charge-1", 1000, None),
@@ -101,3 +102,4 @@ async def test_existing_transactions_and_lines_get_their_history(
         ("charge-3", 405, None),
     ]
     assert names == ["Mug"]
+    assert statuses == ["placed"]

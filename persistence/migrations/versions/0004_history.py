@@ -1,4 +1,5 @@
-"""History for the order and statement queries: each point transaction's balance after
+"""History for the order and statement queries: each order's status (every existing one
+is placed) and when it was cancelled or shipped, each point transaction's balance after
 it and its order, each order line's product name as it was ordered, and the indexes that
 keep a user's newest orders and transactions one index range scan away.
 
@@ -24,6 +25,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.add_column(
+        "orders",
+        sa.Column("status", sa.String(16), nullable=False, server_default="placed"),
+    )
+    op.add_column("orders", sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("orders", sa.Column("shipped_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_check_constraint(
+        op.f("ck_orders_status_known"), "orders", "status IN ('placed', 'cancelled', 'shipped')"
+    )
     op.add_column("point_transactions", sa.Column("balance_after", sa.BigInteger(), nullable=True))
     op.add_column("point_transactions", sa.Column("order_id", sa.BigInteger(), nullable=True))
     op.execute(
@@ -73,6 +83,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_column("order_lines", "name")
+    op.drop_constraint(op.f("ck_orders_status_known"), "orders", type_="check")
+    op.drop_column("orders", "shipped_at")
+    op.drop_column("orders", "cancelled_at")
+    op.drop_column("orders", "status")
     op.drop_index("ix_orders_user_id_order_id", table_name="orders")
     op.create_index("ix_orders_user_id", "orders", ["user_id"])
     op.drop_index("ix_point_transactions_user_id_transaction_id", table_name="point_transactions")
