@@ -1,5 +1,6 @@
 """The operator commands of `shopflow`: `dead-letters list|show|replay`, `topics
-create|describe`, `lag` and `config`. `register(app)` adds them to the main CLI."""
+create|describe`, `lag`, `config`, `orders` and `statement`. `register(app)` adds them
+to the main CLI."""
 
 import asyncio
 import inspect
@@ -18,6 +19,7 @@ from shopflow.kafka_admin import StartRefused
 from shopflow.kafka_lag import MissingTopics, consumer_lag
 from shopflow.ops import config as config_ops
 from shopflow.ops import dead_letters as letters_ops
+from shopflow.ops import history as history_ops
 from shopflow.ops import lag as lag_ops
 from shopflow.ops import topics as topics_ops
 from shopflow.ops.access import provision
@@ -32,6 +34,7 @@ from shopflow.ops.output import (
 )
 from shopflow.persistence.dead_letter_reader import DeadLetterFilter, RecordedDeadLetter
 from shopflow.producers.kafka_connection import KafkaConnection
+from shopflow.queries.history import PAGE_DEFAULT, PAGE_MAX, Unknown
 from shopflow.settings import Settings
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -395,9 +398,66 @@ def config(as_json: AsJson = False) -> None:
         stdout().print(config_ops.table(shown))
 
 
+# --- a user's history -------------------------------------------------------------------
+
+UserId = Annotated[int, typer.Argument(min=1, help="The user's id.")]
+PageLimit = Annotated[
+    int, typer.Option("--limit", min=1, max=PAGE_MAX, help="How many rows, newest first.")
+]
+PageBefore = Annotated[
+    int | None,
+    typer.Option("--before", min=1, help="Start below this id (the caption's, for more)."),
+]
+
+
+def orders(
+    user_id: UserId,
+    limit: PageLimit = PAGE_DEFAULT,
+    before: PageBefore = None,
+    as_json: AsJson = False,
+) -> None:
+    """A user's orders, newest first, as GET /users/{id}/orders answers them.
+
+    Each order's status, total and lines, with the product names as they were ordered.
+    Exit 1 if the user is not registered."""
+    settings = Settings()
+    with servers_reached("read the orders from PostgreSQL"):
+        answer = asyncio.run(history_ops.orders(settings, user_id, limit=limit, before=before))
+    if isinstance(answer, Unknown):
+        raise fail(f"{answer.value}: user {user_id}", EXIT_NO)
+    if as_json:
+        print_json(answer.model_dump(mode="json"))
+    else:
+        stdout().print(history_ops.orders_table(answer))
+
+
+def statement(
+    user_id: UserId,
+    limit: PageLimit = PAGE_DEFAULT,
+    before: PageBefore = None,
+    as_json: AsJson = False,
+) -> None:
+    """A user's points statement, newest first, as GET /users/{id}/points/transactions
+    answers it.
+
+    Each charge and use, signed, with the balance after it and the order it paid for.
+    Exit 1 if the user is not registered."""
+    settings = Settings()
+    with servers_reached("read the statement from PostgreSQL"):
+        answer = asyncio.run(history_ops.statement(settings, user_id, limit=limit, before=before))
+    if isinstance(answer, Unknown):
+        raise fail(f"{answer.value}: user {user_id}", EXIT_NO)
+    if as_json:
+        print_json(answer.model_dump(mode="json"))
+    else:
+        stdout().print(history_ops.statement_table(answer))
+
+
 def register(app: typer.Typer) -> None:
     """Add the operator commands to the `shopflow` CLI."""
     app.add_typer(dead_letters_app, name="dead-letters")
     app.add_typer(topics_app, name="topics")
     command(app, "lag")(lag)
     command(app, "config")(config)
+    command(app, "orders")(orders)
+    command(app, "statement")(statement)

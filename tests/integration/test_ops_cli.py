@@ -27,9 +27,9 @@ from typer.testing import Result
 
 from shopflow.cli import app
 from shopflow.contracts.access import group_grants, principals, topic_grants
-from shopflow.contracts.commands import ChargePoints
+from shopflow.contracts.commands import ChargePoints, OrderLine, PlaceOrder
 from shopflow.contracts.dead_letters import DeadLetter, DeadLetterReason, dead_letter_id
-from shopflow.contracts.events import PointsCharged
+from shopflow.contracts.events import OrderPlaced, PointsCharged
 from shopflow.contracts.topics import CART_ADD_ITEM, POINTS_CHARGE, Topics
 from shopflow.kafka_access import SERVICE, kafka_connection
 from shopflow.kafka_admin import planned_topics
@@ -39,8 +39,8 @@ from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings, env_name
 from tests.support.cli import explain, shopflow
 from tests.support.database import balance_of, transactions_of
-from tests.support.ids import new_command_id
-from tests.support.service import registered_user
+from tests.support.ids import new_command_id, new_entity_id
+from tests.support.service import funded_user, new_product, registered_user
 
 BIG = 900_000  # a value whose published dead letter is cut (CONTRACT.md, "Dead letters")
 
@@ -464,3 +464,35 @@ def test_every_operator_command_and_option_says_what_it_does() -> None:
         assert command.help, command.name
         for parameter in command.params:
             assert getattr(parameter, "help", None), f"{command.name} {parameter.name}"
+
+
+@pytest.mark.usefixtures("ops_env")
+async def test_orders_and_statement_show_a_users_history_and_refuse_an_unknown_user(
+    client: ShopflowClient,
+) -> None:
+    user_id = await funded_user(client, 1_000)
+    mug = await new_product(client, price=250, stock=5)
+    placed = await client.send_and_wait(
+        PlaceOrder(
+            command_id=new_command_id("order"),
+            user_id=user_id,
+            items=[OrderLine(product_id=mug, quantity=2)],
+        )
+    )
+    assert isinstance(placed, OrderPlaced)
+
+    orders = output_json(await shopflow("orders", user_id, "--json"))
+    statement = output_json(await shopflow("statement", user_id, "--json"))
+    table = await shopflow("statement", user_id, "--limit", 1)
+    unknown = await shopflow("orders", new_entity_id())
+
+    assert [(o["order_id"], o["total"]) for o in orders["orders"]] == [(placed.order_id, 500)]
+    assert [(t["kind"], t["amount"], t["balance_after"]) for t in statement["transactions"]] == [
+        ("use", -500, 500),
+        ("charge", 1_000, 1_000),
+    ]
+    assert table.exit_code == 0, explain(table)
+    assert "balance after" in table.stdout
+    assert "more: --before" in table.stdout
+    assert unknown.exit_code == 1, explain(unknown)
+    assert "unknown_user" in unknown.stderr
