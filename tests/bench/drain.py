@@ -131,7 +131,13 @@ async def seed(
             await connection.execute(
                 insert(point_transactions),
                 [
-                    {"user_id": u, "kind": "charge", "amount": balance, "command_id": "bench-seed"}
+                    {
+                        "user_id": u,
+                        "kind": "charge",
+                        "amount": balance,
+                        "balance_after": balance,
+                        "command_id": "bench-seed",
+                    }
                     for u in user_ids
                 ],
             )
