@@ -3,6 +3,7 @@ for the lane's commits and rewinds and for the batch's log line."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 
@@ -28,12 +29,12 @@ class OffsetSpan:
             ranges[r.partition] = (min(first, r.offset), max(last, r.offset))
         return cls(dict(sorted(ranges.items())))
 
-    @property
+    @cached_property
     def first(self) -> dict[int, int]:
         """Per partition, where the batch starts: where a rewind goes."""
         return {p: first for p, (first, _) in self.ranges.items()}
 
-    @property
+    @cached_property
     def next(self) -> dict[int, int]:
         """Per partition, the offset to commit once the batch is done."""
         return {p: last + 1 for p, (_, last) in self.ranges.items()}

@@ -5,11 +5,11 @@ meanwhile never shift a row into a second page or out of all of them. Each read 
 statement (the user, the page and its lines together), so it is consistent on its own.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import BigInteger, Integer, bindparam, text
+from sqlalchemy import BigInteger, Integer, TextClause, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shopflow.contracts.limits import MAX_ENTITY_ID
@@ -20,6 +20,8 @@ from shopflow.queries.answers import (
     PointTransactionAnswer,
     StatementAnswer,
 )
+
+T = TypeVar("T")
 
 PAGE_DEFAULT: Final = 20
 PAGE_MAX: Final = 100
@@ -123,35 +125,40 @@ def _orders_of(rows: Sequence[Any]) -> list[OrderAnswer]:
     return answers
 
 
+def _page(items: list[T], limit: int, id_of: Callable[[T], int]) -> tuple[list[T], int | None]:
+    """The first `limit` of `items` (fetched one more than that), and the `before` of the
+    next page: None when there is none."""
+    page = items[:limit]
+    return page, id_of(page[-1]) if len(items) > limit else None
+
+
 class History:
     def __init__(self, engine: AsyncEngine) -> None:
         # One statement a read: autocommit, no BEGIN and ROLLBACK around it.
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
 
+    async def _rows(self, statement: TextClause, parameters: dict[str, int]) -> Sequence[Any]:
+        async with self._engine.connect() as connection:
+            return (await connection.execute(statement, parameters)).all()
+
+    async def _page_rows(
+        self, statement: TextClause, user_id: int, limit: int, before: int | None
+    ) -> Sequence[Any]:
+        return await self._rows(
+            statement, {"user_id": user_id, "before": before or _FROM_THE_TOP, "fetch": limit + 1}
+        )
+
     async def orders(
         self, user_id: int, *, limit: int = PAGE_DEFAULT, before: int | None = None
     ) -> OrdersAnswer | Unknown:
-        async with self._engine.connect() as connection:
-            rows = (
-                await connection.execute(
-                    ORDERS_PAGE,
-                    {"user_id": user_id, "before": before or _FROM_THE_TOP, "fetch": limit + 1},
-                )
-            ).all()
+        rows = await self._page_rows(ORDERS_PAGE, user_id, limit, before)
         if not rows:
             return Unknown.USER
-        orders = _orders_of(rows)
-        more = len(orders) > limit
-        page = orders[:limit]
-        return OrdersAnswer(
-            user_id=user_id, orders=page, next_before=page[-1].order_id if more else None
-        )
+        page, next_before = _page(_orders_of(rows), limit, lambda o: o.order_id)
+        return OrdersAnswer(user_id=user_id, orders=page, next_before=next_before)
 
     async def order(self, user_id: int, order_id: int) -> OrderAnswer | Unknown:
-        async with self._engine.connect() as connection:
-            rows = (
-                await connection.execute(ONE_ORDER, {"user_id": user_id, "order_id": order_id})
-            ).all()
+        rows = await self._rows(ONE_ORDER, {"user_id": user_id, "order_id": order_id})
         if not rows:
             return Unknown.USER
         found = _orders_of(rows)
@@ -160,13 +167,7 @@ class History:
     async def statement(
         self, user_id: int, *, limit: int = PAGE_DEFAULT, before: int | None = None
     ) -> StatementAnswer | Unknown:
-        async with self._engine.connect() as connection:
-            rows = (
-                await connection.execute(
-                    STATEMENT_PAGE,
-                    {"user_id": user_id, "before": before or _FROM_THE_TOP, "fetch": limit + 1},
-                )
-            ).all()
+        rows = await self._page_rows(STATEMENT_PAGE, user_id, limit, before)
         if not rows:
             return Unknown.USER
         transactions = [
@@ -182,10 +183,5 @@ class History:
             for row in rows
             if row.transaction_id is not None
         ]
-        page = transactions[:limit]
-        more = len(transactions) > limit
-        return StatementAnswer(
-            user_id=user_id,
-            transactions=page,
-            next_before=page[-1].transaction_id if more else None,
-        )
+        page, next_before = _page(transactions, limit, lambda t: t.transaction_id)
+        return StatementAnswer(user_id=user_id, transactions=page, next_before=next_before)

@@ -11,7 +11,9 @@ from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import typer
+from pydantic import BaseModel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from shopflow.contracts.dead_letters import DeadLetterReason
 from shopflow.kafka_access import ADMIN, OPS, MissingCredentials, kafka_connection
@@ -410,6 +412,21 @@ PageBefore = Annotated[
 ]
 
 
+Answer = TypeVar("Answer", bound=BaseModel)
+
+
+def _show(
+    answer: Answer | Unknown, user_id: int, table: Callable[[Answer], Table], *, as_json: bool
+) -> None:
+    """A history page as JSON or a table; exit 1 when the user is unknown."""
+    if isinstance(answer, Unknown):
+        raise fail(f"{answer.value}: user {user_id}", EXIT_NO)
+    if as_json:
+        print_json(answer.model_dump(mode="json"))
+    else:
+        stdout().print(table(answer))
+
+
 def orders(
     user_id: UserId,
     limit: PageLimit = PAGE_DEFAULT,
@@ -420,15 +437,9 @@ def orders(
 
     Each order's status, total and lines, with the product names as they were ordered.
     Exit 1 if the user is not registered."""
-    settings = Settings()
     with servers_reached("read the orders from PostgreSQL"):
-        answer = asyncio.run(history_ops.orders(settings, user_id, limit=limit, before=before))
-    if isinstance(answer, Unknown):
-        raise fail(f"{answer.value}: user {user_id}", EXIT_NO)
-    if as_json:
-        print_json(answer.model_dump(mode="json"))
-    else:
-        stdout().print(history_ops.orders_table(answer))
+        answer = asyncio.run(history_ops.orders(Settings(), user_id, limit=limit, before=before))
+    _show(answer, user_id, history_ops.orders_table, as_json=as_json)
 
 
 def statement(
@@ -442,15 +453,9 @@ def statement(
 
     Each charge and use, signed, with the balance after it and the order it paid for.
     Exit 1 if the user is not registered."""
-    settings = Settings()
     with servers_reached("read the statement from PostgreSQL"):
-        answer = asyncio.run(history_ops.statement(settings, user_id, limit=limit, before=before))
-    if isinstance(answer, Unknown):
-        raise fail(f"{answer.value}: user {user_id}", EXIT_NO)
-    if as_json:
-        print_json(answer.model_dump(mode="json"))
-    else:
-        stdout().print(history_ops.statement_table(answer))
+        answer = asyncio.run(history_ops.statement(Settings(), user_id, limit=limit, before=before))
+    _show(answer, user_id, history_ops.statement_table, as_json=as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,6 +2,9 @@
 statement for operators, read as the HTTP queries read them (`queries.history`, the
 read-only role), shown as tables or JSON."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from rich.table import Table
 
 from shopflow.persistence.database import create_engine
@@ -10,24 +13,27 @@ from shopflow.queries.history import History, Unknown
 from shopflow.settings import Settings
 
 
+@asynccontextmanager
+async def _history(settings: Settings) -> AsyncIterator[History]:
+    engine = create_engine(settings.query_database_url, pool_size=1)
+    try:
+        yield History(engine)
+    finally:
+        await engine.dispose()
+
+
 async def orders(
     settings: Settings, user_id: int, *, limit: int, before: int | None
 ) -> OrdersAnswer | Unknown:
-    engine = create_engine(settings.query_database_url, pool_size=1)
-    try:
-        return await History(engine).orders(user_id, limit=limit, before=before)
-    finally:
-        await engine.dispose()
+    async with _history(settings) as history:
+        return await history.orders(user_id, limit=limit, before=before)
 
 
 async def statement(
     settings: Settings, user_id: int, *, limit: int, before: int | None
 ) -> StatementAnswer | Unknown:
-    engine = create_engine(settings.query_database_url, pool_size=1)
-    try:
-        return await History(engine).statement(user_id, limit=limit, before=before)
-    finally:
-        await engine.dispose()
+    async with _history(settings) as history:
+        return await history.statement(user_id, limit=limit, before=before)
 
 
 def orders_table(answer: OrdersAnswer) -> Table:
