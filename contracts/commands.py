@@ -9,7 +9,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from shopflow.contracts.common import CommandId, ProductId, Quantity, UserId, WireModel
+from shopflow.contracts.common import (
+    CommandId,
+    OrderId,
+    ProductId,
+    Quantity,
+    UserId,
+    WireModel,
+)
 from shopflow.contracts.limits import (
     MAX_CHARGE_AMOUNT,
     MAX_NAME_LENGTH,
@@ -106,6 +113,22 @@ class PlaceOrder(WireModel):
             if len(ids) != len(set(ids)):
                 raise ValueError("order lines must have distinct product ids")
         return self
+
+
+class CancelOrder(WireModel):
+    """Cancel a placed order: its stock back, its total refunded as points."""
+
+    command_id: CommandId
+    user_id: UserId
+    order_id: OrderId
+
+
+class ShipOrder(WireModel):
+    """Mark a placed order shipped (sent by fulfilment); it can no longer be cancelled."""
+
+    command_id: CommandId
+    user_id: UserId
+    order_id: OrderId
 
 
 Command = RegisterUser | UpsertProduct | ChargePoints | AddCartItem | RemoveCartItem | PlaceOrder

@@ -48,6 +48,15 @@ ProductId = Annotated[
         ge=1, le=MAX_ENTITY_ID, description="Product id, a positive 63-bit integer.", examples=[7]
     ),
 ]
+OrderId = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=MAX_ENTITY_ID,
+        description="Order id, as `OrderPlaced` gave it: a positive 63-bit integer.",
+        examples=[1001],
+    ),
+]
 Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, description="Units, 1-1,000.", examples=[2])]
 UtcTimestamp = Annotated[
     datetime,

@@ -13,7 +13,14 @@ from uuid import UUID
 
 from pydantic import Field
 
-from shopflow.contracts.common import CommandId, ProductId, UserId, UtcTimestamp, WireModel
+from shopflow.contracts.common import (
+    CommandId,
+    OrderId,
+    ProductId,
+    UserId,
+    UtcTimestamp,
+    WireModel,
+)
 
 
 class RejectionReason(StrEnum):
@@ -25,6 +32,9 @@ class RejectionReason(StrEnum):
     INSUFFICIENT_CART_QUANTITY = "insufficient_cart_quantity"
     EMPTY_CART = "empty_cart"
     BALANCE_LIMIT_EXCEEDED = "balance_limit_exceeded"
+    UNKNOWN_ORDER = "unknown_order"
+    ORDER_CANCELLED = "order_cancelled"
+    ORDER_SHIPPED = "order_shipped"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     PAYMENT_FAILED = "payment_failed"
     TEMPORARILY_UNAVAILABLE = "temporarily_unavailable"
@@ -111,7 +121,7 @@ class PlacedOrderLine(WireModel):
 class OrderPlaced(ResultEvent):
     type: Literal["OrderPlaced"] = "OrderPlaced"
     user_id: UserId
-    order_id: int
+    order_id: OrderId
     items: list[PlacedOrderLine]
     total: int
     balance: int = Field(description="The user's balance after paying.")
@@ -124,6 +134,39 @@ class OrderRejected(ResultEvent):
     product_id: ProductId | None = Field(
         default=None, description="The product the rejection names, when it names one."
     )
+
+
+class OrderCancelled(ResultEvent):
+    type: Literal["OrderCancelled"] = "OrderCancelled"
+    user_id: UserId
+    order_id: OrderId
+    items: list[PlacedOrderLine] = Field(description="The lines put back in stock.")
+    refunded: int = Field(description="Points given back: the order's total.")
+    balance: int = Field(description="The user's balance after the refund.")
+    placed_at: UtcTimestamp = Field(
+        description="When the order was placed (its OrderPlaced's `occurred_at`): the "
+        "top-products bucket its units are taken back out of."
+    )
+
+
+class OrderCancelRejected(ResultEvent):
+    type: Literal["OrderCancelRejected"] = "OrderCancelRejected"
+    user_id: UserId
+    order_id: OrderId
+    reason: RejectionReason
+
+
+class OrderShipped(ResultEvent):
+    type: Literal["OrderShipped"] = "OrderShipped"
+    user_id: UserId
+    order_id: OrderId
+
+
+class OrderShipRejected(ResultEvent):
+    type: Literal["OrderShipRejected"] = "OrderShipRejected"
+    user_id: UserId
+    order_id: OrderId
+    reason: RejectionReason
 
 
 # Every result event, by its `type`: the subclasses of ResultEvent, so that a new event
