@@ -9,7 +9,7 @@ without the envelope (`functools.partial`), or the `domain.errors.Rejected` it g
 rejected command writes nothing. The envelope is attached by `consumers.bindings.seal`.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import Any, Final
 
@@ -19,17 +19,21 @@ from shopflow.consumers.locking import LockedRows, LockRule
 from shopflow.consumers.ports import UnitOfWork
 from shopflow.contracts.commands import (
     AddCartItem,
+    CancelOrder,
     ChargePoints,
     PlaceOrder,
     RegisterUser,
     RemoveCartItem,
+    ShipOrder,
     UpsertProduct,
 )
 from shopflow.contracts.common import WireModel
 from shopflow.contracts.events import (
     CartItemAdded,
     CartItemRemoved,
+    OrderCancelled,
     OrderPlaced,
+    OrderShipped,
     PlacedOrderLine,
     PointsCharged,
     ProductUpserted,
@@ -38,7 +42,12 @@ from shopflow.contracts.events import (
 from shopflow.domain.cart import CartChange, decide_cart_changes
 from shopflow.domain.catalog import Product, decide_upserts
 from shopflow.domain.errors import Rejected
-from shopflow.domain.orders import NewOrder, SettledOrder, decide_and_pay_orders
+from shopflow.domain.order_lifecycle import (
+    Cancellation,
+    decide_and_refund_cancellations,
+    decide_shipments,
+)
+from shopflow.domain.orders import NewOrder, PricedLine, SettledOrder, decide_and_pay_orders
 from shopflow.domain.points import PointTransaction, TransactionKind, decide_charges
 from shopflow.domain.users import NewUser, decide_registrations
 
@@ -212,15 +221,82 @@ def _order_placed(cmd: PlaceOrder, order_id: int, d: SettledOrder) -> Answer:
         OrderPlaced,
         user_id=cmd.user_id,
         order_id=order_id,
-        items=[
-            PlacedOrderLine(
-                product_id=line.product_id, quantity=line.quantity, unit_price=line.unit_price
-            )
-            for line in d.order.lines
-        ],
+        items=_event_lines(d.order.lines),
         total=d.order.total,
         balance=d.balance,
     )
+
+
+def _event_lines(lines: Iterable[PricedLine]) -> list[PlacedOrderLine]:
+    return [
+        PlacedOrderLine(
+            product_id=line.product_id, quantity=line.quantity, unit_price=line.unit_price
+        )
+        for line in lines
+    ]
+
+
+async def cancel_orders(
+    uow: UnitOfWork, batch: CommandBatch[CancelOrder], locked: LockedRows
+) -> list[Answer]:
+    """Every cancel decided and refunded (`domain.order_lifecycle`), then everything the
+    accepted ones change written at once: the orders' status, the stock put back, the
+    balances and their `refund` transactions."""
+    decisions = await decide_and_refund_cancellations(
+        locked.balances, locked.orders, locked.products, batch.commands, uow.payments
+    )
+    cancelled = [
+        (c, d)
+        for c, d in zip(batch.commands, decisions, strict=True)
+        if isinstance(d, Cancellation)
+    ]
+    if cancelled:
+        await uow.orders.record_moves([d.order for _, d in cancelled], batch.decided_at)
+        final_stock = {p.product_id: p for _, d in cancelled for p in d.products}
+        await uow.products.set_stocks(sorted(final_stock.values(), key=lambda p: p.product_id))
+        await uow.points.set_balances({c.user_id: d.balance for c, d in cancelled})
+        await uow.points.record_transactions(
+            [
+                PointTransaction(
+                    c.user_id,
+                    TransactionKind.REFUND,
+                    d.order.total,
+                    d.balance,
+                    c.command_id,
+                    d.order.order_id,
+                )
+                for c, d in cancelled
+            ]
+        )
+    return [
+        d
+        if isinstance(d, Rejected)
+        else partial(
+            OrderCancelled,
+            user_id=c.user_id,
+            order_id=c.order_id,
+            items=_event_lines(d.order.lines),
+            refunded=d.order.total,
+            balance=d.balance,
+            placed_at=d.order.placed_at,
+        )
+        for c, d in zip(batch.commands, decisions, strict=True)
+    ]
+
+
+async def ship_orders(
+    uow: UnitOfWork, batch: CommandBatch[ShipOrder], locked: LockedRows
+) -> list[Answer]:
+    decisions = decide_shipments(locked.orders, batch.commands)
+    await uow.orders.record_moves(
+        [d for d in decisions if not isinstance(d, Rejected)], batch.decided_at
+    )
+    return [
+        d
+        if isinstance(d, Rejected)
+        else partial(OrderShipped, user_id=c.user_id, order_id=c.order_id)
+        for c, d in zip(batch.commands, decisions, strict=True)
+    ]
 
 
 # The command registry's consumer side: each contract route's handler and the rows its
@@ -251,5 +327,16 @@ _BINDINGS: Final = (
             products_in_cart=True,
         ),
     ),
+    # A cancel changes its user's points and its order's products; a ship only its order.
+    Binding(
+        CancelOrder,
+        cancel_orders,
+        LockRule(
+            balance_of=lambda cmd: cmd.user_id,
+            orders=lambda cmd: (cmd.order_id,),
+            products_in_orders=True,
+        ),
+    ),
+    Binding(ShipOrder, ship_orders, LockRule(orders=lambda cmd: (cmd.order_id,))),
 )
 BINDINGS: Final[Mapping[type[WireModel], Binding[Any]]] = bind(*_BINDINGS)

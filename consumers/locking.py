@@ -5,10 +5,11 @@ handler runs.
 Locks, and why batches cannot deadlock: a batch holds every row lock until it commits,
 so every batch takes them in one global order: point balances by user id (the balance
 row is the user's mutex: every command that changes a user's points or cart holds it),
-then those users' cart lines, then products by product id. Each kind is taken in one
-statement whose rows are locked in id order (`persistence.repositories`). A rule says
-which rows of each kind; it cannot change the order, which is why a new command type
-cannot bring a deadlock with it.
+then those users' cart lines, then orders by order id, then products by product id. Each
+kind is taken in one statement whose rows are locked in id order
+(`persistence.repositories`). A rule says which rows of each kind; it cannot change the
+order, which is why a new command type cannot bring a deadlock with it. (A ship locks
+only its orders: it waits for nothing else while it holds them.)
 """
 
 from collections.abc import Callable, Iterable, Sequence
@@ -18,6 +19,7 @@ from typing import Generic, TypeVar
 from shopflow.consumers.ports import UnitOfWork
 from shopflow.domain.cart import CartLine
 from shopflow.domain.catalog import Product
+from shopflow.domain.order_lifecycle import StoredOrder
 
 C = TypeVar("C")
 
@@ -35,12 +37,18 @@ class LockRule(Generic[C]):
     products: Callable[[C], Iterable[int]] | None = None
     # Whether it also locks the products of the cart lines it locked.
     products_in_cart: bool = False
+    # The orders it locks (to move them on: cancel, ship), with their lines.
+    orders: Callable[[C], Iterable[int]] | None = None
+    # Whether it also locks the products of the orders' lines (to put stock back).
+    products_in_orders: bool = False
 
     def __post_init__(self) -> None:
         if self.cart_of_user is not None and self.balance_of is None:
             raise ValueError("a cart is locked under its user's balance row: give balance_of")
         if self.products_in_cart and self.cart_of_user is None:
             raise ValueError("products_in_cart needs cart_of_user")
+        if self.products_in_orders and self.orders is None:
+            raise ValueError("products_in_orders needs orders")
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ class LockedRows:
     balances: dict[int, int] = field(default_factory=dict)
     # user id -> the lines of each locked cart that is not empty.
     carts: dict[int, list[CartLine]] = field(default_factory=dict)
+    # order id -> order, of the orders that exist (whoever's they are).
+    orders: dict[int, StoredOrder] = field(default_factory=dict)
     # product id -> product, of the products that exist.
     products: dict[int, Product] = field(default_factory=dict)
 
@@ -59,6 +69,7 @@ async def lock_rows(uow: UnitOfWork, rule: LockRule[C], commands: Sequence[C]) -
     """Lock the rows `rule` names for `commands`, in the global order, and return them."""
     balances: dict[int, int] = {}
     carts: dict[int, list[CartLine]] = {}
+    orders: dict[int, StoredOrder] = {}
     products: dict[int, Product] = {}
     if rule.balance_of is not None:
         user_of = rule.balance_of
@@ -67,10 +78,17 @@ async def lock_rows(uow: UnitOfWork, rule: LockRule[C], commands: Sequence[C]) -
             wants_cart = rule.cart_of_user
             users = {user_of(cmd) for cmd in commands if wants_cart(cmd)} & balances.keys()
             carts = await uow.carts.lines_of_users_for_update(sorted(users))
-    if rule.products is not None or rule.products_in_cart:
+    if rule.orders is not None:
+        named_orders = rule.orders
+        orders = await uow.orders.lock_many(
+            sorted({o for cmd in commands for o in named_orders(cmd)})
+        )
+    if rule.products is not None or rule.products_in_cart or rule.products_in_orders:
         named = rule.products
         wanted = {p for cmd in commands for p in named(cmd)} if named is not None else set()
         if rule.products_in_cart:
             wanted.update(line.product_id for lines in carts.values() for line in lines)
+        if rule.products_in_orders:
+            wanted.update(line.product_id for order in orders.values() for line in order.lines)
         products = await uow.products.lock_many(sorted(wanted))
-    return LockedRows(balances, carts, products)
+    return LockedRows(balances, carts, orders, products)

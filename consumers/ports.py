@@ -10,10 +10,12 @@ leaving it commits, an exception rolls it back. Which SQL any of it runs is
 
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import Protocol
 
 from shopflow.domain.cart import CartLine
 from shopflow.domain.catalog import Product
+from shopflow.domain.order_lifecycle import StoredOrder
 from shopflow.domain.orders import NewOrder
 from shopflow.domain.payment import PaymentGateway
 from shopflow.domain.points import PointTransaction
@@ -59,6 +61,14 @@ class Carts(Protocol):
 class Orders(Protocol):
     async def add_many(self, placed: Sequence[NewOrder]) -> list[int]:
         """Record the orders and their lines; their order ids, in the same order."""
+        ...
+
+    async def lock_many(self, order_ids: Sequence[int]) -> dict[int, StoredOrder]:
+        """The orders that exist among `order_ids`, with their lines, locked."""
+        ...
+
+    async def record_moves(self, moved: Sequence[StoredOrder], at: datetime) -> None:
+        """Write each order's new status; `at` is when it was cancelled or shipped."""
         ...
 
 

@@ -131,4 +131,13 @@ class ShipOrder(WireModel):
     order_id: OrderId
 
 
-Command = RegisterUser | UpsertProduct | ChargePoints | AddCartItem | RemoveCartItem | PlaceOrder
+Command = (
+    RegisterUser
+    | UpsertProduct
+    | ChargePoints
+    | AddCartItem
+    | RemoveCartItem
+    | PlaceOrder
+    | CancelOrder
+    | ShipOrder
+)

@@ -8,6 +8,7 @@ ACCOUNTS: Final = "shop-accounts"
 CATALOG: Final = "shop-catalog"
 PAYMENTS: Final = "shop-payments"
 STOREFRONT: Final = "shop-storefront"
+FULFILMENT: Final = "shop-fulfilment"  # the warehouse: ships orders
 READER: Final = "shop-reader"  # downstream services reading results
 GATEWAY: Final = "shopflow-gateway"  # the HTTP entry of `shopflow serve`
 OPS: Final = "shopflow-ops"  # operators and the CLI

@@ -56,10 +56,16 @@ class CommandRoute:
         product_id: int | None = None,
         **envelope: Any,
     ) -> ResultEvent:
-        """The rejection event for `command`; `envelope` is event_id, command_id, occurred_at."""
-        fields: dict[str, Any] = {self.key_field: self.entity_id(command), "reason": reason}
-        if "product_id" in self.rejected_type.model_fields and self.key_field != "product_id":
-            named = product_id if product_id is not None else getattr(command, "product_id", None)
-            if named is not None:
-                fields["product_id"] = named
+        """The rejection event for `command`; `envelope` is event_id, command_id,
+        occurred_at. It carries the command's fields that the event declares (its key,
+        the product of a cart change, the order of a cancel or ship), and `product_id`,
+        when given, names the product the rejection is about."""
+        fields: dict[str, Any] = {"reason": reason} | {
+            name: getattr(command, name)
+            for name in self.rejected_type.model_fields.keys() & type(command).model_fields.keys()
+            if name != "command_id" and getattr(command, name) is not None
+        }
+        named = "product_id" in self.rejected_type.model_fields and self.key_field != "product_id"
+        if product_id is not None and named:
+            fields["product_id"] = product_id
         return self.rejected_type(**envelope, **fields)

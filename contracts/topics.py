@@ -20,18 +20,24 @@ from typing import Final
 
 from shopflow.contracts.commands import (
     AddCartItem,
+    CancelOrder,
     ChargePoints,
     PlaceOrder,
     RegisterUser,
     RemoveCartItem,
+    ShipOrder,
     UpsertProduct,
 )
 from shopflow.contracts.events import (
     CartItemAdded,
     CartItemRejected,
     CartItemRemoved,
+    OrderCancelled,
+    OrderCancelRejected,
     OrderPlaced,
     OrderRejected,
+    OrderShipped,
+    OrderShipRejected,
     PointsCharged,
     PointsChargeRejected,
     ProductRejected,
@@ -40,7 +46,7 @@ from shopflow.contracts.events import (
     UserRegistered,
     UserRejected,
 )
-from shopflow.contracts.principals import ACCOUNTS, CATALOG, PAYMENTS, STOREFRONT
+from shopflow.contracts.principals import ACCOUNTS, CATALOG, FULFILMENT, PAYMENTS, STOREFRONT
 from shopflow.contracts.routes import CommandRoute
 
 __all__ = [
@@ -52,8 +58,10 @@ __all__ = [
     "COMMAND_ROUTES",
     "DEAD_LETTERS",
     "EVENT_TOPICS",
+    "ORDERS_CANCEL",
     "ORDERS_EVENTS",
     "ORDERS_PLACE",
+    "ORDERS_SHIP",
     "POINTS_CHARGE",
     "POINTS_EVENTS",
     "REJECTION_TYPES",
@@ -73,6 +81,8 @@ POINTS_CHARGE: Final = "shop.points.charge"
 CART_ADD_ITEM: Final = "shop.cart.add-item"
 CART_REMOVE_ITEM: Final = "shop.cart.remove-item"
 ORDERS_PLACE: Final = "shop.orders.place"
+ORDERS_CANCEL: Final = "shop.orders.cancel"
+ORDERS_SHIP: Final = "shop.orders.ship"
 # Result topics: one per entity, the results of its commands.
 USERS_EVENTS: Final = "shop.users.events"
 CATALOG_EVENTS: Final = "shop.catalog.events"
@@ -140,6 +150,25 @@ COMMAND_ROUTES: Final[tuple[CommandRoute, ...]] = (
         rejected_type=OrderRejected,
         writer=STOREFRONT,
         over_http=True,
+    ),
+    CommandRoute(
+        topic=ORDERS_CANCEL,
+        command_type=CancelOrder,
+        key_field="user_id",
+        result_topic=ORDERS_EVENTS,
+        accepted_type=OrderCancelled,
+        rejected_type=OrderCancelRejected,
+        writer=STOREFRONT,
+        over_http=True,
+    ),
+    CommandRoute(
+        topic=ORDERS_SHIP,
+        command_type=ShipOrder,
+        key_field="user_id",
+        result_topic=ORDERS_EVENTS,
+        accepted_type=OrderShipped,
+        rejected_type=OrderShipRejected,
+        writer=FULFILMENT,
     ),
 )
 

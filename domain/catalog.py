@@ -27,6 +27,10 @@ class Product:
             )
         return Product(self.product_id, self.name, self.price, self.stock - quantity)
 
+    def put_back(self, quantity: int) -> "Product":
+        """This product after `quantity` units came back to the stock (a cancelled order)."""
+        return Product(self.product_id, self.name, self.price, self.stock + quantity)
+
 
 def decide_upserts(
     products: Mapping[int, Product], commands: Sequence[UpsertProduct]

@@ -50,3 +50,15 @@ class BalanceLimitExceeded(Rejected):
 
 class PaymentFailed(Rejected):
     reason = RejectionReason.PAYMENT_FAILED
+
+
+class UnknownOrder(Rejected):
+    reason = RejectionReason.UNKNOWN_ORDER
+
+
+class OrderAlreadyCancelled(Rejected):
+    reason = RejectionReason.ORDER_CANCELLED
+
+
+class OrderAlreadyShipped(Rejected):
+    reason = RejectionReason.ORDER_SHIPPED

@@ -5,7 +5,6 @@ then do stock, points and the order change, all together."""
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from functools import cached_property
 from typing import Protocol
 
@@ -14,15 +13,7 @@ from shopflow.domain import points
 from shopflow.domain.cart import CartLine
 from shopflow.domain.catalog import Product
 from shopflow.domain.errors import EmptyCart, PaymentFailed, Rejected, UnknownProduct, UnknownUser
-from shopflow.domain.payment import Payment, PaymentGateway, pay_with_retries
-
-
-class OrderStatus(StrEnum):
-    """Where an order is in its life: placed, then cancelled or shipped, never both."""
-
-    PLACED = "placed"
-    CANCELLED = "cancelled"
-    SHIPPED = "shipped"
+from shopflow.domain.payment import Payment, PaymentGateway, settle_in_rounds
 
 
 class Line(Protocol):
@@ -153,35 +144,14 @@ async def decide_and_pay_orders(
     commands: Sequence[PlaceOrder],
     gateway: PaymentGateway,
 ) -> list[SettledOrder | Rejected]:
-    """`decide_orders`, with each accepted order paid through `gateway`.
-
-    Payments are made in rounds: decide every order, pay the accepted ones not paid yet
-    (each with the seed's retries, `domain.payment`), and if some were declined decide
-    again with those refused `payment_failed`, which may free points or stock for later
-    orders that then need paying too. `decide_orders` is monotone in the declines, so an
-    order once paid stays settled; with a gateway that does not decline there is one
-    round."""
-    declined: dict[str, str] = {}
-    paid: set[str] = set()
-    while True:
-        decisions = decide_orders(balances, carts, products, commands, declined)
-        unpaid = [
-            Payment(cmd.user_id, d.order.total, cmd.command_id)
-            for cmd, d in zip(commands, decisions, strict=True)
-            if isinstance(d, SettledOrder) and cmd.command_id not in paid
-        ]
-        if not unpaid:
-            break
-        failed = await pay_with_retries(gateway, unpaid)
-        paid.update(p.reference for p in unpaid if p.reference not in failed)
-        if not failed:
-            break  # no new decline: deciding again would give the same decisions
-        declined.update(failed)
-    settled = {
-        cmd.command_id
-        for cmd, d in zip(commands, decisions, strict=True)
-        if isinstance(d, SettledOrder)
-    }
-    if paid - settled:  # cannot happen while decide_orders is monotone
-        raise RuntimeError(f"orders paid but not settled: {sorted(paid - settled)}")
-    return decisions
+    """`decide_orders`, with each accepted order paid through `gateway`, in rounds
+    (`domain.payment.settle_in_rounds`): if a payment is declined, deciding again with
+    that order refused may free points or stock for later orders, which then need
+    paying too. `decide_orders` is monotone in the declines, so an order once paid stays
+    settled; with a gateway that does not decline there is one round."""
+    return await settle_in_rounds(
+        commands,
+        lambda declined: decide_orders(balances, carts, products, commands, declined),
+        lambda cmd, d: Payment(cmd.user_id, d.order.total, cmd.command_id),
+        gateway.pay_all,
+    )

@@ -1,10 +1,14 @@
 """The payment port, and the seed's retry rule in its one place: a payment is tried, and
 tried again up to 3 more times while it is declined; if all four attempts are declined
-the order is refused with `payment_failed` and changes nothing."""
+the order is refused with `payment_failed` and changes nothing. A cancel's refund
+follows the same rule (`with_retries`), and both are settled in rounds
+(`settle_in_rounds`)."""
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+from shopflow.domain.errors import Rejected
 
 PAYMENT_RETRIES = 3
 
@@ -14,6 +18,17 @@ class Payment:
     user_id: int
     amount: int
     reference: str  # the order's command_id
+
+
+@dataclass(frozen=True)
+class Refund:
+    """A payment given back, whole: `payment_reference` names the payment (its order's
+    PlaceOrder command_id), `reference` the cancel that gives it back."""
+
+    user_id: int
+    amount: int
+    reference: str  # the cancel's command_id
+    payment_reference: str
 
 
 class PaymentDeclined(Exception):
@@ -35,25 +50,95 @@ class PaymentGateway(Protocol):
         or why it was declined. An error raised (not returned) fails the whole batch."""
         ...
 
+    async def refund_all(self, refunds: Sequence[Refund]) -> Sequence[PaymentDeclined | None]:
+        """One attempt at each refund, answered as `pay_all` answers. A payment is
+        refunded at most once: a gateway outside the transaction treats a repeated
+        `reference` as the refund already made."""
+        ...
 
-async def pay_with_retries(gateway: PaymentGateway, payments: Sequence[Payment]) -> dict[str, str]:
-    """Make every payment, retrying the declined ones (all of a round's in one call) up
-    to `PAYMENT_RETRIES` times; returns, by reference, why each payment that never went
-    through failed."""
-    pending = list(payments)
+
+class _Settlement(Protocol):
+    """A payment or a refund: what `with_retries` needs of it."""
+
+    @property
+    def amount(self) -> int: ...
+    @property
+    def reference(self) -> str: ...
+
+
+S = TypeVar("S", bound=_Settlement)
+Attempt = Callable[[Sequence[S]], Awaitable[Sequence[PaymentDeclined | None]]]
+
+
+async def with_retries(attempt: Attempt[S], settlements: Sequence[S]) -> dict[str, str]:
+    """Make every payment (or refund), retrying the declined ones (all of a round's in
+    one call) up to `PAYMENT_RETRIES` times; returns, by reference, why each one that
+    never went through failed."""
+    pending = list(settlements)
     last_decline: dict[str, str] = {}
     for _ in range(1 + PAYMENT_RETRIES):
         if not pending:
             break
-        answers = await gateway.pay_all(pending)
+        answers = await attempt(pending)
         declined = []
-        for payment, answer in zip(pending, answers, strict=True):
+        for settlement, answer in zip(pending, answers, strict=True):
             if answer is not None:
-                last_decline[payment.reference] = str(answer) or "declined"
-                declined.append(payment)
+                last_decline[settlement.reference] = str(answer) or "declined"
+                declined.append(settlement)
         pending = declined
     return {
-        p.reference: f"payment of {p.amount} failed {1 + PAYMENT_RETRIES} times: "
-        f"{last_decline[p.reference]}"
-        for p in pending
+        s.reference: f"{type(s).__name__.lower()} of {s.amount} failed {1 + PAYMENT_RETRIES} "
+        f"times: {last_decline[s.reference]}"
+        for s in pending
     }
+
+
+class _Command(Protocol):
+    @property
+    def command_id(self) -> str: ...
+
+
+C = TypeVar("C", bound=_Command)
+D = TypeVar("D")
+
+
+async def settle_in_rounds(
+    commands: Sequence[C],
+    decide: Callable[[Mapping[str, str]], Sequence[D | Rejected]],
+    settlement_of: Callable[[C, D], S],
+    attempt: Attempt[S],
+) -> list[D | Rejected]:
+    """Decide a batch whose accepted commands each move money through the payment port
+    (an order's payment, a cancel's refund), as the seed orders it: decide every
+    command, make the settlements of the accepted ones not made yet (`with_retries`),
+    and if some were declined decide again with those refused `payment_failed`, which
+    may accept later commands that then need settling too.
+
+    `decide(declined)` must be monotone in `declined` (command_id -> why): a command
+    accepted for a set of declines is accepted, identically, for any larger set. Then a
+    settlement once made stays wanted, and with a gateway that never declines there is
+    one round."""
+    declined: dict[str, str] = {}
+    made: set[str] = set()
+    while True:
+        decisions = list(decide(declined))
+        unmade = [
+            settlement_of(cmd, d)
+            for cmd, d in zip(commands, decisions, strict=True)
+            if not isinstance(d, Rejected) and cmd.command_id not in made
+        ]
+        if not unmade:
+            break
+        failed = await with_retries(attempt, unmade)
+        made.update(s.reference for s in unmade if s.reference not in failed)
+        if not failed:
+            break  # no new decline: deciding again would give the same decisions
+        declined.update(failed)
+    accepted = {
+        cmd.command_id
+        for cmd, d in zip(commands, decisions, strict=True)
+        if not isinstance(d, Rejected)
+    }
+    if made - accepted:  # cannot happen while `decide` is monotone
+        raise RuntimeError(f"settled but no longer accepted: {sorted(made - accepted)}")
+    return decisions

@@ -14,12 +14,13 @@ class TransactionKind(StrEnum):
 
     CHARGE = "charge"  # points bought (ChargePoints): a positive amount
     USE = "use"  # points paid for an order (PlaceOrder): a negative amount
+    REFUND = "refund"  # an order's total given back (CancelOrder): a positive amount
 
 
 @dataclass(frozen=True)
 class PointTransaction:
     """One move of a balance, signed, with the balance after it, the command that made
-    it and, for a `use`, the order it paid for."""
+    it and, for a `use` or a `refund`, its order."""
 
     user_id: int
     kind: TransactionKind
@@ -29,10 +30,11 @@ class PointTransaction:
     order_id: int | None = None
 
 
-def charge(balance: int, amount: int) -> int:
-    """The balance after charging `amount`; refuses to pass the ceiling of 10^15 points."""
+def credit(balance: int, amount: int) -> int:
+    """The balance after adding `amount` (a charge or a refund); refuses to pass the
+    ceiling of 10^15 points."""
     if amount <= 0:
-        raise ValueError("a charge is a positive amount")
+        raise ValueError("a credit is a positive amount")
     new_balance = balance + amount
     if new_balance > MAX_BALANCE:
         raise BalanceLimitExceeded(f"balance {balance} + {amount} exceeds {MAX_BALANCE}")
@@ -60,7 +62,7 @@ def decide_charges(
         try:
             if cmd.user_id not in current:
                 raise UnknownUser(f"user {cmd.user_id} is not registered")
-            current[cmd.user_id] = charge(current[cmd.user_id], cmd.amount)
+            current[cmd.user_id] = credit(current[cmd.user_id], cmd.amount)
         except Rejected as rejection:
             decisions.append(rejection)
             continue

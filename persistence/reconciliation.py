@@ -10,9 +10,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, Table, and_, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shopflow.domain.order_lifecycle import OrderStatus
 from shopflow.domain.points import TransactionKind
 from shopflow.persistence.tables import (
     order_lines,
@@ -22,6 +23,7 @@ from shopflow.persistence.tables import (
     point_transactions,
     processed_commands,
     products,
+    refunds,
 )
 
 
@@ -194,6 +196,87 @@ def _order_points_used_once(limit: int) -> Select[Any]:
     )
 
 
+def _stock_matches_movements(limit: int) -> Select[Any]:
+    """Each product's stock is what upserts added, minus what placed orders took, plus
+    what cancels put back: the units added less the lines of orders not cancelled."""
+    kept = (
+        select(order_lines.c.product_id, func.sum(order_lines.c.quantity).label("taken"))
+        .join(orders, orders.c.order_id == order_lines.c.order_id)
+        .where(orders.c.status != OrderStatus.CANCELLED.value)
+        .group_by(order_lines.c.product_id)
+        .subquery()
+    )
+    taken = func.coalesce(kept.c.taken, 0)
+    return (
+        select(
+            products.c.product_id,
+            products.c.stock,
+            products.c.stock_added,
+            taken.label("taken"),
+        )
+        .select_from(products.outerjoin(kept, kept.c.product_id == products.c.product_id))
+        .where(products.c.stock != products.c.stock_added - taken)
+        .order_by(products.c.product_id)
+        .limit(limit)
+    )
+
+
+def _refunded_once_if_cancelled(limit: int) -> Select[Any]:
+    """A cancelled order has exactly one `refund` point transaction linked to it, of its
+    user, of +total, and exactly one refund of its payment (by the payment's command_id);
+    an order not cancelled has neither."""
+    t = point_transactions.c
+    refund_moves = (
+        select(
+            t.order_id,
+            func.count().label("count"),
+            func.sum(t.amount).label("amount"),
+            func.min(t.user_id).label("min_user_id"),
+            func.max(t.user_id).label("max_user_id"),
+        )
+        .where(t.kind == TransactionKind.REFUND.value)
+        .group_by(t.order_id)
+        .subquery()
+    )
+    moves = func.coalesce(refund_moves.c.count, 0)
+    given_back = func.coalesce(refunds.c.amount, 0)
+    cancelled = orders.c.status == OrderStatus.CANCELLED.value
+    return (
+        select(
+            orders.c.order_id,
+            orders.c.user_id,
+            orders.c.status,
+            orders.c.total,
+            moves.label("count"),
+            refund_moves.c.amount,
+            given_back.label("refunded"),
+        )
+        .select_from(
+            orders.outerjoin(refund_moves, refund_moves.c.order_id == orders.c.order_id).outerjoin(
+                refunds, refunds.c.payment_command_id == orders.c.command_id
+            )
+        )
+        .where(
+            or_(
+                and_(
+                    cancelled,
+                    or_(
+                        moves != 1,
+                        refund_moves.c.amount != orders.c.total,
+                        refund_moves.c.min_user_id != orders.c.user_id,
+                        refund_moves.c.max_user_id != orders.c.user_id,
+                        given_back != orders.c.total,
+                        refunds.c.user_id != orders.c.user_id,
+                    ),
+                ),
+                and_(~cancelled, or_(moves != 0, refunds.c.refund_id.is_not(None))),
+            )
+        )
+        .order_by(orders.c.order_id)
+        .limit(limit)
+    )
+
+
 def _ledger_result_stored(limit: int) -> Select[Any]:
     """Every spent command_id has its result stored (event_id, result_topic and
     result_json, written in the row's one INSERT)."""
@@ -285,6 +368,23 @@ RULES: tuple[_Rule, ...] = (
             f"order_id={r['order_id']} user_id={r['user_id']} "
             f"command_id={r['command_id']}: total {r['total']}, {r['count']} 'use' "
             f"transaction(s) of {r['amount']} by user_id={r['by_user_id']}"
+        ),
+    ),
+    _Rule(
+        "stock_matches_movements",
+        _stock_matches_movements,
+        lambda r: (
+            f"product_id={r['product_id']}: stock {r['stock']}, added {r['stock_added']}, "
+            f"taken by orders not cancelled {r['taken']}"
+        ),
+    ),
+    _Rule(
+        "refunded_once_if_cancelled",
+        _refunded_once_if_cancelled,
+        lambda r: (
+            f"order_id={r['order_id']} user_id={r['user_id']} ({r['status']}): total "
+            f"{r['total']}, {r['count']} 'refund' transaction(s) of {r['amount']}, "
+            f"payment refunded {r['refunded']}"
         ),
     ),
     _Rule(

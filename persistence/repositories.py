@@ -14,6 +14,7 @@ workers); `FOR NO KEY UPDATE` does not, and still excludes every other writer.
 """
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from sqlalchemy import BigInteger, DateTime, String, delete, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -21,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shopflow.domain.cart import CartLine
 from shopflow.domain.catalog import Product
-from shopflow.domain.orders import NewOrder
+from shopflow.domain.order_lifecycle import OrderStatus, StoredOrder
+from shopflow.domain.orders import NewOrder, PricedLine
 from shopflow.domain.points import PointTransaction
 from shopflow.domain.users import NewUser
 from shopflow.persistence.arrays import any_of, bound, rows_of
@@ -100,11 +102,13 @@ _LOCK_PRODUCTS = (
 )
 
 _given_products = rows_of("p", product_id=_ID, name=_TEXT, price=_ID, stock=_ID)
+# A new product's units are all added; an update adds the difference to `stock_added`
+# (an upsert's stock is the old one plus its `stock_added`, `domain.catalog`).
 _ADD_PRODUCTS = (
     pg_insert(products)
     .from_select(
-        ["product_id", "name", "price", "stock"],
-        select(_given_products).order_by(_given_products.c.product_id),
+        ["product_id", "name", "price", "stock", "stock_added"],
+        select(_given_products, _given_products.c.stock).order_by(_given_products.c.product_id),
     )
     .on_conflict_do_nothing(index_elements=[products.c.product_id])
     .returning(products.c.product_id)
@@ -116,6 +120,7 @@ _UPDATE_PRODUCTS = (
         name=_given_products.c.name,
         price=_given_products.c.price,
         stock=_given_products.c.stock,
+        stock_added=products.c.stock_added + _given_products.c.stock - products.c.stock,
         updated_at=func.now(),
     )
 )
@@ -176,6 +181,43 @@ _new_lines = rows_of(
     placed_at=_MOMENT,
 )
 _ADD_ORDER_LINES = insert(order_lines).from_select(list(_LINE_COLUMNS), select(_new_lines))
+
+_LOCK_ORDERS = (
+    select(
+        orders.c.order_id,
+        orders.c.user_id,
+        orders.c.status,
+        orders.c.total,
+        orders.c.placed_at,
+        orders.c.command_id,
+    )
+    .where(any_of(orders.c.order_id, "ids", _ID))
+    .order_by(orders.c.order_id)
+    .with_for_update(key_share=True)
+)
+# An order's lines never change once placed: read, not locked.
+_LINES_OF_ORDERS = (
+    select(
+        order_lines.c.order_id,
+        order_lines.c.product_id,
+        order_lines.c.quantity,
+        order_lines.c.unit_price,
+        order_lines.c.name,
+    )
+    .where(any_of(order_lines.c.order_id, "ids", _ID))
+    .order_by(order_lines.c.order_id, order_lines.c.product_id)
+)
+
+_moved = rows_of("mv", order_id=_ID, status=_TEXT, cancelled_at=_MOMENT, shipped_at=_MOMENT)
+_MOVE_ORDERS = (
+    update(orders)
+    .where(orders.c.order_id == _moved.c.order_id)
+    .values(
+        status=_moved.c.status,
+        cancelled_at=_moved.c.cancelled_at,
+        shipped_at=_moved.c.shipped_at,
+    )
+)
 
 
 class UserRepository:
@@ -366,3 +408,44 @@ class OrderRepository:
             ),
         )
         return order_ids
+
+    async def lock_many(self, order_ids: Sequence[int]) -> dict[int, StoredOrder]:
+        """The orders that exist among `order_ids`, with their lines, locked in id order."""
+        if not order_ids:
+            return {}
+        ids = {"ids": sorted(set(order_ids))}
+        found = (await self._connection.execute(_LOCK_ORDERS, ids)).all()
+        if not found:
+            return {}
+        lines: dict[int, list[PricedLine]] = {}
+        for row in await self._connection.execute(_LINES_OF_ORDERS, ids):
+            lines.setdefault(row.order_id, []).append(
+                PricedLine(row.product_id, row.quantity, row.unit_price, row.name)
+            )
+        return {
+            row.order_id: StoredOrder(
+                order_id=row.order_id,
+                user_id=row.user_id,
+                status=OrderStatus(row.status),
+                total=row.total,
+                placed_at=row.placed_at,
+                payment_reference=row.command_id,
+                lines=tuple(lines.get(row.order_id, ())),
+            )
+            for row in found
+        }
+
+    async def record_moves(self, moved: Sequence[StoredOrder], at: datetime) -> None:
+        """Write each order's new status, and `at` as when it was cancelled or shipped."""
+        if not moved:
+            return
+        await self._connection.execute(
+            _MOVE_ORDERS,
+            bound(
+                "mv",
+                order_id=[o.order_id for o in moved],
+                status=[o.status.value for o in moved],
+                cancelled_at=[at if o.status is OrderStatus.CANCELLED else None for o in moved],
+                shipped_at=[at if o.status is OrderStatus.SHIPPED else None for o in moved],
+            ),
+        )

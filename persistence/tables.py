@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import UUID
 
-from shopflow.domain.orders import OrderStatus
+from shopflow.domain.order_lifecycle import OrderStatus
 from shopflow.domain.points import TransactionKind
 
 metadata = MetaData(
@@ -60,7 +60,7 @@ point_balances = Table(
     CheckConstraint("balance >= 0", name="balance_not_negative"),
 )
 
-# One row per change of a balance: `amount` is signed (+charge, -use), so a balance
+# One row per change of a balance: `amount` is signed (+charge, -use, +refund), so a balance
 # always equals the sum of its user's rows, and `balance_after` is that sum up to this
 # row (the reconciliation check holds both). A statement pages a user's rows newest
 # first by `transaction_id`: one range scan of the (user_id, transaction_id) index.
@@ -73,7 +73,7 @@ point_transactions = Table(
     Column("amount", BigInteger, nullable=False),
     Column("balance_after", BigInteger, nullable=False),
     Column("command_id", String(64), nullable=False),
-    # The order a `use` paid for; NULL for a charge.
+    # The order a `use` paid for or a `refund` gave back; NULL for a charge.
     Column("order_id", BigInteger, ForeignKey("orders.order_id"), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint(
@@ -89,6 +89,9 @@ products = Table(
     Column("name", String(100), nullable=False),
     Column("price", BigInteger, nullable=False),
     Column("stock", BigInteger, nullable=False),
+    # Every unit ever added by UpsertProduct: `shopflow check` holds `stock` to it, minus
+    # what placed orders took, plus what cancels put back.
+    Column("stock_added", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("stock >= 0", name="stock_not_negative"),
     CheckConstraint("price > 0", name="price_positive"),
@@ -143,6 +146,12 @@ orders = Table(
         f"status IN ({', '.join(repr(status.value) for status in OrderStatus)})",
         name="status_known",
     ),
+    # Cancelled when (and only when) it has a cancelled_at; the same for shipped.
+    CheckConstraint(
+        "(status = 'cancelled') = (cancelled_at IS NOT NULL) "
+        "AND (status = 'shipped') = (shipped_at IS NOT NULL)",
+        name="status_moments",
+    ),
     # A user's orders, newest first by order_id: one range scan.
     Index("ix_orders_user_id_order_id", "user_id", "order_id"),
     Index("ix_orders_placed_at", "placed_at"),
@@ -175,6 +184,21 @@ payments = Table(
     Column("amount", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("amount >= 0", name="amount_not_negative"),
+)
+
+# What the default payment gateway records for a cancelled order: its payment given
+# back, named by the cancel's command_id. `payment_command_id` (the order's) is unique:
+# a payment is refunded at most once.
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("refund_id", BigInteger, Identity(always=True), primary_key=True),
+    Column("user_id", BigInteger, ForeignKey("users.user_id"), nullable=False),
+    Column("command_id", String(64), nullable=False, unique=True),
+    Column("payment_command_id", String(64), nullable=False, unique=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("amount > 0", name="amount_positive"),
 )
 
 # Dead letters, recorded in the transaction of the batch they came from (the outbox for

@@ -145,7 +145,13 @@ async def seed(
             await connection.execute(
                 insert(products),
                 [
-                    {"product_id": p, "name": "bench", "price": 1, "stock": PRODUCT_STOCK}
+                    {
+                        "product_id": p,
+                        "name": "bench",
+                        "price": 1,
+                        "stock": PRODUCT_STOCK,
+                        "stock_added": PRODUCT_STOCK,
+                    }
                     for p in product_ids
                 ],
             )

@@ -6,14 +6,15 @@ offsets (the restarted worker republishes the same result, same event id). A wor
 stopped with SIGTERM mid-stream hands back what it has not finished."""
 
 import asyncio
+from datetime import UTC, datetime
 from uuid import UUID
 
 import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shopflow.contracts.commands import ChargePoints
-from shopflow.contracts.events import PointsCharged
+from shopflow.contracts.commands import CancelOrder, ChargePoints
+from shopflow.contracts.events import OrderCancelled, PointsCharged
 from shopflow.contracts.topics import Topics
 from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.persistence.tables import point_balances, processed_commands, users
@@ -24,12 +25,16 @@ from tests.support.database import (
     a_query_waits_on_a_lock,
     balance_of,
     balances_of,
+    stock_of,
     transactions_of,
     user_in_database,
 )
 from tests.support.ids import new_command_id, new_entity_id
+from tests.support.seeding import seed_order, seed_product, seed_user
 from tests.support.service import isolated
 from tests.support.workers import start_worker
+
+PLACED_AT = datetime(2026, 12, 7, 9, tzinfo=UTC)
 
 
 async def _start_worker(
@@ -122,6 +127,62 @@ async def test_a_worker_killed_mid_batch_then_restarted_applies_once_and_answers
         assert result.event_id == stored[command.command_id]
     assert await balance_of(engine, user_id) == 250
     assert await transactions_of(engine, user_id) == [("charge", 250, command.command_id)]
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        FaultInjection.EXIT_BEFORE_DB_COMMIT,
+        FaultInjection.EXIT_AFTER_DB_COMMIT,
+        FaultInjection.EXIT_AFTER_PUBLISH,
+    ],
+)
+async def test_a_cancel_redelivered_after_a_crash_restocks_and_refunds_once(
+    own_service_settings: Settings, engine: AsyncEngine, point: FaultInjection
+) -> None:
+    async with engine.begin() as connection:
+        user_id = await seed_user(connection, balance=1_000)
+        product_id = await seed_product(connection, price=150, stock=3)
+        order_id = await seed_order(connection, user_id, [(product_id, 2, 150)], PLACED_AT)
+    command = CancelOrder(command_id=new_command_id("crash"), user_id=user_id, order_id=order_id)
+
+    async with ShopflowClient(
+        kafka_connection(own_service_settings, OPS),
+        topics=Topics(own_service_settings.topic_prefix),
+    ) as client:
+        crashing = await _start_worker(own_service_settings, point)
+        try:
+            await client.send(command)
+            assert await _wait_exit(crashing, timeout=60) == 86
+        finally:
+            if crashing.returncode is None:
+                crashing.kill()
+        applied = point is not FaultInjection.EXIT_BEFORE_DB_COMMIT
+        assert await balance_of(engine, user_id) == (1_000 if applied else 700)
+        restarted = await _start_worker(own_service_settings, FaultInjection.NONE)
+        try:
+            await client.wait_for_results(
+                command.command_id,
+                count=2 if point is FaultInjection.EXIT_AFTER_PUBLISH else 1,
+                timeout=90,
+            )
+            await asyncio.sleep(1.0)  # room for a duplicate to show up, if there were one
+        finally:
+            restarted.terminate()
+            assert await _wait_exit(restarted, timeout=30) == 0
+
+    stored = await _ledger(engine, [command.command_id])
+    for result in client.results(command.command_id):
+        assert isinstance(result, OrderCancelled)
+        assert (result.refunded, result.balance) == (300, 1_000)
+        assert result.event_id == stored[command.command_id]
+    assert await balance_of(engine, user_id) == 1_000
+    assert await stock_of(engine, product_id) == 3 + 2  # seeded orders leave the stock as it was
+    assert [kind for kind, _, _ in await transactions_of(engine, user_id)] == [
+        "charge",
+        "use",
+        "refund",
+    ]
 
 
 async def _ledger(engine: AsyncEngine, command_ids: list[str]) -> dict[str, UUID | None]:

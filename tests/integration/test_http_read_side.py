@@ -54,7 +54,9 @@ async def test_a_cart_with_lines_shows_names_unit_prices_and_the_total(service: 
         first, second = sorted([new_entity_id(), new_entity_id()])
         for product_id, name, price in [(second, "Teapot", 1250), (first, "Mug", 300)]:
             await connection.execute(
-                insert(products).values(product_id=product_id, name=name, price=price, stock=9)
+                insert(products).values(
+                    product_id=product_id, name=name, price=price, stock=9, stock_added=9
+                )
             )
         await connection.execute(
             insert(cart_items),

@@ -33,7 +33,10 @@ async def test_an_order_batch_locking_products_never_waits_for_inserted_cart_lin
     async with engine.begin() as connection:
         await connection.execute(
             insert(products),
-            [{"product_id": p, "name": "lock", "price": 1, "stock": 10} for p in (low, high)],
+            [
+                {"product_id": p, "name": "lock", "price": 1, "stock": 10, "stock_added": 10}
+                for p in (low, high)
+            ],
         )
 
     async with engine.connect() as cart_side, engine.connect() as order_side:

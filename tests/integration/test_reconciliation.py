@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
-from sqlalchemy import insert, make_url, text
+from sqlalchemy import insert, make_url, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shopflow.persistence.migrate import upgrade_to_head
@@ -23,6 +23,7 @@ from shopflow.persistence.tables import (
     point_balances,
     point_transactions,
     processed_commands,
+    products,
     users,
 )
 from shopflow.runtime import Runtime
@@ -101,6 +102,9 @@ class Broken:
     negative_stock_product: int
     negative_balance_user: int
     balance_after_off_user: int
+    stock_off_product: int
+    cancelled_unrefunded_order: int
+    placed_refunded_order: int
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +171,43 @@ async def broken(scratch_engine: AsyncEngine) -> Broken:
             point_balances.update()
             .where(point_balances.c.user_id == ids.balance_after_off_user)
             .values(balance=400)
+        )
+
+        # A product whose stock moved with no order, upsert or cancel behind it.
+        ids.stock_off_product = await seed_product(connection, name="Leak", stock=10)
+        await connection.execute(
+            update(products).where(products.c.product_id == ids.stock_off_product).values(stock=9)
+        )
+        # A cancelled order whose stock came back but whose points and payment did not.
+        pot = await seed_product(connection, name="Pot", price=100, stock=5)
+        ids.cancelled_unrefunded_order = await seed_order(
+            connection, payer, [(pot, 1, 100)], PLACED_AT
+        )
+        await connection.execute(
+            update(orders)
+            .where(orders.c.order_id == ids.cancelled_unrefunded_order)
+            .values(status="cancelled", cancelled_at=PLACED_AT)
+        )
+        await connection.execute(
+            update(products).where(products.c.product_id == pot).values(stock=products.c.stock + 1)
+        )
+        # A placed order refunded anyway (points and payment), the balance agreeing.
+        ids.placed_refunded_order = await seed_order(connection, payer, [(mug, 1, 300)], PLACED_AT)
+        refund_id = new_command_id("refund")
+        await connection.execute(
+            insert(point_transactions).values(
+                user_id=payer,
+                kind="refund",
+                amount=300,
+                balance_after=await balance_after(connection, payer, 300),
+                command_id=refund_id,
+                order_id=ids.placed_refunded_order,
+            )
+        )
+        await connection.execute(
+            point_balances.update()
+            .where(point_balances.c.user_id == payer)
+            .values(balance=point_balances.c.balance + 300)
         )
 
         # A spent command_id without its stored result.
@@ -244,6 +285,12 @@ async def _order(
                 placed_at=PLACED_AT,
             )
         )
+        # The units it took, counted as added before it (the stock stays as it was).
+        await connection.execute(
+            update(products)
+            .where(products.c.product_id == product_id)
+            .values(stock_added=products.c.stock_added + quantity)
+        )
     if paid is not None:
         await connection.execute(
             insert(payments).values(user_id=user_id, command_id=command_id, amount=paid)
@@ -320,6 +367,24 @@ async def test_an_order_without_its_points_use_is_reported(
     assert reported(violations, "order_points_used_once", "order_id", broken.no_points_use_order)
 
 
+async def test_stock_that_moved_without_an_order_or_a_cancel_is_reported(
+    scratch_engine: AsyncEngine, broken: Broken
+) -> None:
+    violations = await find_violations(scratch_engine)
+
+    assert reported(violations, "stock_matches_movements", "product_id", broken.stock_off_product)
+
+
+async def test_a_cancel_without_its_refund_and_a_refund_without_its_cancel_are_reported(
+    scratch_engine: AsyncEngine, broken: Broken
+) -> None:
+    violations = await find_violations(scratch_engine)
+
+    rule = "refunded_once_if_cancelled"
+    assert reported(violations, rule, "order_id", broken.cancelled_unrefunded_order)
+    assert reported(violations, rule, "order_id", broken.placed_refunded_order)
+
+
 async def test_a_ledger_row_without_its_result_is_reported(
     scratch_engine: AsyncEngine, broken: Broken
 ) -> None:
@@ -358,6 +423,9 @@ async def test_each_broken_row_is_reported_by_its_rule_only_and_nothing_else_is(
             ("order_points_used_once", f"order_id={broken.no_points_use_order}"),
             ("ledger_result_stored", f"command_id={broken.unfinished_command}"),
             ("balance_after_is_running_sum", f"user_id={broken.balance_after_off_user}"),
+            ("stock_matches_movements", f"product_id={broken.stock_off_product}"),
+            ("refunded_once_if_cancelled", f"order_id={broken.cancelled_unrefunded_order}"),
+            ("refunded_once_if_cancelled", f"order_id={broken.placed_refunded_order}"),
         ]
     ), describe(violations)
 

@@ -10,14 +10,16 @@ fault trigger counts with) and makes named operations raise a transient error.
 import copy
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from uuid import UUID
 
 from shopflow.consumers.failures import TransientError
 from shopflow.domain.cart import CartLine
 from shopflow.domain.catalog import Product
-from shopflow.domain.orders import NewOrder, PricedOrder
-from shopflow.domain.payment import Payment, PaymentDeclined
+from shopflow.domain.order_lifecycle import OrderStatus, StoredOrder
+from shopflow.domain.orders import NewOrder
+from shopflow.domain.payment import Payment, PaymentDeclined, Refund
 from shopflow.domain.points import PointTransaction
 from shopflow.domain.users import NewUser
 from shopflow.persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
@@ -56,8 +58,11 @@ class FakeState:
     transactions: list[tuple[int, str, int, str]] = field(default_factory=list)
     products: dict[int, Product] = field(default_factory=dict)
     cart: dict[tuple[int, int], int] = field(default_factory=dict)
-    orders: list[tuple[int, str, PricedOrder]] = field(default_factory=list)
+    orders: list[StoredOrder] = field(default_factory=list)  # order id n is orders[n - 1]
+    # (order id, status, when it moved there) per cancel or ship.
+    moves: list[tuple[int, str, datetime]] = field(default_factory=list)
     payments: list[tuple[int, int, str]] = field(default_factory=list)
+    refunds: list[tuple[int, int, str, str]] = field(default_factory=list)
     ledger: dict[str, LedgerEntry] = field(default_factory=dict)
     dead_letters: dict[UUID, StoredDeadLetter] = field(default_factory=dict)
 
@@ -151,8 +156,34 @@ class FakeCarts(_Repository):
 class FakeOrders(_Repository):
     async def add_many(self, placed: Sequence[NewOrder]) -> list[int]:
         first = len(self.state.orders) + 1
-        self.state.orders.extend((o.user_id, o.command_id, o.order) for o in placed)
+        self.state.orders.extend(
+            StoredOrder(
+                order_id=first + i,
+                user_id=o.user_id,
+                status=OrderStatus.PLACED,
+                total=o.order.total,
+                placed_at=o.placed_at,
+                payment_reference=o.command_id,
+                lines=o.order.lines,
+            )
+            for i, o in enumerate(placed)
+        )
         return list(range(first, first + len(placed)))
+
+    async def lock_many(self, order_ids: Sequence[int]) -> dict[int, StoredOrder]:
+        return {
+            i: self.state.orders[i - 1]
+            for i in sorted(set(order_ids))
+            if 1 <= i <= len(self.state.orders)
+        }
+
+    async def record_moves(self, moved: Sequence[StoredOrder], at: datetime) -> None:
+        self.faults.check("record_moves")
+        for order in moved:
+            stored = self.state.orders[order.order_id - 1]
+            assert stored.status is OrderStatus.PLACED, "only a placed order moves"
+            self.state.orders[order.order_id - 1] = replace(stored, status=order.status)
+            self.state.moves.append((order.order_id, order.status.value, at))
 
 
 class FakePayments(_Repository):
@@ -169,6 +200,19 @@ class FakePayments(_Repository):
                 answers.append(PaymentDeclined("declined by the fake"))
                 continue
             self.state.payments.append((p.user_id, p.amount, p.reference))
+            answers.append(None)
+        return answers
+
+    async def refund_all(self, refunds: Sequence[Refund]) -> list[PaymentDeclined | None]:
+        answers: list[PaymentDeclined | None] = []
+        for r in refunds:
+            self.faults.payment_attempts.append(r.reference)
+            if self.faults.declines.get(r.reference, 0) > 0:
+                self.faults.declines[r.reference] -= 1
+                answers.append(PaymentDeclined("declined by the fake"))
+                continue
+            assert all(r.payment_reference != done for *_, done in self.state.refunds), "unique"
+            self.state.refunds.append((r.user_id, r.amount, r.reference, r.payment_reference))
             answers.append(None)
         return answers
 

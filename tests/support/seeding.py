@@ -69,7 +69,9 @@ async def seed_product(
 ) -> int:
     product_id = new_entity_id()
     await connection.execute(
-        insert(products).values(product_id=product_id, name=name, price=price, stock=stock)
+        insert(products).values(
+            product_id=product_id, name=name, price=price, stock=stock, stock_added=stock
+        )
     )
     return product_id
 
@@ -77,7 +79,8 @@ async def seed_product(
 async def seed_order(
     connection: AsyncConnection, user_id: int, lines: Sequence[Line], placed_at: datetime
 ) -> int:
-    """A placed order, its lines, its payment and its points use; the balance pays it."""
+    """A placed order, its lines, its payment and its points use; the balance pays it and
+    the products' stock stays as it was."""
     total = sum(quantity * unit_price for _, quantity, unit_price in lines)
     command_id = new_command_id("seed-order")
     order_id: int = (
@@ -121,4 +124,12 @@ async def seed_order(
         .where(point_balances.c.user_id == user_id)
         .values(balance=point_balances.c.balance - total)
     )
+    # The stock is left as it was: count the units the order took as added before it,
+    # so that the product's stock still equals what was added minus what orders took.
+    for product_id, quantity, _ in lines:
+        await connection.execute(
+            update(products)
+            .where(products.c.product_id == product_id)
+            .values(stock_added=products.c.stock_added + quantity)
+        )
     return order_id

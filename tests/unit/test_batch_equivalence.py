@@ -7,9 +7,13 @@ some near the balance ceiling) and a history over it: registrations (some of tak
 product upserts, charges (some of unknown users, some past the ceiling), cart adds and
 removes (some of more than the cart holds), orders of explicit items or of the cart,
 some of them declined by the payment gateway (4 declines fail the payment, 1-3 are
-retried through), re-sent duplicates (same command_id, same payload; later, or in the
-same batch) and idempotency conflicts (same command_id, another payload). The history
-is cut into batches of one topic each (at every change of topic, and at random points).
+retried through), cancels and ships of orders placed before the history or in it (some
+of another user's or of no order, some of orders already cancelled or shipped, some whose
+refund is declined, some whose refund would pass the balance ceiling), re-sent
+duplicates (same command_id, same payload; later, or in the same batch) and idempotency
+conflicts (same command_id, another payload). A batch holds one topic, so place, cancel
+and ship commands decided in batches are decided as one at a time. The history is cut
+into batches of one topic each (at every change of topic, and at random points).
 Everything is in memory (`tests.support.fakes`); no server is involved.
 """
 
@@ -31,16 +35,20 @@ from shopflow.consumers.decoding import DecodedCommand
 from shopflow.consumers.outcomes import Outcome, OutcomeKind
 from shopflow.contracts.commands import (
     AddCartItem,
+    CancelOrder,
     ChargePoints,
     Command,
     OrderLine,
     PlaceOrder,
     RegisterUser,
     RemoveCartItem,
+    ShipOrder,
     UpsertProduct,
 )
 from shopflow.contracts.limits import MAX_BALANCE, MAX_CHARGE_AMOUNT
 from shopflow.domain.catalog import Product
+from shopflow.domain.order_lifecycle import OrderStatus, StoredOrder
+from shopflow.domain.orders import PricedLine
 from tests.support.fakes import FakeDatabase, FakeState, Faults
 from tests.support.records import decoded_command
 
@@ -59,6 +67,9 @@ FRESH_TYPES: tuple[type[Command], ...] = (
     PlaceOrder,
     AddCartItem,
     PlaceOrder,
+    CancelOrder,
+    CancelOrder,
+    ShipOrder,
 )
 
 # Small id spaces, so that commands collide on users, products and stock.
@@ -66,6 +77,9 @@ USER_IDS = st.integers(min_value=1, max_value=6)
 PRODUCT_IDS = st.integers(min_value=1, max_value=5)
 NAMES = st.sampled_from(["Ann", "Bob", "Cy"])
 QUANTITIES = st.integers(min_value=1, max_value=2)
+# Orders 1-3 may exist before the history; the history's own orders follow them.
+ORDER_IDS = st.integers(min_value=1, max_value=5)
+SEEDED_STATUSES = st.sampled_from([OrderStatus.PLACED] * 2 + list(OrderStatus))
 # Modest balances against prices of 1-30, and now and then one so close to the ceiling
 # that a large charge passes it.
 BALANCES = st.one_of(
@@ -125,6 +139,8 @@ def _fresh_command(command_type: type[Command], command_id: str) -> st.SearchStr
             product_id=PRODUCT_IDS,
             quantity=st.integers(min_value=1, max_value=4),
         )
+    if command_type is CancelOrder or command_type is ShipOrder:
+        return st.builds(command_type, command_id=cid, user_id=USER_IDS, order_id=ORDER_IDS)
     assert command_type is PlaceOrder
     lines = st.lists(
         st.builds(OrderLine, product_id=PRODUCT_IDS, quantity=QUANTITIES),
@@ -153,6 +169,24 @@ def initial_states(draw: st.DrawFn) -> FakeState:
             max_size=4,
         )
     )
+    seeded = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(sorted(balances)),
+                st.sampled_from(sorted(products)),
+                QUANTITIES,
+                SEEDED_STATUSES,
+            ),
+            max_size=3,
+        )
+    )
+    orders = []
+    for order_id, (user_id, product_id, quantity, status) in enumerate(seeded, start=1):
+        name, price, _ = products[product_id]
+        line = PricedLine(product_id, quantity, price, name)
+        orders.append(
+            StoredOrder(order_id, user_id, status, line.subtotal, NOW, f"seed{order_id}", (line,))
+        )
     return FakeState(
         users={user_id: f"user{user_id}" for user_id in balances},
         balances=balances,
@@ -160,6 +194,7 @@ def initial_states(draw: st.DrawFn) -> FakeState:
             product_id: Product(product_id, name, price, stock)
             for product_id, (name, price, stock) in products.items()
         },
+        orders=orders,
     )
 
 
@@ -172,7 +207,7 @@ class Step:
     command: Command  # of its run's type; its command_id is replaced
     back: int  # the earlier command a re-send or conflict refers to, counted from the last
     cut: bool  # a batch starts here (besides where the topic changes)
-    declines: int  # of its payment, when it is a fresh order
+    declines: int  # of its payment or refund, when it is a fresh order or cancel
 
 
 HOWS = st.sampled_from(
@@ -212,11 +247,24 @@ def _altered(command: Command) -> Command:
         return command.model_copy(update={"amount": command.amount % 50 + 1})
     if isinstance(command, AddCartItem | RemoveCartItem):
         return command.model_copy(update={"quantity": command.quantity % 2 + 1})
+    if isinstance(command, CancelOrder | ShipOrder):
+        return command.model_copy(update={"order_id": command.order_id % 5 + 1})
     if command.from_cart:
         return command.model_copy(
             update={"from_cart": None, "items": [OrderLine(product_id=1, quantity=1)]}
         )
     return command.model_copy(update={"from_cart": True, "items": None})
+
+
+def _owned(initial: FakeState, command: Command, step: Step) -> Command:
+    """Half the cancels and ships of an order that exists before the history are sent by
+    its owner (drawn independently, few would be)."""
+    if not isinstance(command, CancelOrder | ShipOrder) or step.back % 2:
+        return command
+    if command.order_id > len(initial.orders):
+        return command
+    owner = initial.orders[command.order_id - 1].user_id
+    return command.model_copy(update={"user_id": owner})
 
 
 def _history(initial: FakeState, runs: Sequence[Sequence[Step]]) -> Scenario:
@@ -229,8 +277,9 @@ def _history(initial: FakeState, runs: Sequence[Sequence[Step]]) -> Scenario:
             if step.how == "fresh" or not history:
                 command_id = f"c{len(history)}"
                 command = step.command.model_copy(update={"command_id": command_id})
-                if isinstance(command, PlaceOrder) and step.declines:
+                if isinstance(command, PlaceOrder | CancelOrder) and step.declines:
                     declines[command_id] = step.declines
+                command = _owned(initial, command, step)
             elif step.how == "resend-last":
                 command = history[-1]
             elif step.how == "resend":
@@ -365,10 +414,12 @@ def _assert_equivalent(scenario: Scenario, batched: Side, alone: Side) -> None:
     # earlier one's payment failed is paid after the orders of the first round, while
     # one at a time pays in offset order. The set of payments must be the same; its
     # order is only the payment rows' ids.
-    payments_a, payments_b = state_a.pop("payments"), state_b.pop("payments")
-    assert isinstance(payments_a, list)
-    assert isinstance(payments_b, list)
-    assert Counter(payments_a) == Counter(payments_b)
+    # Refunds likewise, for a batch of cancels.
+    for settled in ("payments", "refunds"):
+        rows_a, rows_b = state_a.pop(settled), state_b.pop(settled)
+        assert isinstance(rows_a, list)
+        assert isinstance(rows_b, list)
+        assert Counter(rows_a) == Counter(rows_b), settled
     assert state_a == state_b
 
     ledger_a, ledger_b = batched.state.ledger, alone.state.ledger
@@ -501,6 +552,9 @@ _REACHABLE = {
     "rejected:empty_cart",
     "rejected:balance_limit_exceeded",
     "rejected:payment_failed",
+    "rejected:unknown_order",
+    "rejected:order_cancelled",
+    "rejected:order_shipped",
 }
 
 

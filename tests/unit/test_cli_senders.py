@@ -55,6 +55,8 @@ EXPECTED: dict[str, list[Param]] = {
         ("option", ("--from-cart",), "bool", False, False, False, None),
         *COMMON,
     ],
+    "cancel-order": [argument("user_id"), argument("order_id"), *COMMON],
+    "ship-order": [argument("user_id"), argument("order_id"), *COMMON],
 }
 
 

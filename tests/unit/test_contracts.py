@@ -105,4 +105,4 @@ def test_every_result_type_is_registered_for_parsing() -> None:
 def test_topic_prefix_applies_to_every_topic() -> None:
     names = Topics("t1.").all()
     assert all(name.startswith("t1.shop.") for name in names)
-    assert len(names) == len(set(names)) == 12
+    assert len(names) == len(set(names)) == 14

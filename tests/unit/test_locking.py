@@ -1,8 +1,9 @@
 """What each command type's batches lock (its binding's `LockRule`), and that
 `lock_rows` takes those rows in the one global order: balances by user, then those
-users' cart lines, then products."""
+users' cart lines, then orders, then products."""
 
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pytest
@@ -11,19 +12,24 @@ from shopflow.consumers.handlers import BINDINGS
 from shopflow.consumers.locking import LockRule, lock_rows
 from shopflow.contracts.commands import (
     AddCartItem,
+    CancelOrder,
     ChargePoints,
     Command,
     OrderLine,
     PlaceOrder,
     RegisterUser,
     RemoveCartItem,
+    ShipOrder,
     UpsertProduct,
 )
 from shopflow.domain.cart import CartLine
 from shopflow.domain.catalog import Product
+from shopflow.domain.order_lifecycle import OrderStatus, StoredOrder
+from shopflow.domain.orders import PricedLine
 from tests.support.fakes import FakeUnitOfWork
 
 Calls = list[tuple[str, list[int]]]
+NOW = datetime(2026, 12, 7, tzinfo=UTC)
 T = TypeVar("T")
 Lock = Callable[[Sequence[int]], Coroutine[Any, Any, T]]
 
@@ -36,6 +42,14 @@ def _recording() -> tuple[FakeUnitOfWork, Calls]:
     uow.state.balances.update({1: 100, 2: 100})
     uow.state.products.update({p: Product(p, f"p{p}", 1, 5) for p in (10, 20, 30)})
     uow.state.cart[(1, 20)] = 1
+    # Order 1 is user 1's (products 30 and 10), order 2 user 2's (product 20).
+    for order_id, user_id, products in ((1, 1, (30, 10)), (2, 2, (20,))):
+        lines = tuple(PricedLine(p, 1, 1, f"p{p}") for p in products)
+        uow.state.orders.append(
+            StoredOrder(
+                order_id, user_id, OrderStatus.PLACED, len(lines), NOW, f"o{order_id}", lines
+            )
+        )
     calls: Calls = []
 
     def record(name: str, lock: Lock[T]) -> Lock[T]:
@@ -48,6 +62,7 @@ def _recording() -> tuple[FakeUnitOfWork, Calls]:
     for repository, lock, name in (
         (uow.points, "balances_for_update", "balances"),
         (uow.carts, "lines_of_users_for_update", "carts"),
+        (uow.orders, "lock_many", "orders"),
         (uow.products, "lock_many", "products"),
     ):
         setattr(repository, lock, record(name, getattr(repository, lock)))
@@ -113,3 +128,20 @@ def test_a_rule_cannot_lock_a_cart_without_its_users_balance_row() -> None:
         LockRule[ChargePoints](cart_of_user=lambda cmd: True)
     with pytest.raises(ValueError, match="cart_of_user"):
         LockRule[ChargePoints](balance_of=lambda cmd: cmd.user_id, products_in_cart=True)
+
+
+async def test_cancels_lock_their_users_then_their_orders_then_those_orders_products() -> None:
+    calls = await _locks(
+        CancelOrder(command_id="a", user_id=2, order_id=2),
+        CancelOrder(command_id="b", user_id=1, order_id=1),
+        CancelOrder(command_id="c", user_id=1, order_id=9),  # no such order
+    )
+    assert calls == [("balances", [2, 1, 1]), ("orders", [1, 2, 9]), ("products", [10, 20, 30])]
+
+
+async def test_ships_lock_only_their_orders() -> None:
+    calls = await _locks(
+        ShipOrder(command_id="a", user_id=2, order_id=2),
+        ShipOrder(command_id="b", user_id=1, order_id=1),
+    )
+    assert calls == [("orders", [1, 2])]

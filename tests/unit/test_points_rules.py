@@ -6,22 +6,22 @@ from shopflow.domain.errors import BalanceLimitExceeded, InsufficientPoints
 
 
 def test_charge_adds_the_amount() -> None:
-    assert points.charge(100, 50) == 150
+    assert points.credit(100, 50) == 150
 
 
 def test_charge_up_to_the_ceiling_is_allowed() -> None:
-    assert points.charge(MAX_BALANCE - 1, 1) == MAX_BALANCE
+    assert points.credit(MAX_BALANCE - 1, 1) == MAX_BALANCE
 
 
 def test_charge_past_the_ceiling_is_refused() -> None:
     with pytest.raises(BalanceLimitExceeded) as refused:
-        points.charge(MAX_BALANCE, 1)
+        points.credit(MAX_BALANCE, 1)
     assert refused.value.reason.value == "balance_limit_exceeded"
 
 
 def test_charge_of_nothing_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="positive"):
-        points.charge(0, 0)
+        points.credit(0, 0)
 
 
 def test_spend_takes_the_amount_and_may_reach_zero() -> None:
