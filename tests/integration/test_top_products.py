@@ -19,7 +19,7 @@ from shopflow.app import prepare
 from shopflow.contracts.commands import OrderLine, PlaceOrder
 from shopflow.contracts.events import OrderPlaced, PlacedOrderLine
 from shopflow.contracts.topics import ORDERS_EVENTS, Topics
-from shopflow.domain.top_products import Sale, top_of
+from shopflow.domain.top_products import Sale, SaleKind, top_of
 from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.persistence.sales_view import SalesView
 from shopflow.producers.client import ShopflowClient
@@ -277,7 +277,8 @@ async def test_redis_answer_equals_the_plain_python_computation(
     base = FUTURE + timedelta(days=40, seconds=secrets.randbelow(3600))
     sales: list[Sale] = []
     for minutes, lines, twice in history:
-        sale = Sale(str(uuid.uuid4()), base + timedelta(minutes=minutes, seconds=13), tuple(lines))
+        at = base + timedelta(minutes=minutes, seconds=13)
+        sale = Sale(SaleKind.PLACED, new_entity_id(), at, tuple(lines))
         sales += [sale, sale] if twice else [sale]
     try:
         await view.apply(sales, now=base - timedelta(hours=100))
