@@ -31,9 +31,10 @@ _ORDERS_SINCE = (
 
 async def sales_since(engine: AsyncEngine, since: datetime) -> list[Sale]:
     """Every order placed at or after `since`, as the view's sales: one not cancelled as
-    its placement, a cancelled one as its cancellation (which leaves only its marker, so
-    its OrderPlaced, redelivered later, adds nothing). Orders are keyed by order id, as
-    live events are, so replaying them dedupes against those."""
+    its placement, a cancelled one as its cancellation, with its lines (it takes out a
+    placement the aggregator applied since the clear, else leaves its marker, so the
+    OrderPlaced, redelivered later, adds nothing). Orders are keyed by order id, as live
+    events are, so replaying them dedupes against those."""
     sales: dict[int, Sale] = {}
     async with engine.connect() as connection:
         for row in await connection.execute(_ORDERS_SINCE, {"since": since}):
