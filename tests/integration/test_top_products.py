@@ -19,8 +19,18 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shopflow.app import prepare
+from shopflow.consumers.aggregator import UNREADABLE_EVENTS
 from shopflow.contracts.commands import OrderLine, PlaceOrder
-from shopflow.contracts.events import OrderCancelled, OrderPlaced, PlacedOrderLine
+from shopflow.contracts.events import (
+    OrderCancelled,
+    OrderCancelRejected,
+    OrderPlaced,
+    OrderRejected,
+    OrderShipped,
+    OrderShipRejected,
+    PlacedOrderLine,
+    RejectionReason,
+)
 from shopflow.contracts.topics import ORDERS_EVENTS, Topics
 from shopflow.domain.orders import OrderStatus
 from shopflow.domain.top_products import Sale, SaleKind, top_of
@@ -78,7 +88,17 @@ def _order_cancelled(placed: OrderPlaced, occurred_at: datetime) -> OrderCancell
     )
 
 
-async def _publish(runtime: Runtime, *events: OrderPlaced | OrderCancelled) -> None:
+OrderEvent = (
+    OrderPlaced
+    | OrderRejected
+    | OrderCancelled
+    | OrderCancelRejected
+    | OrderShipped
+    | OrderShipRejected
+)
+
+
+async def _publish(runtime: Runtime, *events: OrderEvent) -> None:
     """`events`, in order, on the runtime's order events, written as the service (no other
     principal may write a result topic). One user's events land on one partition, in
     this order."""
@@ -256,6 +276,57 @@ async def test_a_cancellation_delivered_before_its_placement_leaves_nothing_coun
         assert await uncached_view.top(at) == [(product_id, 3), (other_product, 1)]
 
     await eventually(nothing_of_it)
+
+
+async def test_the_other_order_events_are_skipped_without_stalling_the_view(
+    client: ShopflowClient, service: Runtime, uncached_view: SalesView
+) -> None:
+    at = FUTURE + timedelta(days=76)
+    order = _order_placed(at, (new_entity_id(), 2))
+    user_id, order_id = order.user_id, order.order_id
+    command_id = new_command_id("synthetic-other")
+    unreadable = UNREADABLE_EVENTS._value.get()
+
+    await _publish(
+        service,
+        OrderRejected(
+            event_id=uuid.uuid4(),
+            command_id=command_id,
+            occurred_at=at,
+            user_id=user_id,
+            reason=RejectionReason.OUT_OF_STOCK,
+        ),
+        OrderShipped(
+            event_id=uuid.uuid4(),
+            command_id=command_id,
+            occurred_at=at,
+            user_id=user_id,
+            order_id=order_id,
+        ),
+        OrderShipRejected(
+            event_id=uuid.uuid4(),
+            command_id=command_id,
+            occurred_at=at,
+            user_id=user_id,
+            order_id=order_id,
+            reason=RejectionReason.ORDER_CANCELLED,
+        ),
+        OrderCancelRejected(
+            event_id=uuid.uuid4(),
+            command_id=command_id,
+            occurred_at=at,
+            user_id=user_id,
+            order_id=order_id,
+            reason=RejectionReason.ORDER_SHIPPED,
+        ),
+        order,  # behind them on the same partition
+    )
+
+    async def counted() -> None:
+        assert await uncached_view.top(at) == [(order.items[0].product_id, 2)]
+
+    await eventually(counted)
+    assert UNREADABLE_EVENTS._value.get() == unreadable
 
 
 async def test_placed_order_shows_in_top_products_within_two_seconds(
