@@ -3,41 +3,51 @@
 import logging
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shopflow.domain.top_products import Sale, window_start
+from shopflow.domain.orders import OrderStatus
+from shopflow.domain.top_products import Sale, SaleKind, window_start
 from shopflow.persistence.sales_view import SalesView
-from shopflow.persistence.tables import order_lines, orders, processed_commands
+from shopflow.persistence.tables import order_lines, orders
 
 log = logging.getLogger(__name__)
 
+# Every order placed at or after :since, with whether it is cancelled and its lines: one
+# statement, so one snapshot of the orders and their status.
+_ORDERS_SINCE = (
+    select(
+        orders.c.order_id,
+        orders.c.placed_at,
+        orders.c.status,
+        order_lines.c.product_id,
+        order_lines.c.quantity,
+    )
+    .join(order_lines, order_lines.c.order_id == orders.c.order_id)
+    .where(orders.c.placed_at >= bindparam("since"))
+    .order_by(orders.c.order_id, order_lines.c.product_id)
+)
+
 
 async def sales_since(engine: AsyncEngine, since: datetime) -> list[Sale]:
-    """Every order placed at or after `since`, with the event id its OrderPlaced carried
-    (from the ledger), so replaying them into the view dedupes against live events."""
-    statement = (
-        select(
-            orders.c.order_id,
-            orders.c.placed_at,
-            processed_commands.c.event_id,
-            order_lines.c.product_id,
-            order_lines.c.quantity,
-        )
-        .join(order_lines, order_lines.c.order_id == orders.c.order_id)
-        .join(processed_commands, processed_commands.c.command_id == orders.c.command_id)
-        .where(orders.c.placed_at >= since)
-        .order_by(orders.c.order_id, order_lines.c.product_id)
-    )
+    """Every order placed at or after `since`, as the view's sales: one not cancelled as
+    its placement, a cancelled one as its cancellation, with its lines (it takes out a
+    placement the aggregator applied since the clear, else leaves its marker, so the
+    OrderPlaced, redelivered later, adds nothing). Orders are keyed by order id, as live
+    events are, so replaying them dedupes against those."""
     sales: dict[int, Sale] = {}
     async with engine.connect() as connection:
-        for row in await connection.execute(statement):
-            sale = sales.get(row.order_id)
+        for row in await connection.execute(_ORDERS_SINCE, {"since": since}):
             line = (row.product_id, row.quantity)
+            sale = sales.get(row.order_id)
             if sale is None:
-                sales[row.order_id] = Sale(str(row.event_id), row.placed_at, (line,))
+                cancelled = row.status == OrderStatus.CANCELLED
+                kind = SaleKind.CANCELLED if cancelled else SaleKind.PLACED
+                sales[row.order_id] = Sale(kind, row.order_id, row.placed_at, (line,))
             else:
-                sales[row.order_id] = Sale(sale.event_id, sale.occurred_at, (*sale.lines, line))
+                sales[row.order_id] = Sale(
+                    sale.kind, sale.order_id, sale.placed_at, (*sale.lines, line)
+                )
     return list(sales.values())
 
 
@@ -45,8 +55,17 @@ async def rebuild_sales_view(view: SalesView, engine: AsyncEngine, now: datetime
     """Clear the view, replay the window's orders from PostgreSQL, mark it built.
 
     Returns False when another process holds the rebuild lock. Clearing comes before
-    reading PostgreSQL: an event the aggregator applies meanwhile is either in the
-    snapshot (and deduped by its event id) or applied after the clear (and kept).
+    reading PostgreSQL, and an event is published only after its transaction commits, so
+    an event the aggregator applied before the clear is in the snapshot. One it applies
+    after the clear meets the replay in the `seen` markers, in either order:
+
+    - an OrderPlaced: the replay's placement or cancellation of that order follows or
+      precedes it, and the markers count it once, or not at all if cancelled;
+    - an OrderCancelled whose cancel is in the snapshot: the replay brings the same
+      cancellation, applied once;
+    - an OrderCancelled committed after the snapshot (replayed as placed): before the
+      replay's placement, its marker keeps that placement from counting; after, it
+      takes the units back out.
     """
     if not await view.try_lock_rebuild():
         return False

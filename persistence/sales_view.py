@@ -1,9 +1,12 @@
 """The Redis view of sales behind "top products": minute and hour buckets of units sold,
-keyed by the minute and hour of each OrderPlaced's `occurred_at` (UTC), with the event
-ids counted per hour, so that a redelivered or replayed event counts once (one Lua
-script per hour applies a batch's sales). Reads sum the window's buckets with
-ZUNIONSTORE and cache the ranking for `cache_ms`. Keys, expiry and the Redis Cluster
-hash tag: docs/design.md, "Top products".
+keyed by the minute and hour of each order's placed time (UTC, its OrderPlaced's
+`occurred_at`), net of cancellations. Per hour of placed time, a `seen` set holds a
+marker per order and kind (`p:<order id>` placed, `c:<order id>` cancelled): an order's
+units are added once, and taken back out once, whatever the order and number of times
+its OrderPlaced and OrderCancelled arrive (one Lua script per hour applies a batch's
+sales). Reads sum the window's buckets with ZUNIONSTORE and cache the ranking for
+`cache_ms`. Keys, markers, expiry and the Redis Cluster hash tag: docs/design.md, "Top
+products".
 """
 
 import json
@@ -28,26 +31,47 @@ _EXPIRY_MARGIN = timedelta(minutes=10)
 
 # One call per hour: KEYS are the hour's `seen` and hour keys, then the minute keys its
 # sales fall in; ARGV[1] the expiry (ms, the same for every key of the hour), then per
-# sale its event id, the index in KEYS of its minute key, its number of lines, and the
-# (product id, units) of each line. One call per hour rather than per minute: a batch
-# replaying older sales (a rebuild, a consumer catching up) spreads over many minutes,
-# and redis-py's cost per call was what bounded the aggregator.
+# sale its kind (`p` or `c`), order id, the index in KEYS of its minute key, its number of
+# lines, and the (product id, units) of each line. One call per hour rather than per
+# minute: a batch replaying older sales (a rebuild, a consumer catching up) spreads over
+# many minutes, and redis-py's cost per call was what bounded the aggregator.
+#
+# A placement adds its units only if its `p:` marker is new and no `c:` marker is there
+# (the cancellation came first: another partition, a rebuild, a redelivery). A
+# cancellation takes them back out only if its `c:` marker is new and the `p:` marker is
+# there (else only the marker stays, so the placement, when it comes, adds nothing). A
+# score never goes below zero: a member at 0 is removed, as if never sold.
 _APPLY_SALES = """
+local function take(key, units, product)
+  if tonumber(redis.call('ZINCRBY', key, '-' .. units, product)) <= 0 then
+    redis.call('ZREM', key, product)
+  end
+end
 local new = 0
 local touched = {}
 local i = 2
 while i <= #ARGV do
-  local minute = KEYS[tonumber(ARGV[i + 1])]
-  local lines = tonumber(ARGV[i + 2])
-  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
+  local kind, order = ARGV[i], ARGV[i + 1]
+  local minute = KEYS[tonumber(ARGV[i + 2])]
+  local next_sale = i + 4 + 2 * tonumber(ARGV[i + 3])
+  if redis.call('SADD', KEYS[1], kind .. ':' .. order) == 1 then
     new = new + 1
-    touched[minute] = true
-    for j = i + 3, i + 1 + 2 * lines, 2 do
-      redis.call('ZINCRBY', KEYS[2], ARGV[j + 1], ARGV[j])
-      redis.call('ZINCRBY', minute, ARGV[j + 1], ARGV[j])
+    if kind == 'p' then
+      if redis.call('SISMEMBER', KEYS[1], 'c:' .. order) == 0 then
+        touched[minute] = true
+        for j = i + 4, next_sale - 1, 2 do
+          redis.call('ZINCRBY', KEYS[2], ARGV[j + 1], ARGV[j])
+          redis.call('ZINCRBY', minute, ARGV[j + 1], ARGV[j])
+        end
+      end
+    elseif redis.call('SISMEMBER', KEYS[1], 'p:' .. order) == 1 then
+      for j = i + 4, next_sale - 1, 2 do
+        take(KEYS[2], ARGV[j + 1], ARGV[j])
+        take(minute, ARGV[j + 1], ARGV[j])
+      end
     end
   end
-  i = i + 3 + 2 * lines
+  i = next_sale
 end
 if new > 0 then
   redis.call('PEXPIREAT', KEYS[1], ARGV[1])
@@ -64,8 +88,8 @@ def _hour_tag(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%d%H")
 
 
-def _expires_at(occurred_at: datetime) -> datetime:
-    return floor_hour(occurred_at) + timedelta(hours=1) + WINDOW + _EXPIRY_MARGIN
+def _expires_at(placed_at: datetime) -> datetime:
+    return floor_hour(placed_at) + timedelta(hours=1) + WINDOW + _EXPIRY_MARGIN
 
 
 class SalesView:
@@ -89,13 +113,14 @@ class SalesView:
         return f"{self._prefix}:built"
 
     async def apply(self, sales: Sequence[Sale], *, now: datetime) -> int:
-        """Count each sale once; returns how many were new. Sales already out of the
-        window are skipped: their buckets would expire on arrival. One script call per
-        hour (a batch of live traffic is mostly one), pipelined."""
+        """Apply each sale once, in order; returns how many were new (placements and
+        cancellations not seen before, whether or not they moved a count). Sales already
+        out of the window are skipped: their buckets would expire on arrival. One script
+        call per hour of placed time (a batch of live traffic is mostly one), pipelined."""
         by_hour: dict[datetime, list[Sale]] = {}
         for sale in sales:
-            if sale.lines and _expires_at(sale.occurred_at) > now:
-                by_hour.setdefault(floor_hour(sale.occurred_at), []).append(sale)
+            if _expires_at(sale.placed_at) > now:
+                by_hour.setdefault(floor_hour(sale.placed_at), []).append(sale)
         if not by_hour:
             return 0
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -104,11 +129,11 @@ class SalesView:
                 key_index: dict[datetime, int] = {}
                 args: list[str | int] = [int(_expires_at(hour).timestamp() * 1000)]
                 for sale in group:
-                    minute = floor_minute(sale.occurred_at)
+                    minute = floor_minute(sale.placed_at)
                     if minute not in key_index:
                         keys.append(self._minute_key(minute))
                         key_index[minute] = len(keys)  # Lua's KEYS count from 1
-                    args += [sale.event_id, key_index[minute], len(sale.lines)]
+                    args += [sale.kind.value, sale.order_id, key_index[minute], len(sale.lines)]
                     for product_id, quantity in sale.lines:
                         args += [str(product_id), quantity]
                 await self._apply_script(keys=keys, args=args, client=pipe)

@@ -3,13 +3,35 @@
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shopflow.domain.orders import OrderStatus
 from shopflow.domain.top_products import TOP_LIMIT, rank, window_end, window_start
-from shopflow.persistence.tables import cart_items, order_lines, point_balances, products, users
+from shopflow.persistence.tables import (
+    cart_items,
+    order_lines,
+    orders,
+    point_balances,
+    products,
+    users,
+)
 from shopflow.queries.answers import CartAnswer, CartLineAnswer, ProductAnswer, TopProductAnswer
 from shopflow.queries.history import History
+
+# Units sold per product in [:start, :end), of orders not cancelled (CONTRACT.md: a
+# cancellation takes its units back out). The window's lines come from their placed_at
+# index; each one's order is a primary-key lookup.
+_UNITS_SOLD = (
+    select(order_lines.c.product_id, func.sum(order_lines.c.quantity))
+    .join(orders, orders.c.order_id == order_lines.c.order_id)
+    .where(
+        order_lines.c.placed_at >= bindparam("start"),
+        order_lines.c.placed_at < bindparam("end"),
+        orders.c.status != OrderStatus.CANCELLED.value,
+    )
+    .group_by(order_lines.c.product_id)
+)
 
 
 class ReadModel:
@@ -74,22 +96,14 @@ class ReadModel:
 
     async def top_products(self, now: datetime, limit: int = TOP_LIMIT) -> list[TopProductAnswer]:
         """The best sellers in the window at `now` (`domain.top_products`: its window and
-        its ranking), from the order lines, the source of truth.
+        its ranking), from the lines of the orders not cancelled, the source of truth.
 
         `now` comes from the caller's clock (not SQL now()), so tests can move time.
         """
-        units_sold = func.sum(order_lines.c.quantity)
-        statement = (
-            select(order_lines.c.product_id, units_sold)
-            .where(
-                order_lines.c.placed_at >= window_start(now),
-                order_lines.c.placed_at < window_end(now),
-            )
-            .group_by(order_lines.c.product_id)
-        )
+        window = {"start": window_start(now), "end": window_end(now)}
         async with self._engine.connect() as connection:
             # sum(bigint) is numeric in PostgreSQL (a Decimal here): back to int.
-            units = {p: int(sold) for p, sold in await connection.execute(statement)}
+            units = {p: int(sold) for p, sold in await connection.execute(_UNITS_SOLD, window)}
         return await self.named(rank(units, limit))
 
     async def named(self, ranked: Sequence[tuple[int, int]]) -> list[TopProductAnswer]:

@@ -1,10 +1,10 @@
 """GET /products/top: served from the Redis view, with PostgreSQL as the fallback.
 
 Redis down, or the view missing (never built, or flushed): the answer is computed from
-PostgreSQL's order lines (the same definition, so the same answer), a warning is logged
-and `shopflow_top_products_fallback_total{reason}` counts it. A missing view also starts
-a rebuild in the background (one at a time; across processes a Redis lock keeps it to
-one), after which Redis serves again.
+PostgreSQL's lines of the orders not cancelled (the same definition, so the same
+answer), a warning is logged and `shopflow_top_products_fallback_total{reason}` counts
+it. A missing view also starts a rebuild in the background (one at a time; across
+processes a Redis lock keeps it to one), after which Redis serves again.
 """
 
 import asyncio

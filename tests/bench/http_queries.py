@@ -18,7 +18,7 @@ BENCH_SERVICE_LOG=info to see more.
 1. The events (3 lines each, 200 products, spread over the last 72 hours) are produced
    first; the view is marked built (so no process rebuilds it from the shared database's
    order lines), then the worker starts. Progress is read from Redis, not from the
-   service: the number of distinct event ids in the view's `seen` sets, polled every
+   service: the number of distinct order markers in the view's `seen` sets, polled every
    20 ms. The rate is that of the events applied after the first were seen, from then to
    the last (so the first batch's own time is not counted without its events). The
    Redis answer must equal `domain.top_products.top_of` of what was sent.
@@ -64,7 +64,7 @@ from redis.asyncio import Redis
 
 from shopflow.contracts.events import OrderPlaced, PlacedOrderLine
 from shopflow.contracts.topics import ORDERS_EVENTS, Topics
-from shopflow.domain.top_products import WINDOW_HOURS, Sale, top_of
+from shopflow.domain.top_products import WINDOW_HOURS, Sale, SaleKind, top_of
 from shopflow.kafka_access import SERVICE, kafka_connection
 from shopflow.persistence.database import create_engine
 from shopflow.persistence.migrate import migrate
@@ -200,7 +200,7 @@ async def _produce(settings: Settings, events: list[OrderPlaced]) -> None:
 
 def _seen_keys(prefix: str, events: list[OrderPlaced]) -> list[str]:
     # The view's documented layout (persistence.sales_view): `{prefix}:{YYYYMMDDHH}:seen`
-    # holds the ids of the events counted in that hour.
+    # holds a marker per order placed (or cancelled) in that hour.
     hours = {e.occurred_at.astimezone(UTC).strftime("%Y%m%d%H") for e in events}
     return [f"{prefix}:{{{hour}}}:seen" for hour in sorted(hours)]
 
@@ -386,7 +386,8 @@ async def run(events: int = 20_000, seconds: float = 5.0, clients: int = 32) -> 
         expected = top_of(
             [
                 Sale(
-                    str(e.event_id),
+                    SaleKind.PLACED,
+                    e.order_id,
                     e.occurred_at,
                     tuple((line.product_id, line.quantity) for line in e.items),
                 )
