@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shopflow.domain.orders import OrderStatus
+from shopflow.domain.order_lifecycle import OrderStatus
 from shopflow.domain.top_products import Sale, SaleKind, window_start
 from shopflow.persistence.sales_view import SalesView
 from shopflow.persistence.tables import order_lines, orders

@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shopflow.domain.orders import OrderStatus
+from shopflow.domain.order_lifecycle import OrderStatus
 from shopflow.domain.top_products import TOP_LIMIT, rank, window_end, window_start
 from shopflow.persistence.tables import (
     cart_items,

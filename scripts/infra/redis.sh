@@ -61,7 +61,8 @@ redis_password_hash() {
 redis_write_acl() {
     local service="resetkeys ~shopflow:* resetchannels -@all +ping +select +hello +auth"
     service+=" +client|setname +echo +get +set +exists +del +unlink +scan"
-    service+=" +sadd +zincrby +zunionstore +zrevrange +zrangebyscore +pexpire +pexpireat"
+    service+=" +sadd +sismember +zincrby +zrem +zunionstore +zrevrange +zrangebyscore"
+    service+=" +pexpire +pexpireat"
     service+=" +evalsha +script|load +script|exists"
     make_dir "$REDIS_ROOT"
     {

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shopflow.app import prepare
@@ -32,12 +31,10 @@ from shopflow.contracts.events import (
     RejectionReason,
 )
 from shopflow.contracts.topics import ORDERS_EVENTS, Topics
-from shopflow.domain.orders import OrderStatus
 from shopflow.domain.top_products import Sale, SaleKind, top_of
 from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.persistence.sales_rebuild import rebuild_sales_view
 from shopflow.persistence.sales_view import SalesView
-from shopflow.persistence.tables import orders
 from shopflow.producers.client import ShopflowClient
 from shopflow.queries.read_model import ReadModel
 from shopflow.queries.top_products import FALLBACKS, TopProducts
@@ -46,7 +43,7 @@ from shopflow.settings import Settings
 from shopflow.testing.session import provisioned
 from tests.support.ids import new_command_id, new_entity_id
 from tests.support.scratch import admin_redis_url
-from tests.support.seeding import seed_order, seed_product, seed_user
+from tests.support.seeding import seed_cancel, seed_order, seed_product, seed_user
 from tests.support.service import funded_user, isolated, new_product
 from tests.support.waiting import eventually
 
@@ -408,14 +405,10 @@ async def test_after_redis_is_flushed_the_answer_comes_from_postgresql_then_redi
 
 
 async def _cancel_in_postgresql(engine: AsyncEngine, order_id: int, at: datetime) -> None:
-    """Mark an order cancelled as CancelOrder will, and publish nothing (so only
-    PostgreSQL knows)."""
+    """Cancel an order as CancelOrder does, and publish nothing (so only PostgreSQL
+    knows)."""
     async with engine.begin() as connection:
-        await connection.execute(
-            update(orders)
-            .where(orders.c.order_id == order_id)
-            .values(status=OrderStatus.CANCELLED.value, cancelled_at=at)
-        )
+        await seed_cancel(connection, order_id, at)
 
 
 async def test_after_a_flush_postgresql_and_the_rebuilt_view_leave_a_cancelled_order_out(

@@ -1,7 +1,8 @@
 """Rows inserted straight into PostgreSQL (not through the command handlers), keeping the
 books consistent: an order's total is the sum of its lines, it has one payment and one
-'use' point transaction of -total, and the balance is the charges minus the uses
-(persistence/reconciliation.py checks this over the whole database)."""
+'use' point transaction of -total, a cancelled one its refunds, each product's stock is
+what was added less what orders not cancelled took, and the balance is the sum of the
+transactions (persistence/reconciliation.py checks this over the whole database)."""
 
 from collections.abc import Sequence
 from datetime import datetime
@@ -16,6 +17,7 @@ from shopflow.persistence.tables import (
     point_balances,
     point_transactions,
     products,
+    refunds,
     users,
 )
 from tests.support.ids import new_command_id, new_entity_id
@@ -133,3 +135,51 @@ async def seed_order(
             .values(stock_added=products.c.stock_added + quantity)
         )
     return order_id
+
+
+async def seed_cancel(connection: AsyncConnection, order_id: int, at: datetime) -> None:
+    """Everything CancelOrder writes for the order, and nothing published: its status,
+    its lines back in stock, a 'refund' transaction and the payment's refund."""
+    order = (
+        await connection.execute(
+            update(orders)
+            .where(orders.c.order_id == order_id)
+            .values(status="cancelled", cancelled_at=at)
+            .returning(orders.c.user_id, orders.c.command_id, orders.c.total)
+        )
+    ).one()
+    lines = await connection.execute(
+        select(order_lines.c.product_id, order_lines.c.quantity).where(
+            order_lines.c.order_id == order_id
+        )
+    )
+    for product_id, quantity in lines.all():
+        await connection.execute(
+            update(products)
+            .where(products.c.product_id == product_id)
+            .values(stock=products.c.stock + quantity)
+        )
+    command_id = new_command_id("seed-cancel")
+    await connection.execute(
+        insert(point_transactions).values(
+            user_id=order.user_id,
+            kind="refund",
+            amount=order.total,
+            balance_after=await balance_after(connection, order.user_id, order.total),
+            command_id=command_id,
+            order_id=order_id,
+        )
+    )
+    await connection.execute(
+        update(point_balances)
+        .where(point_balances.c.user_id == order.user_id)
+        .values(balance=point_balances.c.balance + order.total)
+    )
+    await connection.execute(
+        insert(refunds).values(
+            user_id=order.user_id,
+            command_id=command_id,
+            payment_command_id=order.command_id,
+            amount=order.total,
+        )
+    )

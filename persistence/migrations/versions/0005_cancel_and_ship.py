@@ -39,10 +39,14 @@ def upgrade() -> None:
         "AND (status = 'shipped') = (shipped_at IS NOT NULL)",
     )
     op.add_column("products", sa.Column("stock_added", sa.BigInteger(), nullable=True))
+    # One pass over the lines (grouped), not a subquery per product: order_lines has no
+    # index by product alone, and a correlated sum scanned them once per product.
+    op.execute("UPDATE products SET stock_added = stock")
     op.execute(
         """
-        UPDATE products AS p SET stock_added = p.stock + coalesce(
-            (SELECT sum(l.quantity) FROM order_lines AS l WHERE l.product_id = p.product_id), 0)
+        UPDATE products AS p SET stock_added = p.stock + t.taken
+        FROM (SELECT product_id, sum(quantity) AS taken FROM order_lines GROUP BY product_id) AS t
+        WHERE t.product_id = p.product_id
         """
     )
     op.alter_column("products", "stock_added", nullable=False)
