@@ -277,6 +277,23 @@ def _refunded_once_if_cancelled(limit: int) -> Select[Any]:
     )
 
 
+def _order_cancelled_or_shipped_not_both(limit: int) -> Select[Any]:
+    """An order is placed, cancelled or shipped, with the moment of its state and no
+    other: never both cancelled and shipped (a CHECK holds it too; this watches it)."""
+    o = orders.c
+    return (
+        select(o.order_id, o.user_id, o.status, o.cancelled_at, o.shipped_at)
+        .where(
+            or_(
+                (o.status == OrderStatus.CANCELLED.value) != o.cancelled_at.is_not(None),
+                (o.status == OrderStatus.SHIPPED.value) != o.shipped_at.is_not(None),
+            )
+        )
+        .order_by(o.order_id)
+        .limit(limit)
+    )
+
+
 def _ledger_result_stored(limit: int) -> Select[Any]:
     """Every spent command_id has its result stored (event_id, result_topic and
     result_json, written in the row's one INSERT)."""
@@ -385,6 +402,14 @@ RULES: tuple[_Rule, ...] = (
             f"order_id={r['order_id']} user_id={r['user_id']} ({r['status']}): total "
             f"{r['total']}, {r['count']} 'refund' transaction(s) of {r['amount']}, "
             f"payment refunded {r['refunded']}"
+        ),
+    ),
+    _Rule(
+        "order_cancelled_or_shipped_not_both",
+        _order_cancelled_or_shipped_not_both,
+        lambda r: (
+            f"order_id={r['order_id']} user_id={r['user_id']}: status {r['status']}, "
+            f"cancelled_at {r['cancelled_at']}, shipped_at {r['shipped_at']}"
         ),
     ),
     _Rule(

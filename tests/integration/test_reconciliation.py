@@ -29,7 +29,14 @@ from shopflow.persistence.tables import (
 from shopflow.runtime import Runtime
 from shopflow.testing.servers import Endpoints
 from tests.support.ids import RUN_ID, new_command_id, new_entity_id
-from tests.support.seeding import balance_after, names_of, seed_order, seed_product, seed_user
+from tests.support.seeding import (
+    balance_after,
+    names_of,
+    seed_cancel,
+    seed_order,
+    seed_product,
+    seed_user,
+)
 
 PLACED_AT = datetime(2030, 6, 1, 12, tzinfo=UTC)
 EVERYTHING = 1_000_000
@@ -105,6 +112,7 @@ class Broken:
     stock_off_product: int
     cancelled_unrefunded_order: int
     placed_refunded_order: int
+    cancelled_and_shipped_order: int
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +234,21 @@ async def broken(scratch_engine: AsyncEngine) -> Broken:
 
         # Below zero: only possible once the CHECK constraints are gone (this
         # database is ours alone), which is what the rules guard against.
+        await _drop_check(
+            connection,
+            "orders",
+            "(((status)::text = 'cancelled'::text) = (cancelled_at IS NOT NULL)) AND "
+            "(((status)::text = 'shipped'::text) = (shipped_at IS NOT NULL))",
+        )
+        ids.cancelled_and_shipped_order = await seed_order(
+            connection, ids.consistent_user, [(mug, 1, 300)], PLACED_AT
+        )
+        await seed_cancel(connection, ids.cancelled_and_shipped_order, PLACED_AT)
+        await connection.execute(
+            update(orders)
+            .where(orders.c.order_id == ids.cancelled_and_shipped_order)
+            .values(shipped_at=PLACED_AT)
+        )
         await _drop_check(connection, "products", "stock >= 0")
         await _drop_check(connection, "point_balances", "balance >= 0")
         ids.negative_stock_product = await seed_product(connection, name="Oversold", stock=-2)
@@ -385,6 +408,15 @@ async def test_a_cancel_without_its_refund_and_a_refund_without_its_cancel_are_r
     assert reported(violations, rule, "order_id", broken.placed_refunded_order)
 
 
+async def test_an_order_both_cancelled_and_shipped_is_reported(
+    scratch_engine: AsyncEngine, broken: Broken
+) -> None:
+    violations = await find_violations(scratch_engine)
+
+    rule = "order_cancelled_or_shipped_not_both"
+    assert reported(violations, rule, "order_id", broken.cancelled_and_shipped_order)
+
+
 async def test_a_ledger_row_without_its_result_is_reported(
     scratch_engine: AsyncEngine, broken: Broken
 ) -> None:
@@ -426,6 +458,10 @@ async def test_each_broken_row_is_reported_by_its_rule_only_and_nothing_else_is(
             ("stock_matches_movements", f"product_id={broken.stock_off_product}"),
             ("refunded_once_if_cancelled", f"order_id={broken.cancelled_unrefunded_order}"),
             ("refunded_once_if_cancelled", f"order_id={broken.placed_refunded_order}"),
+            (
+                "order_cancelled_or_shipped_not_both",
+                f"order_id={broken.cancelled_and_shipped_order}",
+            ),
         ]
     ), describe(violations)
 
