@@ -180,10 +180,7 @@ async def place_orders(
     ]
     order_ids: list[int] = []
     if placed:
-        final_stock: dict[int, Product] = {}
-        for _, d in placed:
-            final_stock.update({p.product_id: p for p in d.products})
-        await uow.products.set_stocks(sorted(final_stock.values(), key=lambda p: p.product_id))
+        await _set_final_stocks(uow, [p for _, d in placed for p in d.products])
         await uow.points.set_balances({c.user_id: d.balance for c, d in placed})
         order_ids = await uow.orders.add_many(
             [NewOrder(c.user_id, c.command_id, d.order, batch.decided_at) for c, d in placed]
@@ -214,6 +211,12 @@ async def place_orders(
         d if isinstance(d, Rejected) else _order_placed(c, next(ids), d)
         for c, d in zip(batch.commands, decisions, strict=True)
     ]
+
+
+async def _set_final_stocks(uow: UnitOfWork, changed: Iterable[Product]) -> None:
+    """Write each product's stock as the batch's last decision about it left it."""
+    final = {p.product_id: p for p in changed}
+    await uow.products.set_stocks(sorted(final.values(), key=lambda p: p.product_id))
 
 
 def _order_placed(cmd: PlaceOrder, order_id: int, d: SettledOrder) -> Answer:
@@ -252,8 +255,7 @@ async def cancel_orders(
     ]
     if cancelled:
         await uow.orders.record_moves([d.order for _, d in cancelled], batch.decided_at)
-        final_stock = {p.product_id: p for _, d in cancelled for p in d.products}
-        await uow.products.set_stocks(sorted(final_stock.values(), key=lambda p: p.product_id))
+        await _set_final_stocks(uow, [p for _, d in cancelled for p in d.products])
         await uow.points.set_balances({c.user_id: d.balance for c, d in cancelled})
         await uow.points.record_transactions(
             [
