@@ -4,7 +4,8 @@
     .venv/bin/python -m tests.bench.suite --smoke --out /tmp/b  # a few hundred commands
 
 In one run, so that the ratios hold on a noisy machine:
-- the drains of every command kind and of the mix, with 1 and with 2 worker processes,
+- the drains of every command kind (CancelOrder of orders seeded placed among them) and
+  of the mix, with 1 and with 2 worker processes,
   each beside the bare aiokafka consume + produce + commit loop over the same records
   (`tests.bench.drain`, `tests.bench.ceilings`), and the workers' RSS; then, settled
   (the worker started and joined before the commands come), charges, orders and the
@@ -41,6 +42,7 @@ from tests.bench import drain, http_queries, latency, sql_ceiling
 FULL_DRAINS = {
     "charges": 20_000,
     "orders": 10_000,
+    "cancels": 10_000,  # CancelOrder of orders seeded placed
     "register": 10_000,
     "upsert": 10_000,
     "add-item": 10_000,
@@ -50,6 +52,7 @@ FULL_DRAINS = {
 TARGETS = {  # the issue's, commands per second with one worker
     "charges": 10_000,
     "orders": 5_000,
+    "cancels": 5_000,  # as PlaceOrder's
     "register": 3_000,
     "upsert": 3_000,
     "add-item": 3_000,
