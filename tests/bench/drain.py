@@ -3,21 +3,25 @@
     .venv/bin/python -m tests.bench.drain                       # 20,000 ChargePoints
     .venv/bin/python -m tests.bench.drain --kind orders --commands 10000
     .venv/bin/python -m tests.bench.drain --kind mix --workers 2
+    .venv/bin/python -m tests.bench.drain --kind cancels --commands 10000
     .venv/bin/python -m tests.bench.drain --profile /tmp/worker.txt   # py-spy, collapsed
 
 Kinds: `charges`, `orders` (two lines each), `register`, `upsert`, `add-item`,
-`remove-item`, and `mix` (50 % AddCartItem, 25 % ChargePoints, 25 % PlaceOrder).
+`remove-item`, `cancels` (CancelOrder of orders seeded placed, two lines each), and `mix`
+(50 % AddCartItem, 25 % ChargePoints, 25 % PlaceOrder).
 
 Uses the servers of `make up` and the default database, on topics of its own (a fresh
 prefix, created with the contract's ACLs as the Kafka admin, deleted afterwards). The
 commands are produced as `shopflow-ops` (it writes every command topic), the results read
 as `shop-reader`; the worker is the service's principal. What the commands need (users,
-balances, products with ample stock, cart lines) is created with SQL first, keeping the
-books consistent for `shopflow check`. The commands are produced, then the `shopflow
+balances, products with ample stock, cart lines, the placed orders to cancel with their
+payments and points used: `tests.bench.order_books`) is created with SQL first, keeping
+the books consistent for `shopflow check`. The commands are produced, then the `shopflow
 worker` subprocess starts (several workers start first and are given 6 s to join their
 groups, and the commands are produced then), and the clock runs from the first result to
 the last. The script checks that every command was accepted exactly once and that balances,
-stock and carts moved by exactly what was sent; for a single-topic kind it then
+stock and carts moved by exactly what was sent (for cancels: by the orders' refunds, and
+each order has its one refund of its payment); for a single-topic kind it then
 measures, in the same run, a bare aiokafka loop over the same records
 (`tests.bench.ceilings`) and gives shopflow's rate as a ratio of it. The workers'
 resident memory is read just before they stop.
@@ -33,6 +37,7 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shopflow.contracts.commands import (
     AddCartItem,
+    CancelOrder,
     ChargePoints,
     Command,
     OrderLine,
@@ -61,10 +67,12 @@ from shopflow.persistence.tables import (
     point_balances,
     point_transactions,
     products,
+    refunds,
     users,
 )
 from shopflow.producers.client import topic_partitions
 from tests.bench.ceilings import bare_drain
+from tests.bench.order_books import SeededOrder, seed_orders
 from tests.support.scratch import (
     create_scratch_topics,
     delete_scratch_topics,
@@ -72,7 +80,7 @@ from tests.support.scratch import (
     service_env,
 )
 
-KINDS = ("charges", "orders", "register", "upsert", "add-item", "remove-item", "mix")
+KINDS = ("charges", "orders", "register", "upsert", "add-item", "remove-item", "cancels", "mix")
 BALANCE = 10**12
 PRODUCT_COUNT = 100
 PRODUCT_STOCK = 10**9
@@ -167,13 +175,25 @@ async def seed(
 
 
 def commands_of(
-    kind: str, count: int, run_id: str, user_ids: list[int], product_ids: list[int]
+    kind: str,
+    count: int,
+    run_id: str,
+    user_ids: list[int],
+    product_ids: list[int],
+    orders: Sequence[SeededOrder] = (),
 ) -> list[Command]:
+    """The `count` commands of `kind`; `cancels` cancels `orders`, the i-th command the
+    i-th order (so a user's cancels come in the order its orders were placed)."""
     rng = random.Random(11)
 
     def make(i: int, what: str) -> Command:
         command_id = f"bench-{run_id}-{i}"
         user_id = user_ids[i % len(user_ids)]
+        if what == "cancels":
+            order = orders[i]
+            return CancelOrder(
+                command_id=command_id, user_id=order.user_id, order_id=order.order_id
+            )
         if what == "charges":
             return ChargePoints(command_id=command_id, user_id=user_id, amount=3)
         if what == "orders":
@@ -205,6 +225,7 @@ def commands_of(
 class _Shop:
     user_ids: list[int]
     product_ids: list[int]
+    orders: tuple[SeededOrder, ...] = ()  # placed, to be cancelled (`cancels`)
 
 
 async def _prepare(engine: AsyncEngine, kind: str, count: int, user_count: int) -> _Shop:
@@ -219,6 +240,11 @@ async def _prepare(engine: AsyncEngine, kind: str, count: int, user_count: int) 
         small = product_ids[:10]
         await seed(engine, user_ids, 0, small, cart_units=CART_UNITS)
         product_ids = small
+    elif kind == "cancels":
+        await seed(engine, user_ids, BALANCE, product_ids)
+        # Command ids of the seeded orders' own: the run's first id is random.
+        placed = await seed_orders(engine, f"bench-{first_id:x}", count, user_ids, product_ids)
+        return _Shop(user_ids, product_ids, tuple(placed))
     else:
         await seed(engine, user_ids, BALANCE, product_ids)
     return _Shop(user_ids, product_ids)
@@ -250,12 +276,19 @@ async def _totals(engine: AsyncEngine, shop: _Shop) -> tuple[int, int, int]:
     return int(balance), int(stock), int(in_carts)
 
 
-def _expected_change(commands: list[Command]) -> tuple[int, int, int]:
+def _expected_change(
+    commands: list[Command], orders: Mapping[int, SeededOrder]
+) -> tuple[int, int, int]:
     """How much the balances, the stock and the carts must move if every command is
-    accepted once (registrations are checked by their answers alone)."""
+    accepted once (registrations are checked by their answers alone); `orders` are the
+    orders the cancels name, by id."""
     balance = stock = carts = 0
     for c in commands:
-        if isinstance(c, ChargePoints):
+        if isinstance(c, CancelOrder):
+            order = orders[c.order_id]
+            balance += order.total  # the refund: every bench product costs 1 point
+            stock += order.total  # its units back
+        elif isinstance(c, ChargePoints):
             balance += c.amount
         elif isinstance(c, PlaceOrder):
             units = sum(line.quantity for line in c.items or ())
@@ -268,6 +301,19 @@ def _expected_change(commands: list[Command]) -> tuple[int, int, int]:
         elif isinstance(c, RemoveCartItem):
             carts -= c.quantity
     return balance, stock, carts
+
+
+async def _refunded(engine: AsyncEngine, orders: Sequence[SeededOrder]) -> tuple[int, int]:
+    """The number of refunds of the orders' payments, and their sum."""
+    async with engine.connect() as connection:
+        count, total = (
+            await connection.execute(
+                select(func.count(), func.coalesce(func.sum(refunds.c.amount), 0)).where(
+                    refunds.c.payment_command_id.in_([o.command_id for o in orders])
+                )
+            )
+        ).one()
+    return int(count), int(total)
 
 
 def _rss_mb(pid: int) -> float | None:
@@ -301,7 +347,7 @@ async def run(
     shop = await _prepare(engine, kind, count, user_count)
     before = await _totals(engine, shop)
     await create_scratch_topics(settings)
-    commands = commands_of(kind, count, run_id, shop.user_ids, shop.product_ids)
+    commands = commands_of(kind, count, run_id, shop.user_ids, shop.product_ids, shop.orders)
     routes = {ROUTES_BY_TYPE[type(c)] for c in commands}
 
     async def produce() -> list[TopicPartition]:
@@ -394,6 +440,7 @@ async def run(
         await consumer.stop()
 
     after = await _totals(engine, shop)
+    refunded = await _refunded(engine, shop.orders) if shop.orders else (0, 0)
     await engine.dispose()
     bare = None
     if ceiling and len(routes) == 1:
@@ -403,7 +450,11 @@ async def run(
     assert len(accepted) == count, f"{count - len(accepted)} commands not accepted"
     duplicates = sum(seen.values()) - len(seen)
     moved = tuple(a - b for a, b in zip(after, before, strict=True))
-    assert moved == _expected_change(commands), f"balances, stock, carts moved by {moved}"
+    orders = {o.order_id: o for o in shop.orders}
+    assert moved == _expected_change(commands, orders), f"balances, stock, carts moved by {moved}"
+    cancelled = [orders[c.order_id] for c in commands if isinstance(c, CancelOrder)]
+    expected = (len(cancelled), sum(o.total for o in cancelled))
+    assert refunded == expected, f"{refunded} refunds (count, points), not {expected}"
     drain = last_at - first_at
     result = Drain(
         kind=kind,
@@ -419,7 +470,8 @@ async def run(
     )
     print(
         f"{result.line()}\n  checks: every command accepted exactly once ({duplicates} "
-        "results repeated); balances, stock and carts moved by what was sent",
+        "results repeated); balances, stock and carts moved by what was sent"
+        + (f"; {refunded[0]} orders refunded once, {refunded[1]} points" if shop.orders else ""),
         flush=True,
     )
     return result

@@ -1,12 +1,13 @@
-"""Benchmark: the HTTP read side over real HTTP at 32 concurrent clients, and the rate at
-which the sales aggregator applies OrderPlaced events.
+"""Benchmark: the HTTP read side under load from wrk, and the rate at which the sales
+aggregator applies OrderPlaced events.
 
     .venv/bin/python -m tests.bench.http_queries                  # 20,000 events, 5 s each
     .venv/bin/python -m tests.bench.http_queries --events 300 --seconds 1   # smoke run
 
 Uses the servers of `make up` and the default database, on topics, a consumer group and
 a Redis key prefix of its own (the topics and the Redis keys are removed afterwards; the
-seeded users stay, with the charge that explains their balance, as in `tests.bench.drain`).
+seeded users, products and orders stay, with the books consistent, as in
+`tests.bench.drain`).
 
 Two subprocesses, as in a deployment that scales them apart: `shopflow worker` (the
 consumers, the sales aggregator among them) and `shopflow serve --no-consume` (the HTTP
@@ -22,24 +23,35 @@ BENCH_SERVICE_LOG=info to see more.
    20 ms. The rate is that of the events applied after the first were seen, from then to
    the last (so the first batch's own time is not counted without its events). The
    Redis answer must equal `domain.top_products.top_of` of what was sent.
-2. Users with a balance and products are seeded with SQL. Then, separately for
-   `GET /products/top`, `GET /users/{id}/points` (random seeded users, each request with
-   that user's own bearer token, signed with the local servers' key as `shopflow token`
-   signs them) and `GET /products/{id}` (random seeded products; public, no token),
-   `clients` asyncio tasks, each with its own keep-alive `httpx.AsyncClient` (one
-   connection), send requests back to back for `seconds` after a short unrecorded
-   warm-up. Every answer must be 200 and equal to what is expected (the top five of what
-   was sent; the seeded balance; the seeded product). Latencies are recorded in
-   microseconds in an HdrHistogram.
+2. Seeded with SQL: users with a balance, products, and history users (50 by default),
+   each with 60 orders of 3 lines, every sixth cancelled (`tests.bench.order_books`), so
+   that their orders and points statements fill pages of 20. Each request about a user
+   carries that user's own bearer token, signed beforehand with the local servers' key
+   as `shopflow token` signs them.
+3. Checked, by one httpx client: every page of every history user's orders and
+   statement (the order ids, statuses and totals seeded, the running balance, each
+   `next_before` the last id of its page), a few orders alone, and a few answers of the
+   other endpoints (the top five of what was sent; the seeded balance; the seeded
+   product). The full pages found give the `before`s to load.
+4. Loaded, one endpoint after another, by wrk (`tests.bench.http_load`: 32 keep-alive
+   connections, each request one of the endpoint's at random): `GET /products/top`,
+   `/users/{id}/points` (random seeded users), `/products/{id}` (random seeded
+   products; public, no token), and the history: `/users/{id}/orders?limit=20&before=`
+   and `/users/{id}/points/transactions?limit=20&before=` (a random full page of a random
+   history user: the first, or one further on), `/users/{id}/orders/{order_id}` (a random
+   order of one). Per endpoint: requests/s, p50, p99, max, and the CPU `shopflow serve`
+   spent per request (from /proc), and wrk's.
 
    Points and product are the same work but for the token: one row read by primary key
    and one small JSON answer, so the two side by side are the read with and without the
    token check (its verification, cached per token after its first use, and the rule).
 
-This is a closed loop: a client waits for its answer before sending the next request, so
-at saturation the latency is the queueing at fixed concurrency (about clients / rate by
-Little's law), not an open-loop latency at a given arrival rate. The clients run in this
-process, on the same (2-core) machine as the server, PostgreSQL and Redis.
+This is a closed loop: a connection waits for its answer before sending the next
+request, so at saturation the latency is the queueing at fixed concurrency (about
+connections / rate by Little's law), not an open-loop latency at a given arrival rate.
+wrk runs on the same (2-core) machine as the server, PostgreSQL and Redis, but spends a
+few µs a request where the server spends hundreds. httpx is kept for the checks of step
+3 (whole answers compared, which wrk does not read) and the health probe, not for load.
 """
 
 import argparse
@@ -49,17 +61,15 @@ import json
 import os
 import random
 import secrets
-import ssl
 import sys
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from hdrh.histogram import HdrHistogram
 from redis.asyncio import Redis
 
 from shopflow.contracts.events import OrderPlaced, PlacedOrderLine
@@ -69,9 +79,13 @@ from shopflow.kafka_access import SERVICE, kafka_connection
 from shopflow.persistence.database import create_engine
 from shopflow.persistence.migrate import migrate
 from shopflow.persistence.sales_view import SalesView
+from shopflow.queries.history import PAGE_DEFAULT
 from shopflow.settings import Settings
 from shopflow.tokens import local_signing_key, sign_token
+from tests.bench import http_load
 from tests.bench.drain import seed
+from tests.bench.http_load import EndpointLoad, Target
+from tests.bench.order_books import SeededOrder, seed_orders
 from tests.support.ports import free_port
 from tests.support.scratch import (
     admin_redis_url,
@@ -85,77 +99,24 @@ PRODUCTS = 200
 USERS = 1_000
 SEEDED_PRODUCTS = 1_000  # for GET /products/{id}, ids of their own
 BALANCE = 12_345
-WARM_UP_REQUESTS = 5  # per client, not recorded
+HISTORY_USERS = 50
+HISTORY_ORDERS = 60  # per user: three full pages of orders, and of its statement
+HISTORY_LINES = 3
+HISTORY_CANCEL_EVERY = 6  # so that statements hold refunds, and orders both statuses
+PAGE = PAGE_DEFAULT  # 20
+CHECKED_ANSWERS = 20  # per endpoint of the three with no pages, before the load
 POLL_S = 0.02
 START_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 10.0
-LOWEST_US, HIGHEST_US = 1, 60_000_000
 
 
 @dataclass(frozen=True)
 class HttpQueries:
     aggregator_events_per_second: float
-    top_p50_ms: float
-    top_p99_ms: float
-    top_max_ms: float
-    top_requests_per_second: float
-    points_p50_ms: float
-    points_p99_ms: float
-    points_max_ms: float
-    points_requests_per_second: float
-    product_p50_ms: float
-    product_p99_ms: float
-    product_max_ms: float
-    product_requests_per_second: float
-    clients: int
-
-    def lines(self) -> list[str]:
-        def endpoint(what: str, p50: float, p99: float, top: float, rate: float) -> str:
-            return (
-                f"{what}, {self.clients} clients: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
-                f"max {top:.2f} ms, {rate:,.0f} requests/s"
-            )
-
-        return [
-            f"aggregator: {self.aggregator_events_per_second:,.0f} events/s applied",
-            endpoint(
-                "GET /products/top",
-                self.top_p50_ms,
-                self.top_p99_ms,
-                self.top_max_ms,
-                self.top_requests_per_second,
-            ),
-            endpoint(
-                "GET /users/{id}/points (the user's own token)",
-                self.points_p50_ms,
-                self.points_p99_ms,
-                self.points_max_ms,
-                self.points_requests_per_second,
-            ),
-            endpoint(
-                "GET /products/{id} (public: no token)",
-                self.product_p50_ms,
-                self.product_p99_ms,
-                self.product_max_ms,
-                self.product_requests_per_second,
-            ),
-        ]
-
-
-@dataclass(frozen=True)
-class _Load:
-    requests: int
-    seconds: float
-    histogram: HdrHistogram
-
-    def figures(self) -> tuple[float, float, float, float]:
-        """p50, p99 and max in milliseconds, and requests per second."""
-        return (
-            self.histogram.get_value_at_percentile(50) / 1000,
-            self.histogram.get_value_at_percentile(99) / 1000,
-            self.histogram.get_max_value() / 1000,
-            self.requests / self.seconds,
-        )
+    client: str  # wrk's version
+    connections: int
+    seconds: int  # per endpoint, measured (after a warm-up)
+    endpoints: list[EndpointLoad] = field(default_factory=list)
 
 
 def _events(count: int, run_id: str, now: datetime) -> list[OrderPlaced]:
@@ -256,66 +217,118 @@ async def _answering(base_url: str, process: asyncio.subprocess.Process) -> floa
                 await asyncio.sleep(0.05)
 
 
-async def _load(
-    base_url: str,
-    clients: int,
-    seconds: float,
-    path_of: Callable[[random.Random], str],
-    check: Callable[[str, Any], None],
-    headers_of: Callable[[str], dict[str, str]] = lambda _: {},
-) -> _Load:
-    """`clients` tasks, each with its own keep-alive connection, sending back to back for
-    `seconds` after a warm-up; each request's latency in microseconds. `headers_of` gives
-    a request's headers from its path (its user's token)."""
-    histogram = HdrHistogram(LOWEST_US, HIGHEST_US, 3)
-    # One context for all: httpx would load the CA bundle once per client (about 30 ms of
-    # CPU each), although plain http never uses it.
-    tls = ssl.create_default_context()
-    warmed = 0
-    go = asyncio.Event()
-    count = 0
-    started = deadline = 0.0
-
-    def verify(path: str, answer: httpx.Response) -> None:
-        assert answer.status_code == 200, f"GET {path}: {answer.status_code} {answer.text}"
-        check(path, answer.json())
-
-    async def client_loop(seed: int) -> None:
-        nonlocal warmed, count, started, deadline
-        rng = random.Random(seed)
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(
-            base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT_S, verify=tls
-        ) as client:
-            for _ in range(WARM_UP_REQUESTS):
-                path = path_of(rng)
-                verify(path, await client.get(path, headers=headers_of(path)))
-            warmed += 1
-            if warmed == clients:  # the last to be warmed up starts the clock
-                started = time.perf_counter()
-                deadline = started + seconds
-                go.set()
-            await go.wait()
-            while time.perf_counter() < deadline:
-                path = path_of(rng)
-                headers = headers_of(path)
-                sent = time.perf_counter_ns()
-                answer = await client.get(path, headers=headers)
-                elapsed_us = (time.perf_counter_ns() - sent) // 1000
-                histogram.record_value(min(HIGHEST_US, max(LOWEST_US, elapsed_us)))
-                count += 1
-                verify(path, answer)
-
-    async with asyncio.TaskGroup() as group:
-        for i in range(clients):
-            group.create_task(client_loop(i))
-    assert count, "no request was sent"
-    return _Load(count, time.perf_counter() - started, histogram)
+def _tokens(settings: Settings, user_ids: Iterable[int]) -> dict[int, str]:
+    """Each user's own token, as a customer's client would hold it: signed beforehand
+    (RS256 signing is the identity provider's cost, not the service's)."""
+    key = local_signing_key(settings)
+    return {
+        user_id: sign_token(
+            key, issuer=settings.auth_issuer, audience=settings.auth_audience, user_id=user_id
+        )
+        for user_id in user_ids
+    }
 
 
-async def run(events: int = 20_000, seconds: float = 5.0, clients: int = 32) -> HttpQueries:
-    if events < 1 or seconds <= 0 or clients < 1:
-        raise ValueError(f"events {events}, seconds {seconds}, clients {clients}")
+def _ok(path: str, answer: httpx.Response) -> Any:
+    assert answer.status_code == 200, f"GET {path}: {answer.status_code} {answer.text}"
+    return answer.json()
+
+
+async def _pages(
+    client: httpx.AsyncClient, path: str, token: str, items: str, id_key: str
+) -> list[tuple[int | None, list[Any]]]:
+    """Every page of a history, first to last: (the `before` it was asked with, its
+    items); each `next_before` must be its page's last id."""
+    pages: list[tuple[int | None, list[Any]]] = []
+    before: int | None = None
+    while True:
+        query = _page_path(path, before)
+        body = _ok(query, await client.get(query, headers=_bearer(token)))
+        pages.append((before, body[items]))
+        if body["next_before"] is None:
+            return pages
+        assert body["next_before"] == body[items][-1][id_key], f"GET {query}: {body}"
+        before = body["next_before"]
+
+
+def _bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+async def _history_targets(
+    client: httpx.AsyncClient, seeded: Sequence[SeededOrder], tokens: dict[int, str]
+) -> list[Target]:
+    """Every history user's orders and statement read page by page and checked against
+    what was seeded; the loads of the three history endpoints, of the full pages found
+    and of every order."""
+    by_user: dict[int, list[SeededOrder]] = {}
+    for order in seeded:
+        by_user.setdefault(order.user_id, []).append(order)
+    orders_pages: list[tuple[str, str | None]] = []
+    statement_pages: list[tuple[str, str | None]] = []
+    for user_id, placed in by_user.items():
+        token = tokens[user_id]
+        newest_first = sorted(placed, key=lambda o: -o.order_id)
+        path = f"/users/{user_id}/orders"
+        pages = await _pages(client, path, token, "orders", "order_id")
+        got = [o for _, page in pages for o in page]
+        assert [o["order_id"] for o in got] == [o.order_id for o in newest_first], path
+        for answer, order in zip(got, newest_first, strict=True):
+            assert answer["total"] == order.total, f"{path}: {answer}"
+            assert (answer["status"] == "cancelled") == order.cancelled, f"{path}: {answer}"
+            assert len(answer["items"]) == len(order.lines), f"{path}: {answer}"
+        orders_pages += [(_page_path(path, b), token) for b, p in pages if len(p) == PAGE]
+
+        path = f"/users/{user_id}/points/transactions"
+        pages = await _pages(client, path, token, "transactions", "transaction_id")
+        got = [t for _, page in pages for t in page]
+        kept = sum(o.total for o in placed if not o.cancelled)
+        assert len(got) == 1 + len(placed) + sum(o.cancelled for o in placed), path
+        assert got[0]["balance_after"] == BALANCE - kept == sum(t["amount"] for t in got), path
+        statement_pages += [(_page_path(path, b), token) for b, p in pages if len(p) == PAGE]
+
+        order = newest_first[0]
+        path = f"/users/{user_id}/orders/{order.order_id}"
+        answer = _ok(path, await client.get(path, headers=_bearer(token)))
+        assert (answer["order_id"], answer["total"]) == (order.order_id, order.total), answer
+    assert orders_pages, "no full page of orders"
+    assert statement_pages, "no full page of a statement"
+    return [
+        Target(f"/users/{{id}}/orders?limit={PAGE}&before=…", orders_pages),
+        Target(
+            "/users/{id}/orders/{order_id}",
+            [(f"/users/{o.user_id}/orders/{o.order_id}", tokens[o.user_id]) for o in seeded],
+        ),
+        Target(f"/users/{{id}}/points/transactions?limit={PAGE}&before=…", statement_pages),
+    ]
+
+
+def _page_path(path: str, before: int | None) -> str:
+    return f"{path}?limit={PAGE}" + (f"&before={before}" if before else "")
+
+
+async def _checked(
+    client: httpx.AsyncClient, target: Target, check: Callable[[str, Any], None]
+) -> Target:
+    """`target`, after CHECKED_ANSWERS of its requests (random) answered as `check` wants."""
+    rng = random.Random(3)
+    for path, token in rng.choices(target.requests, k=CHECKED_ANSWERS):
+        check(path, _ok(path, await client.get(path, headers=_bearer(token))))
+    return target
+
+
+async def run(
+    events: int = 20_000,
+    seconds: int = 5,
+    connections: int = 32,
+    history_users: int = HISTORY_USERS,
+) -> HttpQueries:
+    if events < 1 or seconds < 1 or connections < 1 or history_users < 1:
+        raise ValueError(
+            f"events {events}, seconds {seconds}, connections {connections}, "
+            f"history users {history_users}"
+        )
+    wrk = http_load.ensure_wrk()  # before anything starts: it may install it
     settings = scratch_settings()
     run_id = settings.consumer_group
     settings = settings.model_copy(update={"redis_key_prefix": f"shopflow:{run_id}:top"})
@@ -333,24 +346,20 @@ async def run(events: int = 20_000, seconds: float = 5.0, clients: int = 32) -> 
         await create_scratch_topics(settings)
         first_id = secrets.randbelow(2**60) + 1
         user_ids = [first_id + i for i in range(USERS)]
+        history_ids = [first_id + USERS + i for i in range(history_users)]
         product_ids = [first_id + i for i in range(SEEDED_PRODUCTS)]
-        await seed(engine, user_ids, BALANCE, product_ids)
+        await seed(engine, user_ids + history_ids, BALANCE, product_ids)
+        history = await seed_orders(
+            engine,
+            f"bench-{first_id:x}",
+            history_users * HISTORY_ORDERS,
+            history_ids,
+            product_ids,
+            lines=HISTORY_LINES,
+            cancel_every=HISTORY_CANCEL_EVERY,
+        )
         await engine.dispose()
-        # Each user's own token, as a customer's client would hold it: signed beforehand
-        # (RS256 signing is the identity provider's cost, not the service's).
-        key = local_signing_key(settings)
-        tokens = {
-            user_id: {
-                "Authorization": "Bearer "
-                + sign_token(
-                    key,
-                    issuer=settings.auth_issuer,
-                    audience=settings.auth_audience,
-                    user_id=user_id,
-                )
-            }
-            for user_id in user_ids
-        }
+        tokens = _tokens(settings, user_ids + history_ids)
 
         now = datetime.now(UTC)
         sent = _events(events, run_id, now)
@@ -413,27 +422,37 @@ async def run(events: int = 20_000, seconds: float = 5.0, clients: int = 32) -> 
             assert body["product_id"] == product_id, f"GET {path}: {body}"
             assert body["name"] == "bench", f"GET {path}: {body}"
 
-        top = await _load(base_url, clients, seconds, lambda _: "/products/top", check_top)
-        points = await _load(
-            base_url,
-            clients,
-            seconds,
-            lambda rng: f"/users/{rng.choice(user_ids)}/points",
-            check_points,
-            lambda path: tokens[int(path.split("/")[2])],
+        async with httpx.AsyncClient(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as client:
+            targets = [
+                await _checked(
+                    client, Target("/products/top", [("/products/top", None)]), check_top
+                ),
+                await _checked(
+                    client,
+                    Target(
+                        "/users/{id}/points",
+                        [(f"/users/{u}/points", tokens[u]) for u in user_ids],
+                    ),
+                    check_points,
+                ),
+                await _checked(
+                    client,
+                    Target("/products/{id}", [(f"/products/{p}", None) for p in product_ids]),
+                    check_product,
+                ),
+                *await _history_targets(client, history, tokens),
+            ]
+        print(
+            f"checks: the answers of every endpoint as expected, every page of {history_users} "
+            "users' orders and statements as seeded",
+            flush=True,
         )
-        product = await _load(
-            base_url,
-            clients,
-            seconds,
-            lambda rng: f"/products/{rng.choice(product_ids)}",
-            check_product,
-        )
-        answers = top.requests + points.requests + product.requests
-        print(f"checks: {answers} answers, all 200 and as expected", flush=True)
-        return HttpQueries(
-            rate, *top.figures(), *points.figures(), *product.figures(), clients=clients
-        )
+        loads = []
+        for target in targets:
+            load = await http_load.measure(wrk, target, base_url, server.pid, connections, seconds)
+            print(load.line(), flush=True)
+            loads.append(load)
+        return HttpQueries(rate, http_load.wrk_version(wrk), connections, seconds, loads)
     finally:
         for process in reversed(processes):
             await _stop(process)
@@ -465,13 +484,13 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--seconds", type=float, default=5.0, help="per endpoint")
-    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=int, default=5, help="per endpoint (whole seconds)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--history-users", type=int, default=HISTORY_USERS)
     parser.add_argument("--json", action="store_true", help="also print the result as JSON")
     args = parser.parse_args()
-    result = asyncio.run(run(args.events, args.seconds, args.clients))
-    for line in result.lines():
-        print(line)
+    # Each figure is printed as it is measured.
+    result = asyncio.run(run(args.events, args.seconds, args.connections, args.history_users))
     if args.json:
         print(json.dumps(asdict(result)))
 
