@@ -1,6 +1,7 @@
 """Fault 6: the leader of a busy command partition SIGKILLed mid-stream, on a three-broker
 KRaft cluster of its own on loopback (scripts/infra.sh with --brokers 3, state in
-.infra/chaos-cluster, ports 29092-29097, 25432, 26379), and started again.
+.infra/chaos-cluster, ports 29092-29097, 25432, 26379, each moved by
+SHOPFLOW_CHAOS_CLUSTER_PORT_SHIFT if set), and started again.
 
 Why: a Kafka shop runs three brokers, every topic with three replicas and
 min.insync.replicas=2, every producer (the service's and those upstream) at acks=all.
@@ -45,6 +46,7 @@ use. The driver has waited for the three brokers before creating the run's topic
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -91,13 +93,16 @@ T = TypeVar("T")
 
 def cluster_servers() -> ChaosServers:
     """A self-contained three-broker instance: its own state dir and ports, so it runs
-    beside the default servers and the single-broker chaos servers."""
+    beside the default servers and the single-broker chaos servers. On a machine where
+    other servers hold those ports (another checkout's `make up` on 29092, say),
+    SHOPFLOW_CHAOS_CLUSTER_PORT_SHIFT=N moves every one of them by N."""
+    shift = int(os.environ.get("SHOPFLOW_CHAOS_CLUSTER_PORT_SHIFT", "0"))
     return ChaosServers(
         state_dir=REPO / ".infra" / "chaos-cluster",
-        kafka_port=29092,
-        kafka_controller_port=29093,
-        pg_port=25432,
-        redis_port=26379,
+        kafka_port=29092 + shift,
+        kafka_controller_port=29093 + shift,
+        pg_port=25432 + shift,
+        redis_port=26379 + shift,
         brokers=BROKERS,
     )
 

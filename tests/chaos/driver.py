@@ -10,7 +10,9 @@ The checks, whatever the fault:
 - per key, the outcomes follow the commands' offsets;
 - `shopflow check`'s invariants hold;
 - the database holds what the model (`tests.chaos.model`) computes from the outcomes;
-- no command id has two point transactions of a kind or two orders.
+- no command id has two point transactions of a kind, two orders or two refunds, and no
+  order is refunded twice;
+- of two cancels (or ships) of one order, the first by offset is the one accepted.
 The longest wait is from a command's intended send time (open loop: a stalled service
 cannot slow the sender down and hide its queue) to its outcome's arrival.
 
@@ -30,6 +32,7 @@ import logging
 import random
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +41,8 @@ from typing import Any
 from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 
-from shopflow.contracts.events import ResultEvent
+from shopflow.contracts.commands import CancelOrder, PlaceOrder, ShipOrder
+from shopflow.contracts.events import OrderPlaced, ResultEvent
 from shopflow.contracts.principals import OPS
 from shopflow.contracts.topics import ROUTES_BY_TOPIC, Topics
 from shopflow.kafka_access import kafka_connection
@@ -52,7 +56,7 @@ from tests.chaos.model import differences, expected_state
 from tests.chaos.observer import Observer
 from tests.chaos.servers import REPO, ChaosServers
 from tests.chaos.workers import WorkerPool
-from tests.chaos.workload import Record, Workload, build
+from tests.chaos.workload import Expected, Record, Workload, build
 from tests.support.scratch import create_scratch_topics, delete_scratch_topics, service_env
 
 log = logging.getLogger(__name__)
@@ -117,6 +121,11 @@ class Report:
     seconds: float
     problems: list[str]
     notes: list[str]
+    # The stream's cancels and ships: records sent and distinct commands per type, and
+    # their outcomes ("CancelOrder records", "CancelOrder commands", "CancelOrder
+    # order_shipped", "ShipOrder accepted", ...); the orders with two cancels (or ships)
+    # checked by offset, and left out.
+    moves: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
         return (
@@ -194,6 +203,16 @@ async def _send_and_wait(
         await asyncio.sleep(0.05)
 
 
+def _answers(observer: Observer, records: list[Record]) -> dict[str, ResultEvent]:
+    """The outcomes of `records` that have one, by command id."""
+    answers = {}
+    for record in records:
+        final = observer.final(record.command_id)
+        if final is not None:
+            answers[record.command_id] = final.event
+    return answers
+
+
 def _sha(record: Record) -> str:
     return hashlib.sha256(record.value).hexdigest()
 
@@ -266,7 +285,15 @@ async def run(
         await observer.start(sender.producer)
         for phase in workload.setup:
             await _send_and_wait(sender, observer, phase, SETUP_TIMEOUT_S)
+        # The holders' orders are answered: their ids make the setup's last phase (ships
+        # and cancels) and the stream's cancels and ships, which lengthen the stream.
+        answers = _answers(observer, workload.setup_commands)
+        planned = len(workload.stream)
+        moves = workload.settle(answers)
+        await _send_and_wait(sender, observer, moves, SETUP_TIMEOUT_S)
+        chaos.total = len(workload.stream)
         chaos.notes.append(f"workers started and shop set up in {time.monotonic() - started:.1f} s")
+        chaos.notes.append(_settled(workload, answers, moves, chaos.total - planned))
         injecting = asyncio.create_task(fault(chaos))
         begin = time.monotonic() + 0.1
         i = 0
@@ -323,6 +350,7 @@ async def run(
     report.notes = chaos.notes
     report.notes += _waits_around(chaos.moments, intended, observer, workload.commands)
     report.notes.append(f"checked in {time.monotonic() - checking:.1f} s")
+    report.notes += _describe_moves(report.moves)
     if not report.problems:
         await delete_scratch_topics(settings)
     return report
@@ -379,10 +407,13 @@ async def _check(
     ]
 
     problems += _order_problems(workload, observer, sender)
+    first_move_problems, first_moves = _first_move_problems(workload, observer, sender)
+    problems += first_move_problems
 
     engine = create_engine(settings.database_url, pool_size=2)
     try:
-        model, outcome_problems = expected_state(workload, outcomes)
+        setup_outcomes = _answers(observer, workload.setup_commands)
+        model, outcome_problems = expected_state(workload, outcomes | setup_outcomes)
         problems += outcome_problems
         problems += differences(model, await read_state(engine, workload))
         twice += await recorded_twice(engine, workload)
@@ -408,6 +439,7 @@ async def _check(
         seconds=0.0,
         problems=problems,
         notes=[],
+        moves=_moves(workload, outcomes) | first_moves,
     )
 
 
@@ -464,6 +496,107 @@ def _order_problems(workload: Workload, observer: Observer, sender: Sender) -> l
                     f"came before {earlier}'s"
                 )
     return problems[:20]
+
+
+def _first_move_problems(
+    workload: Workload, observer: Observer, sender: Sender
+) -> tuple[list[str], dict[str, int]]:
+    """Of one order's `Expected.FIRST_MOVE` cancels (or ships), the one accepted is the
+    one that landed first (offset order on its key; the model checks that one is). Left
+    out: an order one of whose commands has no outcome, or was answered
+    `temporarily_unavailable` and sent again (its place moved). Also how many orders
+    were checked and left out."""
+    landed: dict[tuple[str, int], list[tuple[int, str, bool]]] = {}  # (offset, id, accepted)
+    left_out: set[tuple[str, int]] = set()
+    for command_id, record in workload.commands.items():
+        command = record.command
+        if record.expected is not Expected.FIRST_MOVE:
+            continue
+        assert isinstance(command, CancelOrder | ShipOrder)
+        group = (type(command).__name__, command.order_id)
+        final = observer.final(command_id)
+        copies = sender.landed.get(command_id)
+        if final is None or not copies or any(s.transient for s in observer.results[command_id]):
+            left_out.add(group)
+            continue
+        accepted = getattr(final.event, "reason", None) is None
+        landed.setdefault(group, []).append((min(m.offset for m in copies), command_id, accepted))
+    problems = []
+    counts = {
+        "orders moved twice, checked by offset": len(landed.keys() - left_out),
+        "orders moved twice, left out": len(left_out),
+    }
+    for (kind, order_id), moves in landed.items():
+        if (kind, order_id) in left_out:
+            continue
+        moves.sort()
+        winners = [command_id for _, command_id, won in moves if won]
+        if winners and winners[0] != moves[0][1]:
+            problems.append(
+                f"order {order_id}: {kind} {winners[0]} accepted, but {moves[0][1]} came first"
+            )
+    return problems[:20], counts
+
+
+def _settled(
+    workload: Workload, answers: dict[str, ResultEvent], moves: list[Record], woven: int
+) -> str:
+    """The holders' part of the setup, in a line."""
+    holders = set(workload.shop.holders)
+    held = [
+        r
+        for r in workload.setup_commands
+        if isinstance(r.command, PlaceOrder) and r.command.user_id in holders
+    ]
+    placed = [r for r in held if isinstance(answers.get(r.command_id), OrderPlaced)]
+    racing = [r for r in held if r.expected is Expected.SCARCE]
+    racing_placed = [r for r in placed if r.expected is Expected.SCARCE]
+    ships = sum(isinstance(r.command, ShipOrder) for r in moves)
+    return (
+        f"holders' orders: {len(placed)} of {len(held)} placed ({len(racing_placed)} of the "
+        f"{len(racing)} racing for contested stock), then {ships} shipped and "
+        f"{len(moves) - ships} cancelled in the setup; {woven} cancels and ships (duplicates "
+        f"included) woven into the stream"
+    )
+
+
+def _describe_moves(moves: dict[str, int]) -> list[str]:
+    """`Report.moves`, a line per command type."""
+    lines = []
+    for kind in ("CancelOrder", "ShipOrder"):
+        outcomes = [
+            f"{count} {name.removeprefix(kind + ' ')}"
+            for name, count in moves.items()
+            if name.startswith(kind + " ") and not name.endswith((" records", " commands"))
+        ]
+        lines.append(
+            f"{kind}: {moves.get(kind + ' records', 0)} records, "
+            f"{moves.get(kind + ' commands', 0)} commands: {', '.join(outcomes)}"
+        )
+    lines.append(
+        f"orders with two cancels or two ships: "
+        f"{moves.get('orders moved twice, checked by offset', 0)} checked that the first by "
+        f"offset was accepted, {moves.get('orders moved twice, left out', 0)} left out (sent "
+        f"again after temporarily_unavailable)"
+    )
+    return lines
+
+
+def _moves(workload: Workload, outcomes: dict[str, ResultEvent]) -> dict[str, int]:
+    """The stream's cancels and ships: records, commands and outcomes, per type."""
+    tally: Counter[str] = Counter()
+    for record in workload.stream:
+        if isinstance(record.command, CancelOrder | ShipOrder):
+            tally[f"{type(record.command).__name__} records"] += 1
+    for command_id, record in workload.commands.items():
+        if not isinstance(record.command, CancelOrder | ShipOrder):
+            continue
+        kind = type(record.command).__name__
+        tally[f"{kind} commands"] += 1
+        event = outcomes.get(command_id)
+        if event is not None:
+            tally[f"{kind} {getattr(event, 'reason', None) or 'accepted'}"] += 1
+    return dict(sorted(tally.items()))
 
 
 def write_logs(report: Report, servers: ChaosServers, path: Path) -> None:

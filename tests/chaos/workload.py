@@ -2,9 +2,11 @@
 
 A shop of its own per run (fresh random ids): rich users (points to spare), poor users
 (none), users with a cart filled beforehand (each places one order from it), users who
-change their carts, products with plenty of stock, scarce products, and products only
-upserted. The setup (registrations, products, points, carts) is applied and answered
-before the stream starts.
+change their carts, order holders (whose orders the stream cancels and ships), products
+with plenty of stock, scarce products, contested products (scarce, for the holders'
+orders alone), and products only upserted. The setup (registrations, products, points,
+carts, the holders' orders, then some of those shipped or cancelled) is applied and
+answered phase by phase before the stream starts.
 
 The stream is built so that each command's outcome is decided by the commands of its
 own topic and key alone, in their order, as the contract promises (a key's commands on
@@ -17,6 +19,21 @@ gets no cart changes. The one outcome that depends on other keys is stock: order
 scarce products race, and are either placed or refused `out_of_stock` (`Expected.SCARCE`);
 the model takes the outcome from the result and checks that the stock bears it out.
 
+Cancels and ships follow the same rule. A sender learns an order's id from its
+`OrderPlaced`, so the orders they move are placed in the setup, by order holders (users
+funded in the setup whose only stream commands are cancels and ships: a refund can
+change no other outcome); once those are answered, `Workload.settle` makes the setup's
+last phase (some of the orders shipped, some cancelled) and weaves the stream's cancels
+and ships into the stream. In the stream an order gets cancels or ships, never both (two
+topics: their order is not defined), except an order the setup moved: a shipped one gets
+a cancel (`order_shipped`), a cancelled one a ship (`order_cancelled`). A second cancel
+(or ship) of an order under another command id is `Expected.FIRST_MOVE`: whichever is
+applied first moves the order and the other finds it moved (a command answered
+`temporarily_unavailable` is sent again later, so their order may change). Some setup
+orders race for scarce products of their own (`Shop.contested`); the placed ones are
+cancelled in the stream, restocking products no stream order asks for (an
+`out_of_stock` is checked against stock that only falls).
+
 Among the commands: exact duplicates (the same bytes again, right behind the first or
 later) and poison records (undecodable, against the contract, or keyed wrongly), each of
 which must become one dead letter.
@@ -24,28 +41,31 @@ which must become one dead letter.
 
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from shopflow.contracts.commands import (
     AddCartItem,
+    CancelOrder,
     ChargePoints,
     Command,
     OrderLine,
     PlaceOrder,
     RegisterUser,
     RemoveCartItem,
+    ShipOrder,
     UpsertProduct,
 )
 from shopflow.contracts.dead_letters import DeadLetterReason
-from shopflow.contracts.events import RejectionReason
+from shopflow.contracts.events import OrderPlaced, RejectionReason, ResultEvent
 from shopflow.contracts.topics import ROUTES_BY_TYPE
 
 RICH_BALANCE = 10**9  # one charge of the maximum: covers any rich user's orders here
 PLENTY_STOCK = 10**6
 CART_LINE_UNITS = 500  # what a cart changer holds of its one product at the start
 PRICE_RANGE = (1, 100)
+HOLDER_ORDERS = 4  # plain orders (of plenty products) each order holder places in the setup
 
 
 class Expected(StrEnum):
@@ -53,6 +73,9 @@ class Expected(StrEnum):
 
     ACCEPTED = "accepted"
     SCARCE = "accepted-or-out_of_stock"  # an order on scarce stock: the race decides
+    # One of two cancels (or two ships) of one order: the first applied moves it, the
+    # other is refused `order_cancelled` (or `order_shipped`); exactly one is accepted.
+    FIRST_MOVE = "accepted-or-already-moved"
 
 
 @dataclass(frozen=True)
@@ -93,18 +116,29 @@ class Shop:
         int
     ]  # funded too; each holds a cart line of a plenty product, orders it once
     cart_changers: list[int]  # each holds CART_LINE_UNITS of one plenty product
+    # Funded too; each places HOLDER_ORDERS orders of plenty products and one of a
+    # contested product in the setup, and sends only cancels and ships in the stream.
+    holders: list[int]
     plenty: list[int]
     scarce: list[int]
+    contested: list[int]  # the holders' setup race alone: never ordered in the stream
     catalog_only: list[int]  # upserted in the stream, never ordered or put in a cart
     price: dict[int, int]
-    stock: dict[int, int]  # at the start of the stream
+    stock: dict[int, int]  # as the setup upserts it (before the holders' orders)
     cart: dict[int, dict[int, int]]  # user -> product -> units, at the start of the stream
     unknown_user: int
     unknown_product: int
 
     @property
     def registered(self) -> list[int]:
-        return self.rich + self.poor + self.cart_orderers + self.cart_changers
+        return self.rich + self.poor + self.cart_orderers + self.cart_changers + self.holders
+
+    @property
+    def products(self) -> list[int]:
+        return self.plenty + self.scarce + self.catalog_only + self.contested
+
+
+Answers = Mapping[str, ResultEvent]  # outcomes by command id
 
 
 @dataclass
@@ -113,11 +147,30 @@ class Workload:
     setup: list[list[Record]]  # phases, each answered before the next is sent
     stream: list[Record] = field(default_factory=list)
     more: Callable[[int], None] = lambda count: None  # adds about `count` records
+    # The setup's last phase and the stream's cancels and ships, from the answers.
+    settle_with: Callable[[Answers], list[Record]] = lambda answers: []
+    settled: bool = False
 
     def extend(self, count: int) -> None:
         """About `count` more records of the same kind at the end of the stream (for a
         fault that needs more time than the stream planned)."""
         self.more(count)
+
+    def settle(self, answers: Answers) -> list[Record]:
+        """Once the setup's phases are answered (`answers`: their outcomes by command
+        id), its last phase: ships and cancels of some holders' orders, by the ids their
+        `OrderPlaced` gave (added to `setup`, to be sent and answered before the stream).
+        The stream's cancels and ships are woven into the stream at the same time."""
+        assert not self.settled, "a workload is settled once"
+        self.settled = True
+        phase = self.settle_with(answers)
+        self.setup.append(phase)
+        return phase
+
+    @property
+    def setup_commands(self) -> list[Record]:
+        """Every command of the setup, phase after phase."""
+        return [record for phase in self.setup for record in phase]
 
     @property
     def commands(self) -> dict[str, Record]:
@@ -163,16 +216,18 @@ def build(
         poor=[new_id() for _ in range(max(2, users // 10))],
         cart_orderers=[new_id() for _ in range(max(4, users // 4))],
         cart_changers=[new_id() for _ in range(max(4, users // 4))],
+        holders=[new_id() for _ in range(max(4, users // 5))],
         plenty=[new_id() for _ in range(12)],
         scarce=[new_id() for _ in range(4)],
         catalog_only=[new_id() for _ in range(4)],
+        contested=[new_id() for _ in range(2)],
         price={},
         stock={},
         cart={},
         unknown_user=new_id(),
         unknown_product=new_id(),
     )
-    for product_id in shop.plenty + shop.scarce + shop.catalog_only:
+    for product_id in shop.products:
         shop.price[product_id] = rng.randint(*PRICE_RANGE)
     # Scarce: about half of what the stream will ask for (a scarce order asks 1-3 units).
     scarce_orders = int(commands * _WEIGHTS["order_scarce"] / sum(_WEIGHTS.values()))
@@ -183,6 +238,9 @@ def build(
         shop.stock[product_id] = scarce_stock
     for product_id in shop.catalog_only:
         shop.stock[product_id] = 10
+    # Contested: each holder asks 1-3 units of one of them, so about half are placed.
+    for product_id in shop.contested:
+        shop.stock[product_id] = max(3, len(shop.holders) // 2)
     # Cart changers' lines are of the first half of the plenty products; what they add
     # is of the second half (so an add never meets a line a remove works on).
     half = len(shop.plenty) // 2
@@ -215,13 +273,13 @@ def build(
                 ),
                 accepted,
             )
-            for p in shop.plenty + shop.scarce + shop.catalog_only
+            for p in shop.products
         ],
         [
             command_record(
                 ChargePoints(command_id=cid("fund"), user_id=u, amount=RICH_BALANCE), accepted
             )
-            for u in shop.rich + shop.cart_orderers
+            for u in shop.rich + shop.cart_orderers + shop.holders
         ]
         + [
             command_record(
@@ -231,11 +289,42 @@ def build(
             for p, q in lines.items()
         ],
     ]
+    holders_orders = _holders_orders(shop, rng, cid)
+    setup.append(holders_orders)
     workload = Workload(shop, setup)
     stream = _Stream(workload, rng, cid, duplicates, poison)
     stream.fill(commands)
     workload.more = stream.fill
+    # An rng of its own: the stream's shape does not depend on when it is settled.
+    lifecycle = _Lifecycle(workload, holders_orders, random.Random(seed + 1), cid)
+    workload.settle_with = lifecycle.settle
     return workload
+
+
+def _holders_orders(shop: Shop, rng: random.Random, cid: Callable[[str], str]) -> list[Record]:
+    """The holders' orders, a setup phase: HOLDER_ORDERS plain ones each, and one racing
+    for a contested product (placed or `out_of_stock`, decided by the race)."""
+    records = []
+    for user in shop.holders:
+        for _ in range(HOLDER_ORDERS):
+            products = rng.sample(shop.plenty, rng.randint(1, 2))
+            lines = [OrderLine(product_id=p, quantity=rng.randint(1, 3)) for p in products]
+            records.append(
+                command_record(
+                    PlaceOrder(command_id=cid("held"), user_id=user, items=lines),
+                    Expected.ACCEPTED,
+                )
+            )
+        lines = [OrderLine(product_id=rng.choice(shop.contested), quantity=rng.randint(1, 3))]
+        if rng.random() < 0.5:
+            lines.append(OrderLine(product_id=rng.choice(shop.plenty), quantity=1))
+        records.append(
+            command_record(
+                PlaceOrder(command_id=cid("contested"), user_id=user, items=lines),
+                Expected.SCARCE,
+            )
+        )
+    return records
 
 
 _WEIGHTS = {
@@ -439,3 +528,159 @@ class _Stream:
             reason = DeadLetterReason.KEY_MISMATCH
         key = str(user + 1 if kind == "key_mismatch" else user).encode()
         return Record(ROUTES_BY_TYPE[ChargePoints].topic, key, value, poison=reason)
+
+
+class Fate(StrEnum):
+    """What becomes of a holder's plain order, once placed."""
+
+    CANCEL = "cancelled in the stream"
+    SHIP = "shipped in the stream"
+    SHIPPED_FIRST = "shipped in the setup, a cancel in the stream"  # -> order_shipped
+    CANCELLED_FIRST = "cancelled in the setup, a ship in the stream"  # -> order_cancelled
+    KEPT = "kept placed"
+
+
+_FATE_WEIGHTS = {
+    Fate.CANCEL: 35,
+    Fate.SHIP: 30,
+    Fate.SHIPPED_FIRST: 12,
+    Fate.CANCELLED_FIRST: 12,
+    Fate.KEPT: 11,
+}
+SECOND_MOVE = 0.25  # share of an order's stream cancels (ships) with a second, another id
+MOVE_DUPLICATE = 0.3  # share of stream cancels and ships sent twice (the same bytes)
+
+# Records sent back to back; a sequence (one order's, or one stray command) is a list of
+# them, woven into the stream in its own order.
+Group = list[Record]
+Move = type[CancelOrder] | type[ShipOrder]
+
+
+@dataclass(frozen=True)
+class _Held:
+    """An order the setup placed for a holder."""
+
+    user_id: int
+    order_id: int
+
+
+class _Lifecycle:
+    """The holders' cancels and ships, made from the answers to their setup orders."""
+
+    def __init__(
+        self,
+        workload: Workload,
+        orders: list[Record],
+        rng: random.Random,
+        cid: Callable[[str], str],
+    ) -> None:
+        self.w = workload
+        self.orders = orders
+        self.rng = rng
+        self.cid = cid
+
+    def settle(self, answers: Answers) -> list[Record]:
+        """The setup's moves (returned); the stream's cancels and ships woven into it.
+        An order not placed (a contested one refused, or one the model will call wrong)
+        is left out."""
+        rng = self.rng
+        plain: list[_Held] = []
+        racing: list[_Held] = []
+        for record in self.orders:
+            event = answers.get(record.command_id)
+            if isinstance(event, OrderPlaced):
+                held = _Held(event.user_id, event.order_id)
+                (racing if record.expected is Expected.SCARCE else plain).append(held)
+        rng.shuffle(plain)
+        # One order of each fate first (every variant, even in a small run), then by weight.
+        fates = list(Fate) + rng.choices(
+            list(_FATE_WEIGHTS), list(_FATE_WEIGHTS.values()), k=max(0, len(plain) - len(Fate))
+        )
+        setup: list[Record] = []
+        sequences: list[list[Group]] = []
+        for i, (order, fate) in enumerate(zip(plain, fates, strict=False)):
+            first = i < len(Fate)
+            if fate is Fate.CANCEL:
+                sequences.append(self._moves(CancelOrder, order, every_variant=first))
+            elif fate is Fate.SHIP:
+                sequences.append(self._moves(ShipOrder, order, every_variant=first))
+            elif fate is Fate.SHIPPED_FIRST:
+                setup.append(self._record(ShipOrder, order, Expected.ACCEPTED))
+                sequences.append(
+                    [[self._record(CancelOrder, order, RejectionReason.ORDER_SHIPPED)]]
+                )
+            elif fate is Fate.CANCELLED_FIRST:
+                setup.append(self._record(CancelOrder, order, Expected.ACCEPTED))
+                sequences.append(
+                    [[self._record(ShipOrder, order, RejectionReason.ORDER_CANCELLED)]]
+                )
+        # The racing orders that were placed: cancelled, their contested units restocked.
+        sequences += [self._moves(CancelOrder, order, every_variant=False) for order in racing]
+        sequences += self._strays(plain + racing)
+        _weave(self.w.stream, sequences, rng)
+        return setup
+
+    def _moves(self, move: Move, order: _Held, *, every_variant: bool) -> list[Group]:
+        """A cancel (or ship) of `order`, sometimes sent twice, sometimes followed by a
+        second one under another command id."""
+        twice = every_variant or self.rng.random() < SECOND_MOVE
+        first = self._record(move, order, Expected.FIRST_MOVE if twice else Expected.ACCEPTED)
+        groups = [[first]]
+        if every_variant or self.rng.random() < MOVE_DUPLICATE:
+            if self.rng.random() < 0.5:
+                groups[0].append(first)  # right behind it
+            else:
+                groups.append([first])  # later
+        if twice:
+            groups.append([self._record(move, order, Expected.FIRST_MOVE)])
+        return groups
+
+    def _strays(self, orders: list[_Held]) -> list[list[Group]]:
+        """One command per holder that names an order it does not have, in turn: a
+        cancel of another holder's order, a cancel of an order that does not exist, a ship
+        of another holder's order; each `unknown_order`."""
+        strays: list[list[Group]] = []
+        unknown = RejectionReason.UNKNOWN_ORDER
+        for i, user in enumerate(self.w.shop.holders):
+            others = [order for order in orders if order.user_id != user]
+            if i % 3 == 1 or not others:
+                # Order ids are a sequence from 1: none is this large.
+                missing = self.rng.randrange(2**62, 2**63 - 1)
+                strays.append([[self._command(CancelOrder, user, missing, unknown)]])
+                continue
+            theirs = self.rng.choice(others).order_id
+            move: Move = CancelOrder if i % 3 == 0 else ShipOrder
+            strays.append([[self._command(move, user, theirs, unknown)]])
+        return strays
+
+    def _record(self, move: Move, order: _Held, expected: Expected | RejectionReason) -> Record:
+        return self._command(move, order.user_id, order.order_id, expected)
+
+    def _command(
+        self, move: Move, user_id: int, order_id: int, expected: Expected | RejectionReason
+    ) -> Record:
+        kind = "cancel" if move is CancelOrder else "ship"
+        return command_record(
+            move(command_id=self.cid(kind), user_id=user_id, order_id=order_id), expected
+        )
+
+
+def _weave(stream: list[Record], sequences: Sequence[Sequence[Group]], rng: random.Random) -> None:
+    """Each sequence's groups put into `stream` (in place) at random points, in the
+    sequence's own order; a group's records back to back."""
+    spots: list[tuple[float, Group]] = []
+    for sequence in sequences:
+        at = sorted(rng.random() for _ in sequence)
+        spots += zip(at, sequence, strict=True)
+    spots.sort(key=lambda spot: spot[0])  # stable: a tie keeps a sequence's order
+    woven: list[Record] = []
+    size = len(stream)
+    j = 0
+    for i, record in enumerate(stream):
+        while j < len(spots) and spots[j][0] * size <= i:
+            woven += spots[j][1]
+            j += 1
+        woven.append(record)
+    for _, group in spots[j:]:
+        woven += group
+    stream[:] = woven
