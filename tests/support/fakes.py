@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from shopflow.consumers.failures import TransientError
@@ -25,6 +26,7 @@ from shopflow.domain.users import NewUser
 from shopflow.persistence.dead_letter_store import DeadLetterEntry, StoredDeadLetter
 from shopflow.persistence.ledger import LedgerEntry
 from shopflow.producers.kafka_connection import KafkaConnection
+from shopflow.settings import Settings
 
 
 class InjectedFault(TransientError):
@@ -316,3 +318,19 @@ class FakeDatabase:
 
 # Credentials for the clients a unit test builds and never starts (no server is there).
 UNIT_KAFKA = KafkaConnection(("127.0.0.1:9092",), principal="shopflow", password="unit-test")
+
+
+def unit_settings(**overrides: Any) -> Settings:
+    """Settings with every credential given, so that building the service reads no local
+    servers' credentials file: a unit test runs on a fresh clone, before `make up`."""
+    return Settings(
+        **{
+            "kafka_username": "shopflow",
+            "kafka_password": "unit-test",
+            "database_url": "postgresql+asyncpg://shopflow:unit@127.0.0.1:5432/shopflow",
+            "query_database_url": "postgresql+asyncpg://reader:unit@127.0.0.1:5432/shopflow",
+            "migration_database_url": "postgresql+asyncpg://owner:unit@127.0.0.1:5432/shopflow",
+            "redis_url": "redis://shopflow:unit@127.0.0.1:6379/0",
+            **overrides,
+        }
+    )

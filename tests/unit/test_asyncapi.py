@@ -6,7 +6,7 @@ import httpx
 from shopflow.app import create_app
 from shopflow.asyncapi import asyncapi_json
 from shopflow.contracts.topics import COMMAND_ROUTES
-from shopflow.settings import Settings
+from tests.support.fakes import unit_settings
 from tests.support.signing_keys import public_key_file
 
 COMMITTED = Path(__file__).parents[2] / "docs" / "asyncapi.json"
@@ -29,7 +29,7 @@ def test_every_command_is_documented_and_refuses_unknown_fields() -> None:
 async def test_serve_answers_the_same_document_and_a_page_rendering_it(tmp_path: Path) -> None:
     # The app `shopflow serve` runs, without its lifespan: nothing connects. Public
     # documents: no token is sent, yet a key is needed to build the app at all.
-    settings = Settings(auth_public_key_file=public_key_file(tmp_path))
+    settings = unit_settings(auth_public_key_file=public_key_file(tmp_path))
     app = create_app(settings, consume=False, prepare_first=False)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://shopflow") as http:

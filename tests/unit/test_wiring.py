@@ -13,11 +13,12 @@ from shopflow.cli.processes import _tune_garbage_collector
 from shopflow.kafka_access import kafka_connection
 from shopflow.runtime import build_broker
 from shopflow.settings import Settings
+from tests.support.fakes import unit_settings
 from tests.support.signing_keys import public_key_file
 
 
 def test_the_http_app_with_its_consumers_builds_before_the_loop_runs(tmp_path: Path) -> None:
-    app = create_app(Settings(auth_public_key_file=public_key_file(tmp_path)), consume=True)
+    app = create_app(unit_settings(auth_public_key_file=public_key_file(tmp_path)), consume=True)
 
     assert isinstance(app, FastAPI)
     assert any(getattr(route, "path", None) == "/products/top" for route in app.routes)
