@@ -4,7 +4,7 @@ these, and FastAPI serializes them and documents them in the OpenAPI document.""
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class PointsAnswer(BaseModel):
@@ -86,3 +86,11 @@ class StatementAnswer(BaseModel):
     user_id: int
     transactions: list[PointTransactionAnswer]
     next_before: int | None
+
+
+class CommandAnswer(BaseModel):
+    command_id: str
+    result: dict[str, Any] = Field(
+        description="The command's result event, exactly as it was published (CONTRACT.md, "
+        "Result events): the same `event_id` on every answer."
+    )

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shopflow.contracts.limits import MAX_ENTITY_ID
+from shopflow.contracts.topics import COMMAND_ROUTES
 from shopflow.queries.token_keys import ALGORITHMS, TokenKeys
 
 # The scopes, the only place they are spelled.
@@ -40,6 +41,7 @@ CACHE_SIZE = 10_000
 MAX_TOKEN_CHARS = 8192
 
 _DECIMAL_USER_ID = re.compile(r"[1-9][0-9]{0,18}")
+_KEY_FIELD_OF_TYPE = {route.type_name: route.key_field for route in COMMAND_ROUTES}
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,16 @@ def may_act_for_user(caller: Caller, user_id: int) -> bool:
 def may_charge_points(caller: Caller) -> bool:
     """Points are bought elsewhere (payments): a customer's own token may not charge."""
     return SCOPE_POINTS_CHARGE in caller.scopes
+
+
+def may_see_command(caller: Caller, command_type: str, entity_key: str) -> bool:
+    """A command's result is visible to whoever may see its entity: a user's commands to
+    that user and to readers of any user; a product's to any caller (products are
+    public). Anything else is answered as if the command were unknown."""
+    key_field = _KEY_FIELD_OF_TYPE.get(command_type)
+    if key_field == "user_id":
+        return may_read_user(caller, int(entity_key))
+    return key_field == "product_id"
 
 
 def may_read_metrics(caller: Caller) -> bool:

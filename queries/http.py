@@ -1,10 +1,11 @@
 """The FastAPI application of the read side. Errors are `{"error": reason, "detail": ...}`:
 401 without a valid bearer token and 403 for one that may not see that user (on
-/users/... and /metrics: `queries.auth`), 404 for unknown users and products, 422 for bad
-parameters. /products/..., /health/..., /asyncapi... and /docs are public. Beside the
+/users/..., /commands/... and /metrics: `queries.auth`), 404 for unknown users, products,
+orders and commands (and for a command the token may not see), 422 for bad parameters. /products/..., /health/..., /asyncapi... and /docs are public. Beside the
 OpenAPI document of these queries (/docs), it can serve the AsyncAPI document of the wire
 contract (/asyncapi.json, and /asyncapi rendering it), made by the composition root."""
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -16,11 +17,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from opentelemetry.trace import TracerProvider
 
-from shopflow.contracts.limits import MAX_ENTITY_ID
+from shopflow.contracts.limits import COMMAND_ID_PATTERN, MAX_COMMAND_ID_LENGTH, MAX_ENTITY_ID
 from shopflow.domain.clock import Clock, utc_now
 from shopflow.domain.top_products import TOP_LIMIT, WINDOW_HOURS
 from shopflow.queries.answers import (
     CartAnswer,
+    CommandAnswer,
     ErrorAnswer,
     OrderAnswer,
     OrdersAnswer,
@@ -38,7 +40,9 @@ from shopflow.queries.auth import (
     answer_auth_errors,
     may_read_metrics,
     may_read_user,
+    may_see_command,
 )
+from shopflow.queries.command_results import CommandResults
 from shopflow.queries.health import HealthCheck, health_routes
 from shopflow.queries.history import PAGE_DEFAULT, PAGE_MAX, Unknown
 from shopflow.queries.read_model import ReadModel
@@ -51,6 +55,11 @@ EntityIdPath = Annotated[int, Path(ge=1, le=MAX_ENTITY_ID)]
 T = TypeVar("T")
 PageLimit = Annotated[int, Query(ge=1, le=PAGE_MAX)]
 PageBefore = Annotated[int | None, Query(ge=1, le=MAX_ENTITY_ID)]
+CommandIdPath = Annotated[
+    str,
+    Path(min_length=1, max_length=MAX_COMMAND_ID_LENGTH, pattern=COMMAND_ID_PATTERN),
+]
+MAX_WAIT_MS = 30_000
 
 
 # In the OpenAPI document of every route that asks for a token.
@@ -105,6 +114,7 @@ def create_http_app(
     top_products: TopProducts | None = None,
     asyncapi: AsyncApiPages | None = None,
     tracer_provider: TracerProvider | None = None,
+    command_results: CommandResults | None = None,
 ) -> FastAPI:
     """The read side. `authenticator` checks the bearer tokens (its keys' refresher is
     started and stopped by whoever runs the app: `lifespan`). Without `top_products`
@@ -203,6 +213,37 @@ def create_http_app(
         pages on."""
         return _found(await read_model.history.statement(user_id, limit=limit, before=before))
 
+    @app.get(
+        "/commands/{command_id}",
+        response_model=CommandAnswer,
+        responses={
+            **AUTH_RESPONSES,
+            404: {
+                "model": ErrorAnswer,
+                "description": "`unknown_command`: no result for that id (yet, or by the "
+                "end of `wait_ms`), or a command this token may not see",
+            },
+        },
+    )
+    async def command(
+        command_id: CommandIdPath,
+        wait_ms: Annotated[int, Query(ge=0, le=MAX_WAIT_MS)] = 0,
+        caller: Caller = authenticated,
+    ) -> Response:
+        """The command's result event as it was published, from the ledger; with
+        `wait_ms`, answered as soon as it is stored, or 404 at the end of the wait."""
+        if command_results is None:
+            raise NotFound("unknown_command", "this server keeps no command results")
+        if wait_ms:
+            stored = await command_results.wait(command_id, wait_ms / 1000)
+        else:
+            stored = await command_results.stored(command_id)
+        if stored is None or not may_see_command(caller, stored.command_type, stored.entity_key):
+            raise NotFound("unknown_command", "no result for that command id")
+        # The stored bytes, not a re-serialization: the result as it was published.
+        body = f'{{"command_id":{json.dumps(command_id)},"result":{stored.result_json}}}'
+        return Response(body, media_type="application/json")
+
     # Registered before /products/{product_id}: routes match in order, and "top" would
     # otherwise be parsed as a product id (and answered 422).
     @app.get("/products/top", response_model=TopProductsAnswer)
@@ -236,8 +277,9 @@ def create_http_app(
     return app
 
 
-# Paths whose every route must ask for a token: what is about a user, and the metrics.
-GUARDED = ("/users/", "/metrics")
+# Paths whose every route must ask for a token: what is about a user or a command, and
+# the metrics.
+GUARDED = ("/users/", "/commands/", "/metrics")
 
 
 def _refuse_unguarded(app: FastAPI, authenticator: Authenticator) -> None:

@@ -21,6 +21,7 @@ from shopflow.ops.access import missing_rights
 from shopflow.persistence.database import create_engine
 from shopflow.persistence.migrate import migrate
 from shopflow.queries.auth import Authenticator
+from shopflow.queries.command_results import CommandResults
 from shopflow.queries.http import AsyncApiPages, create_http_app
 from shopflow.queries.read_model import ReadModel
 from shopflow.queries.token_keys import (
@@ -125,6 +126,9 @@ def create_app(
     # on the read side cannot write; the consumers and the top-products rebuild use the
     # runtime's engine, as the service's role.
     query_engine = create_engine(settings.query_database_url, pool_size=settings.db_pool_size)
+    # GET /commands/...: the ledger read as the read-only role, and its announcements
+    # heard on one connection of that role (LISTEN needs no privilege).
+    command_results = CommandResults(query_engine, settings.query_database_url)
 
     @contextlib.asynccontextmanager
     async def running(_: FastAPI) -> AsyncIterator[None]:
@@ -132,6 +136,7 @@ def create_app(
         if prepare_first:
             await prepare(settings)
         await runtime.start()
+        await command_results.start()
         if not await runtime.sales_view.is_built():
             # A fresh or flushed Redis: rebuild the top-products view right away rather
             # than on the first request (which would find it missing and start it too).
@@ -149,6 +154,7 @@ def create_app(
             log.info("shopflow stopping: finishing in-flight batches")
             if rebuild is not None and not rebuild.done():
                 rebuild.cancel()
+            await command_results.stop()
             await runtime.stop()
 
     @contextlib.asynccontextmanager
@@ -184,4 +190,5 @@ def create_app(
         # The document `shopflow asyncapi` writes to docs/asyncapi.json, the same code.
         asyncapi=AsyncApiPages(asyncapi_json, asyncapi_html),
         tracer_provider=tracer_provider,
+        command_results=command_results,
     )

@@ -1,0 +1,100 @@
+"""The ledger's announcements, heard: one PostgreSQL connection that LISTENs on the
+channel the ledger's trigger notifies (migration 0006) and hands each spent command id to
+a callback, so that a process holding thousands of waiting requests holds one database
+connection for all of them.
+
+Notifications sent while the connection is down are lost (PostgreSQL keeps none for a
+listener that is not there): `on_reconnect` is called after every (re)connection, so
+that the waiters look at the ledger again rather than trust that they missed nothing.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import asyncpg
+from sqlalchemy import make_url
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "shopflow_results"  # the trigger's (migration 0006)
+RECONNECT_PAUSE_S = (0.2, 5.0)  # first pause, longest pause, doubling between
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    """The libpq URL of a SQLAlchemy `postgresql+asyncpg://` URL (password kept)."""
+    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(False)
+
+
+class LedgerListener:
+    def __init__(
+        self,
+        database_url: str,
+        on_spent: Callable[[Iterable[str]], None],
+        on_reconnect: Callable[[], None],
+    ) -> None:
+        self._dsn = asyncpg_dsn(database_url)
+        self._on_spent = on_spent
+        self._on_reconnect = on_reconnect
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    @property
+    def listening(self) -> bool:
+        return self._connected.is_set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen_forever(), name="ledger-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def wait_listening(self, timeout_s: float) -> bool:
+        """Whether the listener is connected within `timeout_s` (for tests and readiness)."""
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._on_spent(payload.split())
+
+    async def _listen_forever(self) -> None:
+        pause = RECONNECT_PAUSE_S[0]
+        while True:
+            try:
+                connection = await asyncpg.connect(self._dsn)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("ledger listener: cannot connect (%s); again in %.1f s", exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RECONNECT_PAUSE_S[1])
+                continue
+            lost = asyncio.Event()
+            try:
+                connection.add_termination_listener(_setter(lost))
+                await connection.add_listener(CHANNEL, self._notified)
+                self._connected.set()
+                pause = RECONNECT_PAUSE_S[0]
+                self._on_reconnect()
+                await lost.wait()
+                log.warning("ledger listener: connection lost; reconnecting")
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("ledger listener: %s; reconnecting", exc)
+            finally:
+                self._connected.clear()
+                if not connection.is_closed():
+                    with contextlib.suppress(Exception):
+                        await connection.close(timeout=2)
+            self._on_reconnect()  # wake the waiters: they look at the ledger themselves
+
+
+def _setter(event: asyncio.Event) -> Callable[[Any], None]:
+    """A termination listener that sets `event` (bound now, not to a loop variable)."""
+    return lambda _connection: event.set()
