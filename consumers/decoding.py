@@ -8,8 +8,6 @@ for any bytes; an exception escaping it anyway is a bug, and the pipeline isolat
 record and dead-letters it as `processing_failed`.
 """
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,13 +56,6 @@ class Undeliverable:
     error: str
 
 
-def payload_fingerprint(route: CommandRoute, command: Command) -> bytes:
-    """SHA-256 of the command type and its canonical JSON: equal for the same command
-    however its sender spaced or ordered the fields, different for any other payload."""
-    canonical = json.dumps(command.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(f"{route.type_name}\n{canonical}".encode()).digest()
-
-
 def decode_record(route: CommandRoute, record: SourceRecord) -> DecodedCommand | Undeliverable:
     def dead(reason: DeadLetterReason, error: str) -> Undeliverable:
         return Undeliverable(record, reason, error)
@@ -94,7 +85,7 @@ def decode_record(route: CommandRoute, record: SourceRecord) -> DecodedCommand |
             DeadLetterReason.KEY_MISMATCH,
             f"Kafka key {shown!r} is not the command's {route.key_field} {entity_key!r}",
         )
-    return DecodedCommand(route, command, entity_key, payload_fingerprint(route, command))
+    return DecodedCommand(route, command, entity_key, route.fingerprint(command))
 
 
 def _describe(exc: ValidationError, route: CommandRoute) -> str:

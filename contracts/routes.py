@@ -4,6 +4,8 @@ binds each to its handler (`consumers.handlers.BINDINGS`), since this package im
 pydantic only and cannot name handlers.
 """
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +44,15 @@ class CommandRoute:
     @property
     def type_name(self) -> str:
         return self.command_type.__name__
+
+    def fingerprint(self, command: WireModel) -> bytes:
+        """SHA-256 of the command type and its canonical JSON: equal for the same command
+        however its sender spaced or ordered the fields, different for any other payload
+        (what the ledger compares to tell a repeat from an idempotency conflict)."""
+        canonical = json.dumps(
+            command.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
+        )
+        return hashlib.sha256(f"{self.type_name}\n{canonical}".encode()).digest()
 
     def entity_id(self, command: WireModel) -> int:
         value = getattr(command, self.key_field)

@@ -1,8 +1,9 @@
 """The FastAPI application of the read side. Errors are `{"error": reason, "detail": ...}`:
 401 without a valid bearer token and 403 for one that may not see that user (on
 /users/..., /commands/... and /metrics: `queries.auth`), 404 for unknown users, products,
-orders and commands (and for a command the token may not see), 422 for bad parameters. /products/..., /health/..., /asyncapi... and /docs are public. Beside the
-OpenAPI document of these queries (/docs), it can serve the AsyncAPI document of the wire
+orders and commands (and for a command the token may not see), 422 for bad parameters.
+/products/..., /health/..., /asyncapi... and /docs are public. Beside the OpenAPI
+document of these queries (/docs), it can serve the AsyncAPI document of the wire
 contract (/asyncapi.json, and /asyncapi rendering it), made by the composition root."""
 
 import json
