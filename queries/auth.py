@@ -15,7 +15,7 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import jwt
@@ -29,8 +29,8 @@ from shopflow.queries.token_keys import ALGORITHMS, TokenKeys
 
 # The scopes, the only place they are spelled.
 SCOPE_READ = "shopflow:read"  # read any user
-SCOPE_WRITE = "shopflow:write"  # send any user's cart and order commands (no HTTP route yet)
-SCOPE_POINTS_CHARGE = "shopflow:points:charge"  # charge points (no HTTP route yet)
+SCOPE_WRITE = "shopflow:write"  # send any user's cart, order and cancel commands over HTTP
+SCOPE_POINTS_CHARGE = "shopflow:points:charge"  # charge points over HTTP
 SCOPE_METRICS = "shopflow:metrics"  # GET /metrics of `shopflow serve`
 SCOPES = frozenset({SCOPE_READ, SCOPE_WRITE, SCOPE_POINTS_CHARGE, SCOPE_METRICS})
 
@@ -50,6 +50,10 @@ class Caller:
 
     user_id: int | None
     scopes: frozenset[str]
+    # The token's `sub` as it is (a customer's user id, a service's name): whose
+    # Idempotency-Keys a write's key is among (`contracts.http_writes.http_command_id`).
+    # Not part of equality: what a caller may do is its user and its scopes.
+    subject: str = field(default="", compare=False)
 
 
 def may_read_user(caller: Caller, user_id: int) -> bool:
@@ -117,7 +121,7 @@ def caller_of(claims: Mapping[str, Any]) -> Caller:
         scopes.update(scp)
     elif scp is not None:
         raise Unauthenticated("the token's scp claim is not a list of strings")
-    return Caller(user_id, frozenset(scopes))
+    return Caller(user_id, frozenset(scopes), sub if isinstance(sub, str) else "")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from shopflow.persistence.tables import processed_commands
 FALLBACK_LOOK_S = 1.0
 
 _c = processed_commands.c
-_STORED = select(_c.command_type, _c.entity_key, _c.result_json).where(
+_STORED = select(_c.command_type, _c.entity_key, _c.result_json, _c.payload_sha256).where(
     _c.command_id == bindparam("id")
 )
 
@@ -35,6 +35,7 @@ class StoredResult:
     command_type: str
     entity_key: str
     result_json: str
+    payload_sha256: bytes  # of the command that was applied (`CommandRoute.fingerprint`)
 
 
 class CommandResults:
@@ -55,7 +56,9 @@ class CommandResults:
     async def stored(self, command_id: str) -> StoredResult | None:
         async with self._engine.connect() as connection:
             row = (await connection.execute(_STORED, {"id": command_id})).first()
-        return None if row is None else StoredResult(*row)
+        if row is None:
+            return None
+        return StoredResult(row[0], row[1], row[2], bytes(row[3]))
 
     async def wait(self, command_id: str, timeout_s: float) -> StoredResult | None:
         """The result, as soon as it is stored and at most `timeout_s` from now; None if

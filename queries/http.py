@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -116,6 +116,7 @@ def create_http_app(
     asyncapi: AsyncApiPages | None = None,
     tracer_provider: TracerProvider | None = None,
     command_results: CommandResults | None = None,
+    command_routes: APIRouter | None = None,
 ) -> FastAPI:
     """The read side. `authenticator` checks the bearer tokens (its keys' refresher is
     started and stopped by whoever runs the app: `lifespan`). Without `top_products`
@@ -263,6 +264,8 @@ def create_http_app(
         return answer
 
     app.include_router(health)
+    if command_routes is not None:  # the writes (shopflow.gateway): guarded like the rest
+        app.include_router(command_routes)
 
     if asyncapi is not None:
         # Out of the OpenAPI document, as /docs and /openapi.json are: they describe it.

@@ -14,12 +14,15 @@ from opentelemetry.trace import TracerProvider
 from sqlalchemy import text
 
 from shopflow.asyncapi import asyncapi_html, asyncapi_json
-from shopflow.kafka_access import SERVICE, kafka_connection
+from shopflow.contracts.topics import Topics
+from shopflow.gateway import CommandGateway, answer_bad_writes, command_routes
+from shopflow.kafka_access import SERVICE, gateway_connection, kafka_connection
 from shopflow.kafka_admin import StartRefused, check_session_timeout, check_topics
 from shopflow.local_credentials import TOKEN_PUBLIC_KEY_FILE
 from shopflow.ops.access import missing_rights
 from shopflow.persistence.database import create_engine
 from shopflow.persistence.migrate import migrate
+from shopflow.producers.client import ShopflowClient
 from shopflow.queries.auth import Authenticator
 from shopflow.queries.command_results import CommandResults
 from shopflow.queries.http import AsyncApiPages, create_http_app
@@ -35,6 +38,7 @@ from shopflow.queries.token_keys import (
 from shopflow.queries.top_products import TopProducts
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
+from shopflow.write_limits import WriteLimits
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +133,11 @@ def create_app(
     # GET /commands/...: the ledger read as the read-only role, and its announcements
     # heard on one connection of that role (LISTEN needs no privilege).
     command_results = CommandResults(query_engine, settings.query_database_url)
+    # Commands over HTTP: sent as shopflow-gateway (its client made at start, when the
+    # credentials are read), answered from the ledger.
+    gateway = CommandGateway(
+        command_results, limits=WriteLimits(settings.redis_url, settings.http_write_rate_limit)
+    )
 
     @contextlib.asynccontextmanager
     async def running(_: FastAPI) -> AsyncIterator[None]:
@@ -137,6 +146,14 @@ def create_app(
             await prepare(settings)
         await runtime.start()
         await command_results.start()
+        command_sender = ShopflowClient(
+            gateway_connection(settings),
+            topics=Topics(settings.topic_prefix),
+            watch_results=False,
+            tracer_provider=tracer_provider,
+        )
+        await command_sender.start()
+        gateway.attach(command_sender)
         if not await runtime.sales_view.is_built():
             # A fresh or flushed Redis: rebuild the top-products view right away rather
             # than on the first request (which would find it missing and start it too).
@@ -154,6 +171,7 @@ def create_app(
             log.info("shopflow stopping: finishing in-flight batches")
             if rebuild is not None and not rebuild.done():
                 rebuild.cancel()
+            await command_sender.stop()
             await command_results.stop()
             await runtime.stop()
 
@@ -174,7 +192,7 @@ def create_app(
             await connection.execute(text("SELECT 1"))
 
     read_model = ReadModel(query_engine)
-    return create_http_app(
+    app = create_http_app(
         read_model,
         {
             "postgresql": query_database_ready,
@@ -191,4 +209,7 @@ def create_app(
         asyncapi=AsyncApiPages(asyncapi_json, asyncapi_html),
         tracer_provider=tracer_provider,
         command_results=command_results,
+        command_routes=command_routes(gateway, authenticator.caller),
     )
+    answer_bad_writes(app)
+    return app

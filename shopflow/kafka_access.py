@@ -17,8 +17,9 @@ from aiokafka.errors import (
     SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
 )
+from pydantic import SecretStr
 
-from shopflow.contracts.principals import ADMIN, OPS, SERVICE
+from shopflow.contracts.principals import ADMIN, GATEWAY, OPS, SERVICE
 from shopflow.local_credentials import MissingCredentials
 from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.settings import KafkaSecurityProtocol, Settings, env_name
@@ -29,6 +30,7 @@ __all__ = [
     "SERVICE",
     "KafkaConnection",
     "MissingCredentials",
+    "gateway_connection",
     "kafka_connection",
     "why_refused",
 ]
@@ -62,6 +64,35 @@ def kafka_connection(settings: Settings, principal: str = SERVICE) -> KafkaConne
         password=password,
         ssl_cafile=cafile,
     )
+
+
+def gateway_connection(settings: Settings) -> KafkaConnection:
+    """How the HTTP entry sends commands: as SHOPFLOW_GATEWAY_KAFKA_USERNAME when it is
+    set, else as `shopflow-gateway` with its local password. Not the service's principal:
+    that one may not write command topics."""
+    if settings.gateway_kafka_username is None:
+        password = settings.local_credentials().require(
+            "kafka",
+            GATEWAY,
+            configure=f"{env_name('gateway_kafka_username')} and "
+            f"{env_name('gateway_kafka_password')}",
+        )
+        local = settings.model_copy(
+            update={"kafka_username": GATEWAY, "kafka_password": SecretStr(password)}
+        )
+        return kafka_connection(local, GATEWAY)
+    if settings.gateway_kafka_password is None:
+        raise MissingCredentials(
+            f"{env_name('gateway_kafka_username')} is set but "
+            f"{env_name('gateway_kafka_password')} is not"
+        )
+    named = settings.model_copy(
+        update={
+            "kafka_username": settings.gateway_kafka_username,
+            "kafka_password": settings.gateway_kafka_password,
+        }
+    )
+    return kafka_connection(named, GATEWAY)
 
 
 async def why_refused(kafka: KafkaConnection, error: BaseException) -> str:

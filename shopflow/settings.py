@@ -77,6 +77,17 @@ class Settings(BaseSettings):
         description="The password of SHOPFLOW_KAFKA_USERNAME (required with it). Masked "
         "wherever the settings are shown.",
     )
+    gateway_kafka_username: str | None = Field(
+        default=None,
+        description="The Kafka principal the HTTP entry of `shopflow serve` sends commands "
+        "as (CONTRACT.md, Access: it may write the command topics that can be sent over "
+        "HTTP). Unset: `shopflow-gateway`, with its password from the local servers' "
+        "credentials file.",
+    )
+    gateway_kafka_password: SecretStr | None = Field(
+        default=None,
+        description="The password of SHOPFLOW_GATEWAY_KAFKA_USERNAME (required with it).",
+    )
     kafka_ssl_cafile: Path | None = Field(
         default=None,
         description="PEM file of the CA that signed the brokers' certificates (SASL_SSL). "
@@ -139,6 +150,13 @@ class Settings(BaseSettings):
     )
     http_port: int = Field(
         default=8000, description="The port of `shopflow serve`: its queries, health and metrics."
+    )
+    http_write_rate_limit: str = Field(
+        default="20/second;600/minute",
+        description="How many commands over HTTP one caller (a token's `sub`) may send, "
+        "in the `limits` library's notation, several separated by `;`, each applying; "
+        "counted in Redis, so shared by every `shopflow serve` process. Over it: 429 "
+        "`rate_limited` with `Retry-After`.",
     )
     worker_http_port: int = Field(
         default=8081,

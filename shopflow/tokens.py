@@ -43,16 +43,22 @@ def sign_token(
     scopes: Sequence[str] = (),
     ttl_s: int = 3600,
     now: float | None = None,
+    subject: str | None = None,
 ) -> str:
-    """An RS256 token for `user_id` (its `sub`) and/or `scopes` (its `scope`), valid for
+    """An RS256 token for `user_id` (its `sub`; or, for a service, `subject`) and/or
+    `scopes` (its `scope`), valid for
     `ttl_s` seconds from `now` (the current time by default), its `kid` the key's
     thumbprint. `key` is loaded once (`signing_key`, `local_signing_key`): loading one
     takes milliseconds, signing with it far less."""
+    if user_id is not None and subject is not None:
+        raise ValueError("a token is a user's (user_id) or a service's (subject), not both")
+    if user_id is not None:
+        subject = str(user_id)
     issued = int(time.time() if now is None else now)
     claims: dict[str, object] = {
         "iss": issuer,
         "aud": audience,
-        "sub": SCOPE_ONLY_SUBJECT if user_id is None else str(user_id),
+        "sub": subject or SCOPE_ONLY_SUBJECT,
         "iat": issued,
         "exp": issued + ttl_s,
     }

@@ -63,6 +63,9 @@ redis_write_acl() {
     service+=" +client|setname +echo +get +set +exists +del +unlink +scan"
     service+=" +sadd +sismember +zincrby +zrem +zunionstore +zrevrange +zrangebyscore"
     service+=" +pexpire +pexpireat"
+    # The HTTP writes' rate limits (shopflow/write_limits.py: the `limits` library's
+    # sliding-window script).
+    service+=" +pttl +rename +incrby"
     service+=" +evalsha +script|load +script|exists"
     make_dir "$REDIS_ROOT"
     {

@@ -26,8 +26,15 @@ class TokenSigner:
     audience: str
 
     def __call__(
-        self, *, user: int | None = None, scopes: Sequence[str] = (), ttl_s: int = 3600
+        self,
+        *,
+        user: int | None = None,
+        scopes: Sequence[str] = (),
+        ttl_s: int = 3600,
+        subject: str | None = None,
     ) -> str:
+        """`subject`: a service's own name as its `sub` (whose Idempotency-Keys its
+        writes' keys are)."""
         return sign_token(
             self.key,
             issuer=self.issuer,
@@ -35,13 +42,20 @@ class TokenSigner:
             user_id=user,
             scopes=scopes,
             ttl_s=ttl_s,
+            subject=subject,
         )
 
     def headers(
-        self, *, user: int | None = None, scopes: Sequence[str] = (), ttl_s: int = 3600
+        self,
+        *,
+        user: int | None = None,
+        scopes: Sequence[str] = (),
+        ttl_s: int = 3600,
+        subject: str | None = None,
     ) -> dict[str, str]:
         """`{"Authorization": "Bearer ..."}` for such a token."""
-        return {"Authorization": f"Bearer {self(user=user, scopes=scopes, ttl_s=ttl_s)}"}
+        token = self(user=user, scopes=scopes, ttl_s=ttl_s, subject=subject)
+        return {"Authorization": f"Bearer {token}"}
 
     def settings_for(self, settings: Settings) -> Settings:
         """`settings` with the HTTP side checking tokens against this signer's key."""

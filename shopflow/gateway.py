@@ -1,0 +1,330 @@
+"""Commands over HTTP (CONTRACT.md, Writing over HTTP): each write request becomes the
+same command on the same topic, keyed as every sender keys it, sent as the principal
+`shopflow-gateway`, and is answered with its result from the ledger.
+
+One ledger, whichever way in: the request's command id is its caller's `Idempotency-Key`
+(`contracts.http_writes.http_command_id`). Before sending, the ledger is asked: a spent
+id with the same payload is answered with its stored result (the same `event_id`), with
+another payload 422 `idempotency_conflict`; nothing is sent again. Otherwise the command
+is sent and the request waits (`Prefer: wait`, default 5 s, at most 30) for the ledger's
+announcement (`queries.command_results`); without a result by then, 202 with `Location:
+/commands/{id}`. Two requests with one key in flight both send it, and both are answered
+with its one result (the second is a duplicate to the consumers). A send whose outcome
+is unknown (Kafka away) is 503 with `Retry-After`: the retry, same key, is idempotent.
+
+It lives beside the composition root, not in `queries`, because it publishes.
+"""
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+
+from shopflow.contracts.commands import (
+    AddCartItem,
+    CancelOrder,
+    ChargePoints,
+    Command,
+    PlaceOrder,
+    RemoveCartItem,
+)
+from shopflow.contracts.common import OrderId, ProductId, Quantity, UserId
+from shopflow.contracts.events import RejectionReason, parse_event
+from shopflow.contracts.http_writes import (
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENCY_KEY_PATTERN,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    CartItemRequest,
+    ChargeRequest,
+    PlaceOrderRequest,
+    http_command_id,
+    http_status,
+)
+from shopflow.contracts.topics import ROUTES_BY_TYPE
+from shopflow.producers.client import ShopflowClient
+from shopflow.queries.auth import (
+    SCOPE_POINTS_CHARGE,
+    SCOPE_WRITE,
+    Caller,
+    Forbidden,
+    may_act_for_user,
+    may_charge_points,
+)
+from shopflow.queries.command_results import CommandResults, StoredResult
+from shopflow.write_limits import WriteLimits
+
+log = logging.getLogger(__name__)
+
+WAIT_DEFAULT_S = 5
+WAIT_MAX_S = 30
+RETRY_AFTER_S = 1
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d{1,6})(?:$|[,;\s])", re.IGNORECASE)
+_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+
+
+def prefer_wait_s(prefer: str | None) -> int:
+    """RFC 7240's `Prefer: wait=N`, bounded to WAIT_MAX_S; WAIT_DEFAULT_S without it."""
+    found = _PREFER_WAIT.search(prefer or "")
+    return WAIT_DEFAULT_S if found is None else min(int(found.group(1)), WAIT_MAX_S)
+
+
+class BadWrite(Exception):
+    """A write refused before anything is sent: a 4xx with the contract's error shape."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.reason, self.detail = status, reason, detail
+
+
+class CommandGateway:
+    def __init__(
+        self,
+        results: CommandResults,
+        sender: ShopflowClient | None = None,
+        limits: WriteLimits | None = None,
+    ) -> None:
+        """`sender`: the client commands are sent with, started by whoever runs the app
+        (`attach` it then: its credentials are read only when the app starts). `limits`:
+        per-caller rate limits, none without."""
+        self._results = results
+        self._sender = sender
+        self._limits = limits
+
+    async def refusal(self, caller: str) -> Response | None:
+        """429 if `caller` is over a rate limit (the write counted either way)."""
+        if self._limits is None:
+            return None
+        over = await self._limits.check(caller)
+        if over is None:
+            return None
+        return JSONResponse(
+            {"error": "rate_limited", "detail": f"over {over.limit} for this caller"},
+            status_code=429,
+            headers={"Retry-After": str(over.retry_after_s)},
+        )
+
+    def attach(self, sender: ShopflowClient) -> None:
+        self._sender = sender
+
+    async def submit(self, command: Command, wait_s: int) -> Response:
+        fingerprint = ROUTES_BY_TYPE[type(command)].fingerprint(command)
+        stored = await self._results.stored(command.command_id)
+        if stored is None:
+            if self._sender is None:
+                return _unavailable("this process sends no commands yet; send it again")
+            try:
+                await self._sender.send(command)
+            except KafkaError as error:
+                log.warning("a command over HTTP could not be sent: %s", error)
+                return _unavailable("Kafka cannot be reached; send it again with the same key")
+            stored = await self._results.wait(command.command_id, wait_s)
+        if stored is None:
+            location = f"/commands/{command.command_id}"
+            return JSONResponse(
+                {"command_id": command.command_id, "status": "pending"},
+                status_code=202,
+                headers={"Location": location},
+            )
+        if stored.payload_sha256 != fingerprint:
+            return JSONResponse(
+                {"error": RejectionReason.IDEMPOTENCY_CONFLICT.value, "result": None},
+                status_code=422,
+            )
+        return _answer(stored)
+
+
+def _answer(stored: StoredResult) -> Response:
+    """The stored result as the response: its bytes for an accepted command, inside
+    `{"error", "result"}` for a rejected one."""
+    event = parse_event(stored.result_json)
+    status = http_status(event)
+    if status < 300:
+        return Response(stored.result_json, status_code=status, media_type="application/json")
+    reason = json.dumps(str(getattr(event, "reason", "")))
+    body = f'{{"error":{reason},"result":{stored.result_json}}}'
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _unavailable(detail: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": RejectionReason.TEMPORARILY_UNAVAILABLE.value, "result": None, "detail": detail},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+# The responses every write documents beside its success.
+WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"description": "no result within the wait: `Location: /commands/{command_id}`"},
+    400: {"description": "`idempotency_key_missing`: no `Idempotency-Key` header"},
+    404: {"description": "`unknown_user`, `unknown_product` or `unknown_order`"},
+    409: {"description": "another business reason (`insufficient_points`, ...)"},
+    429: {"description": "`rate_limited`: over this caller's limit; `Retry-After`"},
+    422: {
+        "description": "`idempotency_conflict` (the key was used with another body), "
+        "or a bad parameter or body"
+    },
+    503: {
+        "description": "`temporarily_unavailable`, or Kafka cannot be reached: "
+        "`Retry-After`; send it again with the same key"
+    },
+}
+
+
+def command_routes(
+    gateway: CommandGateway, caller_of: Callable[..., Awaitable[Caller]]
+) -> APIRouter:
+    """The write routes, each needing a token (`caller_of`, the authenticator's)."""
+    router = APIRouter(responses=WRITE_RESPONSES)
+    authenticated = Depends(caller_of)
+
+    def key_of(
+        idempotency_key: Annotated[
+            str | None, Header(alias=IDEMPOTENCY_KEY_HEADER, max_length=256)
+        ] = None,
+    ) -> str:
+        if idempotency_key is None:
+            raise BadWrite(400, "idempotency_key_missing", f"send an {IDEMPOTENCY_KEY_HEADER}")
+        if len(idempotency_key) > MAX_IDEMPOTENCY_KEY_LENGTH or not _KEY.fullmatch(idempotency_key):
+            raise BadWrite(
+                422, "invalid_request", f"{IDEMPOTENCY_KEY_HEADER} is 1-64 of [A-Za-z0-9._:-]"
+            )
+        return idempotency_key
+
+    key = Depends(key_of)
+
+    def acting_for(user_id: int, caller: Caller) -> None:
+        if not may_act_for_user(caller, user_id):
+            raise Forbidden(f"this token may not act for user {user_id}", scope=SCOPE_WRITE)
+
+    async def send(
+        build: Callable[[str], Command], caller: Caller, idem: str, prefer: str | None
+    ) -> Response:
+        try:
+            command = build(http_command_id(caller.subject, idem))
+        except ValidationError as error:
+            raise BadWrite(422, "invalid_request", _first_error(error)) from None
+        refused = await gateway.refusal(caller.subject)
+        if refused is not None:
+            return refused
+        return await gateway.submit(command, prefer_wait_s(prefer))
+
+    Prefer = Annotated[
+        str | None, Header(description="RFC 7240: `wait=N` seconds (default 5, at most 30)")
+    ]
+    UserPath = Annotated[UserId, Path()]
+
+    @router.post("/users/{user_id}/points/charges", status_code=200)
+    async def charge(
+        user_id: UserPath,
+        body: ChargeRequest,
+        caller: Caller = authenticated,
+        idem: str = key,
+        prefer: Prefer = None,
+    ) -> Response:
+        """ChargePoints: needs the scope `shopflow:points:charge` (a customer's own token
+        may not charge)."""
+        if not may_charge_points(caller):
+            raise Forbidden("this token may not charge points", scope=SCOPE_POINTS_CHARGE)
+        return await send(
+            lambda cid: ChargePoints(command_id=cid, user_id=user_id, amount=body.amount),
+            caller,
+            idem,
+            prefer,
+        )
+
+    @router.post("/users/{user_id}/cart/items", status_code=200)
+    async def add_item(
+        user_id: UserPath,
+        body: CartItemRequest,
+        caller: Caller = authenticated,
+        idem: str = key,
+        prefer: Prefer = None,
+    ) -> Response:
+        """AddCartItem."""
+        acting_for(user_id, caller)
+        return await send(
+            lambda cid: AddCartItem(
+                command_id=cid, user_id=user_id, product_id=body.product_id, quantity=body.quantity
+            ),
+            caller,
+            idem,
+            prefer,
+        )
+
+    @router.delete("/users/{user_id}/cart/items/{product_id}", status_code=200)
+    async def remove_item(
+        user_id: UserPath,
+        product_id: Annotated[ProductId, Path()],
+        quantity: Annotated[Quantity, Query()],
+        caller: Caller = authenticated,
+        idem: str = key,
+        prefer: Prefer = None,
+    ) -> Response:
+        """RemoveCartItem."""
+        acting_for(user_id, caller)
+        return await send(
+            lambda cid: RemoveCartItem(
+                command_id=cid, user_id=user_id, product_id=product_id, quantity=quantity
+            ),
+            caller,
+            idem,
+            prefer,
+        )
+
+    @router.post("/users/{user_id}/orders", status_code=201)
+    async def place_order(
+        user_id: UserPath,
+        body: PlaceOrderRequest,
+        caller: Caller = authenticated,
+        idem: str = key,
+        prefer: Prefer = None,
+    ) -> Response:
+        """PlaceOrder: of `items`, or with `from_cart: true` of the cart."""
+        acting_for(user_id, caller)
+        return await send(
+            lambda cid: PlaceOrder(
+                command_id=cid, user_id=user_id, items=body.items, from_cart=body.from_cart
+            ),
+            caller,
+            idem,
+            prefer,
+        )
+
+    @router.post("/users/{user_id}/orders/{order_id}/cancel", status_code=200)
+    async def cancel_order(
+        user_id: UserPath,
+        order_id: Annotated[OrderId, Path()],
+        caller: Caller = authenticated,
+        idem: str = key,
+        prefer: Prefer = None,
+    ) -> Response:
+        """CancelOrder."""
+        acting_for(user_id, caller)
+        return await send(
+            lambda cid: CancelOrder(command_id=cid, user_id=user_id, order_id=order_id),
+            caller,
+            idem,
+            prefer,
+        )
+
+    return router
+
+
+def answer_bad_writes(app: FastAPI) -> None:
+    @app.exception_handler(BadWrite)
+    async def bad_write(_: Request, exc: BadWrite) -> JSONResponse:
+        return JSONResponse({"error": exc.reason, "detail": exc.detail}, status_code=exc.status)
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    return f"{where}: {first.get('msg', '')}" if where else str(first.get("msg", ""))

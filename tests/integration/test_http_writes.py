@@ -1,0 +1,220 @@
+"""Commands over HTTP against the real servers (CONTRACT.md, Writing over HTTP): each
+write becomes the command on its topic and is answered with its result from the ledger;
+the same key and body answer the same (one `event_id`), another body is 422, no key is
+400; a customer acts only for their own user and cannot charge; one ledger whichever way
+a command came in."""
+
+import asyncio
+import contextlib
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shopflow.app import create_app
+from shopflow.contracts.commands import ChargePoints
+from shopflow.contracts.http_writes import http_command_id
+from shopflow.producers.client import ShopflowClient
+from shopflow.queries.auth import SCOPE_POINTS_CHARGE, SCOPE_READ, SCOPE_WRITE
+from shopflow.runtime import Runtime
+from shopflow.testing.tokens import TokenSigner
+from tests.support.database import balance_of, stock_of
+from tests.support.ids import new_command_id
+from tests.support.service import funded_user, new_product, registered_user
+
+PAYMENTS = [SCOPE_POINTS_CHARGE, SCOPE_READ]
+
+
+def _headers(
+    token: TokenSigner, key: str | None, *, user: int | None = None, scopes: list[str] | None = None
+) -> dict[str, str]:
+    headers = token.headers(user=user, scopes=scopes or [])
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return headers
+
+
+async def test_a_charge_over_http_answers_its_event_and_the_same_key_replays_it(
+    shopflow_http: httpx.AsyncClient,
+    shopflow_token: TokenSigner,
+    client: ShopflowClient,
+    engine: AsyncEngine,
+) -> None:
+    user_id = await registered_user(client)
+    key = new_command_id("charge-key")
+    path = f"/users/{user_id}/points/charges"
+    headers = _headers(shopflow_token, key, scopes=PAYMENTS)
+
+    first = await shopflow_http.post(path, json={"amount": 250}, headers=headers)
+    again = await shopflow_http.post(path, json={"amount": 250}, headers=headers)
+    other = await shopflow_http.post(path, json={"amount": 999}, headers=headers)
+    keyless = await shopflow_http.post(
+        path, json={"amount": 1}, headers=_headers(shopflow_token, None, scopes=PAYMENTS)
+    )
+
+    assert first.status_code == 200
+    assert (first.json()["type"], first.json()["balance"]) == ("PointsCharged", 250)
+    assert again.status_code == 200
+    assert again.json()["event_id"] == first.json()["event_id"]
+    assert (other.status_code, other.json()["error"]) == (422, "idempotency_conflict")
+    assert (keyless.status_code, keyless.json()["error"]) == (400, "idempotency_key_missing")
+    assert await balance_of(engine, user_id) == 250
+
+
+async def test_a_customer_orders_and_cancels_over_http_and_may_not_charge(
+    shopflow_http: httpx.AsyncClient,
+    shopflow_token: TokenSigner,
+    client: ShopflowClient,
+    engine: AsyncEngine,
+) -> None:
+    user_id = await funded_user(client, 1_000)
+    product_id = await new_product(client, price=100, stock=5)
+
+    def mine(key: str) -> dict[str, str]:
+        return _headers(shopflow_token, key, user=user_id)
+
+    added = await shopflow_http.post(
+        f"/users/{user_id}/cart/items",
+        json={"product_id": product_id, "quantity": 3},
+        headers=mine("add-1"),
+    )
+    removed = await shopflow_http.delete(
+        f"/users/{user_id}/cart/items/{product_id}?quantity=1", headers=mine("remove-1")
+    )
+    too_many = await shopflow_http.delete(
+        f"/users/{user_id}/cart/items/{product_id}?quantity=9", headers=mine("remove-2")
+    )
+    placed = await shopflow_http.post(
+        f"/users/{user_id}/orders", json={"from_cart": True}, headers=mine("order-1")
+    )
+    order_id = placed.json()["order_id"]
+    cancelled = await shopflow_http.post(
+        f"/users/{user_id}/orders/{order_id}/cancel", headers=mine("cancel-1")
+    )
+    twice = await shopflow_http.post(
+        f"/users/{user_id}/orders/{order_id}/cancel", headers=mine("cancel-2")
+    )
+    unknown = await shopflow_http.post(
+        f"/users/{user_id}/orders/{order_id + 10**12}/cancel", headers=mine("cancel-3")
+    )
+    charge = await shopflow_http.post(
+        f"/users/{user_id}/points/charges", json={"amount": 5}, headers=mine("charge-1")
+    )
+    others = await shopflow_http.post(
+        f"/users/{user_id + 1}/cart/items",
+        json={"product_id": product_id, "quantity": 1},
+        headers=mine("add-2"),
+    )
+
+    assert (added.status_code, added.json()["cart_quantity"]) == (200, 3)
+    assert (removed.status_code, removed.json()["cart_quantity"]) == (200, 2)
+    assert too_many.status_code == 409
+    assert too_many.json()["error"] == "insufficient_cart_quantity"
+    assert too_many.json()["result"]["type"] == "CartItemRejected"
+    assert (placed.status_code, placed.json()["total"]) == (201, 200)
+    assert (cancelled.status_code, cancelled.json()["refunded"]) == (200, 200)
+    assert (twice.status_code, twice.json()["error"]) == (409, "order_cancelled")
+    assert (unknown.status_code, unknown.json()["error"]) == (404, "unknown_order")
+    assert (charge.status_code, charge.json()["error"]) == (403, "forbidden")
+    assert (others.status_code, others.json()["error"]) == (403, "forbidden")
+    assert await balance_of(engine, user_id) == 1_000
+    assert await stock_of(engine, product_id) == 5
+
+
+async def test_one_ledger_a_command_sent_over_kafka_then_over_http_has_one_outcome(
+    shopflow_http: httpx.AsyncClient,
+    shopflow_token: TokenSigner,
+    client: ShopflowClient,
+    engine: AsyncEngine,
+) -> None:
+    user_id = await registered_user(client)
+    key = new_command_id("both-ways")
+    subject = "payments-service"
+    over_kafka = await client.send_and_wait(
+        ChargePoints(command_id=http_command_id(subject, key), user_id=user_id, amount=40)
+    )
+    # The service's token names itself: its `sub` is whose keys these are.
+    headers = shopflow_token.headers(scopes=[SCOPE_POINTS_CHARGE], subject=subject)
+    headers["Idempotency-Key"] = key
+
+    over_http = await shopflow_http.post(
+        f"/users/{user_id}/points/charges", json={"amount": 40}, headers=headers
+    )
+
+    assert over_http.status_code == 200
+    assert over_http.json()["event_id"] == str(over_kafka.event_id)
+    assert await balance_of(engine, user_id) == 40
+
+
+async def test_two_requests_racing_with_one_key_get_one_outcome_applied_once(
+    shopflow_http: httpx.AsyncClient,
+    shopflow_token: TokenSigner,
+    client: ShopflowClient,
+    engine: AsyncEngine,
+) -> None:
+    user_id = await registered_user(client)
+    headers = _headers(
+        shopflow_token, new_command_id("race"), scopes=[SCOPE_WRITE, SCOPE_POINTS_CHARGE]
+    )
+    path = f"/users/{user_id}/points/charges"
+
+    answers = await asyncio.gather(
+        *(shopflow_http.post(path, json={"amount": 7}, headers=headers) for _ in range(2))
+    )
+
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].json()["event_id"] == answers[1].json()["event_id"]
+    assert await balance_of(engine, user_id) == 7
+
+
+async def test_without_a_result_in_the_wait_it_is_202_with_where_to_look(
+    shopflow_http: httpx.AsyncClient, shopflow_token: TokenSigner, client: ShopflowClient
+) -> None:
+    user_id = await registered_user(client)
+    headers = _headers(shopflow_token, new_command_id("later"), scopes=PAYMENTS) | {
+        "Prefer": "wait=0"
+    }
+
+    accepted = await shopflow_http.post(
+        f"/users/{user_id}/points/charges", json={"amount": 3}, headers=headers
+    )
+    location = accepted.headers["Location"]
+    result = await shopflow_http.get(f"{location}?wait_ms=15000")
+
+    assert accepted.status_code == 202
+    assert location == f"/commands/{accepted.json()['command_id']}"
+    assert (result.status_code, result.json()["result"]["balance"]) == (200, 3)
+
+
+async def test_the_rate_limit_is_one_across_two_serve_processes(
+    shopflow_service: Runtime, shopflow_token: TokenSigner, client: ShopflowClient
+) -> None:
+    user_id = await registered_user(client)
+    settings = shopflow_token.settings_for(shopflow_service.settings).model_copy(
+        update={"http_write_rate_limit": "3/minute"}
+    )
+    caller = f"limited-{new_command_id()}"  # a caller of its own: its windows are fresh
+    token = shopflow_token.headers(scopes=[SCOPE_POINTS_CHARGE], subject=caller)
+    apps = [create_app(settings, consume=False, prepare_first=False) for _ in range(2)]
+    async with contextlib.AsyncExitStack() as stack:
+        https = []
+        for app in apps:
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            transport = httpx.ASGITransport(app=app)
+            https.append(
+                await stack.enter_async_context(
+                    httpx.AsyncClient(transport=transport, base_url="http://shopflow")
+                )
+            )
+        answers = []
+        for i in range(4):  # two processes in turn, one caller
+            answers.append(
+                await https[i % 2].post(
+                    f"/users/{user_id}/points/charges",
+                    json={"amount": 1},
+                    headers=token | {"Idempotency-Key": f"limit-{i}"},
+                )
+            )
+
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[3].json()["error"] == "rate_limited"
+    assert 1 <= int(answers[3].headers["Retry-After"]) <= 60
