@@ -5,7 +5,7 @@ import base64
 import hashlib
 from typing import Final, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from shopflow.contracts.commands import OrderLine
 from shopflow.contracts.common import ProductId, Quantity, WireModel
@@ -44,6 +44,8 @@ class ChargeRequest(WireModel):
 class CartItemRequest(WireModel):
     """POST /users/{user_id}/cart/items: AddCartItem."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"product_id": 7, "quantity": 2}]})
+
     product_id: ProductId
     quantity: Quantity
 
@@ -51,6 +53,12 @@ class CartItemRequest(WireModel):
 class PlaceOrderRequest(WireModel):
     """POST /users/{user_id}/orders: PlaceOrder, of `items` or with `from_cart: true`
     (the command's own rules decide: one of the two, distinct products)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"items": [{"product_id": 7, "quantity": 2}]}, {"from_cart": True}]
+        }
+    )
 
     items: list[OrderLine] | None = Field(default=None, min_length=1, max_length=MAX_ORDER_ITEMS)
     from_cart: Literal[True] | None = None
