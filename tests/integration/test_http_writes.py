@@ -6,8 +6,11 @@ a command came in."""
 
 import asyncio
 import contextlib
+import sys
 
 import httpx
+import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shopflow.app import create_app
@@ -17,9 +20,12 @@ from shopflow.producers.client import ShopflowClient
 from shopflow.queries.auth import SCOPE_POINTS_CHARGE, SCOPE_READ, SCOPE_WRITE
 from shopflow.runtime import Runtime
 from shopflow.testing.tokens import TokenSigner
-from tests.support.database import balance_of, stock_of
+from tests.support.database import a_query_waits_on_a_lock, balance_of, stock_of
 from tests.support.ids import new_command_id
+from tests.support.ports import free_port
+from tests.support.scratch import service_env
 from tests.support.service import funded_user, new_product, registered_user
+from tests.support.waiting import until
 
 PAYMENTS = [SCOPE_POINTS_CHARGE, SCOPE_READ]
 
@@ -218,3 +224,61 @@ async def test_the_rate_limit_is_one_across_two_serve_processes(
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert answers[3].json()["error"] == "rate_limited"
     assert 1 <= int(answers[3].headers["Retry-After"]) <= 60
+
+
+async def test_a_serve_process_killed_while_a_request_waits_loses_nothing(
+    shopflow_service: Runtime,
+    shopflow_http: httpx.AsyncClient,
+    shopflow_token: TokenSigner,
+    client: ShopflowClient,
+    engine: AsyncEngine,
+) -> None:
+    user_id = await registered_user(client)
+    settings = shopflow_token.settings_for(shopflow_service.settings)
+    port = free_port()
+    serve = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "shopflow", "serve", "--no-consume", "--log-level", "warning"),
+        env=service_env(
+            settings,
+            SHOPFLOW_HTTP_PORT=str(port),
+            SHOPFLOW_AUTH_PUBLIC_KEY_FILE=str(settings.auth_public_key_file),
+        ),
+    )
+    key = new_command_id("killed")
+    headers = _headers(shopflow_token, key, scopes=PAYMENTS) | {"Prefer": "wait=30"}
+    path = f"/users/{user_id}/points/charges"
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as remote:
+            await until(lambda: _live(remote), 60, "the serve process answers")
+            # The user's balance row held: the charge's batch waits, and so does the request.
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text("SELECT 1 FROM point_balances WHERE user_id = :u FOR UPDATE"),
+                    {"u": user_id},
+                )
+                waiting = asyncio.create_task(
+                    remote.post(path, json={"amount": 9}, headers=headers)
+                )
+                await a_query_waits_on_a_lock(engine, 30)
+                serve.kill()
+                await serve.wait()
+                with pytest.raises(httpx.TransportError):
+                    await waiting
+    finally:
+        if serve.returncode is None:
+            serve.kill()
+            await serve.wait()
+
+    # The client's retry, same key, to another serve process: the one result.
+    retried = await shopflow_http.post(path, json={"amount": 9}, headers=headers)
+
+    assert retried.status_code == 200
+    assert retried.json()["balance"] == 9
+    assert await balance_of(engine, user_id) == 9
+
+
+async def _live(http: httpx.AsyncClient) -> bool:
+    try:
+        return (await http.get("/health/live")).status_code == 200
+    except httpx.TransportError:
+        return False
