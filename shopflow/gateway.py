@@ -19,6 +19,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from aiokafka.errors import KafkaError
@@ -200,63 +201,61 @@ def command_routes(
 
     key = Depends(key_of)
 
-    def acting_for(user_id: int, caller: Caller) -> None:
-        if not may_act_for_user(caller, user_id):
-            raise Forbidden(f"this token may not act for user {user_id}", scope=SCOPE_WRITE)
-
-    async def send(
-        build: Callable[[str], Command], caller: Caller, idem: str, prefer: str | None
-    ) -> Response:
-        try:
-            command = build(http_command_id(caller.subject, idem))
-        except ValidationError as error:
-            raise BadWrite(422, "invalid_request", _first_error(error)) from None
-        refused = await gateway.refusal(caller.subject)
-        if refused is not None:
-            return refused
-        return await gateway.submit(command, prefer_wait_s(prefer))
-
     Prefer = Annotated[
         str | None, Header(description="RFC 7240: `wait=N` seconds (default 5, at most 30)")
     ]
+
+    @dataclass(frozen=True)
+    class Write:
+        """What every write route gets: its caller, its key and how long it waits."""
+
+        caller: Caller
+        key: str
+        wait_s: int
+
+        def acting_for(self, user_id: int) -> None:
+            if not may_act_for_user(self.caller, user_id):
+                raise Forbidden(f"this token may not act for user {user_id}", scope=SCOPE_WRITE)
+
+        async def send(self, build: Callable[[str], Command]) -> Response:
+            try:
+                command = build(http_command_id(self.caller.subject, self.key))
+            except ValidationError as error:
+                raise BadWrite(422, "invalid_request", _first_error(error)) from None
+            refused = await gateway.refusal(self.caller.subject)
+            if refused is not None:
+                return refused
+            return await gateway.submit(command, self.wait_s)
+
+    # The token first (401 whatever else is wrong), then the key (400).
+    async def write_of(
+        caller: Caller = authenticated, idem: str = key, prefer: Prefer = None
+    ) -> Write:
+        return Write(caller, idem, prefer_wait_s(prefer))
+
+    writing = Depends(write_of)
     UserPath = Annotated[UserId, Path()]
 
     @router.post("/users/{user_id}/points/charges", status_code=200)
-    async def charge(
-        user_id: UserPath,
-        body: ChargeRequest,
-        caller: Caller = authenticated,
-        idem: str = key,
-        prefer: Prefer = None,
-    ) -> Response:
+    async def charge(user_id: UserPath, body: ChargeRequest, write: Write = writing) -> Response:
         """ChargePoints: needs the scope `shopflow:points:charge` (a customer's own token
         may not charge)."""
-        if not may_charge_points(caller):
+        if not may_charge_points(write.caller):
             raise Forbidden("this token may not charge points", scope=SCOPE_POINTS_CHARGE)
-        return await send(
-            lambda cid: ChargePoints(command_id=cid, user_id=user_id, amount=body.amount),
-            caller,
-            idem,
-            prefer,
+        return await write.send(
+            lambda cid: ChargePoints(command_id=cid, user_id=user_id, amount=body.amount)
         )
 
     @router.post("/users/{user_id}/cart/items", status_code=200)
     async def add_item(
-        user_id: UserPath,
-        body: CartItemRequest,
-        caller: Caller = authenticated,
-        idem: str = key,
-        prefer: Prefer = None,
+        user_id: UserPath, body: CartItemRequest, write: Write = writing
     ) -> Response:
         """AddCartItem."""
-        acting_for(user_id, caller)
-        return await send(
+        write.acting_for(user_id)
+        return await write.send(
             lambda cid: AddCartItem(
                 command_id=cid, user_id=user_id, product_id=body.product_id, quantity=body.quantity
-            ),
-            caller,
-            idem,
-            prefer,
+            )
         )
 
     @router.delete("/users/{user_id}/cart/items/{product_id}", status_code=200)
@@ -264,55 +263,36 @@ def command_routes(
         user_id: UserPath,
         product_id: Annotated[ProductId, Path()],
         quantity: Annotated[Quantity, Query()],
-        caller: Caller = authenticated,
-        idem: str = key,
-        prefer: Prefer = None,
+        write: Write = writing,
     ) -> Response:
         """RemoveCartItem."""
-        acting_for(user_id, caller)
-        return await send(
+        write.acting_for(user_id)
+        return await write.send(
             lambda cid: RemoveCartItem(
                 command_id=cid, user_id=user_id, product_id=product_id, quantity=quantity
-            ),
-            caller,
-            idem,
-            prefer,
+            )
         )
 
     @router.post("/users/{user_id}/orders", status_code=201)
     async def place_order(
-        user_id: UserPath,
-        body: PlaceOrderRequest,
-        caller: Caller = authenticated,
-        idem: str = key,
-        prefer: Prefer = None,
+        user_id: UserPath, body: PlaceOrderRequest, write: Write = writing
     ) -> Response:
         """PlaceOrder: of `items`, or with `from_cart: true` of the cart."""
-        acting_for(user_id, caller)
-        return await send(
+        write.acting_for(user_id)
+        return await write.send(
             lambda cid: PlaceOrder(
                 command_id=cid, user_id=user_id, items=body.items, from_cart=body.from_cart
-            ),
-            caller,
-            idem,
-            prefer,
+            )
         )
 
     @router.post("/users/{user_id}/orders/{order_id}/cancel", status_code=200)
     async def cancel_order(
-        user_id: UserPath,
-        order_id: Annotated[OrderId, Path()],
-        caller: Caller = authenticated,
-        idem: str = key,
-        prefer: Prefer = None,
+        user_id: UserPath, order_id: Annotated[OrderId, Path()], write: Write = writing
     ) -> Response:
         """CancelOrder."""
-        acting_for(user_id, caller)
-        return await send(
-            lambda cid: CancelOrder(command_id=cid, user_id=user_id, order_id=order_id),
-            caller,
-            idem,
-            prefer,
+        write.acting_for(user_id)
+        return await write.send(
+            lambda cid: CancelOrder(command_id=cid, user_id=user_id, order_id=order_id)
         )
 
     return router
