@@ -15,6 +15,7 @@ is unknown (Kafka away) is 503 with `Retry-After`: the retry, same key, is idemp
 It lives beside the composition root, not in `queries`, because it publishes.
 """
 
+import asyncio
 import json
 import logging
 import re
@@ -65,6 +66,7 @@ log = logging.getLogger(__name__)
 WAIT_DEFAULT_S = 5
 WAIT_MAX_S = 30
 RETRY_AFTER_S = 1
+SEND_TIMEOUT_S = 10
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d{1,6})(?:$|[,;\s])", re.IGNORECASE)
 _KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
@@ -120,9 +122,12 @@ class CommandGateway:
             if self._sender is None:
                 return _unavailable("this process sends no commands yet; send it again")
             try:
-                await self._sender.send(command)
-            except KafkaError as error:
-                log.warning("a command over HTTP could not be sent: %s", error)
+                # Bounded: a broker that does not answer must not hold the request for
+                # the producer's own timeouts. Sent or not, the retry is idempotent.
+                async with asyncio.timeout(SEND_TIMEOUT_S):
+                    await self._sender.send(command)
+            except (KafkaError, TimeoutError) as error:
+                log.warning("a command over HTTP could not be sent: %r", error)
                 return _unavailable("Kafka cannot be reached; send it again with the same key")
             stored = await self._results.wait(command.command_id, wait_s)
         if stored is None:

@@ -146,6 +146,17 @@ def test_a_spent_id_with_another_payload_is_an_idempotency_conflict_unsent() -> 
     assert sender.sent == []
 
 
+def test_a_send_that_does_not_finish_in_time_is_503(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Hanging(_Sender):
+        async def send(self, command: Command) -> None:
+            await asyncio.sleep(60)
+
+    monkeypatch.setattr("shopflow.gateway.SEND_TIMEOUT_S", 0.05)
+    status, body, _ = _submit(Hanging(), _Ledger())
+
+    assert (status, body["error"]) == (503, "temporarily_unavailable")
+
+
 def test_kafka_away_is_503_with_retry_after_and_a_pending_result_is_202() -> None:
     status, body, headers = _submit(_Sender(KafkaConnectionError()), _Ledger())
     assert (status, body["error"], headers["retry-after"]) == (503, "temporarily_unavailable", "1")
