@@ -27,6 +27,14 @@ def token(
         typer.Option(help=f"Space-separated scopes, of: {', '.join(sorted(SCOPES))}."),
     ] = "",
     ttl: Annotated[int, typer.Option(min=1, help="Seconds it stays valid.")] = 3600,
+    subject: Annotated[
+        str | None,
+        typer.Option(
+            help="A service's name as its `sub` (with --scope, not --user): whose "
+            "Idempotency-Keys and rate limit its writes over HTTP are. Default: "
+            "shopflow-token."
+        ),
+    ] = None,
 ) -> None:
     """Print a token (only the token) for --user, --scope or both, signed with the key of
     the local servers (SHOPFLOW_INFRA_DIR/token-signing-key.pem) for SHOPFLOW_AUTH_ISSUER
@@ -34,6 +42,8 @@ def token(
     scopes = scope.split()
     if user is None and not scopes:
         raise typer.BadParameter("give --user, --scope or both", param_hint="--user/--scope")
+    if subject is not None and user is not None:
+        raise typer.BadParameter("a user's token has the user as its sub", param_hint="--subject")
     unknown = sorted(set(scopes) - SCOPES)
     if unknown:
         raise typer.BadParameter(
@@ -54,5 +64,6 @@ def token(
             user_id=user,
             scopes=scopes,
             ttl_s=ttl,
+            subject=subject,
         )
     )

@@ -72,6 +72,16 @@ def test_a_scope_token_has_no_user_and_the_ttl_asked_for(infra: Path, key: Signi
     assert claims["exp"] - claims["iat"] == 60
 
 
+def test_a_services_token_may_name_it_as_its_subject(infra: Path, key: SigningKey) -> None:
+    code, out, _ = shopflow_token(infra, "--scope", SCOPE_READ, "--subject", "storefront")
+    refused, _, error = shopflow_token(infra, "--user", "5", "--subject", "storefront")
+
+    assert code == 0
+    assert verified(key, out.strip()).subject == "storefront"
+    assert refused == 2
+    assert "sub" in error
+
+
 def test_user_and_scope_combine_with_the_configured_issuer(infra: Path, key: SigningKey) -> None:
     code, out, _ = shopflow_token(
         infra, "--user", "5", "--scope", SCOPE_READ, SHOPFLOW_AUTH_ISSUER="https://id.test"
