@@ -63,6 +63,12 @@ async def migrate(migration_url: str, service_url: str, reader_url: str | None =
         if reader_url is not None:
             grants.setdefault(make_url(reader_url).username, _READER_GRANTS)
         async with engine.begin() as connection:
+            # Serialized too: two processes granting at once update the same catalog
+            # rows, and PostgreSQL refuses the second ("tuple concurrently updated").
+            # Found by two workers starting together in `make test`'s benchmark smoke run.
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
+            )
             for user, statements in grants.items():
                 if not user or user == owner:
                     continue

@@ -2,11 +2,14 @@
 nothing of the schema; the migrations run as the schema's owner (issue: a database role
 for the service with only the rights it needs)."""
 
+import asyncio
+
 import pytest
 from sqlalchemy import delete, func, insert, make_url, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from shopflow.persistence.migrate import migrate
 from shopflow.persistence.tables import users
 from shopflow.settings import Settings
 from tests.support.ids import new_entity_id
@@ -114,3 +117,19 @@ async def test_postgresql_refuses_the_service_role_without_its_password(
 
     # 28P01 invalid_password: checked (scram-sha-256), even on loopback.
     assert getattr(raised.value.orig, "sqlstate", None) == "28P01"
+
+
+async def test_several_processes_migrating_and_granting_at_once_all_succeed(
+    test_settings: Settings,
+) -> None:
+    # Workers start together (two in `make bench`'s drains): each migrates and grants.
+    await asyncio.gather(
+        *(
+            migrate(
+                test_settings.migration_database_url,
+                test_settings.database_url,
+                test_settings.query_database_url,
+            )
+            for _ in range(6)
+        )
+    )
