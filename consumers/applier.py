@@ -19,8 +19,15 @@ Failures (`consumers.failures` tells transient from poison; every retry is a
   letters to record first, the error is raised and the batch redelivered);
 - any other error is raised as `BatchFailed` after the batch's attempts: the pipeline
   isolates the record that fails.
+
+The ids answered `temporarily_unavailable` are then announced (`Ledger.
+announce_unavailable`) in a short transaction of their own, so that an HTTP request
+waiting for one of them answers 503 at once. Best effort, bounded by `ANNOUNCE_TIMEOUT_S`:
+when the database is what failed, the announcement fails too, and the gateway, which
+cannot read the ledger either, answers 503 by itself (shopflow.gateway).
 """
 
+import asyncio
 import logging
 import os
 import uuid
@@ -48,6 +55,8 @@ log = logging.getLogger(__name__)
 TRANSACTION_RETRY: Final = RetryPolicy(attempts=4, first_pause_s=0.05)
 # A set of commands is tried twice before its commands are tried one at a time.
 _SET_ATTEMPTS: Final = 2
+# How long the announcement of `temporarily_unavailable` ids may hold up the batch.
+ANNOUNCE_TIMEOUT_S: Final = 1.0
 
 
 def _random_uuids(count: int) -> list[uuid.UUID]:
@@ -138,10 +147,27 @@ class BatchApplier:
                 "batch of %d commands outlasted its retries: temporarily_unavailable",
                 len(batch),
             )
-            return Applied([unavailable(cmd, self._clock) for cmd in batch], [])
+            outcomes = [unavailable(cmd, self._clock) for cmd in batch]
+            await self._announce_unavailable(outcomes)
+            return Applied(outcomes, [])
         if self._after_commit is not None:
             await self._after_commit()
+        await self._announce_unavailable(outcomes)
         return Applied(outcomes, recorded)
+
+    async def _announce_unavailable(self, outcomes: Sequence[Outcome]) -> None:
+        ids = list(
+            dict.fromkeys(o.command_id for o in outcomes if o.kind is OutcomeKind.UNAVAILABLE)
+        )
+        if not ids:
+            return
+        try:
+            # A transaction that changes no row: cancelling it, even at its COMMIT,
+            # cannot leave anything half-done.
+            async with asyncio.timeout(ANNOUNCE_TIMEOUT_S), self._database.begin() as uow:
+                await uow.ledger.announce_unavailable(ids)
+        except Exception as exc:  # best effort: the gateway falls back on its own
+            log.warning("could not announce %d temporarily_unavailable ids: %r", len(ids), exc)
 
     async def replace_dead_letter(self, entry: DeadLetterEntry) -> StoredDeadLetter:
         """Record the letter of a record isolated as poison, in a transaction of its own."""

@@ -82,6 +82,10 @@ class Ledger(Protocol):
         another transaction."""
         ...
 
+    async def announce_unavailable(self, command_ids: Sequence[str]) -> None:
+        """Say, on commit, that these ids were answered `temporarily_unavailable`."""
+        ...
+
 
 class DeadLetterRecords(Protocol):
     async def record(self, entries: Sequence[DeadLetterEntry]) -> list[StoredDeadLetter]: ...

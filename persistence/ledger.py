@@ -10,6 +10,11 @@ without that.
 
 Both statements take the whole batch as arrays (`unnest`), one round trip and one
 statement each however large the batch is.
+
+Each id spent is announced on commit (`NOTIFY shopflow_results`, migration 0006's
+trigger); an id answered `temporarily_unavailable` spends nothing, so the applier
+announces it itself (`announce_unavailable`, `NOTIFY shopflow_unavailable`), and an HTTP
+request waiting for it answers 503 rather than wait out its time (shopflow.gateway).
 """
 
 from collections.abc import Iterable, Sequence
@@ -51,6 +56,17 @@ _RECORD = text(
     ON CONFLICT (command_id) DO NOTHING
     RETURNING command_id
     """
+)
+
+# The channels a `shopflow serve` process listens on (persistence.ledger_listener).
+SPENT_CHANNEL = "shopflow_results"  # migration 0006's trigger
+UNAVAILABLE_CHANNEL = "shopflow_unavailable"
+# Ids per notification, as the trigger sends them: 100 of at most 64 characters is well
+# under PostgreSQL's 8,000-byte payload.
+IDS_PER_NOTIFICATION = 100
+
+_ANNOUNCE_UNAVAILABLE = text(
+    f"SELECT pg_notify('{UNAVAILABLE_CHANNEL}', ids) FROM unnest(CAST(:chunks AS text[])) AS ids"
 )
 
 _LOAD = text(
@@ -103,6 +119,15 @@ class Ledger:
             },
         )
         return set(result.scalars().all())
+
+    async def announce_unavailable(self, command_ids: Sequence[str]) -> None:
+        """Say, on commit, that these ids were answered `temporarily_unavailable`."""
+        chunks = [
+            " ".join(command_ids[i : i + IDS_PER_NOTIFICATION])
+            for i in range(0, len(command_ids), IDS_PER_NOTIFICATION)
+        ]
+        if chunks:
+            await self._connection.execute(_ANNOUNCE_UNAVAILABLE, {"chunks": chunks})
 
     async def purge_older_than_days(self, days: int) -> int:
         """Forget command_ids older than the retention period; returns how many."""

@@ -1,6 +1,7 @@
 """The ledger's announcements, heard: one PostgreSQL connection that LISTENs on the
-channel the ledger's trigger notifies (migration 0006) and hands each spent command id to
-a callback, so that a process holding thousands of waiting requests holds one database
+channels of `persistence.ledger` (the ids spent, by migration 0006's trigger; the ids
+answered `temporarily_unavailable`, by the applier) and hands each command id to a
+callback, so that a process holding thousands of waiting requests holds one database
 connection for all of them.
 
 Notifications sent while the connection is down are lost (PostgreSQL keeps none for a
@@ -17,9 +18,10 @@ from typing import Any
 import asyncpg
 from sqlalchemy import make_url
 
+from shopflow.persistence.ledger import SPENT_CHANNEL, UNAVAILABLE_CHANNEL
+
 log = logging.getLogger(__name__)
 
-CHANNEL = "shopflow_results"  # the trigger's (migration 0006)
 RECONNECT_PAUSE_S = (0.2, 5.0)  # first pause, longest pause, doubling between
 
 
@@ -33,10 +35,12 @@ class LedgerListener:
         self,
         database_url: str,
         on_spent: Callable[[Iterable[str]], None],
+        on_unavailable: Callable[[Iterable[str]], None],
         on_reconnect: Callable[[], None],
     ) -> None:
         self._dsn = asyncpg_dsn(database_url)
         self._on_spent = on_spent
+        self._on_unavailable = on_unavailable
         self._on_reconnect = on_reconnect
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
@@ -63,8 +67,11 @@ class LedgerListener:
             return False
         return True
 
-    def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        self._on_spent(payload.split())
+    def _notified(self, _connection: Any, _pid: int, channel: str, payload: str) -> None:
+        if channel == SPENT_CHANNEL:
+            self._on_spent(payload.split())
+        else:
+            self._on_unavailable(payload.split())
 
     async def _listen_forever(self) -> None:
         pause = RECONNECT_PAUSE_S[0]
@@ -79,7 +86,8 @@ class LedgerListener:
             lost = asyncio.Event()
             try:
                 connection.add_termination_listener(_setter(lost))
-                await connection.add_listener(CHANNEL, self._notified)
+                for channel in (SPENT_CHANNEL, UNAVAILABLE_CHANNEL):
+                    await connection.add_listener(channel, self._notified)
                 self._connected.set()
                 pause = RECONNECT_PAUSE_S[0]
                 self._on_reconnect()

@@ -147,7 +147,15 @@ def create_http_app(
         title="shopflow queries",
         description="Read side of shopflow. Commands go through Kafka (see CONTRACT.md).",
         lifespan=lifespan,
-        responses={404: {"model": ErrorAnswer}, 422: {"model": ErrorAnswer}},
+        responses={
+            404: {"model": ErrorAnswer},
+            422: {"model": ErrorAnswer},
+            503: {
+                "model": ErrorAnswer,
+                "description": "`temporarily_unavailable`: the database cannot be reached "
+                "(`Retry-After`)",
+            },
+        },
         # FastAPI's own OpenTelemetry: a server span per request (continuing a caller's
         # `traceparent`), on `tracer_provider` only, never on a global provider someone
         # else installed. No spans of its inner steps (dependencies, serialization): the

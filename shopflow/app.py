@@ -9,13 +9,18 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from opentelemetry.trace import TracerProvider
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from shopflow.asyncapi import asyncapi_html, asyncapi_json
+from shopflow.consumers.failures import is_transient
+from shopflow.contracts.events import RejectionReason
 from shopflow.contracts.topics import Topics
-from shopflow.gateway import CommandGateway, answer_bad_writes, command_routes
+from shopflow.gateway import RETRY_AFTER_S, CommandGateway, answer_bad_writes, command_routes
 from shopflow.kafka_access import SERVICE, gateway_connection, kafka_connection
 from shopflow.kafka_admin import StartRefused, check_session_timeout, check_topics
 from shopflow.local_credentials import TOKEN_PUBLIC_KEY_FILE
@@ -24,7 +29,7 @@ from shopflow.persistence.database import create_engine
 from shopflow.persistence.migrate import migrate
 from shopflow.producers.client import ShopflowClient
 from shopflow.queries.auth import Authenticator
-from shopflow.queries.command_results import CommandResults
+from shopflow.queries.command_results import CommandResults, ResultUnavailable
 from shopflow.queries.http import AsyncApiPages, create_http_app
 from shopflow.queries.read_model import ReadModel
 from shopflow.queries.token_keys import (
@@ -132,7 +137,9 @@ def create_app(
     query_engine = create_engine(settings.query_database_url, pool_size=settings.db_pool_size)
     # GET /commands/...: the ledger read as the read-only role, and its announcements
     # heard on one connection of that role (LISTEN needs no privilege).
-    command_results = CommandResults(query_engine, settings.query_database_url)
+    command_results = CommandResults(
+        query_engine, settings.query_database_url, transient=is_transient
+    )
     # Commands over HTTP: sent as shopflow-gateway (its client made at start, when the
     # credentials are read), answered from the ledger.
     gateway = CommandGateway(
@@ -212,4 +219,33 @@ def create_app(
         command_routes=command_routes(gateway, authenticator.caller),
     )
     answer_bad_writes(app)
+    answer_outages(app)
     return app
+
+
+# What a request may find away: the database (SQLAlchemy's errors, asyncpg's own, a
+# refused connection), or the ledger until the end of a wait.
+_OUTAGES = (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+def answer_outages(app: FastAPI) -> None:
+    """A request that finds the database away is 503 `temporarily_unavailable` with
+    `Retry-After`, not a 500: by the consumers' rule of what is transient (a lost or
+    refused connection, a server shutting down, a pool with no connection in time). Any
+    other error of those kinds is a bug, and stays a 500."""
+
+    async def outage(_: Request, exc: Exception) -> Response:
+        if not isinstance(exc, ResultUnavailable) and not is_transient(exc):
+            raise exc
+        log.warning("a request found the database away: %r", exc)
+        return JSONResponse(
+            {
+                "error": RejectionReason.TEMPORARILY_UNAVAILABLE.value,
+                "detail": "the database cannot be reached; try again",
+            },
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+    for kind in (*_OUTAGES, ResultUnavailable):
+        app.add_exception_handler(kind, outage)

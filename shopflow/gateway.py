@@ -11,6 +11,10 @@ announcement (`queries.command_results`); without a result by then, 202 with `Lo
 /commands/{id}`. Two requests with one key in flight both send it, and both are answered
 with its one result (the second is a duplicate to the consumers). A send whose outcome
 is unknown (Kafka away) is 503 with `Retry-After`: the retry, same key, is idempotent.
+So is a command the applier answered `temporarily_unavailable` (announced, not stored),
+and one whose ledger cannot be read until the wait ends (the database away). A ledger
+that cannot be read before sending is no reason to refuse: the look is only a shortcut,
+and the consumers' own ledger decides what a resent id comes to.
 
 It lives beside the composition root, not in `queries`, because it publishes.
 """
@@ -58,7 +62,12 @@ from shopflow.queries.auth import (
     may_act_for_user,
     may_charge_points,
 )
-from shopflow.queries.command_results import CommandResults, StoredResult
+from shopflow.queries.command_results import (
+    AnsweredUnavailable,
+    CommandResults,
+    LedgerUnreachable,
+    StoredResult,
+)
 from shopflow.write_limits import WriteLimits
 
 log = logging.getLogger(__name__)
@@ -117,7 +126,7 @@ class CommandGateway:
 
     async def submit(self, command: Command, wait_s: int) -> Response:
         fingerprint = ROUTES_BY_TYPE[type(command)].fingerprint(command)
-        stored = await self._results.stored(command.command_id)
+        stored = await self._stored_if_readable(command.command_id)
         if stored is None:
             if self._sender is None:
                 return _unavailable("this process sends no commands yet; send it again")
@@ -129,7 +138,14 @@ class CommandGateway:
             except (KafkaError, TimeoutError) as error:
                 log.warning("a command over HTTP could not be sent: %r", error)
                 return _unavailable("Kafka cannot be reached; send it again with the same key")
-            stored = await self._results.wait(command.command_id, wait_s)
+            try:
+                stored = await self._results.wait(
+                    command.command_id, wait_s, stop_if_unavailable=True
+                )
+            except AnsweredUnavailable:
+                return _unavailable("nothing was applied; send it again with the same key")
+            except LedgerUnreachable:
+                return _unavailable("the database cannot be reached; send it again later")
         if stored is None:
             location = f"/commands/{command.command_id}"
             return JSONResponse(
@@ -143,6 +159,13 @@ class CommandGateway:
                 status_code=422,
             )
         return _answer(stored)
+
+    async def _stored_if_readable(self, command_id: str) -> StoredResult | None:
+        try:
+            return await self._results.wait(command_id, 0)
+        except LedgerUnreachable as error:
+            log.warning("the ledger could not be read before a send: %s", error)
+            return None
 
 
 def _answer(stored: StoredResult) -> Response:

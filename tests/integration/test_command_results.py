@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shopflow.consumers.failures import is_transient
 from shopflow.contracts.commands import ChargePoints, UpsertProduct
 from shopflow.persistence.tables import processed_commands
 from shopflow.producers.client import ShopflowClient
@@ -46,7 +47,7 @@ def signer() -> SigningKey:
 
 @pytest.fixture
 async def results(service: Runtime) -> AsyncIterator[CountingResults]:
-    results = CountingResults(service.engine, service.settings.database_url)
+    results = CountingResults(service.engine, service.settings.database_url, transient=is_transient)
     await results.start()
     assert await results.wait_listening(10)
     yield results

@@ -6,11 +6,14 @@ a command came in."""
 
 import asyncio
 import contextlib
+import os
 import sys
+import time
+from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shopflow.app import create_app
@@ -20,7 +23,13 @@ from shopflow.producers.client import ShopflowClient
 from shopflow.queries.auth import SCOPE_POINTS_CHARGE, SCOPE_READ, SCOPE_WRITE
 from shopflow.runtime import Runtime
 from shopflow.testing.tokens import TokenSigner
-from tests.support.database import a_query_waits_on_a_lock, balance_of, stock_of
+from tests.support.database import (
+    a_query_waits_on_a_lock,
+    balance_of,
+    fail_next_point_inserts,
+    ledger_rows,
+    stock_of,
+)
 from tests.support.ids import new_command_id
 from tests.support.ports import free_port
 from tests.support.scratch import service_env
@@ -28,6 +37,8 @@ from tests.support.service import funded_user, new_product, registered_user
 from tests.support.waiting import until
 
 PAYMENTS = [SCOPE_POINTS_CHARGE, SCOPE_READ]
+WAIT_LONG = {"Prefer": "wait=30"}
+INFRA = Path(__file__).resolve().parents[2] / "scripts" / "infra.sh"
 
 
 def _headers(
@@ -275,6 +286,112 @@ async def test_a_serve_process_killed_while_a_request_waits_loses_nothing(
     assert retried.status_code == 200
     assert retried.json()["balance"] == 9
     assert await balance_of(engine, user_id) == 9
+
+
+async def test_a_command_answered_temporarily_unavailable_is_503_at_once_and_its_retry_applies(
+    shopflow_http: httpx.AsyncClient,
+    shopflow_token: TokenSigner,
+    client: ShopflowClient,
+    engine: AsyncEngine,
+    owner_engine: AsyncEngine,
+) -> None:
+    user_id = await registered_user(client)
+    await fail_next_point_inserts(owner_engine, user_id, failures=4)  # every attempt fails
+    headers = _headers(shopflow_token, new_command_id("unavailable"), scopes=PAYMENTS)
+    path = f"/users/{user_id}/points/charges"
+
+    started = time.monotonic()
+    first = await shopflow_http.post(path, json={"amount": 40}, headers=headers | WAIT_LONG)
+    waited_s = time.monotonic() - started
+    retried = await shopflow_http.post(path, json={"amount": 40}, headers=headers)
+
+    assert (first.status_code, first.json()["error"]) == (503, "temporarily_unavailable")
+    assert first.headers["Retry-After"] == "1"
+    assert waited_s < 20  # told by the applier, not waited out (`Prefer: wait=30`)
+    assert retried.status_code == 200
+    assert retried.json()["balance"] == 40
+    assert await balance_of(engine, user_id) == 40
+
+
+async def test_a_serve_process_without_its_database_answers_503_and_the_retry_gets_the_result(
+    shopflow_service: Runtime,
+    shopflow_http: httpx.AsyncClient,
+    shopflow_token: TokenSigner,
+    client: ShopflowClient,
+    engine: AsyncEngine,
+) -> None:
+    user_id = await registered_user(client)
+    settings = shopflow_token.settings_for(shopflow_service.settings)
+    # Its queries and its look at the ledger go to a port where no database is.
+    away = make_url(settings.query_database_url).set(port=free_port())
+    app = create_app(
+        settings.model_copy(update={"query_database_url": away.render_as_string(False)}),
+        consume=False,
+        prepare_first=False,
+    )
+    headers = _headers(shopflow_token, new_command_id("no-database"), scopes=PAYMENTS)
+    path = f"/users/{user_id}/points/charges"
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://shopflow"
+        ) as cut_off,
+    ):
+        read = await cut_off.get(f"/users/{user_id}/points", headers=headers)
+        charge = await cut_off.post(
+            path, json={"amount": 6}, headers=headers | {"Prefer": "wait=2"}
+        )
+    # Sent all the same (the look before sending is only a shortcut): the retry, to a
+    # serve process that reaches the database, gets its one result.
+    retried = await shopflow_http.post(path, json={"amount": 6}, headers=headers | WAIT_LONG)
+
+    for answer in (read, charge):
+        assert (answer.status_code, answer.json()["error"]) == (503, "temporarily_unavailable")
+        assert answer.headers["Retry-After"] == "1"
+    assert (retried.status_code, retried.json()["balance"]) == (200, 6)
+    assert await balance_of(engine, user_id) == 6
+
+
+async def test_kafka_stopped_is_503_and_the_retry_once_it_is_back_is_applied_once(
+    shopflow_http: httpx.AsyncClient,
+    shopflow_token: TokenSigner,
+    client: ShopflowClient,
+    engine: AsyncEngine,
+) -> None:
+    """The session's own broker, stopped and started again (`scripts/infra.sh`: the tests
+    run on its servers)."""
+    user_id = await registered_user(client)
+    key = new_command_id("kafka-away")
+    headers = _headers(shopflow_token, key, scopes=PAYMENTS)
+    path = f"/users/{user_id}/points/charges"
+    answers: list[httpx.Response] = []
+
+    async def applied() -> bool:
+        answers.append(await shopflow_http.post(path, json={"amount": 11}, headers=headers))
+        return answers[-1].status_code == 200
+
+    await _infra("down", "kafka")
+    try:
+        away = await shopflow_http.post(path, json={"amount": 11}, headers=headers)
+    finally:
+        await _infra("up", "kafka")
+    await until(applied, 90, "the charge is applied once Kafka is back")
+    again = await shopflow_http.post(path, json={"amount": 11}, headers=headers)
+
+    assert (away.status_code, away.json()["error"]) == (503, "temporarily_unavailable")
+    assert away.headers["Retry-After"] == "1"
+    # Meanwhile: 503 while the producer finds the broker, 202 while the workers rejoin.
+    assert {a.status_code for a in answers} <= {200, 202, 503}
+    assert again.json()["event_id"] == answers[-1].json()["event_id"]
+    assert await balance_of(engine, user_id) == 11
+    assert await ledger_rows(engine, again.json()["command_id"]) == 1
+
+
+async def _infra(*args: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        "bash", str(INFRA), *args, env=os.environ, stdout=asyncio.subprocess.DEVNULL
+    )
+    assert await process.wait() == 0, f"scripts/infra.sh {' '.join(args)} failed"
 
 
 async def _live(http: httpx.AsyncClient) -> bool:

@@ -116,3 +116,39 @@ async def a_query_waits_on_a_lock(engine: AsyncEngine, timeout: float) -> None:
             if waiting:
                 return
             await asyncio.sleep(0.1)
+
+
+_FAULT_TRIGGER = [
+    """CREATE TABLE IF NOT EXISTS test_injected_faults (
+           user_id bigint PRIMARY KEY, counter text NOT NULL, failures int NOT NULL)""",
+    """CREATE OR REPLACE FUNCTION test_inject_fault() RETURNS trigger AS $$
+       DECLARE fault record;
+       BEGIN
+         SELECT counter, failures INTO fault FROM test_injected_faults
+          WHERE user_id = NEW.user_id;
+         IF FOUND AND nextval(fault.counter) <= fault.failures THEN
+           RAISE EXCEPTION 'injected failure' USING ERRCODE = '40001';
+         END IF;
+         RETURN NEW;
+       END $$ LANGUAGE plpgsql SECURITY DEFINER""",
+    "DROP TRIGGER IF EXISTS test_inject_fault ON point_transactions",
+    """CREATE TRIGGER test_inject_fault BEFORE INSERT ON point_transactions
+       FOR EACH ROW EXECUTE FUNCTION test_inject_fault()""",
+]
+
+
+async def fail_next_point_inserts(owner_engine: AsyncEngine, user_id: int, failures: int) -> None:
+    """The next `failures` inserts into point_transactions for `user_id` fail with
+    SQLSTATE 40001 (serialization_failure, transient), by a trigger; the count lives in a
+    sequence, which the failed savepoint does not roll back. Installed as the schema's
+    owner (the service's role may not); the trigger runs as its owner too (SECURITY
+    DEFINER), so the service's inserts can read its counters."""
+    counter = f"test_fault_{user_id}"
+    async with owner_engine.begin() as connection:
+        for statement in _FAULT_TRIGGER:
+            await connection.execute(text(statement))
+        await connection.execute(text(f"CREATE SEQUENCE {counter}"))
+        await connection.execute(
+            text("INSERT INTO test_injected_faults VALUES (:u, :c, :f)"),
+            {"u": user_id, "c": counter, "f": failures},
+        )

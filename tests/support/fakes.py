@@ -67,13 +67,17 @@ class FakeState:
     refunds: list[tuple[int, int, str, str]] = field(default_factory=list)
     ledger: dict[str, LedgerEntry] = field(default_factory=dict)
     dead_letters: dict[UUID, StoredDeadLetter] = field(default_factory=dict)
+    # Ids announced `temporarily_unavailable` by committed transactions (NOTIFY's fate).
+    announced_unavailable: list[str] = field(default_factory=list)
 
     def restore(self, snapshot: "FakeState") -> None:
         self.__dict__.update(copy.deepcopy(snapshot.__dict__))
 
     def comparable(self) -> dict[str, object]:
-        """Everything but the ledger and the dead letters (whose rows carry event ids)."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("ledger", "dead_letters")}
+        """Everything but the ledger, the dead letters (whose rows carry event ids) and
+        the announcements."""
+        skipped = ("ledger", "dead_letters", "announced_unavailable")
+        return {k: v for k, v in self.__dict__.items() if k not in skipped}
 
 
 @dataclass
@@ -233,6 +237,10 @@ class FakeLedger(_Repository):
                 self.state.ledger[e.command_id] = e
                 spent.add(e.command_id)
         return spent
+
+    async def announce_unavailable(self, command_ids: Sequence[str]) -> None:
+        self.faults.check("announce_unavailable")
+        self.state.announced_unavailable.extend(command_ids)
 
 
 class FakeDeadLetters(_Repository):

@@ -144,9 +144,11 @@ async def test_a_command_failing_four_times_is_unavailable_and_its_id_not_spent(
     assert _event(outcome)["reason"] == "temporarily_unavailable"
     assert "c1" not in database.state.ledger  # the id is not spent
     assert database.state.balances == {1: 0}
+    assert database.state.announced_unavailable == ["c1"]  # for an HTTP request waiting
     [resent] = (await applier.apply([_charge("c1")])).outcomes
     assert resent.kind is OutcomeKind.ACCEPTED
     assert database.state.balances == {1: 10}
+    assert database.state.announced_unavailable == ["c1"]  # an accepted id is not
 
 
 async def test_a_transient_failure_in_a_set_reruns_its_commands_one_at_a_time() -> None:
@@ -180,6 +182,19 @@ async def test_a_transaction_failing_on_every_retry_answers_every_command_unavai
     assert [o.kind for o in outcomes] == [OutcomeKind.UNAVAILABLE] * 2
     assert database.state.ledger == {}
     assert database.state.balances == {1: 0}
+    # Announced by a transaction of its own, once the batch's last attempt failed.
+    assert database.state.announced_unavailable == ["a", "b"]
+
+
+async def test_an_announcement_that_fails_leaves_the_answers_as_they_are() -> None:
+    database = _shop()
+    database.faults.remaining["commit"] = 4
+    database.faults.poisoned.add("announce_unavailable")
+
+    outcomes = (await _applier(database).apply([_charge("a"), _charge("a")])).outcomes
+
+    assert [o.kind for o in outcomes] == [OutcomeKind.UNAVAILABLE] * 2
+    assert database.state.announced_unavailable == []
 
 
 async def test_an_id_spent_meanwhile_by_another_transaction_is_retried_and_replayed() -> None:

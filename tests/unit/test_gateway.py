@@ -22,7 +22,7 @@ from shopflow.contracts.http_writes import http_command_id, http_status
 from shopflow.contracts.limits import COMMAND_ID_PATTERN, MAX_COMMAND_ID_LENGTH
 from shopflow.contracts.topics import ROUTES_BY_TYPE
 from shopflow.gateway import CommandGateway, prefer_wait_s
-from shopflow.queries.command_results import StoredResult
+from shopflow.queries.command_results import AnsweredUnavailable, LedgerUnreachable, StoredResult
 
 NOW = "2026-12-07T00:00:00Z"
 
@@ -87,13 +87,26 @@ def test_each_result_has_its_status() -> None:
 
 
 class _Ledger:
-    def __init__(self, stored: StoredResult | None = None) -> None:
+    """`stored` now; `waited` raised by the waits after the first look, if given."""
+
+    def __init__(
+        self,
+        stored: StoredResult | None = None,
+        *,
+        first_look: Exception | None = None,
+        waited: Exception | None = None,
+    ) -> None:
         self.result = stored
+        self.first_look = first_look
+        self.waited = waited
 
-    async def stored(self, command_id: str) -> StoredResult | None:
-        return self.result
-
-    async def wait(self, command_id: str, timeout_s: float) -> StoredResult | None:
+    async def wait(
+        self, command_id: str, timeout_s: float, *, stop_if_unavailable: bool = False
+    ) -> StoredResult | None:
+        if timeout_s == 0 and self.first_look is not None:
+            raise self.first_look
+        if timeout_s > 0 and self.waited is not None:
+            raise self.waited
         return self.result
 
 
@@ -166,3 +179,23 @@ def test_kafka_away_is_503_with_retry_after_and_a_pending_result_is_202() -> Non
     assert status == 202
     assert headers["location"] == "/commands/http-x"
     assert sender.sent == [COMMAND]
+
+
+def test_a_ledger_that_cannot_be_read_before_sending_does_not_stop_the_send() -> None:
+    sender = _Sender()
+    status, _, _ = _submit(sender, _Ledger(first_look=LedgerUnreachable("refused")))
+
+    assert status == 202
+    assert sender.sent == [COMMAND]
+
+
+@pytest.mark.parametrize(
+    "waited",
+    [AnsweredUnavailable("http-x"), LedgerUnreachable("refused")],
+    ids=lambda error: type(error).__name__,
+)
+def test_an_unavailable_answer_or_an_unreadable_ledger_is_503(waited: Exception) -> None:
+    status, body, headers = _submit(_Sender(), _Ledger(waited=waited))
+
+    assert (status, body["error"], headers["retry-after"]) == (503, "temporarily_unavailable", "1")
+    assert body["result"] is None
