@@ -62,6 +62,9 @@ def sigterm(stops: int) -> Fault:
         for i in range(stops):
             await run.until_sent((i + 1) / (stops + 1))
             victim = run.rng.choice(run.workers.alive)
+            # Once it has started (its SIGTERM handler in place): a replacement picked
+            # while still importing, on a loaded machine, would die of the signal.
+            await victim.started()
             code = await victim.stop()
             if code != 0:
                 raise RuntimeError(f"{victim.name} exited {code} on SIGTERM")
