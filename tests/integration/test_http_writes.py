@@ -9,6 +9,7 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,7 @@ from shopflow.contracts.http_writes import http_command_id
 from shopflow.producers.client import ShopflowClient
 from shopflow.queries.auth import SCOPE_POINTS_CHARGE, SCOPE_READ, SCOPE_WRITE
 from shopflow.runtime import Runtime
+from shopflow.settings import Settings
 from shopflow.testing.tokens import TokenSigner
 from tests.support.database import (
     a_query_waits_on_a_lock,
@@ -39,6 +41,12 @@ from tests.support.waiting import until
 PAYMENTS = [SCOPE_POINTS_CHARGE, SCOPE_READ]
 WAIT_LONG = {"Prefer": "wait=30"}
 INFRA = Path(__file__).resolve().parents[2] / "scripts" / "infra.sh"
+
+
+@pytest.fixture
+def serve_settings(shopflow_service: Runtime, shopflow_token: TokenSigner) -> Settings:
+    """The settings of another serve process beside the session's, checking its tokens."""
+    return shopflow_token.settings_for(shopflow_service.settings)
 
 
 def _headers(
@@ -203,25 +211,14 @@ async def test_without_a_result_in_the_wait_it_is_202_with_where_to_look(
 
 
 async def test_the_rate_limit_is_one_across_two_serve_processes(
-    shopflow_service: Runtime, shopflow_token: TokenSigner, client: ShopflowClient
+    serve_settings: Settings, shopflow_token: TokenSigner, client: ShopflowClient
 ) -> None:
     user_id = await registered_user(client)
-    settings = shopflow_token.settings_for(shopflow_service.settings).model_copy(
-        update={"http_write_rate_limit": "3/minute"}
-    )
+    settings = serve_settings.model_copy(update={"http_write_rate_limit": "3/minute"})
     caller = f"limited-{new_command_id()}"  # a caller of its own: its windows are fresh
     token = shopflow_token.headers(scopes=[SCOPE_POINTS_CHARGE], subject=caller)
-    apps = [create_app(settings, consume=False, prepare_first=False) for _ in range(2)]
-    async with contextlib.AsyncExitStack() as stack:
-        https = []
-        for app in apps:
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            transport = httpx.ASGITransport(app=app)
-            https.append(
-                await stack.enter_async_context(
-                    httpx.AsyncClient(transport=transport, base_url="http://shopflow")
-                )
-            )
+    async with _http_side(settings) as first, _http_side(settings) as second:
+        https = [first, second]
         answers = []
         for i in range(4):  # two processes in turn, one caller
             answers.append(
@@ -238,14 +235,14 @@ async def test_the_rate_limit_is_one_across_two_serve_processes(
 
 
 async def test_a_serve_process_killed_while_a_request_waits_loses_nothing(
-    shopflow_service: Runtime,
+    serve_settings: Settings,
     shopflow_http: httpx.AsyncClient,
     shopflow_token: TokenSigner,
     client: ShopflowClient,
     engine: AsyncEngine,
 ) -> None:
     user_id = await registered_user(client)
-    settings = shopflow_token.settings_for(shopflow_service.settings)
+    settings = serve_settings
     port = free_port()
     serve = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "shopflow", "serve", "--no-consume", "--log-level", "warning"),
@@ -314,29 +311,21 @@ async def test_a_command_answered_temporarily_unavailable_is_503_at_once_and_its
 
 
 async def test_a_serve_process_without_its_database_answers_503_and_the_retry_gets_the_result(
-    shopflow_service: Runtime,
+    serve_settings: Settings,
     shopflow_http: httpx.AsyncClient,
     shopflow_token: TokenSigner,
     client: ShopflowClient,
     engine: AsyncEngine,
 ) -> None:
     user_id = await registered_user(client)
-    settings = shopflow_token.settings_for(shopflow_service.settings)
     # Its queries and its look at the ledger go to a port where no database is.
-    away = make_url(settings.query_database_url).set(port=free_port())
-    app = create_app(
-        settings.model_copy(update={"query_database_url": away.render_as_string(False)}),
-        consume=False,
-        prepare_first=False,
+    away = make_url(serve_settings.query_database_url).set(port=free_port())
+    cut_off_settings = serve_settings.model_copy(
+        update={"query_database_url": away.render_as_string(False)}
     )
     headers = _headers(shopflow_token, new_command_id("no-database"), scopes=PAYMENTS)
     path = f"/users/{user_id}/points/charges"
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://shopflow"
-        ) as cut_off,
-    ):
+    async with _http_side(cut_off_settings) as cut_off:
         read = await cut_off.get(f"/users/{user_id}/points", headers=headers)
         charge = await cut_off.post(
             path, json={"amount": 6}, headers=headers | {"Prefer": "wait=2"}
@@ -385,6 +374,19 @@ async def test_kafka_stopped_is_503_and_the_retry_once_it_is_back_is_applied_onc
     assert again.json()["event_id"] == answers[-1].json()["event_id"]
     assert await balance_of(engine, user_id) == 11
     assert await ledger_rows(engine, again.json()["command_id"]) == 1
+
+
+@contextlib.asynccontextmanager
+async def _http_side(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP side of its own, as `shopflow serve --no-consume` runs it, in process."""
+    app = create_app(settings, consume=False, prepare_first=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://shopflow"
+        ) as http,
+    ):
+        yield http
 
 
 async def _infra(*args: str) -> None:
