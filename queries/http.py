@@ -18,7 +18,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from opentelemetry.trace import TracerProvider
 
-from shopflow.contracts.limits import COMMAND_ID_PATTERN, MAX_COMMAND_ID_LENGTH, MAX_ENTITY_ID
+from shopflow.contracts.limits import (
+    COMMAND_ID_PATTERN,
+    MAX_COMMAND_ID_LENGTH,
+    MAX_ENTITY_ID,
+    MAX_MESSAGE_BYTES,
+)
 from shopflow.domain.clock import Clock, utc_now
 from shopflow.domain.top_products import TOP_LIMIT, WINDOW_HOURS
 from shopflow.queries.answers import (
@@ -43,6 +48,7 @@ from shopflow.queries.auth import (
     may_read_user,
     may_see_command,
 )
+from shopflow.queries.body_limit import limit_bodies
 from shopflow.queries.command_results import CommandResults
 from shopflow.queries.health import HealthCheck, health_routes
 from shopflow.queries.history import PAGE_DEFAULT, PAGE_MAX, Unknown
@@ -170,6 +176,7 @@ def create_http_app(
     )
 
     answer_auth_errors(app)
+    limit_bodies(app, MAX_MESSAGE_BYTES)
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:

@@ -195,6 +195,7 @@ WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "`idempotency_key_missing`: no `Idempotency-Key` header"},
     404: {"description": "`unknown_user`, `unknown_product` or `unknown_order`"},
     409: {"description": "another business reason (`insufficient_points`, ...)"},
+    413: {"description": "`too_large`: a body over 64 KiB, the Kafka envelope's bound"},
     429: {"description": "`rate_limited`: over this caller's limit; `Retry-After`"},
     422: {
         "description": "`idempotency_conflict` (the key was used with another body), "

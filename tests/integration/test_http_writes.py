@@ -20,11 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shopflow.app import create_app
 from shopflow.contracts.commands import ChargePoints
 from shopflow.contracts.http_writes import http_command_id
+from shopflow.contracts.limits import MAX_MESSAGE_BYTES
 from shopflow.producers.client import ShopflowClient
 from shopflow.queries.auth import SCOPE_POINTS_CHARGE, SCOPE_READ, SCOPE_WRITE
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.tokens import TokenSigner
+from shopflow.tokens import SCOPE_ONLY_SUBJECT
 from tests.support.database import (
     a_query_waits_on_a_lock,
     balance_of,
@@ -83,6 +85,25 @@ async def test_a_charge_over_http_answers_its_event_and_the_same_key_replays_it(
     assert (other.status_code, other.json()["error"]) == (422, "idempotency_conflict")
     assert (keyless.status_code, keyless.json()["error"]) == (400, "idempotency_key_missing")
     assert await balance_of(engine, user_id) == 250
+
+
+async def test_a_body_over_the_kafka_envelopes_bound_is_413_and_nothing_is_sent(
+    shopflow_http: httpx.AsyncClient, shopflow_token: TokenSigner, client: ShopflowClient
+) -> None:
+    user_id = await registered_user(client)
+    key = new_command_id("huge")
+    headers = _headers(shopflow_token, key, scopes=PAYMENTS) | {"Content-Type": "application/json"}
+    padded = b'{"amount": 5' + b" " * MAX_MESSAGE_BYTES + b"}"  # valid JSON, over the bound
+
+    answer = await shopflow_http.post(
+        f"/users/{user_id}/points/charges", content=padded, headers=headers
+    )
+    look = await shopflow_http.get(
+        f"/commands/{http_command_id(SCOPE_ONLY_SUBJECT, key)}?wait_ms=1000"
+    )
+
+    assert (answer.status_code, answer.json()["error"]) == (413, "too_large")
+    assert (look.status_code, look.json()["error"]) == (404, "unknown_command")
 
 
 async def test_a_customer_orders_and_cancels_over_http_and_may_not_charge(
