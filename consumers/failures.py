@@ -4,7 +4,9 @@ same input fails the same way every time: isolate it, dead-letter it, move on).
 One classification for the whole service: the applier's retries, the pipeline's
 isolation of a failing record and the subscriber's redelivery all ask `is_transient`.
 Transient means the infrastructure, not the input: a lost connection, a server shutting
-down, a timeout, a serialization failure or deadlock, a broker saying "retry". Anything
+down, a timeout, a serialization failure or deadlock, a broker saying "retry", a database
+failing over (no writable primary among the hosts yet, or a transaction on a node that
+became a standby: read-only). Anything
 else (a constraint or data error, an error raised at COMMIT by a trigger, a message the
 broker refuses for its size, a bug in our code) repeats on every retry, so it is not.
 """
@@ -12,6 +14,7 @@ broker refuses for its size, a bug in our code) repeats on every retry, so it is
 from typing import Final
 
 from aiokafka import errors as kafka_errors
+from asyncpg.exceptions import TargetServerAttributeNotMatched
 from sqlalchemy import exc as sa_errors
 
 
@@ -23,8 +26,9 @@ class TransientError(Exception):
 # failure, deadlock), 53 insufficient resources, 57 operator intervention (admin
 # shutdown, cannot connect now, query canceled), 58 system error.
 _TRANSIENT_SQLSTATE_CLASSES: Final = frozenset({"08", "40", "53", "57", "58"})
-# 55P03 lock not available (lock_timeout), 55006 object in use.
-_TRANSIENT_SQLSTATES: Final = frozenset({"55P03", "55006"})
+# 55P03 lock not available (lock_timeout), 55006 object in use, 25006 read-only SQL
+# transaction (the node is, or has just become, a standby).
+_TRANSIENT_SQLSTATES: Final = frozenset({"55P03", "55006", "25006"})
 # aiokafka marks most retriable errors `retriable`; these are transient too.
 _TRANSIENT_KAFKA: Final = (
     kafka_errors.KafkaTimeoutError,
@@ -39,6 +43,8 @@ def _is_transient_one(exc: BaseException) -> bool | None:
     """True or False when this exception alone decides; None to look at its cause."""
     if isinstance(exc, TransientError | TimeoutError | ConnectionError):
         return True
+    if isinstance(exc, TargetServerAttributeNotMatched):
+        return True  # no host is the primary (`target_session_attrs`): a failover
     if isinstance(exc, kafka_errors.KafkaError):
         return bool(exc.retriable) or isinstance(exc, _TRANSIENT_KAFKA)
     if isinstance(exc, sa_errors.DBAPIError):
