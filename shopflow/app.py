@@ -138,7 +138,7 @@ def create_app(
     # GET /commands/...: the ledger read as the read-only role, and its announcements
     # heard on one connection of that role (LISTEN needs no privilege).
     command_results = CommandResults(
-        query_engine, settings.query_database_url, transient=is_transient
+        settings.query_database_url, pool_size=settings.db_pool_size, transient=is_transient
     )
     # Commands over HTTP: sent as shopflow-gateway (its client made at start, when the
     # credentials are read), answered from the ledger.
@@ -225,7 +225,13 @@ def create_app(
 
 # What a request may find away: the database (SQLAlchemy's errors, asyncpg's own, a
 # refused connection), or the ledger until the end of a wait.
-_OUTAGES = (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+_OUTAGES = (
+    SQLAlchemyError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # TargetServerAttributeNotMatched: no primary yet
+    OSError,
+)
 
 
 def answer_outages(app: FastAPI) -> None:

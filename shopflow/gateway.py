@@ -67,6 +67,7 @@ from shopflow.queries.command_results import (
     CommandResults,
     LedgerUnreachable,
     StoredResult,
+    Watch,
 )
 from shopflow.write_limits import WriteLimits
 
@@ -126,26 +127,27 @@ class CommandGateway:
 
     async def submit(self, command: Command, wait_s: int) -> Response:
         fingerprint = ROUTES_BY_TYPE[type(command)].fingerprint(command)
-        stored = await self._stored_if_readable(command.command_id)
-        if stored is None:
-            if self._sender is None:
-                return _unavailable("this process sends no commands yet; send it again")
-            try:
-                # Bounded: a broker that does not answer must not hold the request for
-                # the producer's own timeouts. Sent or not, the retry is idempotent.
-                async with asyncio.timeout(SEND_TIMEOUT_S):
-                    await self._sender.send(command)
-            except (KafkaError, TimeoutError) as error:
-                log.warning("a command over HTTP could not be sent: %r", error)
-                return _unavailable("Kafka cannot be reached; send it again with the same key")
-            try:
-                stored = await self._results.wait(
-                    command.command_id, wait_s, stop_if_unavailable=True
-                )
-            except AnsweredUnavailable:
-                return _unavailable("nothing was applied; send it again with the same key")
-            except LedgerUnreachable:
-                return _unavailable("the database cannot be reached; send it again later")
+        # Watched from before the first look: that look is both the check before sending
+        # and the wait's own, and no announcement after it is missed.
+        async with self._results.watching(command.command_id) as watch:
+            stored, looked = await _look_if_readable(watch)
+            if stored is None:
+                if self._sender is None:
+                    return _unavailable("this process sends no commands yet; send it again")
+                try:
+                    # Bounded: a broker that does not answer must not hold the request for
+                    # the producer's own timeouts. Sent or not, the retry is idempotent.
+                    async with asyncio.timeout(SEND_TIMEOUT_S):
+                        await self._sender.send(command)
+                except (KafkaError, TimeoutError) as error:
+                    log.warning("a command over HTTP could not be sent: %r", error)
+                    return _unavailable("Kafka cannot be reached; send it again with the same key")
+                try:
+                    stored = await watch.until(wait_s, looked=looked, stop_if_unavailable=True)
+                except AnsweredUnavailable:
+                    return _unavailable("nothing was applied; send it again with the same key")
+                except LedgerUnreachable:
+                    return _unavailable("the database cannot be reached; send it again later")
         if stored is None:
             location = f"/commands/{command.command_id}"
             return JSONResponse(
@@ -160,12 +162,15 @@ class CommandGateway:
             )
         return _answer(stored)
 
-    async def _stored_if_readable(self, command_id: str) -> StoredResult | None:
-        try:
-            return await self._results.wait(command_id, 0)
-        except LedgerUnreachable as error:
-            log.warning("the ledger could not be read before a send: %s", error)
-            return None
+
+async def _look_if_readable(watch: Watch) -> tuple[StoredResult | None, bool]:
+    """The result if the ledger has it, and whether the look was made. A ledger that
+    cannot be read is no reason not to send: the look only saves a send."""
+    try:
+        return await watch.look(), True
+    except LedgerUnreachable as error:
+        log.warning("the ledger could not be read before a send: %s", error)
+        return None, False
 
 
 def _answer(stored: StoredResult) -> Response:
@@ -215,7 +220,7 @@ def command_routes(
     router = APIRouter(responses=WRITE_RESPONSES)
     authenticated = Depends(caller_of)
 
-    def key_of(
+    async def key_of(
         idempotency_key: Annotated[
             str | None, Header(alias=IDEMPOTENCY_KEY_HEADER, max_length=256)
         ] = None,

@@ -47,7 +47,7 @@ def signer() -> SigningKey:
 
 @pytest.fixture
 async def results(service: Runtime) -> AsyncIterator[CountingResults]:
-    results = CountingResults(service.engine, service.settings.database_url, transient=is_transient)
+    results = CountingResults(service.settings.database_url, pool_size=4, transient=is_transient)
     await results.start()
     assert await results.wait_listening(10)
     yield results

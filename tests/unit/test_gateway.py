@@ -3,7 +3,9 @@
 ledger already has its id, has it with another payload, or Kafka cannot be reached."""
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import TypeVar
 from uuid import uuid4
 
@@ -87,7 +89,8 @@ def test_each_result_has_its_status() -> None:
 
 
 class _Ledger:
-    """`stored` now; `waited` raised by the waits after the first look, if given."""
+    """`stored` now; `first_look` raised by the look before sending, `waited` by the wait
+    after it, if given."""
 
     def __init__(
         self,
@@ -100,12 +103,19 @@ class _Ledger:
         self.first_look = first_look
         self.waited = waited
 
-    async def wait(
-        self, command_id: str, timeout_s: float, *, stop_if_unavailable: bool = False
-    ) -> StoredResult | None:
-        if timeout_s == 0 and self.first_look is not None:
+    @contextlib.asynccontextmanager
+    async def watching(self, command_id: str) -> AsyncIterator["_Ledger"]:
+        yield self
+
+    async def look(self) -> StoredResult | None:
+        if self.first_look is not None:
             raise self.first_look
-        if timeout_s > 0 and self.waited is not None:
+        return self.result
+
+    async def until(
+        self, timeout_s: float, *, looked: bool = False, stop_if_unavailable: bool = False
+    ) -> StoredResult | None:
+        if self.waited is not None:
             raise self.waited
         return self.result
 
