@@ -1,7 +1,7 @@
 """Benchmark: commands over HTTP (CONTRACT.md, Writing over HTTP), through one `shopflow
 serve --no-consume` process to the workers and back through the ledger's announcement.
 
-    .venv/bin/python -m tests.bench.http_writes                     # 10 s each, 200/s and 500/s
+    .venv/bin/python -m tests.bench.http_writes                     # 10 s each, 100/s and 200/s
     .venv/bin/python -m tests.bench.http_writes --seconds 1 --rates 100 --latency-seconds 2
     .venv/bin/python -m tests.bench.http_writes --profile /tmp/serve.txt   # py-spy on serve
 
@@ -32,7 +32,10 @@ runs on every request.
    `tests.bench.open_loop_http` (a raw-socket client, requests pre-built), each timed
    from its intended send time to its answer, in HdrHistogram; the ratio HTTP / Kafka of
    p50 and p99 (the issue's goal: within 1.5x). Every HTTP answer must be 200, every
-   Kafka command answered, and the balances must move by exactly the charges sent.
+   Kafka command answered, and the balances must move by exactly the charges sent. A
+   rate beyond what serve can take queues without bound: a request not answered within
+   the client's 35 s is counted unanswered (at 35 s in the histogram, a lower bound),
+   and the balances must then move by at least the charges answered.
 
 serve's CPU a request is read from /proc in both parts, the client's beside it.
 """
@@ -75,6 +78,9 @@ CONNECTIONS = 64
 NO_LIMIT = "1000000/second"
 WAIT = "wait=30"  # Prefer: the longest wait, so that a slow answer is timed, not a 202
 WARM_RATE = 50
+# Within what one serve process takes: 2.7-4 ms of its CPU a charge over HTTP (2026-12-07)
+# is at most 250-370/s, and open-loop latency beyond it is only the backlog's growth.
+RATES = (100, 200)
 SETTLED_FOR_S = 1.0  # the database unchanged this long: nothing left in flight
 SETTLE_TIMEOUT_S = 60.0
 _DONE_LINE = re.compile(r"^shopflow-bench (\{.*\})$", re.M)
@@ -140,6 +146,7 @@ class LatencyPair:
     kafka_client_cpu_us_per_request: float
     serve_cpu_us_per_request: float  # over the HTTP part
     http_connections_opened: int
+    http_statuses: dict[int, int]  # all 200 but for those unanswered (-1) in time
 
     @property
     def p50_ratio(self) -> float:
@@ -156,7 +163,7 @@ class LatencyPair:
             f"a request {self.http_client_cpu_us_per_request:,.0f} µs (HTTP), "
             f"{self.kafka_client_cpu_us_per_request:,.0f} µs (Kafka); serve "
             f"{self.serve_cpu_us_per_request:,.0f} µs; {self.http_connections_opened} "
-            "connections opened"
+            f"connections opened; HTTP answers {self.http_statuses}"
         )
 
 
@@ -333,8 +340,9 @@ def _charge_requests(
 async def _http_open_loop(
     port: int, requests: list[bytes], rate: int
 ) -> open_loop_http.OpenLoopRun:
+    """The run; every answer must be 200 or, slow beyond the client's wait, none."""
     measured = await open_loop_http.run("127.0.0.1", port, requests, rate)
-    assert measured.statuses == {200: len(requests)}, f"answered {measured.statuses}"
+    assert measured.statuses.keys() <= {200, -1}, f"answered {measured.statuses}"
     return measured
 
 
@@ -345,7 +353,7 @@ def _cpu_s() -> float:
 
 async def run(
     seconds: int = 10,
-    rates: tuple[int, ...] = (200, 500),
+    rates: tuple[int, ...] = RATES,
     latency_seconds: float = 10.0,
     *,
     connections: int = CONNECTIONS,
@@ -392,7 +400,8 @@ async def run(
         warm_requests = _charge_requests(
             host, charge_token, shop.user_ids, f"{run_id}-warm", WARM_RATE
         )
-        await _http_open_loop(port, warm_requests, WARM_RATE)
+        warmed = await _http_open_loop(port, warm_requests, WARM_RATE)
+        assert warmed.statuses == {200: WARM_RATE}, f"warm-up over HTTP: {warmed.statuses}"
         assert _applied(CHARGES, before, await settled(engine, shop)) == warm.sent + WARM_RATE
         print(
             f"shopflow serve --no-consume (1 process) and {workers} worker(s): warm",
@@ -435,8 +444,12 @@ async def run(
             ticks = http_load.cpu_ticks(server.pid)
             over_http = await _http_open_loop(port, requests, rate)
             serve_s = (http_load.cpu_ticks(server.pid) - ticks) * tick_s
+            # Every HTTP charge answered: exactly those and Kafka's applied; some not
+            # answered (an overloaded server, beyond the client's wait): at least the rest.
             applied = _applied(CHARGES, before, await settled(engine, shop))
-            assert applied == count + over_kafka.sent, f"{applied} charges applied"
+            least = over_http.statuses.get(200, 0) + over_kafka.sent
+            most = count + over_kafka.sent
+            assert least <= applied <= most, f"{applied} charges applied, {least}-{most} sent"
             pair = LatencyPair(
                 rate,
                 latency_seconds,
@@ -446,6 +459,7 @@ async def run(
                 kafka_cpu * 1e6 / over_kafka.sent,
                 serve_s * 1e6 / count,
                 over_http.connections_opened,
+                over_http.statuses,
             )
             print(pair.line(), flush=True)
             pairs.append(pair)
@@ -485,7 +499,9 @@ async def _py_spy(path: str | None, pid: int, seconds: int) -> asyncio.subproces
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=int, default=10, help="wrk's, per kind")
-    parser.add_argument("--rates", default="200,500", help="open-loop rates, comma-separated")
+    parser.add_argument(
+        "--rates", default=",".join(map(str, RATES)), help="open-loop rates, comma-separated"
+    )
     parser.add_argument("--latency-seconds", type=float, default=10.0, help="per rate and path")
     parser.add_argument("--connections", type=int, default=CONNECTIONS, help="wrk's")
     parser.add_argument("--workers", type=int, default=1)

@@ -24,7 +24,7 @@ In one run, so that the ratios hold on a noisy machine:
 - commands over HTTP through one `shopflow serve --no-consume` to one worker
   (`tests.bench.http_writes`): ChargePoints and two-line PlaceOrder requests/s under wrk
   (64 connections, a fresh `Idempotency-Key` a request, every answer 200/201 and the
-  database agreeing), and open-loop ChargePoints latency at 200/s and 500/s over HTTP
+  database agreeing), and open-loop ChargePoints latency at 100/s and 200/s over HTTP
   (a raw-socket client) beside the same over Kafka to the same worker, with the ratio
   HTTP / Kafka of p50 and p99 (the goal: within 1.5x);
 - then `shopflow check`'s invariants over the whole database, which must hold.
