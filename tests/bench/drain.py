@@ -222,13 +222,13 @@ def commands_of(
 
 
 @dataclass(frozen=True)
-class _Shop:
+class Shop:
     user_ids: list[int]
     product_ids: list[int]
     orders: tuple[SeededOrder, ...] = ()  # placed, to be cancelled (`cancels`)
 
 
-async def _prepare(engine: AsyncEngine, kind: str, count: int, user_count: int) -> _Shop:
+async def _prepare(engine: AsyncEngine, kind: str, count: int, user_count: int) -> Shop:
     first_id = secrets.randbelow(2**60) + 1
     user_ids = [first_id + i for i in range(user_count if kind != "register" else count)]
     product_count = PRODUCT_COUNT if kind != "upsert" else 1_000
@@ -244,13 +244,13 @@ async def _prepare(engine: AsyncEngine, kind: str, count: int, user_count: int) 
         await seed(engine, user_ids, BALANCE, product_ids)
         # Command ids of the seeded orders' own: the run's first id is random.
         placed = await seed_orders(engine, f"bench-{first_id:x}", count, user_ids, product_ids)
-        return _Shop(user_ids, product_ids, tuple(placed))
+        return Shop(user_ids, product_ids, tuple(placed))
     else:
         await seed(engine, user_ids, BALANCE, product_ids)
-    return _Shop(user_ids, product_ids)
+    return Shop(user_ids, product_ids)
 
 
-async def _totals(engine: AsyncEngine, shop: _Shop) -> tuple[int, int, int]:
+async def totals(engine: AsyncEngine, shop: Shop) -> tuple[int, int, int]:
     async with engine.connect() as connection:
         balance = (
             await connection.execute(
@@ -345,7 +345,7 @@ async def run(
         settings.migration_database_url, settings.database_url, settings.query_database_url
     )
     shop = await _prepare(engine, kind, count, user_count)
-    before = await _totals(engine, shop)
+    before = await totals(engine, shop)
     await create_scratch_topics(settings)
     commands = commands_of(kind, count, run_id, shop.user_ids, shop.product_ids, shop.orders)
     routes = {ROUTES_BY_TYPE[type(c)] for c in commands}
@@ -439,7 +439,7 @@ async def run(
             await process.wait()
         await consumer.stop()
 
-    after = await _totals(engine, shop)
+    after = await totals(engine, shop)
     refunded = await _refunded(engine, shop.orders) if shop.orders else (0, 0)
     await engine.dispose()
     bare = None

@@ -191,13 +191,22 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-async def _wrk(wrk: str, script: Path, base_url: str, connections: int, seconds: int) -> str:
+async def _wrk(
+    wrk: str,
+    script: Path,
+    base_url: str,
+    connections: int,
+    seconds: int,
+    script_args: Sequence[str] = (),
+) -> str:
     argv = [
         wrk,
         *("--threads", str(THREADS), "--connections", str(connections)),
         *("--duration", f"{seconds}s", "--timeout", REQUEST_TIMEOUT, "--latency"),
         *("--script", str(script), base_url),
     ]
+    if script_args:
+        argv += ["--", *script_args]  # the script's init(args)
     process = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
@@ -207,31 +216,68 @@ async def _wrk(wrk: str, script: Path, base_url: str, connections: int, seconds:
     return out.decode()
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """One measured wrk run: its report, its whole output and the warm-up's (with what a
+    script's `done()` printed), and the CPU the server and wrk spent on it, in µs a
+    request."""
+
+    output: str
+    warm_up_output: str
+    report: WrkReport
+    serve_cpu_us_per_request: float
+    client_cpu_us_per_request: float
+
+
+async def load(
+    wrk: str,
+    script_text: str,
+    base_url: str,
+    server_pid: int,
+    connections: int,
+    seconds: int,
+    script_args: tuple[Sequence[str], Sequence[str]] = ((), ()),
+) -> Loaded:
+    """`script_text` run by wrk unrecorded for WARM_UP_S, then for `seconds`, measured
+    (`script_args`: the script's arguments in each of the two runs). Checks no answer."""
+    if seconds < 1 or connections < THREADS:
+        raise ValueError(f"{seconds} s, {connections} connections")
+    tick_us = 1_000_000 / os.sysconf("SC_CLK_TCK")
+    warm_args, measured_args = script_args
+    with tempfile.TemporaryDirectory(prefix="bench-wrk-") as folder:
+        script = Path(folder) / "requests.lua"
+        script.write_text(script_text)
+        warm = await _wrk(wrk, script, base_url, connections, WARM_UP_S, warm_args)
+        server_before = cpu_ticks(server_pid)
+        client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        output = await _wrk(wrk, script, base_url, connections, seconds, measured_args)
+        client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server_after = cpu_ticks(server_pid)
+    report = parse_report(output)
+    requests = max(report.requests, 1)
+    client_s = (client_after.ru_utime + client_after.ru_stime) - (
+        client_before.ru_utime + client_before.ru_stime
+    )
+    return Loaded(
+        output,
+        warm,
+        report,
+        (server_after - server_before) * tick_us / requests,
+        client_s * 1_000_000 / requests,
+    )
+
+
 async def measure(
     wrk: str, target: Target, base_url: str, server_pid: int, connections: int, seconds: int
 ) -> EndpointLoad:
     """`target` loaded for `seconds` (whole, after the warm-up) by `connections`
     keep-alive connections; what the server at `server_pid` spent on it."""
-    if seconds < 1 or connections < THREADS:
-        raise ValueError(f"{seconds} s, {connections} connections")
-    tick_us = 1_000_000 / os.sysconf("SC_CLK_TCK")
-    with tempfile.TemporaryDirectory(prefix="bench-wrk-") as folder:
-        script = Path(folder) / "requests.lua"
-        script.write_text(lua_script(target))
-        await _wrk(wrk, script, base_url, connections, WARM_UP_S)
-        server_before = cpu_ticks(server_pid)
-        client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        output = await _wrk(wrk, script, base_url, connections, seconds)
-        client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        server_after = cpu_ticks(server_pid)
-    report = parse_report(output)
+    loaded = await load(wrk, lua_script(target), base_url, server_pid, connections, seconds)
+    report, output = loaded.report, loaded.output
     if report.not_2xx_3xx or report.socket_errors:
         raise AssertionError(f"{target.endpoint}: errors under load\n{output}")
     if not report.requests:
         raise AssertionError(f"{target.endpoint}: no request answered\n{output}")
-    client_s = (client_after.ru_utime + client_after.ru_stime) - (
-        client_before.ru_utime + client_before.ru_stime
-    )
     return EndpointLoad(
         endpoint=target.endpoint,
         with_token=target.with_token,
@@ -242,8 +288,8 @@ async def measure(
         p50_ms=report.p50_ms,
         p99_ms=report.p99_ms,
         max_ms=report.max_ms,
-        serve_cpu_us_per_request=(server_after - server_before) * tick_us / report.requests,
-        client_cpu_us_per_request=client_s * 1_000_000 / report.requests,
+        serve_cpu_us_per_request=loaded.serve_cpu_us_per_request,
+        client_cpu_us_per_request=loaded.client_cpu_us_per_request,
     )
 
 

@@ -205,7 +205,7 @@ async def _aggregation(
     return (events - at_first) / (last - first), first
 
 
-async def _answering(base_url: str, process: asyncio.subprocess.Process) -> float:
+async def until_answering(base_url: str, process: asyncio.subprocess.Process) -> float:
     """Wait until the service answers GET /health/live; returns when it did."""
     async with httpx.AsyncClient(base_url=base_url, timeout=1.0) as client:
         async with asyncio.timeout(START_TIMEOUT_S):
@@ -376,7 +376,7 @@ async def run(
             SHOPFLOW_HTTP_PORT=str(port),
         )
         launched = time.perf_counter()
-        worker = await _launch("worker", env)
+        worker = await launch("worker", env)
         processes.append(worker)
         rate, first = await _aggregation(
             observer, _seen_keys(settings.redis_key_prefix, sent), events, worker
@@ -387,9 +387,9 @@ async def run(
             flush=True,
         )
         launched = time.perf_counter()
-        server = await _launch("serve", env, "--no-consume")
+        server = await launch("serve", env, "--no-consume")
         processes.append(server)
-        answering = await _answering(base_url, server)
+        answering = await until_answering(base_url, server)
         print(f"shopflow serve --no-consume: answering {answering - launched:.2f} s after launch")
 
         expected = top_of(
@@ -455,7 +455,7 @@ async def run(
         return HttpQueries(rate, http_load.wrk_version(wrk), connections, seconds, loads)
     finally:
         for process in reversed(processes):
-            await _stop(process)
+            await stop(process)
         await view.clear()
         await redis.delete(f"{settings.redis_key_prefix}.rebuild-lock")
         await redis.aclose()
@@ -464,14 +464,14 @@ async def run(
         await delete_scratch_topics(settings)
 
 
-async def _launch(command: str, env: dict[str, str], *options: str) -> asyncio.subprocess.Process:
+async def launch(command: str, env: dict[str, str], *options: str) -> asyncio.subprocess.Process:
     log_level = os.environ.get("BENCH_SERVICE_LOG", "warning")
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "shopflow", command, *options, "--log-level", log_level, env=env
     )
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
+async def stop(process: asyncio.subprocess.Process) -> None:
     if process.returncode is None:
         process.terminate()  # both stop cleanly on SIGTERM
     try:

@@ -32,6 +32,7 @@ from shopflow.contracts.topics import POINTS_CHARGE, POINTS_EVENTS, Topics
 from shopflow.kafka_access import kafka_connection
 from shopflow.persistence.database import create_engine
 from shopflow.persistence.migrate import migrate
+from shopflow.settings import Settings
 from tests.bench.ceilings import bare_loop
 from tests.bench.drain import seed
 from tests.support.scratch import (
@@ -131,12 +132,94 @@ def _echo_result(value: bytes) -> bytes:
     return b'{"command_id":"' + _command_id_of(value) + b'"}'
 
 
+def charge_commands(
+    run_id: str, user_ids: list[int], label: str, count: int
+) -> list[tuple[str, bytes, bytes]]:
+    """`count` ChargePoints of 1 point, the users taking turns: (command id, key, value)."""
+    out = []
+    for i in range(count):
+        user_id = user_ids[i % len(user_ids)]
+        command = ChargePoints(command_id=f"lat-{run_id}-{label}-{i}", user_id=user_id, amount=1)
+        out.append((command.command_id, str(user_id).encode(), command.model_dump_json().encode()))
+    return out
+
+
+async def results_consumer(settings: Settings, topic: str) -> AIOKafkaConsumer:
+    """A reader of `topic`'s results from now on (as `shop-reader`), assigned already."""
+    consumer = kafka_connection(settings, READER).consumer(
+        topic,
+        auto_offset_reset="latest",
+        group_id=f"{READER}-lat-{secrets.token_hex(3)}",  # the reader's group prefix
+    )
+    await consumer.start()
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=100)
+    return consumer
+
+
+async def measure_open_loop(
+    settings: Settings,
+    user_ids: list[int],
+    sender: AIOKafkaProducer,
+    topic: str,
+    out: AIOKafkaConsumer,
+    label: str,
+    rate: int,
+    seconds: float,
+) -> Latency:
+    """ChargePoints sent to `topic` at `rate` for `seconds`, their results read by `out`."""
+    arrivals: dict[str, float] = {}
+    return await _open_loop(
+        sender,
+        topic,
+        charge_commands(settings.consumer_group, user_ids, label, int(rate * seconds)),
+        rate,
+        arrivals,
+        _reader(out, arrivals, lambda v: _command_id_of(v).decode()),
+    )
+
+
+class KafkaCharges:
+    """shopflow's own Kafka path, open loop: ChargePoints sent to the run's charge topic
+    as `shop-payments` (their upstream writer), results read as `shop-reader`, to
+    whatever workers consume the run's topics."""
+
+    def __init__(self, settings: Settings, user_ids: list[int]) -> None:
+        self._settings = settings
+        self._user_ids = user_ids
+        topics = Topics(settings.topic_prefix)
+        self._commands, self._results = topics.name(POINTS_CHARGE), topics.name(POINTS_EVENTS)
+        self._producer = kafka_connection(settings, PAYMENTS).producer(
+            enable_idempotence=True, linger_ms=1
+        )
+        self._out: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        await self._producer.start()
+        self._out = await results_consumer(self._settings, self._results)
+
+    async def stop(self) -> None:
+        if self._out is not None:
+            await self._out.stop()
+        await self._producer.stop()
+
+    async def measure(self, label: str, rate: int, seconds: float) -> Latency:
+        assert self._out is not None, "start() first"
+        return await measure_open_loop(
+            self._settings,
+            self._user_ids,
+            self._producer,
+            self._commands,
+            self._out,
+            label,
+            rate,
+            seconds,
+        )
+
+
 async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
     """(what, its latency) of the bare echo at each rate, then of shopflow at each."""
     settings = scratch_settings()
-    run_id = settings.consumer_group
-    topics = Topics(settings.topic_prefix)
-    command_topic, result_topic = topics.name(POINTS_CHARGE), topics.name(POINTS_EVENTS)
     engine = create_engine(settings.database_url)
     await migrate(
         settings.migration_database_url, settings.database_url, settings.query_database_url
@@ -147,52 +230,9 @@ async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
     await engine.dispose()
     await create_scratch_topics(settings)
 
-    payments = kafka_connection(settings, PAYMENTS)
-    producer = payments.producer(enable_idempotence=True, linger_ms=1)
-    await producer.start()
-
-    def commands(label: str, count: int) -> list[tuple[str, bytes, bytes]]:
-        out = []
-        for i in range(count):
-            user_id = user_ids[i % USERS]
-            command = ChargePoints(
-                command_id=f"lat-{run_id}-{label}-{i}", user_id=user_id, amount=1
-            )
-            out.append(
-                (command.command_id, str(user_id).encode(), command.model_dump_json().encode())
-            )
-        return out
-
-    async def results_consumer(topic: str) -> AIOKafkaConsumer:
-        consumer = kafka_connection(settings, READER).consumer(
-            topic,
-            auto_offset_reset="latest",
-            group_id=f"{READER}-lat-{secrets.token_hex(3)}",  # the reader's group prefix
-        )
-        await consumer.start()
-        while not consumer.assignment():
-            await consumer.getmany(timeout_ms=100)
-        return consumer
-
     results: list[tuple[str, Latency]] = []
 
-    async def measure(
-        what: str,
-        sender: AIOKafkaProducer,
-        topic: str,
-        out: AIOKafkaConsumer,
-        label: str,
-        rate: int,
-    ) -> None:
-        arrivals: dict[str, float] = {}
-        measured = await _open_loop(
-            sender,
-            topic,
-            commands(label, int(rate * seconds)),
-            rate,
-            arrivals,
-            _reader(out, arrivals, lambda v: _command_id_of(v).decode()),
-        )
+    def report(what: str, measured: Latency) -> None:
         results.append((what, measured))
         print(measured.line(what), flush=True)
 
@@ -204,7 +244,9 @@ async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
         async with side_topics(settings, "echo", echo_partitions) as echo_topics:
             echo_source = echo_topics.name(POINTS_CHARGE)
             echo_target = echo_topics.name(POINTS_EVENTS)
-            echo_producer = payments.producer(enable_idempotence=True, linger_ms=1)
+            echo_producer = kafka_connection(settings, PAYMENTS).producer(
+                enable_idempotence=True, linger_ms=1
+            )
             await echo_producer.start()
             stop = asyncio.Event()
             echo = asyncio.create_task(
@@ -218,11 +260,21 @@ async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
                     poll_ms=20,
                 )
             )
-            out = await results_consumer(echo_target)
+            out = await results_consumer(settings, echo_target)
             try:
                 for rate in rates:
-                    await measure(
-                        "bare aiokafka echo", echo_producer, echo_source, out, f"echo{rate}", rate
+                    report(
+                        "bare aiokafka echo",
+                        await measure_open_loop(
+                            settings,
+                            user_ids,
+                            echo_producer,
+                            echo_source,
+                            out,
+                            f"echo{rate}",
+                            rate,
+                            seconds,
+                        ),
                     )
                 stop.set()
                 await echo
@@ -239,25 +291,17 @@ async def run(rates: list[int], seconds: float) -> list[tuple[str, Latency]]:
             *(sys.executable, "-m", "shopflow", "worker", "--log-level", "warning"),
             env=service_env(settings),
         )
+        charges = KafkaCharges(settings, user_ids)
         try:
-            out = await results_consumer(result_topic)
-            warm: dict[str, float] = {}
-            await _open_loop(
-                producer,
-                command_topic,
-                commands("warm", 200),
-                100,
-                warm,
-                _reader(out, warm, lambda v: _command_id_of(v).decode()),
-            )
+            await charges.start()
+            await charges.measure("warm", 100, 2.0)
             for rate in rates:
-                await measure("shopflow, 1 worker", producer, command_topic, out, f"sf{rate}", rate)
-            await out.stop()
+                report("shopflow, 1 worker", await charges.measure(f"sf{rate}", rate, seconds))
         finally:
+            await charges.stop()
             worker.terminate()
             await worker.wait()
     finally:
-        await producer.stop()
         await delete_scratch_topics(settings)
     return results
 

@@ -21,12 +21,19 @@ In one run, so that the ratios hold on a noisy machine:
   /users/{id}/points/transactions, a random full page of 20 of 50 users with 60 orders
   each, and /users/{id}/orders/{order_id} (`tests.bench.http_queries`, whose answers are
   checked first, and `tests.bench.http_load`, which installs wrk when missing);
+- commands over HTTP through one `shopflow serve --no-consume` to one worker
+  (`tests.bench.http_writes`): ChargePoints and two-line PlaceOrder requests/s under wrk
+  (64 connections, a fresh `Idempotency-Key` a request, every answer 200/201 and the
+  database agreeing), and open-loop ChargePoints latency at 100/s and 200/s over HTTP
+  (a raw-socket client) beside the same over Kafka to the same worker, with the ratio
+  HTTP / Kafka of p50 and p99 (the goal: within 1.5x);
 - then `shopflow check`'s invariants over the whole database, which must hold.
 
 The JSON goes to `<out>/bench-<UTC time>.json` (`benchmarks/results` by default), with
 the machine and the commit it ran on. The smoke variant (`--smoke`, in `make test`)
 runs every part with a few hundred commands (and wrk for 1 s an endpoint, 10 history
-users), so that none of them can rot; its figures mean nothing.
+users; the HTTP writes 1 s each under wrk's 8 connections and 2 s at 100/s), so that
+none of them can rot; its figures mean nothing.
 """
 
 import argparse
@@ -44,7 +51,7 @@ from typing import Any
 from shopflow.persistence.database import create_engine
 from shopflow.persistence.reconciliation import describe, find_violations
 from shopflow.settings import Settings
-from tests.bench import drain, http_queries, latency, sql_ceiling
+from tests.bench import drain, http_queries, http_writes, latency, sql_ceiling
 
 FULL_DRAINS = {
     "charges": 20_000,
@@ -137,6 +144,13 @@ async def run(smoke: bool) -> dict[str, Any]:
     http = await (
         http_queries.run(events=300, seconds=1, history_users=10) if smoke else http_queries.run()
     )
+    writes = await (
+        # 8 connections, not 64: on a starved machine 64 requests at once can all take
+        # longer than wrk's one second, and a run with no answer proves nothing.
+        http_writes.run(seconds=1, rates=(100,), latency_seconds=2.0, connections=8)
+        if smoke
+        else http_writes.run()
+    )
     books = await _books_hold()
     print(f"shopflow check: {books}", flush=True)
     return {
@@ -148,6 +162,12 @@ async def run(smoke: bool) -> dict[str, Any]:
         "sql": [asdict(s) for s in sql],
         "latency": [{"what": what} | asdict(measured) for what, measured in latencies],
         "http": asdict(http),
+        "http_writes": asdict(writes)
+        | {
+            "ratios": [
+                {"rate": p.rate, "p50": p.p50_ratio, "p99": p.p99_ratio} for p in writes.latencies
+            ]
+        },
         "check": books,
         "targets_per_second": TARGETS,
     }
@@ -206,6 +226,7 @@ def table(result: dict[str, Any]) -> str:
             f"{aim}, {e['serve_cpu_us_per_request']:,.0f} µs | "
             f"wrk's CPU {e['client_cpu_us_per_request']:,.0f} µs a request |"
         )
+    rows += _write_rows(result["http_writes"])
     m = result["machine"]
     rows.append("")
     rows.append(
@@ -213,6 +234,34 @@ def table(result: dict[str, Any]) -> str:
         f"{m['commit']}, {result['at']}; {result['seconds']:.0f} s in all."
     )
     return "\n".join(rows)
+
+
+def _write_rows(w: dict[str, Any]) -> list[str]:
+    where = f"1 `serve --no-consume`, {w['workers']} worker(s)"
+    rows = []
+    for load in w["loads"]:
+        answered = ", ".join(f"{n:,} of status {status}" for status, n in load["statuses"].items())
+        rows.append(
+            f"| `{load['endpoint']}` over HTTP, wrk, {load['connections']} connections, "
+            f"{where} (requests/s, p50 / p99, serve's CPU a request) | "
+            f"{load['requests_per_second']:,.0f}/s, {load['p50_ms']:.1f} / {load['p99_ms']:.1f} "
+            f"ms, {load['serve_cpu_us_per_request']:,.0f} µs | answered {answered}, "
+            f"{load['applied']:,} applied (warm-up included); wrk's CPU "
+            f"{load['client_cpu_us_per_request']:,.0f} µs a request |"
+        )
+    for pair, ratio in zip(w["latencies"], w["ratios"], strict=True):
+        http, kafka = pair["http"], pair["kafka"]
+        rows.append(
+            f"| open-loop `ChargePoints` over HTTP at {pair['rate']:,}/s, {where} "
+            f"(p50 / p99 / max) | {http['p50_ms']:.1f} / {http['p99_ms']:.1f} / "
+            f"{http['max_ms']:.1f} ms; HTTP / Kafka: p50 {ratio['p50']:.2f}x, p99 "
+            f"{ratio['p99']:.2f}x (goal 1.5x) | over Kafka, same worker: "
+            f"{kafka['p50_ms']:.1f} / {kafka['p99_ms']:.1f} / {kafka['max_ms']:.1f} ms; client "
+            f"CPU a request {pair['http_client_cpu_us_per_request']:,.0f} µs (HTTP), "
+            f"{pair['kafka_client_cpu_us_per_request']:,.0f} µs (Kafka); serve "
+            f"{pair['serve_cpu_us_per_request']:,.0f} µs |"
+        )
+    return rows
 
 
 def main() -> None:
