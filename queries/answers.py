@@ -1,10 +1,13 @@
-"""What the HTTP queries answer (CONTRACT.md, the HTTP query side): the read model builds
-these, and FastAPI serializes them and documents them in the OpenAPI document."""
+"""What the HTTP side answers (CONTRACT.md, the HTTP query side and Writing over HTTP):
+the read model builds the queries' answers, and FastAPI serializes them and documents
+them, and the writes' (answered by `shopflow.gateway`), in the OpenAPI document."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
+
+R = TypeVar("R")
 
 
 class PointsAnswer(BaseModel):
@@ -46,6 +49,22 @@ class TopProductsAnswer(BaseModel):
 class ErrorAnswer(BaseModel):
     error: str
     detail: Any = None
+
+
+class RejectionAnswer(BaseModel, Generic[R]):
+    """A write answered with a "no" (CONTRACT.md, Writing over HTTP): `result` is the
+    command's rejection event, or null when there is none (Kafka could not be reached)."""
+
+    error: str = Field(description="The rejection's `reason`.")
+    result: R | None
+    detail: str | None = None
+
+
+class PendingAnswer(BaseModel):
+    """A write without a result within its wait (202): `Location: /commands/{command_id}`."""
+
+    command_id: str
+    status: Literal["pending"]
 
 
 class OrderLineAnswer(BaseModel):

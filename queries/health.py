@@ -5,16 +5,22 @@ or a scrape reads the same on both."""
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, params
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 # A readiness check returns when its part answers and raises (anything) when it does not.
 HealthCheck = Callable[[], Awaitable[object]]
 
 CHECK_TIMEOUT_S = 2.0
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str] = Field(description='Each part: "up", or "down: " and why.')
 
 
 def health_routes(
@@ -36,7 +42,11 @@ def health_routes(
     async def live() -> dict[str, str]:
         return {"status": "live"}
 
-    @router.get("/health/ready")
+    @router.get(
+        "/health/ready",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "a part did not answer"}},
+    )
     async def ready() -> JSONResponse:
         async def run(check: HealthCheck) -> str:
             try:
@@ -54,8 +64,20 @@ def health_routes(
             status_code=200 if ok else 503,
         )
 
+    # Documented as text: its content type is Prometheus's `text/plain; version=...`, not
+    # the JSON FastAPI documents by default (the response class `Response` has no media
+    # type of its own, so the 401 and 403 stay documented as JSON).
     @router.get(
-        "/metrics", dependencies=list(metrics_guard), responses=dict(metrics_responses or {})
+        "/metrics",
+        dependencies=list(metrics_guard),
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text format",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            **(metrics_responses or {}),
+        },
     )
     async def metrics() -> Response:
         # On the event loop, like the consumers: the scrape-time collectors (the

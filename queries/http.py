@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from opentelemetry.trace import TracerProvider
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shopflow.contracts.limits import (
     COMMAND_ID_PATTERN,
@@ -67,19 +68,30 @@ CommandIdPath = Annotated[
     Path(min_length=1, max_length=MAX_COMMAND_ID_LENGTH, pattern=COMMAND_ID_PATTERN),
 ]
 MAX_WAIT_MS = 30_000
+_HTTP_REFUSALS = {404: "not_found", 405: "method_not_allowed"}
 
 
 # In the OpenAPI document of every route that asks for a token.
+# RFC 6750's challenge, on every 401 and 403 (`queries.auth`).
+_CHALLENGE = {
+    "WWW-Authenticate": {
+        "description": 'RFC 6750: `Bearer realm="shopflow"`, with `error` when a token was sent',
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {
         "model": ErrorAnswer,
         "description": "`unauthenticated`: no bearer token, or one that is refused "
         "(malformed, expired, badly signed, another issuer or audience, an unknown key); "
         "with `WWW-Authenticate: Bearer`",
+        "headers": _CHALLENGE,
     },
     403: {
         "model": ErrorAnswer,
         "description": "`forbidden`: a valid token that may not see this",
+        "headers": _CHALLENGE,
     },
 }
 
@@ -181,6 +193,18 @@ def create_http_app(
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse({"error": exc.reason, "detail": exc.detail}, status_code=404)
+
+    # FastAPI's and Starlette's own refusals (a body that is not UTF-8: 400; no such path:
+    # 404; a method the path does not have: 405) in the contract's error shape too, not
+    # FastAPI's `{"detail": ...}`.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_refusal(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        reason = _HTTP_REFUSALS.get(exc.status_code, "invalid_request")
+        return JSONResponse(
+            {"error": reason, "detail": exc.detail},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def bad_parameters(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -41,7 +41,20 @@ from shopflow.contracts.commands import (
     RemoveCartItem,
 )
 from shopflow.contracts.common import OrderId, ProductId, Quantity, UserId
-from shopflow.contracts.events import RejectionReason, parse_event
+from shopflow.contracts.events import (
+    CartItemAdded,
+    CartItemRejected,
+    CartItemRemoved,
+    OrderCancelled,
+    OrderCancelRejected,
+    OrderPlaced,
+    OrderRejected,
+    PointsCharged,
+    PointsChargeRejected,
+    RejectionReason,
+    ResultEvent,
+    parse_event,
+)
 from shopflow.contracts.http_writes import (
     IDEMPOTENCY_KEY_HEADER,
     IDEMPOTENCY_KEY_PATTERN,
@@ -54,6 +67,7 @@ from shopflow.contracts.http_writes import (
 )
 from shopflow.contracts.topics import ROUTES_BY_TYPE
 from shopflow.producers.client import ShopflowClient
+from shopflow.queries.answers import ErrorAnswer, PendingAnswer, RejectionAnswer
 from shopflow.queries.auth import (
     SCOPE_POINTS_CHARGE,
     SCOPE_WRITE,
@@ -69,6 +83,7 @@ from shopflow.queries.command_results import (
     StoredResult,
     Watch,
 )
+from shopflow.queries.http import AUTH_RESPONSES
 from shopflow.write_limits import WriteLimits
 
 log = logging.getLogger(__name__)
@@ -194,23 +209,67 @@ def _unavailable(detail: str) -> JSONResponse:
     )
 
 
-# The responses every write documents beside its success.
+# The responses every write documents beside its success and its rejections (`rejected`).
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before sending it again",
+        "required": True,
+        "schema": {"type": "integer"},
+    }
+}
 WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"description": "no result within the wait: `Location: /commands/{command_id}`"},
-    400: {"description": "`idempotency_key_missing`: no `Idempotency-Key` header"},
-    404: {"description": "`unknown_user`, `unknown_product` or `unknown_order`"},
-    409: {"description": "another business reason (`insufficient_points`, ...)"},
-    413: {"description": "`too_large`: a body over 64 KiB, the Kafka envelope's bound"},
-    429: {"description": "`rate_limited`: over this caller's limit; `Retry-After`"},
-    422: {
-        "description": "`idempotency_conflict` (the key was used with another body), "
-        "or a bad parameter or body"
+    **AUTH_RESPONSES,
+    202: {
+        "model": PendingAnswer,
+        "description": "no result within the wait: `Location: /commands/{command_id}`",
+        "headers": {
+            "Location": {
+                "description": "`/commands/{command_id}`, where the result will be",
+                "required": True,
+                "schema": {"type": "string"},
+            }
+        },
     },
-    503: {
-        "description": "`temporarily_unavailable`, or Kafka cannot be reached: "
-        "`Retry-After`; send it again with the same key"
+    400: {
+        "model": ErrorAnswer,
+        "description": "`idempotency_key_missing`: no `Idempotency-Key` header",
+    },
+    413: {
+        "model": ErrorAnswer,
+        "description": "`too_large`: a body over 64 KiB, the Kafka envelope's bound",
+    },
+    429: {
+        "model": ErrorAnswer,
+        "description": "`rate_limited`: over this caller's limit; `Retry-After`",
+        "headers": _RETRY_AFTER,
+    },
+    422: {
+        "model": ErrorAnswer,
+        "description": "`idempotency_conflict` (the key was used with another body; "
+        '`"result": null`), or `invalid_request`: a bad parameter, body or key',
     },
 }
+
+
+def rejected(event: type[ResultEvent]) -> dict[int | str, dict[str, Any]]:
+    """A write's rejections, `{"error": reason, "result": event}` (`RejectionAnswer`)."""
+    answer = RejectionAnswer[event]  # type: ignore[valid-type]
+    return {
+        404: {
+            "model": answer,
+            "description": "`unknown_user`, `unknown_product` or `unknown_order`",
+        },
+        409: {
+            "model": answer,
+            "description": "another business reason (`insufficient_points`, ...)",
+        },
+        503: {
+            "model": answer,
+            "description": "`temporarily_unavailable`, or Kafka cannot be reached (`result` "
+            "null): `Retry-After`; send it again with the same key",
+            "headers": _RETRY_AFTER,
+        },
+    }
 
 
 def command_routes(
@@ -270,7 +329,12 @@ def command_routes(
     writing = Depends(write_of)
     UserPath = Annotated[UserId, Path()]
 
-    @router.post("/users/{user_id}/points/charges", status_code=200)
+    @router.post(
+        "/users/{user_id}/points/charges",
+        status_code=200,
+        response_model=PointsCharged,
+        responses=rejected(PointsChargeRejected),
+    )
     async def charge(user_id: UserPath, body: ChargeRequest, write: Write = writing) -> Response:
         """ChargePoints: needs the scope `shopflow:points:charge` (a customer's own token
         may not charge)."""
@@ -280,7 +344,12 @@ def command_routes(
             lambda cid: ChargePoints(command_id=cid, user_id=user_id, amount=body.amount)
         )
 
-    @router.post("/users/{user_id}/cart/items", status_code=200)
+    @router.post(
+        "/users/{user_id}/cart/items",
+        status_code=200,
+        response_model=CartItemAdded,
+        responses=rejected(CartItemRejected),
+    )
     async def add_item(
         user_id: UserPath, body: CartItemRequest, write: Write = writing
     ) -> Response:
@@ -292,7 +361,12 @@ def command_routes(
             )
         )
 
-    @router.delete("/users/{user_id}/cart/items/{product_id}", status_code=200)
+    @router.delete(
+        "/users/{user_id}/cart/items/{product_id}",
+        status_code=200,
+        response_model=CartItemRemoved,
+        responses=rejected(CartItemRejected),
+    )
     async def remove_item(
         user_id: UserPath,
         product_id: Annotated[ProductId, Path()],
@@ -307,7 +381,12 @@ def command_routes(
             )
         )
 
-    @router.post("/users/{user_id}/orders", status_code=201)
+    @router.post(
+        "/users/{user_id}/orders",
+        status_code=201,
+        response_model=OrderPlaced,
+        responses=rejected(OrderRejected),
+    )
     async def place_order(
         user_id: UserPath, body: PlaceOrderRequest, write: Write = writing
     ) -> Response:
@@ -319,7 +398,12 @@ def command_routes(
             )
         )
 
-    @router.post("/users/{user_id}/orders/{order_id}/cancel", status_code=200)
+    @router.post(
+        "/users/{user_id}/orders/{order_id}/cancel",
+        status_code=200,
+        response_model=OrderCancelled,
+        responses=rejected(OrderCancelRejected),
+    )
     async def cancel_order(
         user_id: UserPath, order_id: Annotated[OrderId, Path()], write: Write = writing
     ) -> Response:
