@@ -23,13 +23,14 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from shopflow.contracts.commands import (
@@ -69,6 +70,7 @@ from shopflow.contracts.topics import ROUTES_BY_TYPE
 from shopflow.producers.client import ShopflowClient
 from shopflow.queries.answers import ErrorAnswer, PendingAnswer, RejectionAnswer
 from shopflow.queries.auth import (
+    BEARER,
     SCOPE_POINTS_CHARGE,
     SCOPE_WRITE,
     Caller,
@@ -276,7 +278,7 @@ def command_routes(
     gateway: CommandGateway, caller_of: Callable[..., Awaitable[Caller]]
 ) -> APIRouter:
     """The write routes, each needing a token (`caller_of`, the authenticator's)."""
-    router = APIRouter(responses=WRITE_RESPONSES)
+    router = APIRouter(responses=WRITE_RESPONSES, route_class=_token_first(caller_of))
     authenticated = Depends(caller_of)
 
     async def key_of(
@@ -414,6 +416,25 @@ def command_routes(
         )
 
     return router
+
+
+def _token_first(caller_of: Callable[..., Awaitable[Caller]]) -> type[APIRoute]:
+    """Routes that check the token before their body: FastAPI reads and decodes a body
+    before any dependency runs, so a request with no token and a body that is not JSON
+    would be 400 or 422 where the contract says 401. (The dependency checks it again;
+    the verifier caches a token it has verified.)"""
+
+    class TokenFirst(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handle = super().get_route_handler()
+
+            async def token_first(request: Request) -> Response:
+                await caller_of(await BEARER(request))
+                return await handle(request)
+
+            return token_first
+
+    return TokenFirst
 
 
 def answer_bad_writes(app: FastAPI) -> None:
