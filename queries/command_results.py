@@ -87,7 +87,9 @@ class CommandResults:
     async def start(self) -> None:
         # No connection yet (min_size 0): a database away at start is waited out later,
         # look by look, as it is at any other time.
-        self._pool = await asyncpg.create_pool(self._dsn, min_size=0, max_size=self._pool_size)
+        self._pool = await asyncpg.create_pool(
+            self._dsn, min_size=0, max_size=self._pool_size, reset=_nothing_to_reset
+        )
         await self._listener.start()
 
     async def stop(self) -> None:
@@ -157,6 +159,12 @@ class CommandResults:
     @property
     def _listening(self) -> bool:
         return self._listener.listening
+
+
+async def _nothing_to_reset(_: asyncpg.Connection) -> None:
+    """A look leaves no session state behind (one SELECT outside a transaction), so a
+    connection goes back to the pool as it is: asyncpg's default reset is a round trip of
+    its own (RESET ALL, UNLISTEN, ...) on every release, 9% of serve's CPU under load."""
 
 
 class Watch:

@@ -49,12 +49,15 @@ import secrets
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shopflow.contracts.http_writes import IDEMPOTENCY_KEY_HEADER
 from shopflow.persistence.database import create_engine
 from shopflow.persistence.migrate import migrate
+from shopflow.persistence.sales_view import SalesView
 from shopflow.queries.auth import SCOPE_POINTS_CHARGE, SCOPE_WRITE
 from shopflow.settings import Settings
 from shopflow.tokens import local_signing_key, sign_token
@@ -366,12 +369,18 @@ async def run(
     settings = scratch_settings()
     run_id = settings.consumer_group.removeprefix("shopflow-")
     engine = create_engine(settings.database_url, pool_size=2)
+    redis = Redis.from_url(settings.redis_url)
+    view = SalesView(redis, prefix=settings.redis_key_prefix, cache_ms=0)
     processes: list[asyncio.subprocess.Process] = []
     kafka: KafkaCharges | None = None
     try:
         await migrate(
             settings.migration_database_url, settings.database_url, settings.query_database_url
         )
+        # Marked built: serve would otherwise rebuild the top-products view of this run's
+        # fresh prefix from the shared database's every order line while it is measured
+        # (a fifth of its CPU under the charges, in one profile). This bench reads none.
+        await view.mark_built(datetime.now(UTC))
         first_id = secrets.randbelow(2**60) + 1
         shop = Shop([first_id + i for i in range(USERS)], [first_id + i for i in range(PRODUCTS)])
         await seed(engine, shop.user_ids, BALANCE, shop.product_ids)
@@ -470,6 +479,8 @@ async def run(
         for process in reversed(processes):
             await stop(process)
         await engine.dispose()
+        await view.clear()
+        await redis.aclose()
         await delete_scratch_topics(settings)
 
 
