@@ -30,7 +30,7 @@ from shopflow.tokens import SCOPE_ONLY_SUBJECT
 from tests.support.database import (
     a_query_waits_on_a_lock,
     balance_of,
-    fail_next_point_inserts,
+    failing_point_inserts,
     ledger_rows,
     stock_of,
 )
@@ -314,13 +314,13 @@ async def test_a_command_answered_temporarily_unavailable_is_503_at_once_and_its
     owner_engine: AsyncEngine,
 ) -> None:
     user_id = await registered_user(client)
-    await fail_next_point_inserts(owner_engine, user_id, failures=4)  # every attempt fails
     headers = _headers(shopflow_token, new_command_id("unavailable"), scopes=PAYMENTS)
     path = f"/users/{user_id}/points/charges"
 
-    started = time.monotonic()
-    first = await shopflow_http.post(path, json={"amount": 40}, headers=headers | WAIT_LONG)
-    waited_s = time.monotonic() - started
+    async with failing_point_inserts(owner_engine, user_id, failures=4):  # every attempt
+        started = time.monotonic()
+        first = await shopflow_http.post(path, json={"amount": 40}, headers=headers | WAIT_LONG)
+        waited_s = time.monotonic() - started
     retried = await shopflow_http.post(path, json={"amount": 40}, headers=headers)
 
     assert (first.status_code, first.json()["error"]) == (503, "temporarily_unavailable")

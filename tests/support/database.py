@@ -3,6 +3,8 @@ service: what a test checks after the service has applied its commands, and a us
 service on topics of its own."""
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -135,14 +137,23 @@ _FAULT_TRIGGER = [
     """CREATE TRIGGER test_inject_fault BEFORE INSERT ON point_transactions
        FOR EACH ROW EXECUTE FUNCTION test_inject_fault()""",
 ]
+_FAULT_TRIGGER_GONE = [
+    "DROP TRIGGER IF EXISTS test_inject_fault ON point_transactions",
+    "DROP FUNCTION IF EXISTS test_inject_fault()",
+    "DROP TABLE IF EXISTS test_injected_faults",
+]
 
 
-async def fail_next_point_inserts(owner_engine: AsyncEngine, user_id: int, failures: int) -> None:
-    """The next `failures` inserts into point_transactions for `user_id` fail with
-    SQLSTATE 40001 (serialization_failure, transient), by a trigger; the count lives in a
-    sequence, which the failed savepoint does not roll back. Installed as the schema's
-    owner (the service's role may not); the trigger runs as its owner too (SECURITY
-    DEFINER), so the service's inserts can read its counters."""
+@asynccontextmanager
+async def failing_point_inserts(
+    owner_engine: AsyncEngine, user_id: int, failures: int
+) -> AsyncIterator[None]:
+    """Within the block, the next `failures` inserts into point_transactions for
+    `user_id` fail with SQLSTATE 40001 (serialization_failure, transient), by a trigger;
+    the count lives in a sequence, which the failed savepoint does not roll back.
+    Installed as the schema's owner (the service's role may not); the trigger runs as its
+    owner too (SECURITY DEFINER), so the service's inserts can read its counters. All of
+    it is gone after the block: the schema is the migrations' again (a test compares)."""
     counter = f"test_fault_{user_id}"
     async with owner_engine.begin() as connection:
         for statement in _FAULT_TRIGGER:
@@ -152,3 +163,10 @@ async def fail_next_point_inserts(owner_engine: AsyncEngine, user_id: int, failu
             text("INSERT INTO test_injected_faults VALUES (:u, :c, :f)"),
             {"u": user_id, "c": counter, "f": failures},
         )
+    try:
+        yield
+    finally:
+        async with owner_engine.begin() as connection:
+            for statement in _FAULT_TRIGGER_GONE:
+                await connection.execute(text(statement))
+            await connection.execute(text(f"DROP SEQUENCE {counter}"))
