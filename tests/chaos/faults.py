@@ -124,3 +124,28 @@ def broker_restart(restarts: int) -> Fault:
         return restarts
 
     return inject
+
+
+def serve_kill(kills: int) -> Fault:
+    """The run's `shopflow serve` (the HTTP side; the workers consume) SIGKILLed
+    mid-stream and started again on its port, `kills` times: the requests in flight get
+    no answer, and their clients send them again, with the same keys, until the new one
+    answers. The stream goes on until the last one is back (a start takes seconds)."""
+
+    async def inject(run: Run) -> int:
+        assert run.serve is not None
+        run.hold_stream = True
+        for i in range(kills):
+            await run.until_sent((i + 1) / (kills + 1))
+            sent = run.sent
+            began = time.monotonic()
+            await run.serve.kill()
+            await run.serve.start()
+            run.notes.append(
+                f"shopflow serve SIGKILLed and answering again {time.monotonic() - began:.1f} s "
+                f"later ({run.sent - sent} records sent meanwhile)"
+            )
+        run.hold_stream = False
+        return kills
+
+    return inject

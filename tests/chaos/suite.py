@@ -49,6 +49,9 @@ FAULTS: dict[str, Plan] = {
     ),
     # `shopflow serve` (started by the fault) takes a few seconds to answer.
     "redis-outage": Plan(lambda _: redis_outage(), Size(2, 4000, 250), Size(2, 12_000, 300)),
+    # A serve takes 5-25 s to answer again on a busy 2-core machine: the stream is held
+    # (grown) until it does.
+    "serve-kill": Plan(faults.serve_kill, Size(1, 1500, 250), Size(3, 12_000, 300)),
 }
 
 
