@@ -62,6 +62,10 @@ def sigterm(stops: int) -> Fault:
         for i in range(stops):
             await run.until_sent((i + 1) / (stops + 1))
             victim = run.rng.choice(run.workers.alive)
+            # A replacement still starting (seconds on a busy machine) would die of the
+            # signal, its handler not yet in place: no graceful stop to try. As
+            # `WorkerPool.stop_all` does, let it finish its start first.
+            await victim.started()
             code = await victim.stop()
             if code != 0:
                 raise RuntimeError(f"{victim.name} exited {code} on SIGTERM")
