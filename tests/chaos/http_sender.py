@@ -105,7 +105,7 @@ class HttpSender:
         self.examples: list[str] = []  # of the odd answers (other 5xx)
         self.no_answers: Counter[str] = Counter()  # by httpx's error
         self.queued_s: list[float] = []  # each request's wait for a place in flight
-        self.answered_s: list[float] = []  # each answer's time
+        self.answered_s: list[float] = []  # each response's time, final or not
 
     def send(self, record: Record) -> None:
         assert record.http is not None
@@ -117,7 +117,7 @@ class HttpSender:
         task.add_done_callback(self._tasks.discard)
 
     def latencies(self) -> str:
-        """The requests' waits for a place in flight and for their answers, in a line."""
+        """The requests' waits for a place in flight and for their responses, in a line."""
 
         def spread(values: list[float]) -> str:
             ordered = sorted(values) or [0.0]
@@ -125,8 +125,8 @@ class HttpSender:
             return f"p50 {p50:.2f} s, p99 {p99:.2f} s, longest {ordered[-1]:.2f} s"
 
         return (
-            f"over HTTP, {len(self.answered_s)} answers: waited for a place in flight "
-            f"{spread(self.queued_s)}; answered in {spread(self.answered_s)}"
+            f"over HTTP, {len(self.answered_s)} responses (final or not): waited for a place "
+            f"in flight {spread(self.queued_s)}; came in {spread(self.answered_s)}"
         )
 
     def waiting_for(self, command_id: str) -> bool:
