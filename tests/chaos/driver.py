@@ -1,5 +1,7 @@
-"""One chaos run: a worker pool on the chaos servers, the shop set up, the stream sent at
-a steady rate while one fault is injected, then quiescence and the checks.
+"""One chaos run: a worker pool and a `shopflow serve --no-consume` (the HTTP side) on
+the chaos servers, the shop set up, the stream sent at a steady rate while one fault is
+injected (a share of it over HTTP: `tests.chaos.over_http`), then quiescence and the
+checks.
 
 The checks, whatever the fault:
 - every command has an outcome (a result that is not `temporarily_unavailable`; a
@@ -7,7 +9,11 @@ The checks, whatever the fault:
   command carries the same event id;
 - every poison record has a dead letter with its reason, and every dead letter is of a
   poison record;
-- per key, the outcomes follow the commands' offsets;
+- per key, the outcomes follow the commands' offsets (where each landed, however it was
+  sent: `tests.chaos.landings`);
+- every final answer over HTTP carries the `event_id` of its command's outcome on the
+  result topic, with the status that outcome is answered with; every request over HTTP
+  got one (retrying as a client would: `tests.chaos.http_sender`);
 - `shopflow check`'s invariants hold;
 - the database holds what the model (`tests.chaos.model`) computes from the outcomes;
 - no command id has two point transactions of a kind, two orders or two refunds, and no
@@ -19,13 +25,16 @@ cannot slow the sender down and hide its queue) to its outcome's arrival.
 With access control on, as deployed: the run's topics and their ACLs are made as the Kafka
 admin before the workers start (`tests.support.scratch.create_scratch_topics`) and removed
 as the admin after a run without problems; the schema is migrated as its owner; the
-workers are the service's principal (their servers' credentials, SHOPFLOW_INFRA_DIR);
-the driver sends and observes as `shopflow-ops` (it writes every command topic and reads
-the results and the dead letters).
+workers are the service's principal (their servers' credentials, SHOPFLOW_INFRA_DIR),
+the serve the gateway's for its sends; the driver sends and observes as `shopflow-ops`
+(it writes every command topic and reads the results and the dead letters), reads where
+commands landed as the admin, and writes over HTTP with tokens signed by the servers'
+key (a customer's own, and the payments service's for charges).
 """
 
 import asyncio
 import bisect
+import contextlib
 import hashlib
 import itertools
 import logging
@@ -34,7 +43,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +52,7 @@ from aiokafka.structs import RecordMetadata
 
 from shopflow.contracts.commands import CancelOrder, PlaceOrder, ShipOrder
 from shopflow.contracts.events import OrderPlaced, ResultEvent
-from shopflow.contracts.principals import OPS
+from shopflow.contracts.principals import ADMIN, OPS
 from shopflow.contracts.topics import ROUTES_BY_TOPIC, Topics
 from shopflow.kafka_access import kafka_connection
 from shopflow.persistence.database import create_engine
@@ -52,8 +61,11 @@ from shopflow.persistence.reconciliation import describe, find_violations
 from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.settings import Settings
 from tests.chaos.database import read_state, recorded_twice
+from tests.chaos.http_sender import RETRY_BUDGET_S, HttpSender, answer_problems
+from tests.chaos.landings import Landings
 from tests.chaos.model import differences, expected_state
 from tests.chaos.observer import Observer
+from tests.chaos.serve import Serve, stopped_cleanly
 from tests.chaos.servers import REPO, ChaosServers
 from tests.chaos.workers import WorkerPool
 from tests.chaos.workload import Expected, Record, Workload, build
@@ -67,6 +79,8 @@ STOP_TIMEOUT_S = 60.0  # for the workers' graceful stop at the end
 AFTER_QUIESCENCE_S = 1.5  # room for a stray second result, if there were one
 RESEND_AFTER_S = 1.0  # after a `temporarily_unavailable` answer
 MAX_STREAM_GROWTH = 4  # a fault still striking gets more stream, up to this many times it
+LANDINGS_TIMEOUT_S = 15.0
+LAG_PROBE_S = 0.1  # after quiescence, for the reader of the command topics
 
 
 @dataclass
@@ -78,6 +92,7 @@ class Run:
     workers: WorkerPool
     rng: random.Random
     total: int  # records in the stream as planned (it grows while a fault is not done)
+    serve: Serve | None = None  # the HTTP side the stream's HTTP share is sent to
     sent: int = 0
     streaming: bool = True  # the driver is still sending
     hold_stream: bool = False  # set by a fault that needs the stream to go on for now
@@ -126,6 +141,17 @@ class Report:
     # order_shipped", "ShipOrder accepted", ...); the orders with two cancels (or ships)
     # checked by offset, and left out.
     moves: dict[str, int] = field(default_factory=dict)
+    # Over HTTP: records sent so (each once, whatever its retries; among `records`),
+    # distinct commands whose first copy went so, requests made, retries by cause (503,
+    # 202, no answer, 429, other 5xx), final answers and those that carried the topic's
+    # event id (and status), commands given up and handed to the Kafka path.
+    http_records: int = 0
+    http_commands: int = 0
+    http_requests: int = 0
+    http_retries: dict[str, int] = field(default_factory=dict)
+    http_answers: int = 0
+    http_matched: int = 0
+    http_given_up: int = 0
 
     def line(self) -> str:
         return (
@@ -133,9 +159,15 @@ class Report:
             f"poison), {self.faults} faults, lost {self.lost}, applied twice "
             f"{self.applied_twice}, longest wait {self.longest_wait_s:.2f} s (p99 "
             f"{self.p99_wait_s:.2f}), {self.resent} sent again after temporarily_unavailable, "
-            f"{self.stuck_stops} graceful stops not done in {STOP_TIMEOUT_S:g} s, "
+            f"{self.stuck_stops} graceful stops not done in {STOP_TIMEOUT_S:g} s; over HTTP "
+            f"{self.http_records} records ({self.http_commands} commands, "
+            f"{self.http_requests} requests; retries: {self.retries_line()}), "
+            f"{self.http_matched} of {self.http_answers} answers with the topic's event id; "
             f"{len(self.problems)} problems, {self.seconds:.0f} s"
         )
+
+    def retries_line(self) -> str:
+        return ", ".join(f"{n} {cause}" for cause, n in sorted(self.http_retries.items())) or "0"
 
 
 class Sender:
@@ -256,33 +288,50 @@ async def run(
     # The logs under the run's consumer group, where redis_fault's serve writes its own.
     logs = REPO / ".infra" / "chaos-logs" / settings.consumer_group
     pool = WorkerPool(service_env(settings, **extra), logs)
-    chaos = Run(servers, settings, pool, random.Random(seed), len(workload.stream))
+    serve = Serve(settings, logs / "serve-writes.log")
+    chaos = Run(servers, settings, pool, random.Random(seed), len(workload.stream), serve)
     resent: set[str] = set()
     ops = kafka_connection(settings, OPS)
     sender = Sender(ops, topics)
+    landings = Landings(kafka_connection(settings, ADMIN), topics)
 
     by_id: dict[str, Record] = {}
 
     def send_again(command_id: str) -> None:
-        """As an upstream service would, after `temporarily_unavailable`: a little later."""
+        """As an upstream service would, after `temporarily_unavailable`: a little later.
+        A command over HTTP whose request still waits is sent again by its client."""
         if command_id not in by_id:
             by_id.update(workload.commands)  # the stream may have grown
         record = by_id.get(command_id)
-        if record is not None:
-            resent.add(command_id)
-            asyncio.get_running_loop().call_later(RESEND_AFTER_S, resend, record)
+        if record is None:
+            return
+        if record.http is not None:
+            if http.waiting_for(command_id):
+                return
+            record = replace(record, http=None)
+        resent.add(command_id)
+        asyncio.get_running_loop().call_later(RESEND_AFTER_S, resend, record)
 
     def resend(record: Record) -> None:
         if observer.final(record.command_id) is None:  # no other copy answered meanwhile
             sender.send(record)
 
     observer = Observer(ops, topics, send_again)
+    http = HttpSender(serve.url, settings, give_up=lambda r: resend(replace(r, http=None)))
     intended: dict[str, float] = {}
+    serve_code: int | None = None
+    serving: asyncio.Task[None] | None = None
+    lagging: asyncio.Task[None] | None = None
+    lags: list[float] = []
+    waiting_over_http = 0
     try:
         for _ in range(workers):
             await pool.start()
+        # Started beside the setup (sent over Kafka), awaited before the stream.
+        serving = asyncio.create_task(_started(serve, chaos.notes))
         await sender.start()
         await observer.start(sender.producer)
+        await landings.start(sender.producer)
         for phase in workload.setup:
             await _send_and_wait(sender, observer, phase, SETUP_TIMEOUT_S)
         # The holders' orders are answered: their ids make the setup's last phase (ships
@@ -294,6 +343,8 @@ async def run(
         chaos.total = len(workload.stream)
         chaos.notes.append(f"workers started and shop set up in {time.monotonic() - started:.1f} s")
         chaos.notes.append(_settled(workload, answers, moves, chaos.total - planned))
+        await serving
+        lagging = asyncio.create_task(_loop_lag(lags))
         injecting = asyncio.create_task(fault(chaos))
         begin = time.monotonic() + 0.1
         i = 0
@@ -305,7 +356,10 @@ async def run(
                 await asyncio.sleep(delay)
             if record.command is not None:
                 intended.setdefault(record.command_id, due)
-            sender.send(record)
+            if record.http is not None:
+                http.send(record)
+            else:
+                sender.send(record)
             i += 1
             await chaos.advance(i)
             if injecting.done():
@@ -323,16 +377,50 @@ async def run(
             observer.check_alive()
             await asyncio.sleep(0.1)
         chaos.notes.append(f"quiet {time.monotonic() - streamed:.1f} s after the stream")
+        await http.drain(max(1.0, deadline - time.monotonic()))
         await sender.flush()
+        landed_by = time.monotonic() + LANDINGS_TIMEOUT_S
+        while any(c not in landings.offsets for c in workload.commands):
+            landings.check_alive()
+            if time.monotonic() > landed_by:
+                break
+            await asyncio.sleep(0.1)
         await asyncio.sleep(AFTER_QUIESCENCE_S)
         observer.check_alive()
     finally:
         stopping = time.monotonic()
+        if lagging is not None:
+            lagging.cancel()
+            chaos.notes.append(_describe_lag(lags))
+        if serving is not None and not serving.done():
+            serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await serving
+        waiting_over_http = await http.close()
+        serve_code = await serve.stop()
         exits = await pool.stop_all(STOP_TIMEOUT_S)
         chaos.notes.append(f"workers stopped in {time.monotonic() - stopping:.1f} s")
         await sender.stop()
         await observer.stop()
+        await landings.stop()
     problems = [f"{name} exited {code} on SIGTERM" for name, code in exits if code]
+    if not stopped_cleanly(serve_code):
+        problems.append(f"shopflow serve exited {serve_code} on SIGTERM")
+    if waiting_over_http:
+        problems.append(f"{waiting_over_http} requests over HTTP had no final answer at the end")
+    # Counted in the report (another 5xx), with examples in its notes, and not a problem
+    # of the run: the client sends it again with the same key, which is all the
+    # guarantees need, but the contract has no status 500.
+    chaos.notes += [f"over HTTP, answered {example}" for example in http.examples]
+    chaos.notes.append(http.latencies())
+    if http.no_answers:
+        causes = ", ".join(f"{n} {name}" for name, n in http.no_answers.most_common())
+        chaos.notes.append(f"over HTTP, no answer: {causes}")
+    if http.given_up:
+        chaos.notes.append(
+            f"over HTTP, {http.given_up} commands given up after {RETRY_BUDGET_S:g} s "
+            "without a final answer, and sent over Kafka"
+        )
     # A worker that does not finish its graceful stop is a problem: its log has the
     # worker's own report of where each task waits (shopflow/slow_stop.py) and py-spy's
     # dump. (It is how a dead aiokafka metadata task was found after broker restarts:
@@ -342,8 +430,19 @@ async def run(
     problems += chaos.problems
     checking = time.monotonic()
     report = await _check(
-        fault_name, workload, settings, observer, sender, intended, faults, problems
+        fault_name, workload, settings, observer, _landed(sender, landings), intended, faults
     )
+    report.problems = problems + report.problems
+    report.records = sender.records + http.records
+    report.http_records = http.records
+    report.http_commands = len(http.commands)
+    report.http_requests = http.requests
+    report.http_retries = dict(http.retries)
+    report.http_answers = len(http.answers)
+    http_problems, report.http_matched, answered_after = answer_problems(http.answers, observer)
+    report.problems += http_problems
+    chaos.notes.append(answered_after)
+    report.http_given_up = http.given_up
     report.resent = len(resent)
     report.stuck_stops = len(stuck)
     report.seconds = time.monotonic() - started
@@ -356,16 +455,45 @@ async def run(
     return report
 
 
+async def _loop_lag(lags: list[float]) -> None:
+    """How late the driver's own loop wakes a task (its load shows in every wait)."""
+    while True:
+        began = time.monotonic()
+        await asyncio.sleep(LAG_PROBE_S)
+        lags.append(time.monotonic() - began - LAG_PROBE_S)
+
+
+def _describe_lag(lags: list[float]) -> str:
+    ordered = sorted(lags) or [0.0]
+    p99 = ordered[int(0.99 * (len(ordered) - 1))]
+    return f"the driver's loop late by {p99:.3f} s at p99, {ordered[-1]:.3f} s at worst"
+
+
+async def _started(serve: Serve, notes: list[str]) -> None:
+    began = time.monotonic()
+    await serve.start()
+    notes.append(f"shopflow serve answering in {time.monotonic() - began:.1f} s")
+
+
+def _landed(sender: Sender, landings: Landings) -> dict[str, list[int]]:
+    """Every copy's offset on its topic, by command id: the driver's own sends, and
+    whatever the reader of the command topics saw (the HTTP ones too)."""
+    landed = {command_id: [m.offset for m in sent] for command_id, sent in sender.landed.items()}
+    for command_id, offsets in landings.offsets.items():
+        landed.setdefault(command_id, []).extend(offsets)
+    return landed
+
+
 async def _check(
     fault_name: str,
     workload: Workload,
     settings: Settings,
     observer: Observer,
-    sender: Sender,
+    landed: dict[str, list[int]],
     intended: dict[str, float],
     faults: int,
-    problems: list[str],
 ) -> Report:
+    problems: list[str] = []
     outcomes: dict[str, ResultEvent] = {}
     lost = []
     twice = []
@@ -406,8 +534,8 @@ async def _check(
         f"poison {poison_by_sha[s].value[:60]!r}: no dead letter" for s in sorted(unlettered)[:20]
     ]
 
-    problems += _order_problems(workload, observer, sender)
-    first_move_problems, first_moves = _first_move_problems(workload, observer, sender)
+    problems += _order_problems(workload, observer, landed)
+    first_move_problems, first_moves = _first_move_problems(workload, observer, landed)
     problems += first_move_problems
 
     engine = create_engine(settings.database_url, pool_size=2)
@@ -426,7 +554,7 @@ async def _check(
     waits.sort()
     return Report(
         fault=fault_name,
-        records=sender.records,
+        records=0,
         commands=len(workload.commands),
         poison=len(workload.poison),
         faults=faults,
@@ -472,19 +600,21 @@ def _waits_around(
     return notes
 
 
-def _order_problems(workload: Workload, observer: Observer, sender: Sender) -> list[str]:
+def _order_problems(
+    workload: Workload, observer: Observer, landed: dict[str, list[int]]
+) -> list[str]:
     """Per command topic and key, the outcomes' offsets follow the commands' offsets
     (each command at its first copy; commands answered `temporarily_unavailable` and
     sent again are left out, as their place moved)."""
     lanes: dict[tuple[str, bytes], list[tuple[int, int, str]]] = {}
     for command_id, record in workload.commands.items():
         final = observer.final(command_id)
-        landed = sender.landed.get(command_id)
-        if final is None or not landed:
+        offsets = landed.get(command_id)
+        if final is None or not offsets:
             continue
         if any(s.transient for s in observer.results[command_id]):
             continue
-        first = min(m.offset for m in landed)
+        first = min(offsets)
         lanes.setdefault((record.topic, record.key), []).append((first, final.offset, command_id))
     problems = []
     for (topic, key), lane in lanes.items():
@@ -499,14 +629,14 @@ def _order_problems(workload: Workload, observer: Observer, sender: Sender) -> l
 
 
 def _first_move_problems(
-    workload: Workload, observer: Observer, sender: Sender
+    workload: Workload, observer: Observer, landed: dict[str, list[int]]
 ) -> tuple[list[str], dict[str, int]]:
     """Of one order's `Expected.FIRST_MOVE` cancels (or ships), the one accepted is the
     one that landed first (offset order on its key; the model checks that one is). Left
     out: an order one of whose commands has no outcome, or was answered
     `temporarily_unavailable` and sent again (its place moved). Also how many orders
     were checked and left out."""
-    landed: dict[tuple[str, int], list[tuple[int, str, bool]]] = {}  # (offset, id, accepted)
+    moved: dict[tuple[str, int], list[tuple[int, str, bool]]] = {}  # (offset, id, accepted)
     left_out: set[tuple[str, int]] = set()
     for command_id, record in workload.commands.items():
         command = record.command
@@ -515,18 +645,18 @@ def _first_move_problems(
         assert isinstance(command, CancelOrder | ShipOrder)
         group = (type(command).__name__, command.order_id)
         final = observer.final(command_id)
-        copies = sender.landed.get(command_id)
+        copies = landed.get(command_id)
         if final is None or not copies or any(s.transient for s in observer.results[command_id]):
             left_out.add(group)
             continue
         accepted = getattr(final.event, "reason", None) is None
-        landed.setdefault(group, []).append((min(m.offset for m in copies), command_id, accepted))
+        moved.setdefault(group, []).append((min(copies), command_id, accepted))
     problems = []
     counts = {
-        "orders moved twice, checked by offset": len(landed.keys() - left_out),
+        "orders moved twice, checked by offset": len(moved.keys() - left_out),
         "orders moved twice, left out": len(left_out),
     }
-    for (kind, order_id), moves in landed.items():
+    for (kind, order_id), moves in moved.items():
         if (kind, order_id) in left_out:
             continue
         moves.sort()

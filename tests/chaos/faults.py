@@ -62,8 +62,9 @@ def sigterm(stops: int) -> Fault:
         for i in range(stops):
             await run.until_sent((i + 1) / (stops + 1))
             victim = run.rng.choice(run.workers.alive)
-            # Once it has started (its SIGTERM handler in place): a replacement picked
-            # while still importing, on a loaded machine, would die of the signal.
+            # A replacement still starting (seconds on a busy machine) would die of the
+            # signal, its handler not yet in place: no graceful stop to try. As
+            # `WorkerPool.stop_all` does, let it finish its start first.
             await victim.started()
             code = await victim.stop()
             if code != 0:
@@ -125,5 +126,30 @@ def broker_restart(restarts: int) -> Fault:
             await run.servers.up("kafka")
             run.notes.append(f"broker away {time.monotonic() - began:.1f} s")
         return restarts
+
+    return inject
+
+
+def serve_kill(kills: int) -> Fault:
+    """The run's `shopflow serve` (the HTTP side; the workers consume) SIGKILLed
+    mid-stream and started again on its port, `kills` times: the requests in flight get
+    no answer, and their clients send them again, with the same keys, until the new one
+    answers. The stream goes on until the last one is back (a start takes seconds)."""
+
+    async def inject(run: Run) -> int:
+        assert run.serve is not None
+        run.hold_stream = True
+        for i in range(kills):
+            await run.until_sent((i + 1) / (kills + 1))
+            sent = run.sent
+            began = time.monotonic()
+            await run.serve.kill()
+            await run.serve.start()
+            run.notes.append(
+                f"shopflow serve SIGKILLed and answering again {time.monotonic() - began:.1f} s "
+                f"later ({run.sent - sent} records sent meanwhile)"
+            )
+        run.hold_stream = False
+        return kills
 
     return inject

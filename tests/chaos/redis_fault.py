@@ -40,8 +40,6 @@ orders on the same database meanwhile (the suite runs its faults one after anoth
 
 import asyncio
 import contextlib
-import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -59,9 +57,8 @@ from shopflow.queries.auth import SCOPE_METRICS
 from shopflow.queries.read_model import ReadModel
 from shopflow.tokens import local_signing_key, sign_token
 from tests.chaos.driver import Fault, Run
+from tests.chaos.serve import Serve, stopped_cleanly
 from tests.chaos.servers import REPO
-from tests.support.ports import free_port
-from tests.support.scratch import service_env
 
 FLUSH_AT = 1 / 3  # shares of the stream
 STOP_AT = 1 / 2
@@ -71,8 +68,6 @@ OUTAGE_QUERY_EVERY_S = 0.25
 ANSWER_TIMEOUT_S = 5.0  # a check of an answer against PostgreSQL is tried this long
 REBUILD_TIMEOUT_S = 15.0  # for the service to rebuild a missing view
 MATCH_TIMEOUT_S = 15.0  # after the stream, for the view to match PostgreSQL
-SERVE_START_TIMEOUT_S = 60.0
-SERVE_STOP_TIMEOUT_S = 45.0
 HTTP_TIMEOUT_S = 10.0
 METRICS_TOKEN_TTL_S = 6 * 3600  # longer than any run
 EVERY_PRODUCT = 1_000_000  # a limit no ranking reaches
@@ -129,13 +124,11 @@ class Answer:
 
 
 class Service:
-    """The run's `shopflow serve --no-consume`: the HTTP queries over the run's
-    PostgreSQL and Redis, with its log among the workers'."""
+    """The fault's own `shopflow serve --no-consume` (`tests.chaos.serve`), answering
+    GET /products/top over the run's PostgreSQL and Redis, its log among the workers'."""
 
-    def __init__(
-        self, process: asyncio.subprocess.Process, http: httpx.AsyncClient, metrics_token: str
-    ) -> None:
-        self.process = process
+    def __init__(self, serve: Serve, http: httpx.AsyncClient, metrics_token: str) -> None:
+        self.serve = serve
         self.http = http
         # `serve`'s /metrics asks for the scope shopflow:metrics (a Prometheus's token);
         # signed with the servers' key, which the serve checks tokens against.
@@ -150,44 +143,17 @@ class Service:
             scopes=[SCOPE_METRICS],
             ttl_s=METRICS_TOKEN_TTL_S,
         )
-        port = free_port()
-        env = service_env(run.settings, SHOPFLOW_HTTP_PORT=str(port))
         log_dir = REPO / ".infra" / "chaos-logs" / run.settings.consumer_group
-        log_dir.mkdir(parents=True, exist_ok=True)
-        with (log_dir / "serve.log").open("wb") as out:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "shopflow",
-                "serve",
-                "--no-consume",
-                "--log-level",
-                "info",
-                env=env,
-                stdout=out,
-                stderr=out,
-            )
+        serve = Serve(run.settings, log_dir / "serve.log", log_level="info")
         service = cls(
-            process,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=HTTP_TIMEOUT_S),
-            metrics_token,
+            serve, httpx.AsyncClient(base_url=serve.url, timeout=HTTP_TIMEOUT_S), metrics_token
         )
         try:
-            await service._answering()
+            await serve.start()
         except BaseException:
             await service.stop()
             raise
         return service
-
-    async def _answering(self) -> None:
-        async with asyncio.timeout(SERVE_START_TIMEOUT_S):
-            while True:
-                if self.process.returncode is not None:
-                    raise RuntimeError(f"shopflow serve exited {self.process.returncode}")
-                with contextlib.suppress(httpx.TransportError):
-                    if (await self.http.get("/health/live")).status_code == 200:
-                        return
-                await asyncio.sleep(0.05)
 
     async def top(self) -> tuple[int, Ranking]:
         """GET /products/top: its status and, if 200, its ranking. An answer that does
@@ -241,17 +207,10 @@ class Service:
                 return Answer(False, source, took, tries, wrong)
             await asyncio.sleep(0.1)
 
-    async def stop(self) -> int:
+    async def stop(self) -> int | None:
         """SIGTERM, then wait (SIGKILL if it does not exit in time); its exit code."""
         await self.http.aclose()
-        if self.process.returncode is None:
-            self.process.terminate()
-        try:
-            async with asyncio.timeout(SERVE_STOP_TIMEOUT_S):
-                return await self.process.wait()
-        except TimeoutError:
-            self.process.kill()
-            return await self.process.wait()
+        return await self.serve.stop()
 
 
 def redis_outage() -> Fault:
@@ -279,8 +238,7 @@ def redis_outage() -> Fault:
         finally:
             code = await service.stop()
             await engine.dispose()
-        # uvicorn raises the signal it caught again once it has shut down cleanly.
-        if code not in (0, -signal.SIGTERM):
+        if not stopped_cleanly(code):
             run.problems.append(f"redis-outage: shopflow serve exited {code} on SIGTERM")
         return 2
 

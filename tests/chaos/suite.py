@@ -49,6 +49,9 @@ FAULTS: dict[str, Plan] = {
     ),
     # `shopflow serve` (started by the fault) takes a few seconds to answer.
     "redis-outage": Plan(lambda _: redis_outage(), Size(2, 4000, 250), Size(2, 12_000, 300)),
+    # A serve takes 5-25 s to answer again on a busy 2-core machine: the stream is held
+    # (grown) until it does.
+    "serve-kill": Plan(faults.serve_kill, Size(1, 1500, 250), Size(3, 12_000, 300)),
 }
 
 
@@ -75,13 +78,21 @@ async def run_fault(
 def table(reports: list[Report]) -> str:
     rows = [
         "| fault | commands sent | faults injected | lost | applied twice | longest wait "
-        "| p99 wait | sent again after `temporarily_unavailable` | graceful stops killed |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| p99 wait | sent again after `temporarily_unavailable` | graceful stops killed "
+        "| over HTTP: commands (records) | HTTP retries: 503 / 202 / no answer / other "
+        "| HTTP answers with the topic's `event_id` |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in reports:
+        retries = r.http_retries
+        other = sum(n for cause, n in retries.items() if cause not in ("503", "202", "no answer"))
         rows.append(
             f"| {r.fault} | {r.records:,} ({r.commands:,} distinct, {r.poison} poison) "
             f"| {r.faults} | {r.lost} | {r.applied_twice} | {r.longest_wait_s:.2f} s "
-            f"| {r.p99_wait_s:.2f} s | {r.resent} | {r.stuck_stops} |"
+            f"| {r.p99_wait_s:.2f} s | {r.resent} | {r.stuck_stops} "
+            f"| {r.http_commands:,} ({r.http_records:,}) "
+            f"| {retries.get('503', 0)} / {retries.get('202', 0)} / "
+            f"{retries.get('no answer', 0)} / {other} "
+            f"| {r.http_matched:,} of {r.http_answers:,} |"
         )
     return "\n".join(rows)

@@ -3,7 +3,8 @@
 Each test sends a stream of mixed commands (duplicates and poison among them) while its
 fault strikes, and fails on anything `tests.chaos.driver` finds: a command without an
 outcome or with two, a poison record without its dead letter, an outcome out of key
-order, a broken invariant, a row the model does not expect. The servers are the chaos
+order, a broken invariant, a row the model does not expect, an answer over HTTP
+whose event id is not the one on the result topic. The servers are the chaos
 instance of scripts/infra.sh (its own ports and state), stopped after the session.
 """
 
@@ -40,3 +41,5 @@ async def test_a_fault_loses_nothing_and_applies_nothing_twice(
     assert report.faults >= plan.fast.strikes, report.line()
     assert report.commands > 0
     assert report.poison > 0
+    assert report.http_commands > 0
+    assert report.http_matched == report.http_answers > 0

@@ -37,12 +37,18 @@ cancelled in the stream, restocking products no stream order asks for (an
 Among the commands: exact duplicates (the same bytes again, right behind the first or
 later) and poison records (undecodable, against the contract, or keyed wrongly), each of
 which must become one dead letter.
+
+A share of the stream's commands that have an HTTP route (`HTTP_SHARE`) is sent over
+HTTP (`tests.chaos.over_http`: the record's command is under the id the gateway derives
+from its caller and key); a duplicate of one is the same request again, or the command
+over Kafka under that id. The setup is sent over Kafka. Nothing above changes: a command
+of a key decides its outcome with the same commands whichever way it came.
 """
 
 import json
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from shopflow.contracts.commands import (
@@ -60,12 +66,15 @@ from shopflow.contracts.commands import (
 from shopflow.contracts.dead_letters import DeadLetterReason
 from shopflow.contracts.events import OrderPlaced, RejectionReason, ResultEvent
 from shopflow.contracts.topics import ROUTES_BY_TYPE
+from tests.chaos.over_http import HttpCall, over_http, routed
 
 RICH_BALANCE = 10**9  # one charge of the maximum: covers any rich user's orders here
 PLENTY_STOCK = 10**6
 CART_LINE_UNITS = 500  # what a cart changer holds of its one product at the start
 PRICE_RANGE = (1, 100)
 HOLDER_ORDERS = 4  # plain orders (of plenty products) each order holder places in the setup
+HTTP_SHARE = 0.1  # of the stream's commands that have an HTTP route, sent over HTTP
+HTTP_AGAIN_OVER_KAFKA = 0.5  # of an HTTP command's duplicates, sent over Kafka instead
 
 
 class Expected(StrEnum):
@@ -80,7 +89,8 @@ class Expected(StrEnum):
 
 @dataclass(frozen=True)
 class Record:
-    """One record to send: a command (`command` set) or poison (`poison` set)."""
+    """One record to send: a command (`command` set) or poison (`poison` set); over
+    HTTP if `http` is set, else over Kafka (`value`, keyed `key`)."""
 
     topic: str  # the contract's topic name (no prefix)
     key: bytes
@@ -88,6 +98,7 @@ class Record:
     command: Command | None = None
     expected: Expected | RejectionReason | None = None
     poison: DeadLetterReason | None = None
+    http: HttpCall | None = None
 
     @property
     def command_id(self) -> str:
@@ -201,13 +212,44 @@ class _Ids:
                 return candidate
 
 
+class _HttpShare:
+    """Which of the stream's commands go over HTTP, and how their duplicates go."""
+
+    def __init__(self, rng: random.Random, share: float) -> None:
+        self.rng = rng
+        self.share = share
+
+    def choose(self, record: Record) -> Record:
+        """`record`, or (a `share` of those with a route) the same command over HTTP."""
+        command = record.command
+        if command is None or not routed(command) or self.rng.random() >= self.share:
+            return record
+        derived, call = over_http(command)
+        assert record.expected is not None
+        return replace(command_record(derived, record.expected), http=call)
+
+    def again(self, record: Record) -> Record:
+        """A duplicate of `record`: itself, or for one sent over HTTP, half the time the
+        command over Kafka (under its derived id)."""
+        if record.http is not None and self.rng.random() < HTTP_AGAIN_OVER_KAFKA:
+            return replace(record, http=None)
+        return record
+
+
 def build(
-    commands: int, *, run: str, seed: int, duplicates: float = 0.05, poison: float = 0.01
+    commands: int,
+    *,
+    run: str,
+    seed: int,
+    duplicates: float = 0.05,
+    poison: float = 0.01,
+    http_share: float = HTTP_SHARE,
 ) -> Workload:
     """A shop sized for `commands` stream commands, its setup, and the stream (about
-    `commands` records, plus `duplicates` and `poison` shares of them). `seed` decides
-    the stream's shape; the ids are fresh on every call (several runs share a database),
-    and the command ids start with `run`."""
+    `commands` records, plus `duplicates` and `poison` shares of them; `http_share` of
+    those with a route over HTTP). `seed` decides the stream's shape; the ids are fresh
+    on every call (several runs share a database), and the command ids start with `run`
+    (a command over HTTP: its key)."""
     rng = random.Random(seed)
     new_id = _Ids(random.Random())
     users = max(20, commands // 25)
@@ -292,11 +334,13 @@ def build(
     holders_orders = _holders_orders(shop, rng, cid)
     setup.append(holders_orders)
     workload = Workload(shop, setup)
-    stream = _Stream(workload, rng, cid, duplicates, poison)
+    # An rng of its own: which commands go over HTTP does not change the stream's shape.
+    http = _HttpShare(random.Random(seed + 2), http_share)
+    stream = _Stream(workload, rng, cid, duplicates, poison, http)
     stream.fill(commands)
     workload.more = stream.fill
     # An rng of its own: the stream's shape does not depend on when it is settled.
-    lifecycle = _Lifecycle(workload, holders_orders, random.Random(seed + 1), cid)
+    lifecycle = _Lifecycle(workload, holders_orders, random.Random(seed + 1), cid, http)
     workload.settle_with = lifecycle.settle
     return workload
 
@@ -352,8 +396,10 @@ class _Stream:
         cid: Callable[[str], str],
         duplicates: float,
         poison: float,
+        http: _HttpShare,
     ) -> None:
         self.w = workload
+        self.http = http
         self.shop = workload.shop
         self.rng = rng
         self.cid = cid
@@ -375,16 +421,18 @@ class _Stream:
         made = goal - commands
         while made < goal:
             kind = self.rng.choices(self.kinds, self.weights)[0]
-            record = next(self._make(kind), None)
-            if record is None:
+            made_one = next(self._make(kind), None)
+            if made_one is None:
                 continue
+            record = self.http.choose(made_one)
             stream.append(record)
             made += 1
             if self.rng.random() < self.duplicates:
                 # Right behind it (likely in the same batch: concurrent duplicates), or
                 # one of the recent commands again.
                 recent = [r for r in stream[-200:] if r.command is not None]
-                stream.append(record if self.rng.random() < 0.5 else self.rng.choice(recent))
+                again = record if self.rng.random() < 0.5 else self.rng.choice(recent)
+                stream.append(self.http.again(again))
                 made += 1
             if self.rng.random() < self.poison:
                 stream.append(self._poison())
@@ -573,11 +621,13 @@ class _Lifecycle:
         orders: list[Record],
         rng: random.Random,
         cid: Callable[[str], str],
+        http: _HttpShare,
     ) -> None:
         self.w = workload
         self.orders = orders
         self.rng = rng
         self.cid = cid
+        self.http = http
 
     def settle(self, answers: Answers) -> list[Record]:
         """The setup's moves (returned); the stream's cancels and ships woven into it.
@@ -605,12 +655,12 @@ class _Lifecycle:
             elif fate is Fate.SHIP:
                 sequences.append(self._moves(ShipOrder, order, every_variant=first))
             elif fate is Fate.SHIPPED_FIRST:
-                setup.append(self._record(ShipOrder, order, Expected.ACCEPTED))
+                setup.append(self._record(ShipOrder, order, Expected.ACCEPTED, setup=True))
                 sequences.append(
                     [[self._record(CancelOrder, order, RejectionReason.ORDER_SHIPPED)]]
                 )
             elif fate is Fate.CANCELLED_FIRST:
-                setup.append(self._record(CancelOrder, order, Expected.ACCEPTED))
+                setup.append(self._record(CancelOrder, order, Expected.ACCEPTED, setup=True))
                 sequences.append(
                     [[self._record(ShipOrder, order, RejectionReason.ORDER_CANCELLED)]]
                 )
@@ -628,9 +678,9 @@ class _Lifecycle:
         groups = [[first]]
         if every_variant or self.rng.random() < MOVE_DUPLICATE:
             if self.rng.random() < 0.5:
-                groups[0].append(first)  # right behind it
+                groups[0].append(self.http.again(first))  # right behind it
             else:
-                groups.append([first])  # later
+                groups.append([self.http.again(first)])  # later
         if twice:
             groups.append([self._record(move, order, Expected.FIRST_MOVE)])
         return groups
@@ -653,16 +703,32 @@ class _Lifecycle:
             strays.append([[self._command(move, user, theirs, unknown)]])
         return strays
 
-    def _record(self, move: Move, order: _Held, expected: Expected | RejectionReason) -> Record:
-        return self._command(move, order.user_id, order.order_id, expected)
+    def _record(
+        self,
+        move: Move,
+        order: _Held,
+        expected: Expected | RejectionReason,
+        *,
+        setup: bool = False,
+    ) -> Record:
+        return self._command(move, order.user_id, order.order_id, expected, setup=setup)
 
     def _command(
-        self, move: Move, user_id: int, order_id: int, expected: Expected | RejectionReason
+        self,
+        move: Move,
+        user_id: int,
+        order_id: int,
+        expected: Expected | RejectionReason,
+        *,
+        setup: bool = False,
     ) -> Record:
+        """The record of a cancel or ship; in the stream, perhaps over HTTP (the setup
+        is sent over Kafka)."""
         kind = "cancel" if move is CancelOrder else "ship"
-        return command_record(
+        record = command_record(
             move(command_id=self.cid(kind), user_id=user_id, order_id=order_id), expected
         )
+        return record if setup else self.http.choose(record)
 
 
 def _weave(stream: list[Record], sequences: Sequence[Sequence[Group]], rng: random.Random) -> None:
