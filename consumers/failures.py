@@ -14,7 +14,7 @@ broker refuses for its size, a bug in our code) repeats on every retry, so it is
 from typing import Final
 
 from aiokafka import errors as kafka_errors
-from asyncpg.exceptions import TargetServerAttributeNotMatched
+from asyncpg.exceptions import InternalClientError, TargetServerAttributeNotMatched
 from sqlalchemy import exc as sa_errors
 
 
@@ -45,6 +45,11 @@ def _is_transient_one(exc: BaseException) -> bool | None:
         return True
     if isinstance(exc, TargetServerAttributeNotMatched):
         return True  # no host is the primary (`target_session_attrs`): a failover
+    if isinstance(exc, InternalClientError):
+        # asyncpg's connection in a state it cannot run a query in: "another operation
+        # is in progress" from a pooled connection the server dropped while it was idle
+        # (a shutdown's FATAL read, the close not yet). A new connection clears it.
+        return True
     if isinstance(exc, kafka_errors.KafkaError):
         return bool(exc.retriable) or isinstance(exc, _TRANSIENT_KAFKA)
     if isinstance(exc, sa_errors.DBAPIError):

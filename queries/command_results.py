@@ -105,7 +105,14 @@ class CommandResults:
         if self._pool is None:
             raise RuntimeError("CommandResults.start() first")
         async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as connection:
-            row = await connection.fetchrow(_STORED, command_id)
+            try:
+                row = await connection.fetchrow(_STORED, command_id)
+            except BaseException:
+                # Not back into the pool as it is (there is no reset to find out): a look
+                # cut off by a server shutting down, or cancelled, can leave the
+                # connection mid-operation, and the next look on it would fail for that.
+                connection.terminate()
+                raise
         if row is None:
             return None
         return StoredResult(row[0], row[1], row[2], bytes(row[3]))
@@ -164,7 +171,8 @@ class CommandResults:
 async def _nothing_to_reset(_: asyncpg.Connection) -> None:
     """A look leaves no session state behind (one SELECT outside a transaction), so a
     connection goes back to the pool as it is: asyncpg's default reset is a round trip of
-    its own (RESET ALL, UNLISTEN, ...) on every release, 9% of serve's CPU under load."""
+    its own (RESET ALL, UNLISTEN, ...) on every release, 9% of serve's CPU under load. A
+    look that fails does not give its connection back (`stored`)."""
 
 
 class Watch:

@@ -61,7 +61,7 @@ from shopflow.persistence.reconciliation import describe, find_violations
 from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.settings import Settings
 from tests.chaos.database import read_state, recorded_twice
-from tests.chaos.http_sender import RETRY_BUDGET_S, HttpSender, answer_problems
+from tests.chaos.http_sender import RETRY_BUDGET_S, RETRY_OTHER_5XX, HttpSender, answer_problems
 from tests.chaos.landings import Landings
 from tests.chaos.model import differences, expected_state
 from tests.chaos.observer import Observer
@@ -408,9 +408,12 @@ async def run(
         problems.append(f"shopflow serve exited {serve_code} on SIGTERM")
     if waiting_over_http:
         problems.append(f"{waiting_over_http} requests over HTTP had no final answer at the end")
-    # Counted in the report (another 5xx), with examples in its notes, and not a problem
-    # of the run: the client sends it again with the same key, which is all the
-    # guarantees need, but the contract has no status 500.
+    # A 5xx other than 503 is a problem: the contract has none (the client sent it again
+    # with the same key all the same, so the other checks still hold).
+    if http.retries[RETRY_OTHER_5XX]:
+        problems.append(
+            f"{http.retries[RETRY_OTHER_5XX]} answers over HTTP were a 5xx other than 503"
+        )
     chaos.notes += [f"over HTTP, answered {example}" for example in http.examples]
     chaos.notes.append(http.latencies())
     if http.no_answers:

@@ -7,8 +7,8 @@ would, with the same `Idempotency-Key`, until a final answer:
   a `temporarily_unavailable` is not kept in the ledger) the request again;
 - no answer (the connection refused or cut: the serve killed, or restarting): again
   after a pause that doubles (with jitter) up to MAX_PAUSE_S;
-- 429, and any other 5xx (the contract has none but 503): counted, the first kept as
-  examples, and again after a second.
+- 429, and any other 5xx (the contract has none but 503: the run counts it a problem):
+  counted, the first kept as examples, and again after a second.
 
 At most MAX_IN_FLIGHT requests are in flight, over SHARDS clients of their own (a
 request waits for its answer for seconds, so a few hundred are in flight at 25/s; and

@@ -45,6 +45,9 @@ TRANSIENT = {
     "asyncpg's read-only transaction": asyncpg.ReadOnlySQLTransactionError("read-only"),
     "no primary among the hosts": TargetServerAttributeNotMatched("no primary"),
     "no primary, wrapped": _chained(RuntimeError("connect"), TargetServerAttributeNotMatched("")),
+    "a pooled connection dropped while idle": asyncpg.InternalClientError(
+        "cannot switch to state 12; another operation (2) is in progress"
+    ),
     "no pooled connection in time": sa_errors.TimeoutError(),
     "asyncpg connection closed": asyncpg.InterfaceError("connection is closed"),
     "a Kafka timeout": kafka_errors.KafkaTimeoutError(),
