@@ -2,20 +2,18 @@
 dead-letter topic, from the beginning) and keeps, per command id, its results in the
 order they came, with when each arrived and where it sits in its partition."""
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from shopflow.contracts.dead_letters import DeadLetter
 from shopflow.contracts.events import RejectionReason, ResultEvent, parse_event
 from shopflow.contracts.topics import EVENT_TOPICS, Topics
-from shopflow.producers.client import topic_partitions
 from shopflow.producers.kafka_connection import KafkaConnection
+from tests.chaos.topic_reader import TopicReader
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +31,7 @@ class Seen:
         return getattr(self.event, "reason", None) == RejectionReason.TEMPORARILY_UNAVAILABLE
 
 
-class Observer:
+class Observer(TopicReader):
     def __init__(
         self,
         kafka: KafkaConnection,
@@ -42,40 +40,17 @@ class Observer:
     ) -> None:
         """`kafka`: a principal that may read the result topics and the dead letters
         (`shopflow-ops`)."""
-        self._kafka = kafka
+        super().__init__(kafka)
         self._topics = topics
         self._on_transient = on_transient
         self.results: dict[str, list[Seen]] = {}
         self.dead_letters: list[DeadLetter] = []
         self.unreadable = 0
         self.last_arrival = time.monotonic()
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self, producer: AIOKafkaProducer) -> None:
-        """Start reading; `producer` finds the topics' partitions (a consumer's metadata
-        may not list a new topic for minutes)."""
-        self._consumer = self._kafka.consumer(enable_auto_commit=False)
-        await self._consumer.start()
         names = [self._topics.name(t) for t in EVENT_TOPICS] + [self._topics.dead_letters]
-        assigned = []
-        for name in names:
-            assigned += [TopicPartition(name, p) for p in await topic_partitions(producer, name)]
-        self._consumer.assign(assigned)
-        await self._consumer.seek_to_beginning(*assigned)
-        self._task = asyncio.create_task(self._read())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
-
-    def check_alive(self) -> None:
-        if self._task is not None and self._task.done():
-            self._task.result()  # raises what stopped the reader
+        await self.read_from_beginning(producer, names)
 
     def final(self, command_id: str) -> Seen | None:
         """The command's first outcome (its first result that is not transient)."""
@@ -84,23 +59,17 @@ class Observer:
                 return seen
         return None
 
-    async def _read(self) -> None:
-        assert self._consumer is not None
-        dead_letter_topic = self._topics.dead_letters
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=200)
-            now = time.monotonic()
-            for tp, records in batches.items():
-                for record in records:
-                    self.last_arrival = now
-                    if record.value is None:
-                        self.unreadable += 1
-                        continue
-                    if tp.topic == dead_letter_topic:
-                        self.dead_letters.append(DeadLetter.model_validate_json(record.value))
-                        continue
-                    event = parse_event(record.value)
-                    seen = Seen(event, tp.partition, record.offset, now)
-                    self.results.setdefault(event.command_id, []).append(seen)
-                    if seen.transient and self.final(event.command_id) is None:
-                        self._on_transient(event.command_id)
+    def on_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        now = time.monotonic()
+        self.last_arrival = now
+        if record.value is None:
+            self.unreadable += 1
+            return
+        if record.topic == self._topics.dead_letters:
+            self.dead_letters.append(DeadLetter.model_validate_json(record.value))
+            return
+        event = parse_event(record.value)
+        seen = Seen(event, record.partition, record.offset, now)
+        self.results.setdefault(event.command_id, []).append(seen)
+        if seen.transient and self.final(event.command_id) is None:
+            self._on_transient(event.command_id)
