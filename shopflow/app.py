@@ -229,7 +229,9 @@ _OUTAGES = (
     SQLAlchemyError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
-    asyncpg.InternalClientError,  # TargetServerAttributeNotMatched: no primary yet
+    # TargetServerAttributeNotMatched (no primary yet), or a pooled connection the
+    # server dropped while it was idle ("another operation is in progress").
+    asyncpg.InternalClientError,
     OSError,
 )
 
