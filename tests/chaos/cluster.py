@@ -438,6 +438,10 @@ def leader_kill(kills: int) -> Fault:
     so in the notes."""
 
     async def inject(run: Run) -> int:
+        # Every kill mid-stream, and the stream on until the cluster is whole: held from
+        # the first moment, before the seconds its admin client and probes take to start
+        # on a busy machine, in which a short stream (`make test`'s) could end unkilled.
+        run.hold_stream = True
         admin = kafka_connection(run.settings, ADMIN)
         cluster = Cluster(admin)
         producer = admin.producer(
@@ -446,11 +450,14 @@ def leader_kill(kills: int) -> Fault:
             linger_ms=0,
             request_timeout_ms=30_000,
         )
-        await cluster.start()
-        await producer.start()
+        try:
+            await cluster.start()
+            await producer.start()
+        except BaseException:
+            run.hold_stream = False
+            raise
         probes: list[Probe] = []
         done = 0
-        run.hold_stream = True  # every kill mid-stream, and the stream on until it is whole
         try:
             run.problems.extend(await _replication_problems(cluster, run))
             probes = await _start_probes(cluster, producer, run.settings.topic_prefix)
