@@ -8,6 +8,9 @@
 #   scripts/infra.sh status [SERVER...]            one line per server and Kafka node; exit 0 only if all answer
 #   scripts/infra.sh kill SERVER|kafka-I ...       fault injection: SIGKILL, wait until gone (postgres: the
 #                                                  postmaster; the next `up` starts it with crash recovery)
+#   scripts/infra.sh cut postgres-I                fault injection (a PostgreSQL cluster): node I cut off
+#                                                  from etcd and the other nodes, still running
+#   scripts/infra.sh heal                          every cut removed
 #   scripts/infra.sh reset                         down, then delete the data dirs (not the Kafka jar cache)
 #   scripts/infra.sh credentials                   make the local credentials (and .infra/docker.env for
 #                                                  docker-compose.kafka.yml) without starting anything
@@ -22,7 +25,12 @@
 # Environment (defaults): SHOPFLOW_KAFKA_PORT=9092 SHOPFLOW_KAFKA_CONTROLLER_PORT=9093
 # SHOPFLOW_KAFKA_SSL_PORT=<SHOPFLOW_KAFKA_PORT + 200> (SASL_SSL)
 # SHOPFLOW_PG_PORT=5432 SHOPFLOW_REDIS_PORT=6379 SHOPFLOW_INFRA_DIR=<repo>/.infra
-# SHOPFLOW_KAFKA_BROKERS=1
+# SHOPFLOW_KAFKA_BROKERS=1 SHOPFLOW_PG_NODES=1
+#
+# SHOPFLOW_PG_NODES=N (2 to 9; 3 for the chaos suite) runs PostgreSQL as N nodes under
+# Patroni with one etcd, synchronous replication in strict mode: node I (postgres-I) on
+# SHOPFLOW_PG_PORT + I-1. The count is kept with the data: another needs `reset`. `kill
+# postgres` kills the leader's Patroni and postmaster together. See scripts/infra/patroni.sh.
 #
 # Access control is on from the first start (CONTRACT.md, Access): Kafka takes SASL
 # SCRAM-SHA-512 only and its StandardAuthorizer denies what no ACL allows; PostgreSQL checks
@@ -36,7 +44,8 @@
 # ${XDG_CACHE_HOME:-~/.cache}/shopflow so later starts are offline), PostgreSQL
 # uses Debian's binaries, Redis comes from Debian's package. Servers are started
 # detached (setsid / --daemonize / pg_ctl) so they outlive this script. Each server's
-# part is in scripts/infra/ (kafka.sh, postgres.sh, redis.sh; credentials.sh, common.sh).
+# part is in scripts/infra/ (kafka.sh, postgres.sh, redis.sh; kafka-cluster.sh and patroni.sh
+# for several nodes; credentials.sh, common.sh).
 set -Eeuo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -115,9 +124,11 @@ valid_node_count() {
 usage() {
     cat >&2 <<EOF
 usage: $0 up [kafka|postgres|redis ...] [--brokers N]
-       $0 down [kafka|kafka-N|postgres|redis ...]
+       $0 down [kafka|kafka-N|postgres|postgres-N|redis ...]
        $0 status [kafka|postgres|redis ...]
-       $0 kill kafka|kafka-N|postgres|redis ...
+       $0 kill kafka|kafka-N|postgres|postgres-N|redis ...
+       $0 cut postgres-N
+       $0 heal
        $0 reset
        $0 credentials
 EOF
@@ -164,11 +175,27 @@ parse_args() {
                 KAFKA_PICKED+=("${arg#kafka-}")
                 select_server kafka
                 ;;
+            postgres-*)
+                [[ "$cmd" == "kill" || "$cmd" == "down" || "$cmd" == "cut" ]] ||
+                    die "'$cmd' takes postgres (every node), not $arg"
+                [[ "${arg#postgres-}" =~ ^[1-9]$ ]] || die "no such PostgreSQL node '$arg' (postgres-1 to postgres-9)"
+                PG_PICKED+=("${arg#postgres-}")
+                select_server postgres
+                ;;
             *) die "unknown server '$arg' (expected kafka, postgres or redis)" ;;
         esac
     done
     if ((kafka_all)); then
         KAFKA_PICKED=()
+    fi
+    if [[ "$cmd" == "cut" ]] && ((${#PG_PICKED[@]} != 1)); then
+        die "cut takes one node: postgres-N"
+    fi
+    if [[ "$cmd" == "heal" ]] && ((${#SERVERS[@]} > 0)); then
+        die "heal takes no server names: it removes every cut"
+    fi
+    if [[ "$cmd" == "heal" ]]; then
+        SERVERS=(postgres)
     fi
     if [[ "$cmd" == "reset" ]] && ((${#SERVERS[@]} > 0)); then
         die "reset takes no server names: it stops and deletes everything"
@@ -191,6 +218,7 @@ cmd_up() {
         kafka_launch
     fi
     if selected postgres; then
+        pg_mode up
         pg_up
     fi
     if selected redis; then
@@ -216,6 +244,7 @@ cmd_down() {
         redis_down
     fi
     if selected postgres; then
+        pg_mode down
         pg_down
     fi
 }
@@ -231,6 +260,7 @@ cmd_kill() {
         kafka_kill
     fi
     if selected postgres; then
+        pg_mode kill
         pg_kill
     fi
     if selected redis; then
@@ -245,12 +275,25 @@ cmd_status() {
         kafka_status || ok=1
     fi
     if selected postgres; then
+        pg_mode status
         pg_status || ok=1
     fi
     if selected redis; then
         redis_status || ok=1
     fi
     return "$ok"
+}
+
+cmd_cut() {
+    prepare_infra_dir
+    pg_mode cut
+    pg_cut "${PG_PICKED[0]}"
+}
+
+cmd_heal() {
+    prepare_infra_dir
+    pg_mode heal
+    pg_cut_heal_all
 }
 
 cmd_reset() {
@@ -274,7 +317,7 @@ main() {
     [[ "$INFRA_DIR" != "/" ]] || die "SHOPFLOW_INFRA_DIR must not be /"
     local cmd="${1:-}"
     case "$cmd" in
-        up | down | status | kill | reset | credentials) shift ;;
+        up | down | status | kill | cut | heal | reset | credentials) shift ;;
         *) usage ;;
     esac
     parse_args "$cmd" "$@"
@@ -285,6 +328,8 @@ main() {
             if cmd_status; then exit 0; else exit 1; fi
             ;;
         kill) cmd_kill ;;
+        cut) cmd_cut ;;
+        heal) cmd_heal ;;
         reset) cmd_reset ;;
         credentials) cmd_credentials ;;
     esac

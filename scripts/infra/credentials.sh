@@ -10,10 +10,12 @@ KAFKA_CA_KEY="$INFRA_DIR/kafka-ca.key"        # mode 0600
 KAFKA_KEYSTORE="$INFRA_DIR/kafka-broker.pem"  # the brokers' key and certificate chain, mode 0600
 
 # Gives every user named here that has no password in credentials.json a random one
-# (the file is made, mode 0600, at the first start). The Kafka principals of the contract
-# are added by `shopflow topics create`, which makes their SCRAM users.
+# (the file is made, mode 0600, at the first start), and every user EXTRA_CREDENTIALS
+# names as section:user (space-separated: a replicated PostgreSQL's own users). The Kafka
+# principals of the contract are added by `shopflow topics create`, which makes their
+# SCRAM users.
 ensure_credentials() {
-    if ! (umask 077 && python3 - "$CREDENTIALS_FILE" <<'PY'); then
+    if ! (umask 077 && python3 - "$CREDENTIALS_FILE" "${EXTRA_CREDENTIALS:-}" <<'PY'); then
 import json, os, secrets, sys
 
 path = sys.argv[1]
@@ -22,6 +24,9 @@ wanted = {
     "postgres": ["postgres", "shopflow_owner", "shopflow", "shopflow_reader"],
     "redis": ["admin", "shopflow"],
 }
+for extra in sys.argv[2].split():
+    section, user = extra.split(":", 1)
+    wanted.setdefault(section, []).append(user)
 try:
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
@@ -46,7 +51,8 @@ PY
     fi
 }
 
-# Prints the password of user $2 of server $1 (kafka, postgres, redis).
+# Prints the password of user $2 of server $1 (kafka, postgres, redis, and for a replicated
+# PostgreSQL etcd and patroni).
 credential() {
     python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]][sys.argv[3]])' \
         "$CREDENTIALS_FILE" "$1" "$2" || die "no $1 password for $2 in $CREDENTIALS_FILE"

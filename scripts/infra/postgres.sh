@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash source-path=SCRIPTDIR
 # PostgreSQL 15 for scripts/infra.sh (sourced by it): Debian's binaries, a cluster of our
 # own in $INFRA_DIR/pg run as the system user shopflow, scram-sha-256 on every connection,
 # the roles and database of the service.
@@ -17,6 +17,28 @@ PG_READY_TIMEOUT=60
 PG_ROOT="$INFRA_DIR/pg"
 PG_DATA="$PG_ROOT/data"
 PG_LOG="$PG_ROOT/postgres.log"
+
+# PostgreSQL is this file's one node unless `up` asks for more (SHOPFLOW_PG_NODES=N), the
+# data was made for several (pg/nodes), or a node is named (postgres-I): then patroni.sh
+# takes over (a cluster under Patroni). PG_PICKED holds the command line's node numbers.
+PG_PICKED=()
+pg_mode() {
+    local cmd="$1" asked="" recorded=1
+    [[ "$cmd" != "up" ]] || asked="${SHOPFLOW_PG_NODES:-}"
+    [[ ! -f "$PG_ROOT/nodes" ]] || recorded="$(tr -dc '0-9' <"$PG_ROOT/nodes")"
+    if [[ "${asked:-1}" == 1 && "$recorded" == 1 ]] && ((${#PG_PICKED[@]} == 0)); then
+        if [[ "$cmd" == "cut" || "$cmd" == "heal" ]]; then
+            die "$cmd acts on a PostgreSQL cluster (SHOPFLOW_PG_NODES=3), not on one node"
+        fi
+        return 0
+    fi
+    if [[ -f "$PG_DATA/PG_VERSION" ]]; then
+        die "PostgreSQL's data in $PG_ROOT is one node's: a cluster (SHOPFLOW_PG_NODES=N, postgres-I) needs scripts/infra.sh reset first (it deletes the local data)"
+    fi
+    # shellcheck source=patroni.sh
+    source "$TEMPLATE_DIR/patroni.sh"
+    pg_resolve_nodes "$cmd"
+}
 
 pg_socket_dir() {
     local dir="$PG_ROOT/run"
