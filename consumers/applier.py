@@ -14,9 +14,14 @@ Failures (`consumers.failures` tells transient from poison; every retry is a
 - a transient error of the set (deadlock, lock timeout) retries the set once, then each
   command alone in its own savepoint; one that still fails is `temporarily_unavailable`
   and spends nothing;
-- a transient error of the transaction (lost connection, failed commit) retries the
-  batch; after the last attempt every command is `temporarily_unavailable` (or, with dead
-  letters to record first, the error is raised and the batch redelivered);
+- a transient error of the transaction (lost connection, failed commit, no writable
+  primary while a replicated PostgreSQL fails over) retries the batch, for at least its
+  attempts and then until `outage_wait_s` after the first failure (SHOPFLOW_DB_OUTAGE_WAIT_S:
+  an outage waited out, not answered); after that every command is
+  `temporarily_unavailable` (or, with dead letters to record first, the error is raised
+  and the batch redelivered). A COMMIT that failed has an unknown outcome (the server may
+  have committed before the connection broke): the retry loads the spent ids again, and
+  the ledger makes a committed batch a replay;
 - any other error is raised as `BatchFailed` after the batch's attempts: the pipeline
   isolates the record that fails.
 
@@ -51,8 +56,9 @@ from shopflow.persistence.dead_letter_store import DeadLetterEntry, StoredDeadLe
 log = logging.getLogger(__name__)
 
 # A transaction, a set of commands, a command alone: four attempts in all, 50 ms after
-# the first failure, doubling.
-TRANSACTION_RETRY: Final = RetryPolicy(attempts=4, first_pause_s=0.05)
+# the first failure, doubling up to 1 s. The transaction's tries go on while the database
+# is away, up to the applier's `outage_wait_s`.
+TRANSACTION_RETRY: Final = RetryPolicy(attempts=4, first_pause_s=0.05, max_pause_s=1.0)
 # A set of commands is tried twice before its commands are tried one at a time.
 _SET_ATTEMPTS: Final = 2
 # How long the announcement of `temporarily_unavailable` ids may hold up the batch.
@@ -91,12 +97,16 @@ class BatchApplier:
         *,
         clock: Clock = utc_now,
         retry: RetryPolicy = TRANSACTION_RETRY,
+        outage_wait_s: float = 0.0,
         before_commit: Callable[[], Awaitable[None]] | None = None,
         after_commit: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._database = database
         self._clock = clock
         self._retry = retry
+        # Only the transaction as a whole waits an outage out: a set or a command that
+        # fails on a live connection (a lock timeout, a deadlock) is not an outage.
+        self._batch_retry = retry.with_deadline(outage_wait_s)
         # Fault injection for tests of crash recovery: the last step of the transaction
         # before its commit, and the first after it (before anything is published).
         self._before_commit = before_commit
@@ -117,8 +127,9 @@ class BatchApplier:
         if not batch and not dead_letters:
             return Applied([], [])
         try:
-            async for attempt in self._retry.retrying(
+            async for attempt in self._batch_retry.retrying(
                 retry_if=lambda exc: retry_poison or is_transient(exc),
+                wait_out_if=is_transient,
                 log=log,
                 what=f"batch of {len(batch)} commands and {len(dead_letters)} dead letters",
             ):

@@ -14,6 +14,7 @@ every batch, twice (`python -m tests.bench.retry_cost`; docs/measurements.md#ret
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -21,13 +22,15 @@ from types import TracebackType
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """`attempts` tries in all; the pause after the n-th failure (from 0) is
+    """`attempts` tries in all, and more while the first failure is less than
+    `deadline_s` ago (an outage waited out); the pause after the n-th failure (from 0) is
     `first_pause_s * factor**n`, at most `max_pause_s`."""
 
     attempts: int
     first_pause_s: float
     factor: float = 2.0
     max_pause_s: float = 30.0
+    deadline_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -37,16 +40,26 @@ class RetryPolicy:
         return min(self.first_pause_s * self.factor**failures_before, self.max_pause_s)
 
     def with_attempts(self, attempts: int) -> "RetryPolicy":
-        return replace(self, attempts=attempts)
+        """`attempts` tries, and no more for a deadline."""
+        return replace(self, attempts=attempts, deadline_s=0.0)
+
+    def with_deadline(self, deadline_s: float) -> "RetryPolicy":
+        return replace(self, deadline_s=deadline_s)
 
     def retrying(
-        self, *, retry_if: Callable[[Exception], bool], log: logging.Logger, what: str
+        self,
+        *,
+        retry_if: Callable[[Exception], bool],
+        log: logging.Logger,
+        what: str,
+        wait_out_if: Callable[[Exception], bool] | None = None,
     ) -> "Attempts":
         """The attempts of one step. An error for which `retry_if` is false is raised
         at once, and so is anything that is not an `Exception` (a cancellation above
-        all: a stop is never retried); after the last attempt the last error is raised.
-        Each failure worth a retry is logged at WARNING, naming `what` failed."""
-        return Attempts(self, retry_if, log, what)
+        all: a stop is never retried); after the last attempt the last error is raised,
+        unless `wait_out_if` (by default `retry_if`) holds for it and the deadline has not
+        passed. Each failure worth a retry is logged at WARNING, naming `what` failed."""
+        return Attempts(self, retry_if, wait_out_if or retry_if, log, what)
 
 
 class Attempts:
@@ -56,14 +69,17 @@ class Attempts:
         self,
         policy: RetryPolicy,
         retry_if: Callable[[Exception], bool],
+        wait_out_if: Callable[[Exception], bool],
         log: logging.Logger,
         what: str,
     ) -> None:
         self._policy = policy
         self._retry_if = retry_if
+        self._wait_out_if = wait_out_if
         self._log = log
         self._what = what
         self._made = 0
+        self._first_failed_at: float | None = None
         self._succeeded = False
         self._failure: BaseException | None = None
 
@@ -77,14 +93,22 @@ class Attempts:
         if failure is not None:
             if not (isinstance(failure, Exception) and self._retry_if(failure)):
                 raise failure
+            now = time.monotonic()
+            if self._first_failed_at is None:
+                self._first_failed_at = now
+            waited = now - self._first_failed_at
             self._log.warning(
-                "%s failed (attempt %d of %d)",
+                "%s failed (attempt %d of %d, %.1f s of %.1f s waited)",
                 self._what,
                 self._made,
                 self._policy.attempts,
+                waited,
+                self._policy.deadline_s,
                 exc_info=failure,
             )
-            if self._made >= self._policy.attempts:
+            if self._made >= self._policy.attempts and (
+                waited >= self._policy.deadline_s or not self._wait_out_if(failure)
+            ):
                 raise failure
             await asyncio.sleep(self._policy.pause(self._made - 1))
         self._made += 1

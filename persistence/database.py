@@ -1,18 +1,73 @@
-"""Engine construction (never at import time: the composition root and tests build their own)."""
+"""Engine construction (never at import time: the composition root and tests build their own),
+and the connection arguments of the bare asyncpg connections beside the engines.
 
+A database URL may name several hosts, for a replicated PostgreSQL (scripts/infra.sh with
+SHOPFLOW_PG_NODES=3, Patroni): SQLAlchemy's form for asyncpg,
+`postgresql+asyncpg://user@/db?host=h1:5432&host=h2:5432&target_session_attrs=read-write`.
+asyncpg tries the hosts in turn and keeps the first whose session matches
+`target_session_attrs` (`read-write`: the primary; `prefer-standby`: a standby, else any).
+The bare asyncpg pools (the ledger's looks, its listener) get the very arguments the
+engine's dialect makes of the URL (`asyncpg_connect_args`), so both follow the same hosts.
+"""
+
+from typing import Any, Final
+
+from sqlalchemy import event, make_url
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+# 25006: read-only SQL transaction. The node is a standby now (demoted, or a standby the
+# connection reached): a pooled connection to it will never write again.
+_READ_ONLY: Final = "25006"
 
-def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+
+def create_engine(
+    database_url: str, *, pool_size: int = 10, connect_timeout_s: float = 5.0
+) -> AsyncEngine:
     # READ COMMITTED (PostgreSQL's default) on purpose: concurrent commands are kept
     # apart by row locks taken in a fixed order and by guarded updates, not by
     # serializable snapshots that would fail and retry under contention.
     # No pool_pre_ping: it costs a round trip per checkout (per batch). A connection
     # that died with its server fails its batch with an error that `consumers.failures`
-    # calls transient; SQLAlchemy discards it, and the retry gets a fresh one.
-    return create_async_engine(
+    # calls transient; SQLAlchemy discards it, and the retry gets a fresh one. So is one
+    # to a node that became a standby (`_drop_read_only`): the retry connects again, and
+    # `target_session_attrs` picks the new primary.
+    # No statement timeout either, and no cancellation of a COMMIT: under synchronous
+    # replication a cancelled wait for the standby leaves the commit in place, unreplicated.
+    engine = create_async_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
+        connect_args={"timeout": connect_timeout_s},
+    )
+    event.listen(engine.sync_engine, "handle_error", _drop_read_only)
+    return engine
+
+
+def _drop_read_only(context: ExceptionContext) -> None:
+    if getattr(context.original_exception, "sqlstate", None) == _READ_ONLY:
+        context.is_disconnect = True
+
+
+def asyncpg_connect_args(database_url: str, *, connect_timeout_s: float = 5.0) -> dict[str, Any]:
+    """The keyword arguments of `asyncpg.connect` (or `create_pool`) for a SQLAlchemy
+    `postgresql+asyncpg://` URL: what the engine's own dialect makes of it (its hosts and
+    ports, as lists when there are several; user, password, database; query parameters
+    such as `target_session_attrs`), with the connect timeout."""
+    dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+    _, options = dialect.create_connect_args(make_url(database_url))  # type: ignore[no-untyped-call]
+    return {**options, "timeout": connect_timeout_s}
+
+
+def on_primary(database_url: str) -> str:
+    """`database_url` held to the primary: its `target_session_attrs`, if it has one (a
+    query URL that prefers standbys), made `read-write`. For what must see every commit at
+    once and LISTEN (a standby can do neither): the ledger's looks and announcements."""
+    url = make_url(database_url)
+    if "target_session_attrs" not in url.query:
+        return database_url
+    return url.update_query_dict({"target_session_attrs": "read-write"}).render_as_string(
+        hide_password=False
     )

@@ -16,18 +16,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import asyncpg
-from sqlalchemy import make_url
 
+from shopflow.persistence.database import asyncpg_connect_args
 from shopflow.persistence.ledger import SPENT_CHANNEL, UNAVAILABLE_CHANNEL
 
 log = logging.getLogger(__name__)
 
 RECONNECT_PAUSE_S = (0.2, 5.0)  # first pause, longest pause, doubling between
-
-
-def asyncpg_dsn(sqlalchemy_url: str) -> str:
-    """The libpq URL of a SQLAlchemy `postgresql+asyncpg://` URL (password kept)."""
-    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(False)
 
 
 class LedgerListener:
@@ -38,7 +33,7 @@ class LedgerListener:
         on_unavailable: Callable[[Iterable[str]], None],
         on_reconnect: Callable[[], None],
     ) -> None:
-        self._dsn = asyncpg_dsn(database_url)
+        self._connect_args = asyncpg_connect_args(database_url)
         self._on_spent = on_spent
         self._on_unavailable = on_unavailable
         self._on_reconnect = on_reconnect
@@ -77,7 +72,7 @@ class LedgerListener:
         pause = RECONNECT_PAUSE_S[0]
         while True:
             try:
-                connection = await asyncpg.connect(self._dsn)
+                connection = await asyncpg.connect(**self._connect_args)
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("ledger listener: cannot connect (%s); again in %.1f s", exc, pause)
                 await asyncio.sleep(pause)

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from shopflow.persistence.ledger_listener import LedgerListener, asyncpg_dsn
+from shopflow.persistence.database import asyncpg_connect_args
+from shopflow.persistence.ledger_listener import LedgerListener
 
 FALLBACK_LOOK_S = 1.0
 ACQUIRE_TIMEOUT_S = 5.0  # a pool with no free connection by then: the look failed
@@ -71,11 +72,16 @@ class _Waiter:
 
 class CommandResults:
     def __init__(
-        self, database_url: str, *, pool_size: int, transient: Callable[[BaseException], bool]
+        self,
+        database_url: str,
+        *,
+        pool_size: int,
+        transient: Callable[[BaseException], bool],
+        connect_timeout_s: float = 5.0,
     ) -> None:
         """`database_url`: SQLAlchemy's URL of the role that reads the ledger (and
-        listens); `pool_size`: the most connections the looks hold at once."""
-        self._dsn = asyncpg_dsn(database_url)
+        listens), on the primary; `pool_size`: the most connections the looks hold at once."""
+        self._connect_args = asyncpg_connect_args(database_url, connect_timeout_s=connect_timeout_s)
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._transient = transient
@@ -88,7 +94,7 @@ class CommandResults:
         # No connection yet (min_size 0): a database away at start is waited out later,
         # look by look, as it is at any other time.
         self._pool = await asyncpg.create_pool(
-            self._dsn, min_size=0, max_size=self._pool_size, reset=_nothing_to_reset
+            **self._connect_args, min_size=0, max_size=self._pool_size, reset=_nothing_to_reset
         )
         await self._listener.start()
 

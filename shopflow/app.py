@@ -25,7 +25,7 @@ from shopflow.kafka_access import SERVICE, gateway_connection, kafka_connection
 from shopflow.kafka_admin import StartRefused, check_session_timeout, check_topics
 from shopflow.local_credentials import TOKEN_PUBLIC_KEY_FILE
 from shopflow.ops.access import missing_rights
-from shopflow.persistence.database import create_engine
+from shopflow.persistence.database import create_engine, on_primary
 from shopflow.persistence.migrate import migrate
 from shopflow.producers.client import ShopflowClient
 from shopflow.queries.auth import Authenticator
@@ -134,11 +134,21 @@ def create_app(
     # The queries read as the read-only role (SHOPFLOW_QUERY_DATABASE_URL), so that a bug
     # on the read side cannot write; the consumers and the top-products rebuild use the
     # runtime's engine, as the service's role.
-    query_engine = create_engine(settings.query_database_url, pool_size=settings.db_pool_size)
+    # With a replicated PostgreSQL they may read a standby (target_session_attrs=
+    # prefer-standby in the URL).
+    query_engine = create_engine(
+        settings.query_database_url,
+        pool_size=settings.db_pool_size,
+        connect_timeout_s=settings.db_connect_timeout_s,
+    )
     # GET /commands/...: the ledger read as the read-only role, and its announcements
-    # heard on one connection of that role (LISTEN needs no privilege).
+    # heard on one connection of that role (LISTEN needs no privilege), on the primary
+    # (a standby may lag behind an announcement, and cannot LISTEN).
     command_results = CommandResults(
-        settings.query_database_url, pool_size=settings.db_pool_size, transient=is_transient
+        on_primary(settings.query_database_url),
+        pool_size=settings.db_pool_size,
+        transient=is_transient,
+        connect_timeout_s=settings.db_connect_timeout_s,
     )
     # Commands over HTTP: sent as shopflow-gateway (its client made at start, when the
     # credentials are read), answered from the ledger.

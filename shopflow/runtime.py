@@ -139,6 +139,7 @@ def register_command_consumers(
         applier = BatchApplier(
             database,
             clock=clock,
+            outage_wait_s=settings.db_outage_wait_s,
             before_commit=_crash_hook(settings, FaultInjection.EXIT_BEFORE_DB_COMMIT),
             after_commit=_crash_hook(settings, FaultInjection.EXIT_AFTER_DB_COMMIT),
         )
@@ -186,7 +187,11 @@ class Runtime:
         # this, a broker restart could leave a consumer without its group coordinator for
         # good (shopflow.aiokafka_on_uvloop).
         tolerate_closed_transports()
-        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        engine = create_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            connect_timeout_s=settings.db_connect_timeout_s,
+        )
         # A command on a connection Redis closed (a restart) is tried again on a new one,
         # twice at most: without it, the first command on each pooled connection after a
         # restart failed (tests/integration/test_redis_outage.py).

@@ -284,6 +284,23 @@ class Settings(BaseSettings):
         description="PostgreSQL connections kept per process, for the service's role and "
         "again for the queries' role (as many again may be opened under load).",
     )
+    db_connect_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long opening one PostgreSQL connection may take, every host of a "
+        "multi-host URL tried included. Hosts that are down refuse at once; this bounds "
+        "one that does not answer at all (a host cut off).",
+    )
+    db_outage_wait_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a batch whose transaction fails for the database's sake (a "
+        "lost connection, a restart, no writable primary while a replicated PostgreSQL "
+        "fails over, a node that became a standby) is tried again, pausing up to 1 s "
+        "between tries, before its commands are answered `temporarily_unavailable`. "
+        "Chosen above the longest outage measured: a failover under Patroni takes about "
+        "11 s, a restart 2-4 s (docs/measurements.md#postgres-failover).",
+    )
 
     redis_key_prefix: str = Field(
         default="shopflow:top", description="Namespace of the top-products view in Redis."

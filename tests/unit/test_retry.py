@@ -90,3 +90,63 @@ async def test_a_cancellation_is_never_retried() -> None:
 def test_a_policy_makes_at_least_one_attempt() -> None:
     with pytest.raises(ValueError, match="at least one"):
         RetryPolicy(attempts=0, first_pause_s=0)
+
+
+async def test_an_outage_is_waited_out_past_the_attempts_until_the_deadline() -> None:
+    started = asyncio.get_running_loop().time()
+    failed_at: list[float] = []
+
+    async def away_for_a_while() -> None:
+        failed_at.append(asyncio.get_running_loop().time() - started)
+        if len(failed_at) < 6:
+            raise ConnectionError("the database is away")
+
+    policy = RetryPolicy(attempts=2, first_pause_s=0.01, max_pause_s=0.02, deadline_s=5.0)
+    await _retried(policy, away_for_a_while, lambda _: True)
+    assert len(failed_at) == 6  # four tries past the two attempts
+
+
+async def test_an_outage_longer_than_the_deadline_raises_its_last_error() -> None:
+    calls = 0
+
+    async def away() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError(f"attempt {calls}")
+
+    policy = RetryPolicy(attempts=2, first_pause_s=0.01, max_pause_s=0.01, deadline_s=0.1)
+    with pytest.raises(ConnectionError) as raised:
+        await _retried(policy, away, lambda _: True)
+    assert calls > 2  # went on past its attempts...
+    assert calls < 30  # ...and stopped at the deadline
+    assert str(raised.value) == f"attempt {calls}"
+
+
+async def test_only_what_wait_out_if_accepts_is_waited_out_past_the_attempts() -> None:
+    calls = 0
+
+    async def poison() -> None:
+        nonlocal calls
+        calls += 1
+        raise ValueError("the same every time")
+
+    async def retried() -> None:
+        policy = RetryPolicy(attempts=2, first_pause_s=0, deadline_s=60.0)
+        async for attempt in policy.retrying(
+            retry_if=lambda _: True,
+            wait_out_if=lambda exc: isinstance(exc, ConnectionError),
+            log=log,
+            what="step",
+        ):
+            with attempt:
+                await poison()
+
+    with pytest.raises(ValueError, match="the same every time"):
+        await retried()
+    assert calls == 2
+
+
+def test_with_attempts_drops_the_deadline() -> None:
+    policy = RetryPolicy(attempts=4, first_pause_s=0.05, deadline_s=30.0)
+    assert policy.with_attempts(2).deadline_s == 0.0
+    assert policy.with_deadline(10.0).deadline_s == 10.0
