@@ -97,15 +97,24 @@ class Attempts:
             if self._first_failed_at is None:
                 self._first_failed_at = now
             waited = now - self._first_failed_at
-            self._log.warning(
-                "%s failed (attempt %d of %d, %.1f s of %.1f s waited)",
-                self._what,
-                self._made,
-                self._policy.attempts,
-                waited,
-                self._policy.deadline_s,
-                exc_info=failure,
-            )
+            if self._policy.deadline_s:
+                self._log.warning(
+                    "%s failed (attempt %d, at least %d; waited %.1f s of up to %.1f s)",
+                    self._what,
+                    self._made,
+                    self._policy.attempts,
+                    waited,
+                    self._policy.deadline_s,
+                    exc_info=failure,
+                )
+            else:
+                self._log.warning(
+                    "%s failed (attempt %d of %d)",
+                    self._what,
+                    self._made,
+                    self._policy.attempts,
+                    exc_info=failure,
+                )
             if self._made >= self._policy.attempts and (
                 waited >= self._policy.deadline_s or not self._wait_out_if(failure)
             ):

@@ -23,7 +23,7 @@ TOKEN_SIGNING_KEY_FILE = "token-signing-key.pem"
 TOKEN_PUBLIC_KEY_FILE = "token-signing-key.pub.pem"
 KAFKA_CA_FILE = "kafka-ca.pem"
 
-Section = Literal["kafka", "postgres", "redis"]
+Section = Literal["kafka", "postgres", "redis", "patroni", "etcd"]
 
 
 class MissingCredentials(Exception):

@@ -1,7 +1,8 @@
 """Fault 6: the leader of a busy command partition SIGKILLed mid-stream, on a three-broker
 KRaft cluster of its own on loopback (scripts/infra.sh with --brokers 3, state in
-.infra/chaos-cluster, ports 29092-29097, 25432, 26379, each moved by
-SHOPFLOW_CHAOS_CLUSTER_PORT_SHIFT if set), and started again.
+.infra/chaos-cluster, ports 29092-29097, 25432-25434 with Patroni's 25532-25534 and etcd's
+25632-25633, 26379, each moved by SHOPFLOW_CHAOS_CLUSTER_PORT_SHIFT if set), and started
+again.
 
 Why: a Kafka shop runs three brokers, every topic with three replicas and
 min.insync.replicas=2, every producer (the service's and those upstream) at acks=all.
@@ -66,6 +67,7 @@ from tests.chaos.driver import Fault, Run
 from tests.chaos.servers import REPO, ChaosServers
 
 BROKERS = 3
+PG_NODES = 3  # PostgreSQL under Patroni beside the brokers (tests/chaos/postgres_cluster.py)
 REPLICAS = 3
 MIN_INSYNC = 2
 MIN_INSYNC_REPLICAS = "min.insync.replicas"
@@ -96,8 +98,9 @@ T = TypeVar("T")
 
 
 def cluster_servers() -> ChaosServers:
-    """A self-contained three-broker instance: its own state dir and ports, so it runs
-    beside the default servers and the single-broker chaos servers. On a machine where
+    """A self-contained three-broker instance, with PostgreSQL as three nodes under
+    Patroni: its own state dir and ports, so it runs beside the default servers and the
+    single-broker chaos servers. On a machine where
     other servers hold those ports (another checkout's `make up` on 29092, say),
     SHOPFLOW_CHAOS_CLUSTER_PORT_SHIFT=N moves every one of them by N."""
     shift = int(os.environ.get("SHOPFLOW_CHAOS_CLUSTER_PORT_SHIFT", "0"))
@@ -108,6 +111,7 @@ def cluster_servers() -> ChaosServers:
         pg_port=25432 + shift,
         redis_port=26379 + shift,
         brokers=BROKERS,
+        pg_nodes=PG_NODES,
     )
 
 

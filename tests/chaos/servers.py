@@ -31,6 +31,7 @@ class ChaosServers:
     pg_port: int = 15432
     redis_port: int = 16379
     brokers: int = 1
+    pg_nodes: int = 1  # more: a Patroni cluster, node I on pg_port + I-1
     log: list[str] = field(default_factory=list, compare=False)
 
     @property
@@ -49,12 +50,30 @@ class ChaosServers:
             "SHOPFLOW_PG_PORT": str(self.pg_port),
             "SHOPFLOW_REDIS_PORT": str(self.redis_port),
             "SHOPFLOW_KAFKA_BROKERS": str(self.brokers),
+            "SHOPFLOW_PG_NODES": str(self.pg_nodes),
         }
 
     def _url(self, setting: str, port: int) -> str:
         """The default of a URL setting (its user, no password), on `port` of loopback."""
         default = make_url(Settings.model_fields[setting].default)
         return default.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+
+    @property
+    def pg_ports(self) -> list[int]:
+        return [self.pg_port + i for i in range(self.pg_nodes)]
+
+    def _pg_url(self, setting: str, target_session_attrs: str) -> str:
+        """A PostgreSQL URL setting's default (its user, no password) on these servers:
+        one node's port, or every node of the cluster with the session to pick."""
+        if self.pg_nodes == 1:
+            return self._url(setting, self.pg_port)
+        default = make_url(Settings.model_fields[setting].default)
+        hosts = tuple(f"127.0.0.1:{port}" for port in self.pg_ports)
+        return (
+            default.set(host=None, port=None)
+            .update_query_dict({"host": hosts, "target_session_attrs": target_session_attrs})
+            .render_as_string(hide_password=False)
+        )
 
     def settings(self, label: str, **overrides: object) -> Settings:
         """Default settings pointed at these servers, behind a fresh topic prefix,
@@ -69,9 +88,10 @@ class ChaosServers:
             "kafka_username": None,
             "kafka_password": None,
             "kafka_ssl_cafile": None,
-            "database_url": self._url("database_url", self.pg_port),
-            "query_database_url": self._url("query_database_url", self.pg_port),
-            "migration_database_url": self._url("migration_database_url", self.pg_port),
+            # Commands and migrations on the primary; the queries on a standby if one is up.
+            "database_url": self._pg_url("database_url", "read-write"),
+            "query_database_url": self._pg_url("query_database_url", "prefer-standby"),
+            "migration_database_url": self._pg_url("migration_database_url", "read-write"),
             "redis_url": self._url("redis_url", self.redis_port),
             "topic_prefix": f"{label}.",
             "consumer_group": f"shopflow-{label}",

@@ -8,6 +8,12 @@ from enum import StrEnum
 from tests.chaos import faults
 from tests.chaos.cluster import cluster_servers, leader_kill
 from tests.chaos.driver import Fault, Report, run
+from tests.chaos.postgres_cluster import (
+    postgres_failover,
+    postgres_partition,
+    postgres_replica_loss,
+    postgres_switchover,
+)
 from tests.chaos.redis_fault import redis_outage
 from tests.chaos.servers import ChaosServers
 
@@ -46,6 +52,19 @@ FAULTS: dict[str, Plan] = {
     "broker-restart": Plan(faults.broker_restart, Size(1, 1000, 250), Size(2, 12_000, 300)),
     "cluster-leader-kill": Plan(
         leader_kill, Size(1, 1500, 250), Size(2, 6000, 300), servers=cluster_servers
+    ),
+    # PostgreSQL as three nodes under Patroni (on the three-broker instance).
+    "postgres-failover": Plan(
+        postgres_failover, Size(1, 1500, 250), Size(3, 12_000, 300), servers=cluster_servers
+    ),
+    "postgres-switchover": Plan(
+        postgres_switchover, Size(1, 1500, 250), Size(3, 12_000, 300), servers=cluster_servers
+    ),
+    "postgres-replica-loss": Plan(
+        postgres_replica_loss, Size(1, 1500, 250), Size(2, 12_000, 300), servers=cluster_servers
+    ),
+    "postgres-partition": Plan(
+        postgres_partition, Size(1, 1500, 250), Size(2, 12_000, 300), servers=cluster_servers
     ),
     # `shopflow serve` (started by the fault) takes a few seconds to answer.
     "redis-outage": Plan(lambda _: redis_outage(), Size(2, 4000, 250), Size(2, 12_000, 300)),

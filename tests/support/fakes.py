@@ -322,6 +322,9 @@ class FakeDatabase:
             yield FakeUnitOfWork(self.state, self.faults, self._snapshots)
             self.faults.check("commit")
         self.transactions += 1
+        # Committed, and the connection lost before the client heard so: the outcome of
+        # the COMMIT is unknown to the caller (a failover, a synchronous wait cut short).
+        self.faults.check("commit_outcome_lost")
 
 
 # Credentials for the clients a unit test builds and never starts (no server is there).

@@ -6,9 +6,10 @@ Covered: a new command is applied once and its id spent with its result; a spent
 replayed (same event) or, with another payload, answered idempotency_conflict; the same
 id twice in one batch; transient failures of a command (retried, then
 temporarily_unavailable, its id not spent) and of the whole transaction (the batch
-retried); an id spent meanwhile by a concurrent transaction (retried, then replayed);
-poison raised for the pipeline to isolate; dead letters recorded once, in the batch's
-transaction.
+retried, past its attempts while an outage lasts); a COMMIT that succeeded but whose
+answer was lost (retried: a replay); an id spent meanwhile by a concurrent transaction
+(retried, then replayed); poison raised for the pipeline to isolate; dead letters
+recorded once, in the batch's transaction.
 """
 
 import json
@@ -171,6 +172,36 @@ async def test_a_failed_commit_is_retried_and_the_batch_applied_once() -> None:
     assert outcome.kind is OutcomeKind.ACCEPTED
     assert database.state.transactions == [(1, "charge", 10, "c1")]
     assert database.transactions == 1
+
+
+async def test_a_commit_whose_outcome_was_lost_is_retried_and_the_ledger_makes_it_a_replay() -> (
+    None
+):
+    database = _shop()
+    database.faults.remaining["commit_outcome_lost"] = 1  # committed, then the answer lost
+
+    outcomes = (await _applier(database).apply([_charge("a"), _charge("b", amount=5)])).outcomes
+
+    # The retry found both ids spent: the results are the ones committed, event ids and
+    # all, and nothing was applied twice.
+    assert database.transactions == 2
+    assert database.state.transactions == [(1, "charge", 10, "a"), (1, "charge", 5, "b")]
+    assert database.state.balances == {1: 15}
+    assert [o.kind for o in outcomes] == [OutcomeKind.REPLAYED] * 2
+    for o in outcomes:
+        stored = database.state.ledger[o.command_id]
+        assert (o.event_id, o.value.decode()) == (stored.event_id, stored.result_json)
+
+
+async def test_an_outage_is_waited_out_up_to_the_deadline_and_the_batch_applied() -> None:
+    database = _shop()
+    database.faults.remaining["commit"] = 12  # far past the 4 attempts
+    applier = BatchApplier(database, clock=lambda: NOW, retry=NO_PAUSES, outage_wait_s=60.0)
+
+    [outcome] = (await applier.apply([_charge("c1")])).outcomes
+
+    assert outcome.kind is OutcomeKind.ACCEPTED
+    assert database.state.transactions == [(1, "charge", 10, "c1")]
 
 
 async def test_a_transaction_failing_on_every_retry_answers_every_command_unavailable() -> None:

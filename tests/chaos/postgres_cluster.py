@@ -1,0 +1,249 @@
+"""The faults of a replicated PostgreSQL: three nodes under Patroni with one etcd,
+synchronous replication in strict mode (scripts/infra/patroni.sh), on the three-broker
+instance of tests/chaos/cluster.py. The service reaches it by multi-host URLs: commands
+and migrations with target_session_attrs=read-write (the primary), the HTTP queries with
+prefer-standby (`ChaosServers.settings`).
+
+- `postgres-failover`: the leader's Patroni and postmaster SIGKILLed together (the host
+  lost); the synchronous standby takes over once the leader's key expires in etcd; the
+  dead node is started again and rejoins as a standby (pg_rewind).
+- `postgres-switchover`: a planned switchover through Patroni's REST API.
+- `postgres-replica-loss`: both standbys SIGKILLed; strict mode blocks every commit
+  (nothing is acknowledged that one node alone holds) until they are back.
+- `postgres-partition`: the leader cut off from etcd and from the other nodes while it
+  keeps running, and the service can still reach it (`scripts/infra.sh cut`: nftables
+  drops what its processes send to them, and what theirs send to it). It can no longer
+  acknowledge a commit (its synchronous standby cannot answer), Patroni demotes it when it
+  cannot renew its key, a standby takes over; healed, it rejoins as a standby.
+
+Each waits what a batch waits (SHOPFLOW_DB_OUTAGE_WAIT_S): none of them should answer a
+command `temporarily_unavailable`. The suite's checks do the rest (one outcome per command,
+one event id, key order, the model equal to the database, `shopflow check`). Beside them,
+a probe asks GET /products/{id} of the run's serve every `PROBE_EVERY_S` for the whole
+fault: the notes say how long the queries went without an answer.
+"""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from tests.chaos.driver import Fault, Run
+from tests.chaos.servers import ChaosServers
+
+PATRONI_PORT_OFFSET = 100  # scripts/infra/patroni.sh: the REST API of node I
+LEADER_TIMEOUT_S = 60.0
+PROBE_EVERY_S = 0.1
+PROBE_TIMEOUT_S = 2.0
+POLL_S = 0.1
+REPLICAS_AWAY_S = 4.0  # postgres-replica-loss: commits blocked this long
+CUT_AFTER_TAKEOVER_S = 3.0  # postgres-partition: the old leader left cut off this long more
+
+
+class Patroni:
+    """The cluster as Patroni's REST API shows it, asked of whichever node answers."""
+
+    def __init__(self, servers: ChaosServers) -> None:
+        self.servers = servers
+        password = servers.credentials().require("patroni", "rest", configure="")
+        self._http = httpx.AsyncClient(timeout=3.0, auth=("patroni", password))
+
+    def _api(self, node: int) -> str:
+        return f"http://127.0.0.1:{self.servers.pg_port + PATRONI_PORT_OFFSET + node - 1}"
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def members(self) -> list[dict[str, object]]:
+        for node in range(1, self.servers.pg_nodes + 1):
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                answer = await self._http.get(f"{self._api(node)}/cluster")
+                if answer.status_code == 200:
+                    members: list[dict[str, object]] = answer.json().get("members", [])
+                    return members
+        return []
+
+    async def leader(self) -> int | None:
+        """The running leader's node number."""
+        for member in await self.members():
+            if member.get("role") == "leader" and member.get("state") == "running":
+                return int(str(member["name"]).rsplit("-", 1)[1])
+        return None
+
+    async def roles(self) -> dict[int, str]:
+        return {
+            int(str(m["name"]).rsplit("-", 1)[1]): str(m.get("role"))
+            for m in await self.members()
+            if m.get("state") in ("running", "streaming")
+        }
+
+    async def new_leader(self, not_node: int) -> int:
+        """Wait for a running leader other than `not_node`, with a synchronous standby."""
+        deadline = time.monotonic() + LEADER_TIMEOUT_S
+        while time.monotonic() < deadline:
+            roles = await self.roles()
+            leaders = [n for n, role in roles.items() if role == "leader"]
+            if leaders and leaders[0] != not_node and "sync_standby" in roles.values():
+                return leaders[0]
+            await asyncio.sleep(POLL_S)
+        raise RuntimeError(f"no new leader in {LEADER_TIMEOUT_S} s: {await self.members()}")
+
+    async def switchover(self, leader: int) -> None:
+        answer = await self._http.post(
+            f"{self._api(leader)}/switchover", json={"leader": f"postgres-{leader}"}, timeout=60.0
+        )
+        if answer.status_code != 200:
+            raise RuntimeError(f"switchover refused: {answer.status_code} {answer.text}")
+
+
+@dataclass
+class QueryProbe:
+    """GET /products/{id} of the run's serve, over and over: an answer under 500 (a 404
+    too: the query reached PostgreSQL) is an answer; anything else, or none in
+    `PROBE_TIMEOUT_S`, is not."""
+
+    url: str
+    answered: int = 0
+    failed: int = 0
+    longest_gap_s: float = 0.0
+    _last_answer: float = field(default_factory=time.monotonic)
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(base_url=self.url, timeout=PROBE_TIMEOUT_S) as http:
+            while True:
+                try:
+                    ok = (await http.get("/products/1")).status_code < 500
+                except httpx.HTTPError:
+                    ok = False
+                now = time.monotonic()
+                if ok:
+                    self.answered += 1
+                    self._last_answer = now
+                else:
+                    self.failed += 1
+                self.longest_gap_s = max(self.longest_gap_s, now - self._last_answer)
+                await asyncio.sleep(PROBE_EVERY_S)
+
+    def describe(self) -> str:
+        return (
+            f"GET /products/{{id}} while the fault struck: {self.answered} answered, "
+            f"{self.failed} not; longest without an answer {self.longest_gap_s:.1f} s"
+        )
+
+
+@contextlib.asynccontextmanager
+async def _probed(run: Run) -> AsyncIterator[Patroni]:
+    """The cluster's API, and the queries probed, for the time of a fault."""
+    patroni = Patroni(run.servers)
+    probe = QueryProbe(run.serve.url) if run.serve is not None else None
+    probing = asyncio.create_task(probe.run()) if probe is not None else None
+    try:
+        yield patroni
+    finally:
+        if probing is not None and probe is not None:
+            probing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probing
+            run.notes.append(probe.describe())
+        await patroni.close()
+
+
+def _striking(strike: Callable[[Run, Patroni], Awaitable[str]]) -> Callable[[int], Fault]:
+    """A fault that strikes `strikes` times, spread over the stream (the stream held until
+    the last is over), each strike's note in the run's notes."""
+
+    def fault(strikes: int) -> Fault:
+        async def inject(run: Run) -> int:
+            run.hold_stream = True
+            async with _probed(run) as patroni:
+                for i in range(strikes):
+                    await run.until_sent((i + 1) / (strikes + 1))
+                    run.notes.append(await strike(run, patroni))
+            run.hold_stream = False
+            return strikes
+
+        return inject
+
+    return fault
+
+
+async def _failover(run: Run, patroni: Patroni) -> str:
+    leader = await patroni.leader()
+    if leader is None:
+        raise RuntimeError("no leader to kill")
+    began = time.monotonic()
+    run.mark("failover")
+    await run.servers.kill("postgres")
+    new = await patroni.new_leader(not_node=leader)
+    took = time.monotonic() - began
+    await run.servers.up("postgres")
+    return (
+        f"postgres-{leader} (the leader) SIGKILLed, Patroni and postmaster: postgres-{new} "
+        f"leads with a synchronous standby {took:.1f} s later; the old one back as a "
+        f"standby {time.monotonic() - began:.1f} s after the kill"
+    )
+
+
+async def _switchover(run: Run, patroni: Patroni) -> str:
+    leader = await patroni.leader()
+    if leader is None:
+        raise RuntimeError("no leader to switch over from")
+    began = time.monotonic()
+    run.mark("switchover")
+    await patroni.switchover(leader)
+    new = await patroni.new_leader(not_node=leader)
+    return (
+        f"switchover from postgres-{leader} to postgres-{new}: "
+        f"done in {time.monotonic() - began:.1f} s"
+    )
+
+
+async def _replica_loss(run: Run, patroni: Patroni) -> str:
+    leader = await patroni.leader()
+    if leader is None:
+        raise RuntimeError("no leader")
+    standbys = [n for n in range(1, run.servers.pg_nodes + 1) if n != leader]
+    began = time.monotonic()
+    run.mark("replica loss")
+    await run.servers.infra("kill", *(f"postgres-{n}" for n in standbys))
+    await asyncio.sleep(REPLICAS_AWAY_S)
+    await run.servers.up("postgres")
+    return (
+        f"both standbys ({', '.join(f'postgres-{n}' for n in standbys)}) SIGKILLed, "
+        f"started again after {REPLICAS_AWAY_S:.0f} s: the cluster whole again "
+        f"{time.monotonic() - began:.1f} s after the kill"
+    )
+
+
+async def _partition(run: Run, patroni: Patroni) -> str:
+    leader = await patroni.leader()
+    if leader is None:
+        raise RuntimeError("no leader to cut off")
+    began = time.monotonic()
+    run.mark("partition")
+    await run.servers.infra("cut", f"postgres-{leader}")
+    try:
+        new = await patroni.new_leader(not_node=leader)
+        took = time.monotonic() - began
+        await asyncio.sleep(CUT_AFTER_TAKEOVER_S)
+    finally:
+        await run.servers.infra("heal")
+    healed = time.monotonic()
+    await run.servers.up("postgres")
+    roles = await patroni.roles()
+    if roles.get(leader) == "leader":
+        run.problems.append(f"postgres-{leader}, cut off, leads again after the heal")
+    return (
+        f"postgres-{leader} (the leader) cut off from etcd and the standbys: postgres-{new} "
+        f"leads {took:.1f} s later; healed after {healed - began:.1f} s, the old leader "
+        f"back as {roles.get(leader, 'nothing')} {time.monotonic() - healed:.1f} s later"
+    )
+
+
+postgres_failover = _striking(_failover)
+postgres_switchover = _striking(_switchover)
+postgres_replica_loss = _striking(_replica_loss)
+postgres_partition = _striking(_partition)
