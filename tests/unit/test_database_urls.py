@@ -3,15 +3,21 @@ bare asyncpg pools beside it and asyncpg's own parser all see every host, in ord
 port, and the session attribute that picks the primary or a standby."""
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
 import pytest
 from asyncpg import connect_utils
-from sqlalchemy import make_url
+from sqlalchemy import event, make_url
 
 from shopflow.local_credentials import LocalCredentials, with_password
-from shopflow.persistence.database import asyncpg_connect_args, create_engine, on_primary
+from shopflow.persistence.database import (
+    _drop_read_only,
+    asyncpg_connect_args,
+    create_engine,
+    on_primary,
+)
 
 HOSTS = "host=127.0.0.1:25432&host=127.0.0.1:25433&host=127.0.0.1:25434"
 COMMANDS = f"postgresql+asyncpg://shopflow:pw@/shopflow?{HOSTS}&target_session_attrs=read-write"
@@ -93,3 +99,20 @@ def test_the_local_password_is_filled_into_a_multi_host_url() -> None:
         25433,
         25434,
     ]
+
+
+def test_a_read_only_error_drops_its_connection_and_others_do_not() -> None:
+    """A node that became a standby answers writes with SQLSTATE 25006: the pool must not
+    hand that connection out again (the retry then connects to the new primary)."""
+    engine = create_engine(COMMANDS, pool_size=1)
+
+    def context(sqlstate: str | None) -> Any:
+        error = type("Error", (Exception,), {"sqlstate": sqlstate})()
+        return SimpleNamespace(original_exception=error, is_disconnect=False)
+
+    assert event.contains(engine.sync_engine, "handle_error", _drop_read_only)
+    read_only, unique = context("25006"), context("23505")
+    _drop_read_only(read_only)
+    _drop_read_only(unique)
+    assert read_only.is_disconnect
+    assert not unique.is_disconnect
