@@ -18,16 +18,14 @@ prefer-standby (`ChaosServers.settings`).
 
 Each waits what a batch waits (SHOPFLOW_DB_OUTAGE_WAIT_S): none of them should answer a
 command `temporarily_unavailable`. The suite's checks do the rest (one outcome per command,
-one event id, key order, the model equal to the database, `shopflow check`). Beside them,
-a probe asks GET /products/{id} of the run's serve every `PROBE_EVERY_S` for the whole
-fault: the notes say how long the queries went without an answer.
+one event id, key order, the model equal to the database, `shopflow check`), and the
+report says how long the HTTP queries went without an answer (tests/chaos/query_probe.py).
 """
 
 import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 
 import httpx
 
@@ -36,8 +34,6 @@ from tests.chaos.servers import ChaosServers
 
 PATRONI_PORT_OFFSET = 100  # scripts/infra/patroni.sh: the REST API of node I
 LEADER_TIMEOUT_S = 60.0
-PROBE_EVERY_S = 0.1
-PROBE_TIMEOUT_S = 2.0
 POLL_S = 0.1
 REPLICAS_AWAY_S = 4.0  # postgres-replica-loss: commits blocked this long
 CUT_AFTER_TAKEOVER_S = 3.0  # postgres-partition: the old leader left cut off this long more
@@ -99,55 +95,12 @@ class Patroni:
             raise RuntimeError(f"switchover refused: {answer.status_code} {answer.text}")
 
 
-@dataclass
-class QueryProbe:
-    """GET /products/{id} of the run's serve, over and over: an answer under 500 (a 404
-    too: the query reached PostgreSQL) is an answer; anything else, or none in
-    `PROBE_TIMEOUT_S`, is not."""
-
-    url: str
-    answered: int = 0
-    failed: int = 0
-    longest_gap_s: float = 0.0
-    _last_answer: float = field(default_factory=time.monotonic)
-
-    async def run(self) -> None:
-        async with httpx.AsyncClient(base_url=self.url, timeout=PROBE_TIMEOUT_S) as http:
-            while True:
-                try:
-                    ok = (await http.get("/products/1")).status_code < 500
-                except httpx.HTTPError:
-                    ok = False
-                now = time.monotonic()
-                if ok:
-                    self.answered += 1
-                    self._last_answer = now
-                else:
-                    self.failed += 1
-                self.longest_gap_s = max(self.longest_gap_s, now - self._last_answer)
-                await asyncio.sleep(PROBE_EVERY_S)
-
-    def describe(self) -> str:
-        return (
-            f"GET /products/{{id}} while the fault struck: {self.answered} answered, "
-            f"{self.failed} not; longest without an answer {self.longest_gap_s:.1f} s"
-        )
-
-
 @contextlib.asynccontextmanager
-async def _probed(run: Run) -> AsyncIterator[Patroni]:
-    """The cluster's API, and the queries probed, for the time of a fault."""
+async def _patroni(run: Run) -> AsyncIterator[Patroni]:
     patroni = Patroni(run.servers)
-    probe = QueryProbe(run.serve.url) if run.serve is not None else None
-    probing = asyncio.create_task(probe.run()) if probe is not None else None
     try:
         yield patroni
     finally:
-        if probing is not None and probe is not None:
-            probing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await probing
-            run.notes.append(probe.describe())
         await patroni.close()
 
 
@@ -158,7 +111,7 @@ def _striking(strike: Callable[[Run, Patroni], Awaitable[str]]) -> Callable[[int
     def fault(strikes: int) -> Fault:
         async def inject(run: Run) -> int:
             run.hold_stream = True
-            async with _probed(run) as patroni:
+            async with _patroni(run) as patroni:
                 for i in range(strikes):
                     await run.until_sent((i + 1) / (strikes + 1))
                     run.notes.append(await strike(run, patroni))

@@ -99,8 +99,9 @@ def table(reports: list[Report]) -> str:
         "| fault | commands sent | faults injected | lost | applied twice | longest wait "
         "| p99 wait | sent again after `temporarily_unavailable` | graceful stops killed "
         "| over HTTP: commands (records) | HTTP retries: 503 / 202 / no answer / other "
-        "| HTTP answers with the topic's `event_id` |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| HTTP answers with the topic's `event_id` "
+        "| GET queries: answered / not, longest without an answer |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in reports:
         retries = r.http_retries
@@ -112,6 +113,7 @@ def table(reports: list[Report]) -> str:
             f"| {r.http_commands:,} ({r.http_records:,}) "
             f"| {retries.get('503', 0)} / {retries.get('202', 0)} / "
             f"{retries.get('no answer', 0)} / {other} "
-            f"| {r.http_matched:,} of {r.http_answers:,} |"
+            f"| {r.http_matched:,} of {r.http_answers:,} "
+            f"| {r.queries_answered:,} / {r.queries_failed:,}, {r.longest_query_gap_s:.1f} s |"
         )
     return "\n".join(rows)
