@@ -4,14 +4,18 @@ and the connection arguments of the bare asyncpg connections beside the engines.
 A database URL may name several hosts, for a replicated PostgreSQL (scripts/infra.sh with
 SHOPFLOW_PG_NODES=3, Patroni): SQLAlchemy's form for asyncpg,
 `postgresql+asyncpg://user@/db?host=h1:5432&host=h2:5432&target_session_attrs=read-write`.
-asyncpg tries the hosts in turn and keeps the first whose session matches
-`target_session_attrs` (`read-write`: the primary; `prefer-standby`: a standby, else any).
-The bare asyncpg pools (the ledger's looks, its listener) get the very arguments the
-engine's dialect makes of the URL (`asyncpg_connect_args`), so both follow the same hosts.
+The hosts are tried in turn, and the first whose session matches `target_session_attrs`
+is kept (`read-write`: the primary; `prefer-standby`: a standby, else any). The arguments
+are the ones the engine's own dialect makes of the URL (`asyncpg_connect_args`), and every
+connection, the engines' and the bare asyncpg ones' (the ledger's looks, its listener), is
+opened by `connect`: asyncpg's own walk over the hosts has one timeout for all of them,
+so a host that swallows packets (cut off by a partition) would use it up before the next
+host is tried; here each host gets the timeout of its own.
 """
 
 from typing import Any, Final
 
+import asyncpg
 from sqlalchemy import event, make_url
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import ExceptionContext
@@ -35,12 +39,17 @@ def create_engine(
     # `target_session_attrs` picks the new primary.
     # No statement timeout either, and no cancellation of a COMMIT: under synchronous
     # replication a cancelled wait for the standby leaves the commit in place, unreplicated.
+    options = asyncpg_connect_args(database_url)
+
+    async def connected() -> asyncpg.Connection:
+        return await connect(options, host_timeout_s=connect_timeout_s)
+
     engine = create_async_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
-        connect_args={"timeout": connect_timeout_s},
+        async_creator=connected,
     )
     event.listen(engine.sync_engine, "handle_error", _drop_read_only)
     return engine
@@ -51,14 +60,44 @@ def _drop_read_only(context: ExceptionContext) -> None:
         context.is_disconnect = True
 
 
-def asyncpg_connect_args(database_url: str, *, connect_timeout_s: float = 5.0) -> dict[str, Any]:
-    """The keyword arguments of `asyncpg.connect` (or `create_pool`) for a SQLAlchemy
-    `postgresql+asyncpg://` URL: what the engine's own dialect makes of it (its hosts and
-    ports, as lists when there are several; user, password, database; query parameters
-    such as `target_session_attrs`), with the connect timeout."""
+def asyncpg_connect_args(database_url: str) -> dict[str, Any]:
+    """The keyword arguments of `asyncpg.connect` for a SQLAlchemy `postgresql+asyncpg://`
+    URL: what the engine's own dialect makes of it (its hosts and ports, as lists when
+    there are several; user, password, database; query parameters such as
+    `target_session_attrs`)."""
     dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
     _, options = dialect.create_connect_args(make_url(database_url))  # type: ignore[no-untyped-call]
-    return {**options, "timeout": connect_timeout_s}
+    return dict(options)
+
+
+# Why a host is passed over for the next: down or not answering in time (OSError, the
+# timeout included), starting up or shutting down (57P03), or not the session wanted.
+_NEXT_HOST: Final = (
+    OSError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TargetServerAttributeNotMatched,
+)
+
+
+async def connect(options: dict[str, Any], *, host_timeout_s: float) -> asyncpg.Connection:
+    """A connection by `options` (`asyncpg_connect_args`), each host tried in turn with
+    `host_timeout_s` of its own. `prefer-standby` looks for a standby on every host first,
+    then takes any. The last host's error is raised when none will do."""
+    hosts, ports = options.get("host"), options.get("port")
+    if not isinstance(hosts, list) or not isinstance(ports, list):
+        return await asyncpg.connect(**options, timeout=host_timeout_s)
+    wanted = options.get("target_session_attrs") or "any"
+    passes = ["standby", "any"] if wanted == "prefer-standby" else [wanted]
+    failure: BaseException | None = None
+    for session in passes:
+        for host, port in zip(hosts, ports, strict=True):
+            try:
+                one_host = {**options, "host": host, "port": port, "target_session_attrs": session}
+                return await asyncpg.connect(**one_host, timeout=host_timeout_s)
+            except _NEXT_HOST as exc:
+                failure = exc
+    assert failure is not None
+    raise failure
 
 
 def on_primary(database_url: str) -> str:

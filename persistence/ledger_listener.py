@@ -17,12 +17,13 @@ from typing import Any
 
 import asyncpg
 
-from shopflow.persistence.database import asyncpg_connect_args
+from shopflow.persistence.database import asyncpg_connect_args, connect
 from shopflow.persistence.ledger import SPENT_CHANNEL, UNAVAILABLE_CHANNEL
 
 log = logging.getLogger(__name__)
 
 RECONNECT_PAUSE_S = (0.2, 5.0)  # first pause, longest pause, doubling between
+CONNECT_TIMEOUT_S = 5.0  # each host's
 
 
 class LedgerListener:
@@ -72,7 +73,7 @@ class LedgerListener:
         pause = RECONNECT_PAUSE_S[0]
         while True:
             try:
-                connection = await asyncpg.connect(**self._connect_args)
+                connection = await connect(self._connect_args, host_timeout_s=CONNECT_TIMEOUT_S)
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("ledger listener: cannot connect (%s); again in %.1f s", exc, pause)
                 await asyncio.sleep(pause)

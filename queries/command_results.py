@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from shopflow.persistence.database import asyncpg_connect_args
+from shopflow.persistence.database import asyncpg_connect_args, connect
 from shopflow.persistence.ledger_listener import LedgerListener
 
 FALLBACK_LOOK_S = 1.0
@@ -81,7 +81,8 @@ class CommandResults:
     ) -> None:
         """`database_url`: SQLAlchemy's URL of the role that reads the ledger (and
         listens), on the primary; `pool_size`: the most connections the looks hold at once."""
-        self._connect_args = asyncpg_connect_args(database_url, connect_timeout_s=connect_timeout_s)
+        self._connect_args = asyncpg_connect_args(database_url)
+        self._connect_timeout_s = connect_timeout_s
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._transient = transient
@@ -94,9 +95,17 @@ class CommandResults:
         # No connection yet (min_size 0): a database away at start is waited out later,
         # look by look, as it is at any other time.
         self._pool = await asyncpg.create_pool(
-            **self._connect_args, min_size=0, max_size=self._pool_size, reset=_nothing_to_reset
+            min_size=0,
+            max_size=self._pool_size,
+            reset=_nothing_to_reset,
+            connect=self._connect,
         )
         await self._listener.start()
+
+    async def _connect(self, *_: object, **__: object) -> asyncpg.Connection:
+        """The pool's connections, opened as every other (`persistence.database.connect`);
+        the pool's own arguments are its defaults."""
+        return await connect(self._connect_args, host_timeout_s=self._connect_timeout_s)
 
     async def stop(self) -> None:
         await self._listener.stop()

@@ -287,9 +287,10 @@ class Settings(BaseSettings):
     db_connect_timeout_s: float = Field(
         default=5.0,
         gt=0,
-        description="How long opening one PostgreSQL connection may take, every host of a "
-        "multi-host URL tried included. Hosts that are down refuse at once; this bounds "
-        "one that does not answer at all (a host cut off).",
+        description="How long opening a PostgreSQL connection may take on one host; a "
+        "multi-host URL's hosts each get this long in turn. Hosts that are down refuse at "
+        "once; this bounds one that does not answer at all (cut off by a partition), "
+        "after which the next host is tried.",
     )
     db_outage_wait_s: float = Field(
         default=30.0,

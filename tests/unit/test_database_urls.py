@@ -2,11 +2,12 @@
 bare asyncpg pools beside it and asyncpg's own parser all see every host, in order, with its
 port, and the session attribute that picks the primary or a standby."""
 
+import asyncio
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import asyncpg
 import pytest
 from asyncpg import connect_utils
 from sqlalchemy import event, make_url
@@ -15,6 +16,7 @@ from shopflow.local_credentials import LocalCredentials, with_password
 from shopflow.persistence.database import (
     _drop_read_only,
     asyncpg_connect_args,
+    connect,
     create_engine,
     on_primary,
 )
@@ -26,23 +28,28 @@ QUERIES = (
 )
 
 
-async def _tried(args: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """What asyncpg.connect does with the arguments: the addresses it tries, in order (each
-    refused here), and the session attribute it would have checked."""
+async def _tried(
+    args: dict[str, Any], monkeypatch: pytest.MonkeyPatch, *, hanging: int | None = None
+) -> list[Any]:
+    """What `connect` makes asyncpg do with the arguments: the addresses asyncpg tries, in
+    order, each refused here (or, the port `hanging`, never answering), with the session
+    attribute it would have checked and the database."""
     tried: list[Any] = []
 
     async def refused(*, addr: Any, params: Any, **_: Any) -> Any:
         tried.append((addr, params.target_session_attrs.value, params.database))
+        if addr[1] == hanging:
+            await asyncio.sleep(3600)
         raise ConnectionRefusedError(f"{addr} refused")
 
     monkeypatch.setattr(connect_utils, "_connect_addr", refused)
     with pytest.raises(ConnectionRefusedError):
-        await asyncpg.connect(**args)
+        await connect(args, host_timeout_s=0.2)
     return tried
 
 
 def test_the_bare_asyncpg_arguments_name_every_host_in_order() -> None:
-    args = asyncpg_connect_args(COMMANDS, connect_timeout_s=2.5)
+    args = asyncpg_connect_args(COMMANDS)
     assert args == {
         "host": ["127.0.0.1", "127.0.0.1", "127.0.0.1"],
         "port": [25432, 25433, 25434],
@@ -50,27 +57,50 @@ def test_the_bare_asyncpg_arguments_name_every_host_in_order() -> None:
         "password": "pw",
         "database": "shopflow",
         "target_session_attrs": "read-write",
-        "timeout": 2.5,
     }
 
 
-@pytest.mark.parametrize(("url", "attrs"), [(COMMANDS, "read-write"), (QUERIES, "prefer-standby")])
-async def test_asyncpg_tries_every_host_for_the_session_attribute(
-    url: str, attrs: str, monkeypatch: pytest.MonkeyPatch
+async def test_every_host_is_tried_in_order_for_the_primary(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tried = await _tried(asyncpg_connect_args(url), monkeypatch)
+    tried = await _tried(asyncpg_connect_args(COMMANDS), monkeypatch)
     assert tried == [
-        (("127.0.0.1", 25432), attrs, "shopflow"),
-        (("127.0.0.1", 25433), attrs, "shopflow"),
-        (("127.0.0.1", 25434), attrs, "shopflow"),
+        (("127.0.0.1", 25432), "read-write", "shopflow"),
+        (("127.0.0.1", 25433), "read-write", "shopflow"),
+        (("127.0.0.1", 25434), "read-write", "shopflow"),
     ]
+
+
+async def test_prefer_standby_looks_for_a_standby_on_every_host_then_takes_any(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tried = await _tried(asyncpg_connect_args(QUERIES), monkeypatch)
+    assert [(port, attrs) for (_, port), attrs, _ in tried] == [
+        (25432, "standby"),
+        (25433, "standby"),
+        (25434, "standby"),
+        (25432, "any"),
+        (25433, "any"),
+        (25434, "any"),
+    ]
+
+
+async def test_a_host_that_never_answers_gets_its_own_timeout_and_the_next_is_tried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """asyncpg's own walk over the hosts has one timeout for them all: a first host cut
+    off by a partition would use it up, and the primary behind it would never be tried."""
+    began = time.monotonic()
+    tried = await _tried(asyncpg_connect_args(COMMANDS), monkeypatch, hanging=25432)
+    assert [port for (_, port), _, _ in tried] == [25432, 25433, 25434]
+    assert time.monotonic() - began < 2.0  # 0.2 s for the silent host, not the whole wait
 
 
 def test_the_engine_gives_asyncpg_the_same_arguments_as_the_bare_pools() -> None:
     engine = create_engine(COMMANDS, pool_size=1, connect_timeout_s=2.5)
     cargs, cparams = engine.dialect.create_connect_args(engine.url)
     assert cargs == []
-    assert {**cparams, "timeout": 2.5} == asyncpg_connect_args(COMMANDS, connect_timeout_s=2.5)
+    assert cparams == asyncpg_connect_args(COMMANDS)
 
 
 def test_a_single_host_url_stays_one_host() -> None:
