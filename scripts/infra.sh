@@ -25,12 +25,20 @@
 # Environment (defaults): SHOPFLOW_KAFKA_PORT=9092 SHOPFLOW_KAFKA_CONTROLLER_PORT=9093
 # SHOPFLOW_KAFKA_SSL_PORT=<SHOPFLOW_KAFKA_PORT + 200> (SASL_SSL)
 # SHOPFLOW_PG_PORT=5432 SHOPFLOW_REDIS_PORT=6379 SHOPFLOW_INFRA_DIR=<repo>/.infra
-# SHOPFLOW_KAFKA_BROKERS=1 SHOPFLOW_PG_NODES=1
+# SHOPFLOW_KAFKA_BROKERS=1 SHOPFLOW_PG_NODES=1 SHOPFLOW_REDIS_SENTINEL=0
 #
 # SHOPFLOW_PG_NODES=N (2 to 9; 3 for the chaos suite) runs PostgreSQL as N nodes under
 # Patroni with one etcd, synchronous replication in strict mode: node I (postgres-I) on
 # SHOPFLOW_PG_PORT + I-1. The count is kept with the data: another needs `reset`. `kill
 # postgres` kills the leader's Patroni and postmaster together. See scripts/infra/patroni.sh.
+#
+# SHOPFLOW_REDIS_SENTINEL=1 (read by `up`: 1 or 0; unset, the layout last started, at first
+# one server) runs Redis as a primary on SHOPFLOW_REDIS_PORT, its replica on +1 and three
+# Sentinels on +2, +3 and +4 that monitor it as `shopflow` and promote the replica when it
+# dies; down, status, kill (SIGKILL of the current primary, whichever node it is) and reset
+# act on the layout last started, and `up redis` starts whatever of it is down (a dead old
+# primary as the new one's replica). Another layout needs `down redis` first. See
+# scripts/infra/redis-sentinel.sh.
 #
 # Access control is on from the first start (CONTRACT.md, Access): Kafka takes SASL
 # SCRAM-SHA-512 only and its StandardAuthorizer denies what no ACL allows; PostgreSQL checks
@@ -44,8 +52,8 @@
 # ${XDG_CACHE_HOME:-~/.cache}/shopflow so later starts are offline), PostgreSQL
 # uses Debian's binaries, Redis comes from Debian's package. Servers are started
 # detached (setsid / --daemonize / pg_ctl) so they outlive this script. Each server's
-# part is in scripts/infra/ (kafka.sh, postgres.sh, redis.sh; kafka-cluster.sh and patroni.sh
-# for several nodes; credentials.sh, common.sh).
+# part is in scripts/infra/ (kafka.sh, postgres.sh, redis.sh; kafka-cluster.sh, patroni.sh
+# and redis-sentinel.sh for several nodes; credentials.sh, common.sh).
 set -Eeuo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -222,6 +230,7 @@ cmd_up() {
         pg_up
     fi
     if selected redis; then
+        redis_mode up
         redis_up
     fi
     if selected kafka; then
@@ -241,6 +250,7 @@ cmd_down() {
         kafka_down
     fi
     if selected redis; then
+        redis_mode down
         redis_down
     fi
     if selected postgres; then
@@ -264,6 +274,7 @@ cmd_kill() {
         pg_kill
     fi
     if selected redis; then
+        redis_mode kill
         redis_kill
     fi
 }
@@ -279,6 +290,7 @@ cmd_status() {
         pg_status || ok=1
     fi
     if selected redis; then
+        redis_mode status
         redis_status || ok=1
     fi
     return "$ok"

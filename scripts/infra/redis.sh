@@ -1,6 +1,9 @@
-# shellcheck shell=bash
+# shellcheck shell=bash source-path=SCRIPTDIR
 # Redis for scripts/infra.sh (sourced by it): Debian's package, a server of our own in
-# $INFRA_DIR/redis, its users in an ACL file (the default user off).
+# $INFRA_DIR/redis, its users in an ACL file (the default user off). With
+# SHOPFLOW_REDIS_SENTINEL=1, `up` runs a primary, a replica and three Sentinels instead
+# (redis_mode sources redis-sentinel.sh, which redefines redis_up, redis_down, redis_kill
+# and redis_status for them).
 
 REDIS_PORT="${SHOPFLOW_REDIS_PORT:-6379}"
 REDIS_READY_TIMEOUT=20
@@ -8,6 +11,51 @@ REDIS_ROOT="$INFRA_DIR/redis"
 REDIS_PID_FILE="$REDIS_ROOT/redis.pid"
 REDIS_LOG="$REDIS_ROOT/redis.log"
 REDIS_ACL_FILE="$REDIS_ROOT/users.acl"
+REDIS_MODE_FILE="$REDIS_ROOT/mode" # "sentinel" while the set of redis-sentinel.sh is in use
+
+# Picks the layout `cmd` acts on: `up` the one SHOPFLOW_REDIS_SENTINEL asks for (1: the
+# Sentinel set, 0: one server), else, as every other command, the one last started
+# (REDIS_MODE_FILE; none: one server). Another layout than the one running needs `down
+# redis` first (Redis keeps nothing on disk, so nothing else is lost).
+redis_mode() {
+    local cmd="$1" asked recorded=single
+    [[ ! -f "$REDIS_MODE_FILE" ]] || recorded="$(<"$REDIS_MODE_FILE")"
+    asked="$recorded"
+    if [[ "$cmd" == "up" ]]; then
+        case "${SHOPFLOW_REDIS_SENTINEL:-}" in
+            1 | yes | true) asked=sentinel ;;
+            0 | no | false) asked=single ;;
+            "") ;;
+            *) die "SHOPFLOW_REDIS_SENTINEL must be 1 (a primary, a replica and three Sentinels) or 0 (one server), got '$SHOPFLOW_REDIS_SENTINEL'" ;;
+        esac
+        if [[ "$asked" != "$recorded" ]]; then
+            local pid_file pid
+            for pid_file in "$REDIS_PID_FILE" "$REDIS_ROOT"/*/*.pid; do
+                pid="$(read_pid_file "$pid_file")"
+                if [[ -n "$pid" ]] && pid_matches "$pid" redis; then
+                    die "Redis runs as the $recorded layout (pid $pid): scripts/infra.sh down redis first, then up with SHOPFLOW_REDIS_SENTINEL=$([[ "$asked" == sentinel ]] && echo 1 || echo 0)"
+                fi
+            done
+            make_dir "$REDIS_ROOT"
+            if [[ "$asked" == sentinel ]]; then
+                echo sentinel >"$REDIS_MODE_FILE"
+            else
+                rm -f "$REDIS_MODE_FILE"
+            fi
+        fi
+    fi
+    if [[ "$asked" == sentinel ]]; then
+        # shellcheck source=redis-sentinel.sh
+        source "$TEMPLATE_DIR/redis-sentinel.sh"
+        redis_sentinel_layout
+    fi
+}
+
+# More ACL lines for the servers' file: none for one server (redis-sentinel.sh adds the
+# replica's and the Sentinels' users).
+redis_more_acl_users() {
+    :
+}
 
 redis_ensure_installed() {
     if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
@@ -63,6 +111,9 @@ redis_write_acl() {
     service+=" +client|setname +echo +get +set +exists +del +unlink +scan"
     service+=" +sadd +sismember +zincrby +zrem +zunionstore +zrevrange +zrangebyscore"
     service+=" +pexpire +pexpireat"
+    # The view's marker names the primary's replication id it was built on
+    # (persistence/sales_view.py): INFO replication.
+    service+=" +info"
     # The HTTP writes' rate limits (shopflow/write_limits.py: the `limits` library's
     # sliding-window script).
     service+=" +pttl +rename +incrby"
@@ -72,6 +123,7 @@ redis_write_acl() {
         echo "user default off resetkeys resetchannels -@all"
         echo "user admin on #$(redis_password_hash admin) ~* &* +@all"
         echo "user shopflow on #$(redis_password_hash shopflow) $service"
+        redis_more_acl_users
     } >"$REDIS_ACL_FILE.tmp"
     chmod 644 "$REDIS_ACL_FILE.tmp"
     mv "$REDIS_ACL_FILE.tmp" "$REDIS_ACL_FILE"
