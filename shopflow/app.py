@@ -152,9 +152,7 @@ def create_app(
     )
     # Commands over HTTP: sent as shopflow-gateway (its client made at start, when the
     # credentials are read), answered from the ledger.
-    gateway = CommandGateway(
-        command_results, limits=WriteLimits(settings.redis_url, settings.http_write_rate_limit)
-    )
+    gateway = CommandGateway(command_results, limits=WriteLimits(settings))
 
     @contextlib.asynccontextmanager
     async def running(_: FastAPI) -> AsyncIterator[None]:

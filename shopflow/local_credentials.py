@@ -23,7 +23,8 @@ TOKEN_SIGNING_KEY_FILE = "token-signing-key.pem"
 TOKEN_PUBLIC_KEY_FILE = "token-signing-key.pub.pem"
 KAFKA_CA_FILE = "kafka-ca.pem"
 
-Section = Literal["kafka", "postgres", "redis", "patroni", "etcd"]
+# "sentinel": the Redis Sentinels' own users (scripts/infra/redis-sentinel.sh).
+Section = Literal["kafka", "postgres", "redis", "patroni", "etcd", "sentinel"]
 
 
 class MissingCredentials(Exception):

@@ -15,8 +15,6 @@ from faststream.types import BrokerMiddleware
 from opentelemetry.trace import TracerProvider
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -41,6 +39,7 @@ from shopflow.persistence.unit_of_work import GatewayFactory, PgDatabase
 from shopflow.producers.dead_letters import DeadLetterLimits, dead_letter_room
 from shopflow.producers.kafka_connection import KafkaConnection
 from shopflow.producers.publisher import KafkaMessageSink, MessageSink
+from shopflow.redis_connection import redis_client
 from shopflow.settings import FaultInjection, Settings
 
 log = logging.getLogger(__name__)
@@ -192,12 +191,9 @@ class Runtime:
             pool_size=settings.db_pool_size,
             connect_timeout_s=settings.db_connect_timeout_s,
         )
-        # A command on a connection Redis closed (a restart) is tried again on a new one,
-        # twice at most: without it, the first command on each pooled connection after a
-        # restart failed (tests/integration/test_redis_outage.py).
-        redis = Redis.from_url(
-            settings.redis_url, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
-        )
+        # One server, or the primary the Sentinels name; a command on a connection Redis
+        # closed is tried again on a new one (shopflow.redis_connection).
+        redis = redis_client(settings)
         kafka = kafka_connection(settings, SERVICE)
         broker = build_broker(settings, kafka, tracer_provider=tracer_provider)
         topics = Topics(settings.topic_prefix)

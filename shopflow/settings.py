@@ -120,7 +120,34 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         default="redis://shopflow@127.0.0.1:6379/0",
         description="Redis, as an ACL user limited to shopflow's keys. Without a password "
-        "in it, the user's password comes from the local credentials file.",
+        "in it, the user's password comes from the local credentials file. With "
+        "SHOPFLOW_REDIS_SENTINELS set, only its user, password and database are used: the "
+        "Sentinels say where the server is.",
+    )
+    redis_sentinels: str | None = Field(
+        default=None,
+        description="host:port of Redis Sentinels, comma-separated (`scripts/infra.sh`'s "
+        "with SHOPFLOW_REDIS_SENTINEL=1: 127.0.0.1:6381,127.0.0.1:6382,127.0.0.1:6383). Set, "
+        "every shopflow process asks them where the primary of "
+        "SHOPFLOW_REDIS_SENTINEL_SERVICE is, and asks again after losing it, so it follows "
+        "a failover: Redis is away while the Sentinels notice the death and promote the "
+        "replica (about 3 s with the local set's timings: docs/operating.md#redis-with-"
+        "sentinel), and a top-products view built on the old primary is rebuilt. Unset: "
+        "the one server of SHOPFLOW_REDIS_URL.",
+    )
+    redis_sentinel_service: str = Field(
+        default="shopflow",
+        description="The name the Sentinels monitor the primary under.",
+    )
+    redis_sentinel_username: str | None = Field(
+        default="shopflow",
+        description="The Sentinels' user shopflow authenticates to them as (a user that may "
+        "ask where the primary is); unset (empty), none: Sentinels that check no user.",
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None,
+        description="The password of SHOPFLOW_REDIS_SENTINEL_USERNAME. Unset: from the "
+        "local credentials file (its `sentinel` section), or none if that has none.",
     )
 
     auth_jwks_url: str | None = Field(
@@ -350,6 +377,10 @@ class Settings(BaseSettings):
             # was set (`shopflow config` reports where each setting came from).
             self.__dict__[name] = with_password(getattr(self, name), credentials, "postgres")
         self.__dict__["redis_url"] = with_password(self.redis_url, credentials, "redis")
+        if self.redis_sentinel_password is None and self.redis_sentinel_username:
+            password = credentials.get("sentinel", self.redis_sentinel_username)
+            if password is not None:
+                self.__dict__["redis_sentinel_password"] = SecretStr(password)
         return self
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:

@@ -6,9 +6,11 @@ caller and window, updated by one Lua script, the previous window's count weight
 how much of it still overlaps), under `shopflow:ratelimit:` so the service's Redis user
 (limited to `shopflow:*`) may touch them. A caller is its token's `sub`.
 
-When Redis cannot be reached the request is let through, with a warning and a metric:
-writes are idempotent and their consumers are protected by Kafka's own back-pressure, so
-losing the limit for a Redis outage costs less than refusing every write.
+When Redis cannot be reached (a failover too, until the Sentinels have promoted the
+replica) the request is let through, with a warning and a metric: writes are idempotent
+and their consumers are protected by Kafka's own back-pressure, so losing the limit for a
+Redis outage costs less than refusing every write. A promoted replica may have missed the
+last counts: a caller's window may start over once.
 """
 
 import logging
@@ -17,10 +19,12 @@ import time
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 from prometheus_client import Counter
+
+from shopflow.redis_connection import rate_limit_storage
+from shopflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +45,12 @@ class Refusal:
 
 
 class WriteLimits:
-    def __init__(self, redis_url: str, limits: str) -> None:
-        """`limits`: the `limits` library's notation, several separated by `;`
-        ("20/second;600/minute"); every one of them applies."""
-        self._items: list[RateLimitItem] = parse_many(limits)
-        storage_url = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
-        self._storage = RedisStorage(
-            storage_url, implementation="redispy", key_prefix=KEY_PREFIX, wrap_exceptions=True
-        )
+    def __init__(self, settings: Settings) -> None:
+        """The limits of SHOPFLOW_HTTP_WRITE_RATE_LIMIT (the `limits` library's notation,
+        several separated by `;`, "20/second;600/minute"; every one of them applies),
+        counted in the Redis of the settings (one server, or the Sentinels' primary)."""
+        self._items: list[RateLimitItem] = parse_many(settings.http_write_rate_limit)
+        self._storage = rate_limit_storage(settings, key_prefix=KEY_PREFIX)
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
 
     async def check(self, caller: str) -> Refusal | None:

@@ -5,7 +5,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from redis.asyncio import Redis
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
@@ -15,6 +14,7 @@ from shopflow.kafka_admin import ensure_topics
 from shopflow.ops.access import provision, revoke_topic_acls
 from shopflow.persistence.reconciliation import describe, find_violations
 from shopflow.persistence.sales_view import SalesView
+from shopflow.redis_connection import redis_client
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.servers import Endpoints
@@ -81,7 +81,7 @@ async def isolated_settings(endpoints: Endpoints, run: str) -> AsyncIterator[Set
     try:
         yield settings
     finally:
-        redis = Redis.from_url(settings.redis_url)
+        redis = redis_client(settings)
         try:
             await SalesView(redis, prefix=settings.redis_key_prefix).clear()
         finally:
