@@ -52,7 +52,9 @@ async def sales_since(engine: AsyncEngine, since: datetime) -> list[Sale]:
 
 
 async def rebuild_sales_view(view: SalesView, engine: AsyncEngine, now: datetime) -> bool:
-    """Clear the view, replay the window's orders from PostgreSQL, mark it built.
+    """Clear the view, replay the window's orders from PostgreSQL, mark it built (on the
+    primary it was cleared on). Idempotent: the view after it is PostgreSQL's, whatever it
+    held before (a view a failover left short included).
 
     Returns False when another process holds the rebuild lock. Clearing comes before
     reading PostgreSQL, and an event is published only after its transaction commits, so
@@ -70,11 +72,14 @@ async def rebuild_sales_view(view: SalesView, engine: AsyncEngine, now: datetime
     if not await view.try_lock_rebuild():
         return False
     try:
+        # The primary, before anything is written: a failover before the marker leaves
+        # it naming this one, and the view reads as stale (SalesView.state).
+        origin = await view.origin()
         await view.clear()
         sales = await sales_since(engine, window_start(now))
         for start in range(0, len(sales), 500):
             await view.apply(sales[start : start + 500], now=now)
-        await view.mark_built(now)
+        await view.mark_built(now, origin)
         log.info("rebuilt the top-products view from PostgreSQL: %d orders", len(sales))
         return True
     finally:

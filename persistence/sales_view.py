@@ -7,12 +7,20 @@ its OrderPlaced and OrderCancelled arrive (one Lua script per hour applies a bat
 sales). Reads sum the window's buckets with ZUNIONSTORE and cache the ranking for
 `cache_ms`. Keys, markers, expiry and the Redis Cluster hash tag: docs/design.md, "Top
 products".
+
+A view is built (rebuilt from PostgreSQL) on one primary: its marker names that primary's
+replication id (INFO's `master_replid`, which a replica shares with its primary and a
+promoted replica changes). Redis replicates asynchronously, so a replica promoted by a
+failover may lack the last sales the old primary acknowledged (the aggregator's offsets
+are committed, they never come again): on another replication id the view reads as
+stale, not built, and the service rebuilds it (`state`).
 """
 
 import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from redis.asyncio import Redis
 
@@ -84,6 +92,12 @@ return new
 """
 
 
+class ViewState(StrEnum):
+    BUILT = "built"  # rebuilt on the primary that serves it, and kept by the aggregator since
+    MISSING = "missing"  # never built, flushed, or Redis started again empty
+    STALE = "stale"  # built on another primary: a replica promoted since may lack sales
+
+
 def _hour_tag(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%d%H")
 
@@ -112,8 +126,9 @@ class SalesView:
     def _built_key(self) -> str:
         # Versioned with the markers' format: a view built when the seen sets held event
         # ids (before cancellations) reads as not built, so the first query after the
-        # upgrade rebuilds it rather than count a redelivered placement twice.
-        return f"{self._prefix}:built:2"
+        # upgrade rebuilds it rather than count a redelivered placement twice. 3: the
+        # marker names the primary it was built on (JSON: `at`, `origin`).
+        return f"{self._prefix}:built:3"
 
     async def apply(self, sales: Sequence[Sale], *, now: datetime) -> int:
         """Apply each sale once, in order; returns how many were new (placements and
@@ -160,8 +175,28 @@ class SalesView:
             minute += timedelta(minutes=1)
         return keys
 
+    async def origin(self) -> str:
+        """The replication id of the primary this client writes to (`master_replid`)."""
+        info = await self._redis.info("replication")
+        return str(info.get("master_replid", ""))
+
+    async def state(self) -> ViewState:
+        """Built, missing, or built on another primary than the one that serves it now
+        (one round trip: the marker and INFO replication, pipelined)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._built_key)
+            pipe.info("replication")
+            marker, info = await pipe.execute()
+        if marker is None:
+            return ViewState.MISSING
+        try:
+            built_on = json.loads(marker)["origin"]
+        except (ValueError, KeyError, TypeError):
+            return ViewState.MISSING
+        return ViewState.BUILT if built_on == info.get("master_replid") else ViewState.STALE
+
     async def is_built(self) -> bool:
-        return bool(await self._redis.exists(self._built_key))
+        return await self.state() is ViewState.BUILT
 
     async def top(self, now: datetime, limit: int = TOP_LIMIT) -> list[tuple[int, int]]:
         """(product id, units) of the best sellers in the window at `now`."""
@@ -200,8 +235,13 @@ class SalesView:
         if batch:
             await self._redis.unlink(*batch)
 
-    async def mark_built(self, at: datetime) -> None:
-        await self._redis.set(self._built_key, at.isoformat())
+    async def mark_built(self, at: datetime, origin: str | None = None) -> None:
+        """Mark the view built at `at` on the primary of replication id `origin` (read
+        before the rebuild cleared the view: a failover during it leaves the marker
+        naming the old primary, so the view reads as stale); None: the current one."""
+        if origin is None:
+            origin = await self.origin()
+        await self._redis.set(self._built_key, json.dumps({"at": at.isoformat(), "origin": origin}))
 
     # Outside the prefix's namespace on purpose: `clear` must not delete it.
     @property

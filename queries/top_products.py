@@ -1,10 +1,13 @@
 """GET /products/top: served from the Redis view, with PostgreSQL as the fallback.
 
-Redis down, or the view missing (never built, or flushed): the answer is computed from
-PostgreSQL's lines of the orders not cancelled (the same definition, so the same
-answer), a warning is logged and `shopflow_top_products_fallback_total{reason}` counts
-it. A missing view also starts a rebuild in the background (one at a time; across
-processes a Redis lock keeps it to one), after which Redis serves again.
+Redis down, or the view missing (never built, or flushed) or stale (built on another
+primary: a Sentinel failover promoted a replica, which may lack the last sales): the
+answer is computed from PostgreSQL's lines of the orders not cancelled (the same
+definition, so the same answer), a warning is logged and
+`shopflow_top_products_fallback_total{reason}` counts it (`redis_unavailable`,
+`view_missing`, `view_stale`). A missing or stale view also starts a rebuild in the
+background (one at a time; across processes a Redis lock keeps it to one), after which
+Redis serves again.
 """
 
 import asyncio
@@ -17,7 +20,7 @@ from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from shopflow.domain.clock import Clock
-from shopflow.persistence.sales_view import SalesView
+from shopflow.persistence.sales_view import SalesView, ViewState
 from shopflow.queries.answers import TopProductAnswer
 from shopflow.queries.read_model import ReadModel
 
@@ -46,10 +49,11 @@ class TopProducts:
         """The best sellers now, and where the answer came from ("redis" or "postgresql")."""
         now = self._clock()
         try:
-            if await self._view.is_built():
+            state = await self._view.state()
+            if state is ViewState.BUILT:
                 return await self._read_model.named(await self._view.top(now)), "redis"
-            reason = "view_missing"
-            self._start_rebuild(now)
+            reason = f"view_{state.value}"
+            self._start_rebuild(now, state)
         except RedisError as error:
             reason = "redis_unavailable"
             log.warning("Redis does not answer (%s)", error)
@@ -57,10 +61,10 @@ class TopProducts:
         FALLBACKS.labels(reason).inc()
         return await self._read_model.top_products(now), "postgresql"
 
-    def _start_rebuild(self, now: datetime) -> None:
+    def _start_rebuild(self, now: datetime, state: ViewState) -> None:
         if self._rebuilding is not None and not self._rebuilding.done():
             return
-        log.info("the top-products view is missing: rebuilding it from PostgreSQL")
+        log.info("the top-products view is %s: rebuilding it from PostgreSQL", state.value)
         self._rebuilding = asyncio.create_task(self._rebuild(now))
         self._rebuilding.add_done_callback(_log_failure)
 

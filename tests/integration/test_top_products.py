@@ -34,7 +34,7 @@ from shopflow.contracts.topics import ORDERS_EVENTS, Topics
 from shopflow.domain.top_products import Sale, SaleKind, top_of
 from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.persistence.sales_rebuild import rebuild_sales_view
-from shopflow.persistence.sales_view import SalesView
+from shopflow.persistence.sales_view import SalesView, ViewState
 from shopflow.producers.client import ShopflowClient
 from shopflow.queries.read_model import ReadModel
 from shopflow.queries.top_products import FALLBACKS, TopProducts
@@ -502,6 +502,48 @@ async def test_the_fallback_and_a_rebuild_count_no_cancelled_order(
         )
         await view.apply([Sale(SaleKind.CANCELLED, pots, pots_placed_at, ((pot, 3),))], now=now)
         assert await view.top(now) == [(mug, 2)]
+    finally:
+        await view.clear()
+
+
+async def test_a_view_built_on_another_primary_is_stale_and_rebuilt_to_postgresql(
+    service: Runtime, engine: AsyncEngine
+) -> None:
+    """A Sentinel failover promotes a replica, which may lack the last sales the old
+    primary acknowledged (replication is asynchronous): the view's marker names the old
+    primary, so the view reads as stale; the query answers from PostgreSQL and rebuilds
+    it, and the rebuilt view is PostgreSQL's, the lost sale included."""
+    now = datetime(2040, 1, 1, 12, tzinfo=UTC) + timedelta(weeks=new_entity_id() % 250_000)
+    view = SalesView(service.redis, prefix=f"shopflow:stale-{secrets.token_hex(6)}", cache_ms=0)
+    read_model = ReadModel(engine)
+    async with engine.begin() as connection:
+        user_id = await seed_user(connection, balance=10**6)
+        mug, pot = [await seed_product(connection, name=n) for n in ("Mug", "Pot")]
+        await seed_order(connection, user_id, [(mug, 5, 1)], now - timedelta(hours=3))
+    try:
+        assert await rebuild_sales_view(view, engine, now)
+        assert await view.state() is ViewState.BUILT
+        # An order whose sale reached the old primary only, and the marker as the old
+        # primary's history left it on the promoted replica: another replication id.
+        async with engine.begin() as connection:
+            await seed_order(connection, user_id, [(pot, 7, 1)], now - timedelta(hours=1))
+        await view.mark_built(now, origin="0" * 40)
+        assert await view.state() is ViewState.STALE
+        assert await view.top(now) == [(mug, 5)]  # the lost sale
+
+        top = TopProducts(
+            view, read_model, lambda at: rebuild_sales_view(view, engine, at), lambda: now
+        )
+        stale_before = FALLBACKS.labels("view_stale")._value.get()
+        answer, source = await top.top()
+        assert source == "postgresql"
+        assert [(p.product_id, p.units_sold) for p in answer] == [(pot, 7), (mug, 5)]
+        assert FALLBACKS.labels("view_stale")._value.get() == stale_before + 1
+        await top.wait_for_rebuild()
+        assert await view.state() is ViewState.BUILT
+        rebuilt, source = await top.top()
+        assert source == "redis"
+        assert rebuilt == answer
     finally:
         await view.clear()
 
