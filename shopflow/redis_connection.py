@@ -19,13 +19,15 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 
 from shopflow.settings import Settings
 
-# A Sentinel that does not answer within this is skipped for the next (a dead one refuses
-# at once on loopback; a hung host would otherwise hold every new connection).
-SENTINEL_TIMEOUT_S = 0.5
+# A Sentinel that does not answer within this is skipped for the next, at once (not tried
+# again: redis-py's default retries a command 10 times, up to 1 s apart). A dead one
+# refuses at once; this bounds a hung host. Not less: on a loaded 2-core machine an event
+# loop late by a second made 0.5 s time out against all three live Sentinels.
+SENTINEL_TIMEOUT_S = 2.0
 
 
 def default_retry() -> Retry:
@@ -96,6 +98,7 @@ class RedisTarget:
             "password": self.sentinel_password,
             "socket_timeout": SENTINEL_TIMEOUT_S,
             "socket_connect_timeout": SENTINEL_TIMEOUT_S,
+            "retry": Retry(NoBackoff(), 0),
         }
 
 

@@ -186,6 +186,9 @@ redis_node_write_conf() {
             echo "aclfile $REDIS_ACL_FILE"
             echo 'save ""'
             echo "appendonly no"
+            # A replica (re)joining is sent the data set at once, not after Redis's 5 s
+            # wait for more replicas to share the transfer: there is one.
+            echo "repl-diskless-sync-delay 0"
             echo "masteruser replica"
             echo "masterauth $(credential redis replica)"
             if [[ -n "$primary_port" ]]; then

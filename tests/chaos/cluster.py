@@ -1,8 +1,8 @@
 """Fault 6: the leader of a busy command partition SIGKILLed mid-stream, on a three-broker
 KRaft cluster of its own on loopback (scripts/infra.sh with --brokers 3, state in
 .infra/chaos-cluster, ports 29092-29097, 25432-25434 with Patroni's 25532-25534 and etcd's
-25632-25633, 26379, each moved by SHOPFLOW_CHAOS_CLUSTER_PORT_SHIFT if set), and started
-again.
+25632-25633, 26379-26383 (Redis with Sentinel, for redis-sentinel-failover), each moved by
+SHOPFLOW_CHAOS_CLUSTER_PORT_SHIFT if set), and started again.
 
 Why: a Kafka shop runs three brokers, every topic with three replicas and
 min.insync.replicas=2, every producer (the service's and those upstream) at acks=all.
@@ -112,6 +112,7 @@ def cluster_servers() -> ChaosServers:
         redis_port=26379 + shift,
         brokers=BROKERS,
         pg_nodes=PG_NODES,
+        redis_sentinel=True,  # 26379-26383, for redis-sentinel-failover (sentinel_fault.py)
     )
 
 

@@ -49,12 +49,14 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from shopflow.domain.top_products import TOP_LIMIT, rank
 from shopflow.persistence.database import create_engine
 from shopflow.persistence.sales_view import SalesView
 from shopflow.queries.auth import SCOPE_METRICS
 from shopflow.queries.read_model import ReadModel
+from shopflow.redis_connection import redis_client
 from shopflow.tokens import local_signing_key, sign_token
 from tests.chaos.driver import Fault, Run
 from tests.chaos.serve import Serve, stopped_cleanly
@@ -135,7 +137,9 @@ class Service:
         self.metrics_headers = {"Authorization": f"Bearer {metrics_token}"}
 
     @classmethod
-    async def start(cls, run: Run) -> "Service":
+    def around(cls, run: Run, serve: Serve) -> "Service":
+        """Queries to `serve`, started or not (redis-sentinel-failover asks the driver's,
+        whose HTTP writes count in the rate limits)."""
         metrics_token = sign_token(
             local_signing_key(run.settings),
             issuer=run.settings.auth_issuer,
@@ -143,11 +147,15 @@ class Service:
             scopes=[SCOPE_METRICS],
             ttl_s=METRICS_TOKEN_TTL_S,
         )
-        log_dir = REPO / ".infra" / "chaos-logs" / run.settings.consumer_group
-        serve = Serve(run.settings, log_dir / "serve.log", log_level="info")
-        service = cls(
+        return cls(
             serve, httpx.AsyncClient(base_url=serve.url, timeout=HTTP_TIMEOUT_S), metrics_token
         )
+
+    @classmethod
+    async def start(cls, run: Run) -> "Service":
+        log_dir = REPO / ".infra" / "chaos-logs" / run.settings.consumer_group
+        service = cls.around(run, Serve(run.settings, log_dir / "serve.log", log_level="info"))
+        serve = service.serve
         try:
             await serve.start()
         except BaseException:
@@ -167,17 +175,22 @@ class Service:
         body: dict[str, Any] = response.json()
         return 200, [(p["product_id"], p["name"], p["units_sold"]) for p in body["products"]]
 
-    async def fallbacks(self) -> dict[str, float]:
-        """The service's answers from PostgreSQL so far, by reason."""
+    async def counters(self, name: str, label: str = "") -> dict[str, float]:
+        """The service's samples of counter `name` so far, by the value of `label` (""
+        for a counter without labels)."""
         counts: dict[str, float] = {}
         response = await self.http.get("/metrics", headers=self.metrics_headers)
         assert response.status_code == 200, f"GET /metrics: {response.status_code} {response.text}"
         text = response.text
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name == FALLBACKS:
-                    counts[sample.labels["reason"]] = sample.value
+                if sample.name == name:
+                    counts[sample.labels.get(label, "")] = sample.value
         return counts
+
+    async def fallbacks(self) -> dict[str, float]:
+        """The service's answers from PostgreSQL so far, by reason."""
+        return await self.counters(FALLBACKS, "reason")
 
     async def check(self, read_model: ReadModel, *, timeout: float = ANSWER_TIMEOUT_S) -> Answer:
         """GET /products/top until it answers what PostgreSQL says (see `_fits`), for
@@ -207,9 +220,13 @@ class Service:
                 return Answer(False, source, took, tries, wrong)
             await asyncio.sleep(0.1)
 
+    async def close(self) -> None:
+        """The client only; the serve goes on."""
+        await self.http.aclose()
+
     async def stop(self) -> int | None:
         """SIGTERM, then wait (SIGKILL if it does not exit in time); its exit code."""
-        await self.http.aclose()
+        await self.close()
         return await self.serve.stop()
 
 
@@ -227,7 +244,7 @@ def redis_outage() -> Fault:
                 f"shopflow serve --no-consume answering {time.monotonic() - began:.1f} s "
                 f"after the stream began (at {run.sent / run.total:.0%} of it)"
             )
-            checks = _Checks(run, service, ReadModel(engine))
+            checks = ViewChecks(run, service, ReadModel(engine), "redis-outage")
             await checks.view_built("its start")
             await run.until_sent(FLUSH_AT)
             await checks.flush()
@@ -245,17 +262,30 @@ def redis_outage() -> Fault:
     return inject
 
 
-class _Checks:
-    def __init__(self, run: Run, service: Service, read_model: ReadModel) -> None:
+async def _built(view: SalesView) -> bool:
+    """Whether the view is built; not while Redis does not answer (a failover)."""
+    try:
+        return await view.is_built()
+    except RedisError:
+        return False
+
+
+class ViewChecks:
+    """The checks of the view and of GET /products/top against PostgreSQL, for the fault
+    named `fault` (its problems are prefixed with it): redis-outage's steps, and what
+    redis-sentinel-failover shares with it."""
+
+    def __init__(self, run: Run, service: Service, read_model: ReadModel, fault: str) -> None:
         self.run = run
         self.service = service
         self.read_model = read_model
+        self.fault = fault
         self.back_at = 0.0  # when Redis answered again
 
     def _problem(self, text: str) -> None:
-        self.run.problems.append(f"redis-outage: {text}")
+        self.run.problems.append(f"{self.fault}: {text}")
 
-    def _share(self) -> str:
+    def share(self) -> str:
         """Where the stream is: a share of it, or over (a stream shorter than the
         serve's start and the steps before leaves the rest of the fault after it)."""
         if not self.run.streaming:
@@ -263,9 +293,10 @@ class _Checks:
         return f"{self.run.sent / self.run.total:.0%} of the stream"
 
     @contextlib.asynccontextmanager
-    async def _view(self) -> AsyncIterator[SalesView]:
-        """The run's view, read without the answer cache, on a connection of its own."""
-        redis = Redis.from_url(self.run.settings.redis_url)
+    async def view(self) -> AsyncIterator[SalesView]:
+        """The run's view, read without the answer cache, on a connection of its own (to
+        the one server, or the primary the Sentinels name)."""
+        redis = redis_client(self.run.settings)
         try:
             yield SalesView(redis, prefix=self.run.settings.redis_key_prefix, cache_ms=0)
         finally:
@@ -277,8 +308,8 @@ class _Checks:
         products meanwhile (each request that finds the view missing may start the
         rebuild, as a user's would)."""
         began = time.monotonic()
-        async with self._view() as view:
-            while not await view.is_built():
+        async with self.view() as view:
+            while not await _built(view):
                 if time.monotonic() - began > REBUILD_TIMEOUT_S:
                     self._problem(
                         f"the view was not rebuilt within {REBUILD_TIMEOUT_S:.0f} s of {after}"
@@ -292,7 +323,7 @@ class _Checks:
         return time.monotonic() - began
 
     async def flush(self) -> None:
-        share = self._share()
+        share = self.share()
         # As Redis's admin user: the service's may not FLUSHALL.
         redis = Redis.from_url(self.run.servers.admin_redis_url())
         try:
@@ -313,7 +344,7 @@ class _Checks:
         )
 
     async def outage(self) -> None:
-        share = self._share()
+        share = self.share()
         sent = self.run.sent
         killed = time.monotonic()
         await self.run.servers.kill("redis")
@@ -337,7 +368,7 @@ class _Checks:
         slowest = max(a.seconds for a in answers)
         self.run.notes.append(
             f"Redis SIGKILLed at {share}, away {self.back_at - killed:.1f} s "
-            f"(back at {self._share()}; {self.run.sent - sent} records sent meanwhile): "
+            f"(back at {self.share()}; {self.run.sent - sent} records sent meanwhile): "
             f"{len(answers)} answers of GET /products/top, {sum(a.ok for a in answers)} as "
             f"PostgreSQL, from {' and '.join(sources)}, the slowest in {slowest * 1000:.0f} ms"
         )
@@ -361,7 +392,7 @@ class _Checks:
         ended = time.monotonic()  # the stream's end, or this fault's if that came later
         redis: list[tuple[int, int]] = []
         postgresql: list[tuple[int, int]] = []
-        async with self._view() as view:
+        async with self.view() as view:
             while True:
                 now = datetime.now(UTC)
                 built = await view.is_built()

@@ -32,11 +32,22 @@ class ChaosServers:
     redis_port: int = 16379
     brokers: int = 1
     pg_nodes: int = 1  # more: a Patroni cluster, node I on pg_port + I-1
+    # Redis as a primary, a replica and three Sentinels (on redis_port .. + 4), which the
+    # run's settings and processes find the primary through (redis-sentinel-failover).
+    redis_sentinel: bool = False
     log: list[str] = field(default_factory=list, compare=False)
 
     @property
     def bootstrap(self) -> str:
         return ",".join(f"127.0.0.1:{self.kafka_port + 2 * i}" for i in range(self.brokers))
+
+    @property
+    def sentinels(self) -> str | None:
+        """The Sentinels' addresses (scripts/infra/redis-sentinel.sh: the redis port + 2,
+        + 3 and + 4), or None for one Redis server."""
+        if not self.redis_sentinel:
+            return None
+        return ",".join(f"127.0.0.1:{self.redis_port + i}" for i in (2, 3, 4))
 
     def env(self) -> dict[str, str]:
         return {
@@ -51,6 +62,7 @@ class ChaosServers:
             "SHOPFLOW_REDIS_PORT": str(self.redis_port),
             "SHOPFLOW_KAFKA_BROKERS": str(self.brokers),
             "SHOPFLOW_PG_NODES": str(self.pg_nodes),
+            "SHOPFLOW_REDIS_SENTINEL": "1" if self.redis_sentinel else "0",
         }
 
     def _url(self, setting: str, port: int) -> str:
@@ -97,6 +109,7 @@ class ChaosServers:
             "consumer_group": f"shopflow-{label}",
             "redis_key_prefix": f"shopflow:{label}:top",
             "replication_factor": min(self.brokers, 3),
+            "redis_sentinels": self.sentinels,
         }
         return Settings(**values | overrides)
 

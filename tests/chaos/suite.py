@@ -15,6 +15,7 @@ from tests.chaos.postgres_cluster import (
     postgres_switchover,
 )
 from tests.chaos.redis_fault import redis_outage
+from tests.chaos.sentinel_fault import sentinel_failover
 from tests.chaos.servers import ChaosServers
 
 
@@ -68,6 +69,10 @@ FAULTS: dict[str, Plan] = {
     ),
     # `shopflow serve` (started by the fault) takes a few seconds to answer.
     "redis-outage": Plan(lambda _: redis_outage(), Size(2, 4000, 250), Size(2, 12_000, 300)),
+    # On the replicated instance (its Redis: a primary, a replica, three Sentinels).
+    "redis-sentinel-failover": Plan(
+        sentinel_failover, Size(1, 1500, 250), Size(2, 6000, 300), servers=cluster_servers
+    ),
     # A serve takes 5-25 s to answer again on a busy 2-core machine: the stream is held
     # (grown) until it does.
     "serve-kill": Plan(faults.serve_kill, Size(1, 1500, 250), Size(3, 12_000, 300)),

@@ -115,6 +115,16 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
             "SHOPFLOW_WORKER_HTTP_PORT": "0",
         }
     )
+    # Redis through Sentinels, or the one server of the URL (not an inherited list).
+    env.pop(env_name("redis_sentinels"), None)
+    if settings.redis_sentinels is not None:
+        env[env_name("redis_sentinels")] = settings.redis_sentinels
+        env[env_name("redis_sentinel_service")] = settings.redis_sentinel_service
+        env[env_name("redis_sentinel_username")] = settings.redis_sentinel_username or ""
+        password = settings.redis_sentinel_password
+        local = credentials.get("sentinel", settings.redis_sentinel_username or "")
+        if password is not None and password.get_secret_value() != local:
+            env[env_name("redis_sentinel_password")] = password.get_secret_value()
     if settings.kafka_username is not None:
         env[env_name("kafka_username")] = settings.kafka_username
     if settings.kafka_password is not None:

@@ -133,6 +133,7 @@ async def test_with_sentinels_the_client_follows_the_primary_they_name(infra_dir
                 "sentinel-secret",
             )
             assert sentinel_kwargs["socket_connect_timeout"] == SENTINEL_TIMEOUT_S
+            assert sentinel_kwargs["retry"].get_retries() == 0  # the next one, at once
     finally:
         await client.aclose()
 
