@@ -50,6 +50,7 @@ from tests.chaos.driver import Fault, Run
 from tests.chaos.redis_fault import Service, ViewChecks
 
 POLL_S = 0.2
+ASK_TIMEOUT_S = 30.0  # for the Sentinels to name the primary before a kill
 RECOVERY_TIMEOUT_S = 60.0  # from the kill, for the view rebuilt and answered from Redis
 UNCHECKED_WRITES = "shopflow_http_write_limit_unchecked_total"  # shopflow.write_limits
 
@@ -154,9 +155,15 @@ async def _strike(
 ) -> None:
     service = checks.service
     await checks.view_built("the run's start" if number == 1 else f"strike {number - 1}")
-    old = await _primary(sentinel, target.service)
-    if old is None:
-        raise RuntimeError(f"strike {number}: the Sentinels name no primary")
+    # Asked until they answer: on a loaded machine (the driver's loop late by seconds) a
+    # question to the three may time out.
+    old = None
+    asked = time.monotonic()
+    while old is None:
+        old = await _primary(sentinel, target.service)
+        if old is None and time.monotonic() - asked > ASK_TIMEOUT_S:
+            raise RuntimeError(f"strike {number}: no primary named in {ASK_TIMEOUT_S:.0f} s")
+        await asyncio.sleep(0.1)
     # The old primary, asked directly (as Redis's admin): its first refused PING dates
     # its death; `infra.sh kill` takes seconds of its own on a loaded machine.
     admin = run.servers.credentials().require("redis", "admin", configure="")
