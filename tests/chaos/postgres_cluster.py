@@ -14,7 +14,8 @@ prefer-standby (`ChaosServers.settings`).
   keeps running, and the service can still reach it (`scripts/infra.sh cut`: nftables
   drops what its processes send to them, and what theirs send to it). It can no longer
   acknowledge a commit (its synchronous standby cannot answer), Patroni demotes it when it
-  cannot renew its key, a standby takes over; healed, it rejoins as a standby.
+  cannot renew its key, a standby takes over; healed, it rejoins as a standby. Right after
+  the cut, a commit asked of it directly must not be acknowledged.
 
 Each waits what a batch waits (SHOPFLOW_DB_OUTAGE_WAIT_S): none of them should answer a
 command `temporarily_unavailable`. The suite's checks do the rest (one outcome per command,
@@ -27,6 +28,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import asyncpg
 import httpx
 
 from tests.chaos.driver import Fault, Run
@@ -37,6 +39,7 @@ LEADER_TIMEOUT_S = 60.0
 POLL_S = 0.1
 REPLICAS_AWAY_S = 4.0  # postgres-replica-loss: commits blocked this long
 CUT_AFTER_TAKEOVER_S = 3.0  # postgres-partition: the old leader left cut off this long more
+CUT_COMMIT_WAIT_S = 3.0  # postgres-partition: a commit asked of the cut-off leader
 
 
 class Patroni:
@@ -179,6 +182,8 @@ async def _partition(run: Run, patroni: Patroni) -> str:
     run.mark("partition")
     await run.servers.infra("cut", f"postgres-{leader}")
     try:
+        if await _acknowledges_a_commit(run.servers, leader):
+            run.problems.append(f"postgres-{leader}, cut off, acknowledged a commit")
         new = await patroni.new_leader(not_node=leader)
         took = time.monotonic() - began
         await asyncio.sleep(CUT_AFTER_TAKEOVER_S)
@@ -187,13 +192,39 @@ async def _partition(run: Run, patroni: Patroni) -> str:
     healed = time.monotonic()
     await run.servers.up("postgres")
     roles = await patroni.roles()
-    if roles.get(leader) == "leader":
-        run.problems.append(f"postgres-{leader}, cut off, leads again after the heal")
+    if roles.get(leader) not in ("replica", "sync_standby"):
+        run.problems.append(
+            f"postgres-{leader}, cut off, is {roles.get(leader, 'nothing')} after the heal, "
+            "not a standby"
+        )
     return (
         f"postgres-{leader} (the leader) cut off from etcd and the standbys: postgres-{new} "
         f"leads {took:.1f} s later; healed after {healed - began:.1f} s, the old leader "
         f"back as {roles.get(leader, 'nothing')} {time.monotonic() - healed:.1f} s later"
     )
+
+
+async def _acknowledges_a_commit(servers: ChaosServers, node: int) -> bool:
+    """Whether node `node` acknowledges a commit within `CUT_COMMIT_WAIT_S`, asked
+    directly (the driver is not cut off from it). A transaction that only takes an id
+    changes nothing, but its COMMIT writes a record the synchronous standby must have."""
+    password = servers.credentials().require("postgres", "postgres", configure="")
+    connection = await asyncpg.connect(
+        host="127.0.0.1",
+        port=servers.pg_port + node - 1,
+        user="postgres",
+        password=password,
+        database="postgres",
+        timeout=5,
+    )
+    try:
+        async with asyncio.timeout(CUT_COMMIT_WAIT_S):
+            await connection.execute("BEGIN; SELECT txid_current(); COMMIT;")
+    except (TimeoutError, asyncpg.PostgresError, OSError):
+        return False
+    finally:
+        connection.terminate()
+    return True
 
 
 postgres_failover = _striking(_failover)
