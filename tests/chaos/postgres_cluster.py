@@ -35,7 +35,11 @@ from tests.chaos.driver import Fault, Run
 from tests.chaos.servers import ChaosServers
 
 PATRONI_PORT_OFFSET = 100  # scripts/infra/patroni.sh: the REST API of node I
-LEADER_TIMEOUT_S = 60.0
+# A new leader, from the fault's start. Generous: on a loaded two-core machine Patroni's
+# REST API took seconds to answer (and all three failed to answer /cluster within 3 s
+# for a minute once, in a full `make test` beside another chaos run).
+LEADER_TIMEOUT_S = 120.0
+ASK_TIMEOUT_S = 10.0  # one question to one node's REST API
 POLL_S = 0.1
 REPLICAS_AWAY_S = 4.0  # postgres-replica-loss: commits blocked this long
 CUT_AFTER_TAKEOVER_S = 3.0  # postgres-partition: the old leader left cut off this long more
@@ -48,7 +52,7 @@ class Patroni:
     def __init__(self, servers: ChaosServers) -> None:
         self.servers = servers
         password = servers.credentials().require("patroni", "rest", configure="")
-        self._http = httpx.AsyncClient(timeout=3.0, auth=("patroni", password))
+        self._http = httpx.AsyncClient(timeout=ASK_TIMEOUT_S, auth=("patroni", password))
 
     def _api(self, node: int) -> str:
         return f"http://127.0.0.1:{self.servers.pg_port + PATRONI_PORT_OFFSET + node - 1}"
