@@ -210,8 +210,11 @@ async def _partition(run: Run, patroni: Patroni) -> str:
 
 async def _acknowledges_a_commit(servers: ChaosServers, node: int) -> bool:
     """Whether node `node` acknowledges a commit within `CUT_COMMIT_WAIT_S`, asked
-    directly (the driver is not cut off from it). A transaction that only takes an id
-    changes nothing, but its COMMIT writes a record the synchronous standby must have."""
+    directly (the driver is not cut off from it). The transaction must write WAL before
+    its commit: one that only took an id (`SELECT txid_current()`) is acknowledged without
+    waiting for the standby (PostgreSQL waits only when the transaction wrote WAL), which
+    a first version of this check found the hard way. A temporary table's catalog rows
+    are WAL, and leave nothing behind."""
     password = servers.credentials().require("postgres", "postgres", configure="")
     connection = await asyncpg.connect(
         host="127.0.0.1",
@@ -223,7 +226,7 @@ async def _acknowledges_a_commit(servers: ChaosServers, node: int) -> bool:
     )
     try:
         async with asyncio.timeout(CUT_COMMIT_WAIT_S):
-            await connection.execute("BEGIN; SELECT txid_current(); COMMIT;")
+            await connection.execute("BEGIN; CREATE TEMP TABLE cut_probe (i int); COMMIT;")
     except (TimeoutError, asyncpg.PostgresError, OSError):
         return False
     finally:
