@@ -357,6 +357,7 @@ async def _kill_leader(
 
     sent = run.sent
     began = time.monotonic()
+    run.mark("kill")
     await run.servers.kill(f"kafka-{victim}")
     killed = time.monotonic()
     # Every partition has the victim in its ISR: every probe's writes stop when it dies,
