@@ -188,6 +188,7 @@ class Sender:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self.landed: dict[str, list[RecordMetadata]] = {}  # by command id
+        self.acknowledged: dict[str, float] = {}  # by command id: its first send's
         self.records = 0
         self.failed_sends = 0
 
@@ -222,6 +223,7 @@ class Sender:
                 continue
             if record.command is not None:
                 self.landed.setdefault(record.command_id, []).append(metadata)
+                self.acknowledged.setdefault(record.command_id, time.monotonic())
             return
 
 
@@ -455,7 +457,9 @@ async def run(
     report.seconds = time.monotonic() - started
     report.notes = chaos.notes
     report.notes += _waits_around(chaos.moments, intended, observer, workload.commands)
-    report.notes += _slowest(chaos.moments, intended, observer, landings, workload.commands)
+    report.notes += _slowest(
+        chaos.moments, intended, observer, landings, sender.acknowledged, workload.commands
+    )
     report.notes.append(f"checked in {time.monotonic() - checking:.1f} s")
     report.notes += _describe_moves(report.moves)
     if not report.problems:
@@ -616,15 +620,17 @@ def _slowest(
     intended: dict[str, float],
     observer: Observer,
     landings: Landings,
+    acknowledged: dict[str, float],
     commands: dict[str, Record],
 ) -> list[str]:
     """The longest wait of the commands sent over Kafka and of those sent over HTTP (on a
     busy machine the HTTP share's own queue can outweigh any fault), and the SLOWEST of
     each taken apart, from the records' timestamps and when the readers got them: from
-    when the command was due until its producer sent it, until the reader of the command
-    topics got it (every replica acks=all waits for had it: a consumer could fetch it),
-    until a worker sent its outcome, until the observer got that. A reader's own delay
-    (finding a partition's new leader, its loop late) counts in the step it ends."""
+    when the command was due until its producer sent it, until Kafka acknowledged it (the
+    driver's own sends), until the reader of the command topics got it (every replica
+    acks=all waits for had it: a consumer could fetch it), until a worker sent its
+    outcome, until the observer got that. A reader's own delay (finding a partition's new
+    leader, its loop late) counts in the step it ends."""
     by_path: dict[str, list[tuple[float, str]]] = {"Kafka": [], "HTTP": []}
     for command_id, due in intended.items():
         final = observer.final(command_id)
@@ -650,8 +656,11 @@ def _slowest(
             if command_id in landings.first:
                 partition, sent, landed = landings.first[command_id]
                 where += f"[{partition}]"
+                acked = acknowledged.get(command_id)
                 steps = (
-                    f"sent after {sent - due:.2f} s, on the topic after {landed - due:.2f} s, "
+                    f"sent after {sent - due:.2f} s, "
+                    + ("" if acked is None else f"acknowledged after {acked - due:.2f} s, ")
+                    + f"on the topic after {landed - due:.2f} s, "
                     f"outcome sent after {final.created - due:.2f} s"
                 )
             # Relative to the moment before it was due (the first, if none was).
