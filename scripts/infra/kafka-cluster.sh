@@ -143,6 +143,18 @@ min.insync.replicas=$isr
 # on) after this, not Kafka's 9 s: the stall a dead broker costs (tests/chaos, cluster).
 broker.heartbeat.interval.ms=500
 broker.session.timeout.ms=3000
+# Until then every write to __consumer_offsets waits for the dead broker, and so does the
+# answer to every group request there, heartbeats too (the group coordinator answers none
+# while a write is pending, nor reads the next request of a connection before answering
+# the one before): with Kafka's 5 s the consumers' 1.5 s sessions all expired and every
+# group rebalanced after each kill. Answered "not available" after 500 ms, a waiting
+# request lets the next heartbeat in, and the consumers keep their partitions.
+offsets.commit.timeout.ms=500
+# A killed active controller is replaced after 1 s without its fetch answers (Kafka's
+# 2 s; 1 s is the floor, twice the quorum's 500 ms fetch wait), and the new controller
+# gives every broker a fresh session: a dead node is fenced that much sooner.
+controller.quorum.fetch.timeout.ms=1000
+controller.quorum.election.timeout.ms=500
 EOF
 }
 

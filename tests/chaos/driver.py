@@ -195,6 +195,7 @@ class Sender:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self.landed: dict[str, list[RecordMetadata]] = {}  # by command id
+        self.acknowledged: dict[str, float] = {}  # by command id: its first send's
         self.records = 0
         self.failed_sends = 0
 
@@ -229,6 +230,7 @@ class Sender:
                 continue
             if record.command is not None:
                 self.landed.setdefault(record.command_id, []).append(metadata)
+                self.acknowledged.setdefault(record.command_id, time.monotonic())
             return
 
 
@@ -469,6 +471,9 @@ async def run(
     report.seconds = time.monotonic() - started
     report.notes = chaos.notes
     report.notes += _waits_around(chaos.moments, intended, observer, workload.commands)
+    report.notes += _slowest(
+        chaos.moments, intended, observer, landings, sender.acknowledged, workload.commands
+    )
     report.notes.append(f"checked in {time.monotonic() - checking:.1f} s")
     report.notes += _describe_moves(report.moves)
     if not report.problems:
@@ -618,6 +623,65 @@ def _waits_around(
             due = intended[command_id] - at
             note += f" ({commands[command_id].topic}, due {due:+.2f} s from the {what})"
         notes.append(note)
+    return notes
+
+
+SLOWEST = 3  # commands of each path whose waits are taken apart in the notes
+
+
+def _slowest(
+    moments: list[tuple[float, str]],
+    intended: dict[str, float],
+    observer: Observer,
+    landings: Landings,
+    acknowledged: dict[str, float],
+    commands: dict[str, Record],
+) -> list[str]:
+    """The longest wait of the commands sent over Kafka and of those sent over HTTP (on a
+    busy machine the HTTP share's own queue can outweigh any fault), and the SLOWEST of
+    each taken apart, from the records' timestamps and when the readers got them: from
+    when the command was due until its producer sent it, until Kafka acknowledged it (the
+    driver's own sends), until the reader of the command topics got it (every replica
+    acks=all waits for had it: a consumer could fetch it), until a worker sent its
+    outcome, until the observer got that. A reader's own delay (finding a partition's new
+    leader, its loop late) counts in the step it ends."""
+    by_path: dict[str, list[tuple[float, str]]] = {"Kafka": [], "HTTP": []}
+    for command_id, due in intended.items():
+        final = observer.final(command_id)
+        if final is not None:
+            path = "HTTP" if commands[command_id].http is not None else "Kafka"
+            by_path[path].append((final.arrived - due, command_id))
+    notes = []
+    times = [at for at, _ in moments]
+    for path, waits in by_path.items():
+        if not waits:
+            continue
+        waits.sort(reverse=True)
+        p99 = waits[int(0.01 * (len(waits) - 1))][0]
+        notes.append(
+            f"over {path}: {len(waits)} commands, longest wait {waits[0][0]:.2f} s (p99 {p99:.2f})"
+        )
+        for wait, command_id in waits[:SLOWEST]:
+            due = intended[command_id]
+            final = observer.final(command_id)
+            assert final is not None
+            where = commands[command_id].topic
+            steps = "not seen on its topic"
+            if command_id in landings.first:
+                partition, sent, landed = landings.first[command_id]
+                where += f"[{partition}]"
+                acked = acknowledged.get(command_id)
+                steps = (
+                    f"sent after {sent - due:.2f} s, "
+                    + ("" if acked is None else f"acknowledged after {acked - due:.2f} s, ")
+                    + f"on the topic after {landed - due:.2f} s, "
+                    f"outcome sent after {final.created - due:.2f} s"
+                )
+            # Relative to the moment before it was due (the first, if none was).
+            i = max(0, bisect.bisect_right(times, due) - 1)
+            if moments:
+                where += f", due {due - times[i]:+.2f} s from {moments[i][1]} {i + 1}"
+            notes.append(f"    {wait:.2f} s: {where}; {steps}")
     return notes
 
 

@@ -7,11 +7,13 @@ the driver's own sends: an HTTP command and a Kafka one of a key are ordered by 
 each landed, whenever each was sent."""
 
 import json
+import time
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from shopflow.contracts.topics import ROUTES_BY_TOPIC, Topics
 from shopflow.producers.kafka_connection import KafkaConnection
+from tests.chaos.observer import monotonic_of
 from tests.chaos.topic_reader import TopicReader
 
 
@@ -21,6 +23,9 @@ class Landings(TopicReader):
         super().__init__(kafka)
         self._topics = topics
         self.offsets: dict[str, list[int]] = {}  # by command id, every copy's
+        # By command id, its first copy: (partition, when it was sent (its timestamp),
+        # when this reader got it), on time.monotonic()'s clock.
+        self.first: dict[str, tuple[int, float, float]] = {}
 
     async def start(self, producer: AIOKafkaProducer) -> None:
         """Start reading from the beginning; `producer` finds the topics' partitions."""
@@ -30,6 +35,9 @@ class Landings(TopicReader):
         command_id = _command_id(record.value)
         if command_id is not None:
             self.offsets.setdefault(command_id, []).append(record.offset)
+            self.first.setdefault(
+                command_id, (record.partition, monotonic_of(record.timestamp), time.monotonic())
+            )
 
 
 def _command_id(value: bytes | None) -> str | None:

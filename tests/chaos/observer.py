@@ -18,12 +18,19 @@ from tests.chaos.topic_reader import TopicReader
 log = logging.getLogger(__name__)
 
 
+def monotonic_of(timestamp_ms: int) -> float:
+    """A record's timestamp (wall clock, ms; its producer's, on this machine) on
+    time.monotonic()'s clock."""
+    return timestamp_ms / 1000 - time.time() + time.monotonic()
+
+
 @dataclass(frozen=True)
 class Seen:
     event: ResultEvent
     partition: int
     offset: int
     arrived: float  # time.monotonic()
+    created: float  # the record's timestamp (its producer's send), time.monotonic()'s clock
 
     @property
     def transient(self) -> bool:
@@ -69,7 +76,7 @@ class Observer(TopicReader):
             self.dead_letters.append(DeadLetter.model_validate_json(record.value))
             return
         event = parse_event(record.value)
-        seen = Seen(event, record.partition, record.offset, now)
+        seen = Seen(event, record.partition, record.offset, now, monotonic_of(record.timestamp))
         self.results.setdefault(event.command_id, []).append(seen)
         if seen.transient and self.final(event.command_id) is None:
             self._on_transient(event.command_id)
