@@ -76,6 +76,13 @@ class Patroni:
                 return int(str(member["name"]).rsplit("-", 1)[1])
         return None
 
+    async def leader_to(self, what: str) -> int:
+        """The running leader, which a fault is about to strike (`what` it will do)."""
+        leader = await self.leader()
+        if leader is None:
+            raise RuntimeError(f"no leader to {what}: {await self.members()}")
+        return leader
+
     async def roles(self) -> dict[int, str]:
         return {
             int(str(m["name"]).rsplit("-", 1)[1]): str(m.get("role"))
@@ -131,9 +138,7 @@ def _striking(strike: Callable[[Run, Patroni], Awaitable[str]]) -> Callable[[int
 
 
 async def _failover(run: Run, patroni: Patroni) -> str:
-    leader = await patroni.leader()
-    if leader is None:
-        raise RuntimeError("no leader to kill")
+    leader = await patroni.leader_to("kill")
     began = time.monotonic()
     run.mark("failover")
     await run.servers.kill("postgres")
@@ -148,9 +153,7 @@ async def _failover(run: Run, patroni: Patroni) -> str:
 
 
 async def _switchover(run: Run, patroni: Patroni) -> str:
-    leader = await patroni.leader()
-    if leader is None:
-        raise RuntimeError("no leader to switch over from")
+    leader = await patroni.leader_to("switch over from")
     began = time.monotonic()
     run.mark("switchover")
     await patroni.switchover(leader)
@@ -162,9 +165,7 @@ async def _switchover(run: Run, patroni: Patroni) -> str:
 
 
 async def _replica_loss(run: Run, patroni: Patroni) -> str:
-    leader = await patroni.leader()
-    if leader is None:
-        raise RuntimeError("no leader")
+    leader = await patroni.leader_to("keep while its standbys die")
     standbys = [n for n in range(1, run.servers.pg_nodes + 1) if n != leader]
     began = time.monotonic()
     run.mark("replica loss")
@@ -179,9 +180,7 @@ async def _replica_loss(run: Run, patroni: Patroni) -> str:
 
 
 async def _partition(run: Run, patroni: Patroni) -> str:
-    leader = await patroni.leader()
-    if leader is None:
-        raise RuntimeError("no leader to cut off")
+    leader = await patroni.leader_to("cut off")
     began = time.monotonic()
     run.mark("partition")
     await run.servers.infra("cut", f"postgres-{leader}")
