@@ -44,6 +44,7 @@ POLL_S = 0.1
 REPLICAS_AWAY_S = 4.0  # postgres-replica-loss: commits blocked this long
 CUT_AFTER_TAKEOVER_S = 3.0  # postgres-partition: the old leader left cut off this long more
 CUT_COMMIT_WAIT_S = 3.0  # postgres-partition: a commit asked of the cut-off leader
+REJOIN_TIMEOUT_S = 60.0  # postgres-partition: the old leader a standby again, by itself
 
 
 class Patroni:
@@ -82,6 +83,15 @@ class Patroni:
         if leader is None:
             raise RuntimeError(f"no leader to {what}: {await self.members()}")
         return leader
+
+    async def standby_again(self, node: int, timeout_s: float) -> bool:
+        """Whether `node` runs as a standby within `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if (await self.roles()).get(node) in ("replica", "sync_standby"):
+                return True
+            await asyncio.sleep(POLL_S)
+        return False
 
     async def roles(self) -> dict[int, str]:
         return {
@@ -193,6 +203,14 @@ async def _partition(run: Run, patroni: Patroni) -> str:
     finally:
         await run.servers.infra("heal")
     healed = time.monotonic()
+    restarted = ""
+    if not await patroni.standby_again(leader, REJOIN_TIMEOUT_S):
+        # Seen once in a clean-clone `make test`: the old leader's demotion hung (its
+        # Patroni blocked in PostgreSQL's shutdown, a spread checkpoint written over
+        # 270 s) and it never rejoined by itself. An operator restarts such a node; so
+        # does the fault, and says so. Not understood yet: docs/measurements.md.
+        restarted = f" (not by itself within {REJOIN_TIMEOUT_S:.0f} s: killed and started again)"
+        await run.servers.infra("kill", f"postgres-{leader}")
     await run.servers.up("postgres")
     roles = await patroni.roles()
     if roles.get(leader) not in ("replica", "sync_standby"):
@@ -204,6 +222,7 @@ async def _partition(run: Run, patroni: Patroni) -> str:
         f"postgres-{leader} (the leader) cut off from etcd and the standbys: postgres-{new} "
         f"leads {took:.1f} s later; healed after {healed - began:.1f} s, the old leader "
         f"back as {roles.get(leader, 'nothing')} {time.monotonic() - healed:.1f} s later"
+        f"{restarted}"
     )
 
 
