@@ -56,9 +56,9 @@ from shopflow.persistence.dead_letter_store import DeadLetterEntry, StoredDeadLe
 log = logging.getLogger(__name__)
 
 # A transaction, a set of commands, a command alone: four attempts in all, 50 ms after
-# the first failure, doubling up to 1 s. The transaction's tries go on while the database
+# the first failure, doubling up to 0.5 s. The transaction's tries go on while the database
 # is away, up to the applier's `outage_wait_s`.
-TRANSACTION_RETRY: Final = RetryPolicy(attempts=4, first_pause_s=0.05, max_pause_s=1.0)
+TRANSACTION_RETRY: Final = RetryPolicy(attempts=4, first_pause_s=0.05, max_pause_s=0.5)
 # A set of commands is tried twice before its commands are tried one at a time.
 _SET_ATTEMPTS: Final = 2
 # How long the announcement of `temporarily_unavailable` ids may hold up the batch.

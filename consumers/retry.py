@@ -126,6 +126,15 @@ class Attempts:
     def _ended(self, failure: BaseException | None) -> None:
         if failure is None:
             self._succeeded = True
+            if self._first_failed_at is not None:
+                # The end of the failures logged above, at their level: how long a
+                # step waited (an outage waited out) is read from this line.
+                self._log.warning(
+                    "%s done at attempt %d, %.1f s after its first failure",
+                    self._what,
+                    self._made,
+                    time.monotonic() - self._first_failed_at,
+                )
         self._failure = failure
 
 

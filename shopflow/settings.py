@@ -324,10 +324,10 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a batch whose transaction fails for the database's sake (a "
         "lost connection, a restart, no writable primary while a replicated PostgreSQL "
-        "fails over, a node that became a standby) is tried again, pausing up to 1 s "
+        "fails over, a node that became a standby) is tried again, pausing up to 0.5 s "
         "between tries, before its commands are answered `temporarily_unavailable`. "
-        "Chosen above the longest outage measured: a failover under Patroni takes about "
-        "11 s, a restart 2-4 s (docs/measurements.md#postgres-failover).",
+        "Chosen above the longest outage measured: a failover under Patroni takes 6-9 s "
+        "by hand, a restart 2-4 s (docs/measurements.md#postgres-failover).",
     )
 
     redis_key_prefix: str = Field(

@@ -17,14 +17,15 @@
 # than go on alone. Every acknowledged commit survives the loss of any one node.
 #
 # The timings (Patroni's dynamic configuration, kept in etcd):
-#   ttl 8 s         the leader's key lives this long without a renewal: a dead leader is
-#                   replaced after at most ttl + loop_wait + the promotion (~1 s), and its
+#   ttl 6 s         the leader's key lives this long without a renewal: a dead leader is
+#                   replaced after at most ttl + the promotion (under a second), and its
 #                   successor takes writes once the other standby follows it and is made
-#                   synchronous (strict mode: ~1-3 s more, wal_retrieve_retry_interval 500 ms)
+#                   synchronous (strict mode: ~1 s more, wal_retrieve_retry_interval 500 ms,
+#                   no replication slots to wait for)
 #   loop_wait 1 s   how often each Patroni runs its loop (renews the key, checks the others)
-#   retry_timeout 3 s   how long Patroni retries etcd or PostgreSQL before it gives up the
+#   retry_timeout 2 s   how long Patroni retries etcd or PostgreSQL before it gives up the
 #                   leadership: a leader cut off from etcd demotes itself within
-#                   loop_wait + 2 × retry_timeout = 7 s < ttl, before any standby may take over
+#                   loop_wait + 2 × retry_timeout = 5 s < ttl, before any standby may take over
 # docs/measurements.md#postgres-failover has what they gave in `make chaos`.
 #
 # Closed by default, as the single node: scram-sha-256 on every connection (the service's
@@ -43,9 +44,11 @@ ETCD_PID_FILE="$ETCD_ROOT/etcd.pid"
 ETCD_LOG="$ETCD_ROOT/etcd.log"
 PATRONI_SCOPE="shopflow"
 PATRONI_NAMESPACE="/service/"
-PATRONI_TTL=8
+# What they bound: the header above. Writes away after a SIGKILL, by hand: 10.4-10.7 s at
+# 8/1/3 s, 5.6-6.4 s at 6/1/2 s (docs/measurements.md#postgres-failover).
+PATRONI_TTL=6
 PATRONI_LOOP_WAIT=1
-PATRONI_RETRY_TIMEOUT=3
+PATRONI_RETRY_TIMEOUT=2
 PG_CLUSTER_READY_TIMEOUT=120
 PG_REPLICATION_ROLE="replicator"
 PG_REWIND_ROLE="rewinder"
@@ -237,8 +240,12 @@ bootstrap:
     synchronous_mode_strict: true
     postgresql:
       use_pg_rewind: true
-      use_slots: true
+      # No replication slots: a new leader makes its standbys' slots only on its second
+      # loop after the promotion, and until then strict mode holds every commit (2 s
+      # more writes away). wal_keep_size keeps the WAL a standby away a while needs.
+      use_slots: false
       parameters:
+        wal_keep_size: 512MB
         max_connections: 200
         shared_buffers: 256MB
         wal_log_hints: 'on'

@@ -65,7 +65,7 @@ from tests.chaos.http_sender import RETRY_BUDGET_S, RETRY_OTHER_5XX, HttpSender,
 from tests.chaos.landings import Landings
 from tests.chaos.model import differences, expected_state
 from tests.chaos.observer import Observer
-from tests.chaos.query_probe import QueryProbe
+from tests.chaos.probes import Probes
 from tests.chaos.serve import Serve, stopped_cleanly
 from tests.chaos.servers import REPO, ChaosServers
 from tests.chaos.workers import WorkerPool
@@ -157,10 +157,14 @@ class Report:
     http_answers: int = 0
     http_matched: int = 0
     http_given_up: int = 0
-    # GET /products/{id} from the stream's start to the fault's end (tests/chaos/query_probe.py)
+    # From the stream's start to the fault's end (tests/chaos/probes.py): GET
+    # /products/{id}, and writes on the service's database URL.
     queries_answered: int = 0
     queries_failed: int = 0
     longest_query_gap_s: float = 0.0
+    writes_acknowledged: int = 0
+    writes_failed: int = 0
+    longest_write_gap_s: float = 0.0
 
     def line(self) -> str:
         return (
@@ -173,7 +177,9 @@ class Report:
             f"{self.http_requests} requests; retries: {self.retries_line()}), "
             f"{self.http_matched} of {self.http_answers} answers with the topic's event id; "
             f"GET queries {self.queries_answered} answered, {self.queries_failed} not, "
-            f"longest without an answer {self.longest_query_gap_s:.1f} s; "
+            f"longest without an answer {self.longest_query_gap_s:.1f} s; database writes "
+            f"{self.writes_acknowledged} acknowledged, {self.writes_failed} not, longest "
+            f"without one {self.longest_write_gap_s:.1f} s; "
             f"{len(self.problems)} problems, {self.seconds:.0f} s"
         )
 
@@ -337,7 +343,7 @@ async def run(
     lagging: asyncio.Task[None] | None = None
     lags: list[float] = []
     waiting_over_http = 0
-    probe = QueryProbe(serve.url, workload.shop.plenty[0])
+    probes = Probes(serve.url, workload.shop.plenty[0], settings)
     try:
         for _ in range(workers):
             await pool.start()
@@ -359,7 +365,7 @@ async def run(
         chaos.notes.append(_settled(workload, answers, moves, chaos.total - planned))
         await serving
         lagging = asyncio.create_task(_loop_lag(lags))
-        probe.start()
+        await probes.start()
         injecting = asyncio.create_task(fault(chaos))
         begin = time.monotonic() + 0.1
         i = 0
@@ -384,7 +390,7 @@ async def run(
         chaos.streaming = False
         streamed = time.monotonic()
         faults = await injecting
-        await probe.stop()
+        await probes.stop()
         finished = time.monotonic() - streamed
         sending = streamed - begin
         chaos.notes.append(f"stream sent in {sending:.1f} s, fault over {finished:.1f} s later")
@@ -405,7 +411,7 @@ async def run(
         observer.check_alive()
     finally:
         stopping = time.monotonic()
-        await probe.stop()
+        await probes.stop()
         if lagging is not None:
             lagging.cancel()
             chaos.notes.append(_describe_lag(lags))
@@ -463,9 +469,13 @@ async def run(
     report.problems += http_problems
     chaos.notes.append(answered_after)
     report.http_given_up = http.given_up
-    report.queries_answered = probe.answered
-    report.queries_failed = probe.failed
-    report.longest_query_gap_s = probe.longest_gap_s
+    counts = probes.counts
+    report.queries_answered = counts.queries_answered
+    report.queries_failed = counts.queries_failed
+    report.longest_query_gap_s = counts.longest_query_gap_s
+    report.writes_acknowledged = counts.writes_acknowledged
+    report.writes_failed = counts.writes_failed
+    report.longest_write_gap_s = counts.longest_write_gap_s
     report.resent = len(resent)
     report.stuck_stops = len(stuck)
     report.seconds = time.monotonic() - started

@@ -20,7 +20,8 @@ prefer-standby (`ChaosServers.settings`).
 Each waits what a batch waits (SHOPFLOW_DB_OUTAGE_WAIT_S): none of them should answer a
 command `temporarily_unavailable`. The suite's checks do the rest (one outcome per command,
 one event id, key order, the model equal to the database, `shopflow check`), and the
-report says how long the HTTP queries went without an answer (tests/chaos/query_probe.py).
+report says how long the HTTP queries went without an answer, and how long the database
+took no write on the service's URL (tests/chaos/probes.py).
 """
 
 import asyncio

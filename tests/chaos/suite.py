@@ -54,6 +54,10 @@ FAULTS: dict[str, Plan] = {
     "cluster-leader-kill": Plan(
         leader_kill, Size(1, 1500, 250), Size(2, 6000, 300), servers=cluster_servers
     ),
+    # The replicated instance with no fault: the waits the faults below are read against.
+    "cluster-calm": Plan(
+        faults.calm, Size(0, 1500, 250), Size(0, 12_000, 300), servers=cluster_servers
+    ),
     # PostgreSQL as three nodes under Patroni (on the three-broker instance).
     "postgres-failover": Plan(
         postgres_failover, Size(1, 1500, 250), Size(3, 12_000, 300), servers=cluster_servers
@@ -105,8 +109,9 @@ def table(reports: list[Report]) -> str:
         "| p99 wait | sent again after `temporarily_unavailable` | graceful stops killed "
         "| over HTTP: commands (records) | HTTP retries: 503 / 202 / no answer / other "
         "| HTTP answers with the topic's `event_id` "
-        "| GET queries: answered / not, longest without an answer |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| GET queries: answered / not, longest without an answer "
+        "| database writes: longest without one |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in reports:
         retries = r.http_retries
@@ -119,6 +124,7 @@ def table(reports: list[Report]) -> str:
             f"| {retries.get('503', 0)} / {retries.get('202', 0)} / "
             f"{retries.get('no answer', 0)} / {other} "
             f"| {r.http_matched:,} of {r.http_answers:,} "
-            f"| {r.queries_answered:,} / {r.queries_failed:,}, {r.longest_query_gap_s:.1f} s |"
+            f"| {r.queries_answered:,} / {r.queries_failed:,}, {r.longest_query_gap_s:.1f} s "
+            f"| {r.longest_write_gap_s:.1f} s |"
         )
     return "\n".join(rows)

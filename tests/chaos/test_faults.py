@@ -44,3 +44,4 @@ async def test_a_fault_loses_nothing_and_applies_nothing_twice(
     assert report.http_commands > 0
     assert report.http_matched == report.http_answers > 0
     assert report.queries_answered > 0
+    assert report.writes_acknowledged > 0

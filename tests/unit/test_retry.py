@@ -26,6 +26,23 @@ def test_pauses_grow_by_the_factor_up_to_the_cap() -> None:
     assert [policy.pause(n) for n in range(4)] == [0.05, 0.1, 0.15, 0.15]
 
 
+async def test_a_step_that_succeeds_after_failures_says_when(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failures = iter([ConnectionError("away"), ConnectionError("away")])
+
+    async def step() -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+
+    with caplog.at_level(logging.WARNING, logger=__name__):
+        await _retried(RetryPolicy(attempts=3, first_pause_s=0), step, lambda _: True)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[:2] == ["step failed (attempt 1 of 3)", "step failed (attempt 2 of 3)"]
+    assert lines[2].startswith("step done at attempt 3, 0.0 s after its first failure")
+
+
 async def test_a_step_is_tried_until_it_succeeds_within_its_attempts() -> None:
     calls = 0
 
