@@ -13,6 +13,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from opentelemetry.trace import TracerProvider
+from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -122,6 +123,22 @@ def create_authenticator(settings: Settings) -> Authenticator:
     )
 
 
+async def _rebuild_if_missing(runtime: Runtime) -> None:
+    """A fresh or flushed Redis: the top-products view is rebuilt at start rather than on
+    the first request (which would find it missing and start the rebuild itself). In the
+    background, and a Redis away is only logged: the service starts without Redis, as it
+    runs without it (top products come from PostgreSQL meanwhile)."""
+    try:
+        if not await runtime.sales_view.is_built():
+            await runtime.rebuild_sales_view()
+    except (RedisError, SQLAlchemyError, OSError) as exc:
+        log.warning(
+            "the top-products view was not checked at start (%r); the first request that "
+            "finds it missing rebuilds it",
+            exc,
+        )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -156,7 +173,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def running(_: FastAPI) -> AsyncIterator[None]:
-        rebuild: asyncio.Task[bool] | None = None
+        rebuild: asyncio.Task[None] | None = None
         if prepare_first:
             await prepare(settings)
         await runtime.start()
@@ -169,10 +186,7 @@ def create_app(
         )
         await command_sender.start()
         gateway.attach(command_sender)
-        if not await runtime.sales_view.is_built():
-            # A fresh or flushed Redis: rebuild the top-products view right away rather
-            # than on the first request (which would find it missing and start it too).
-            rebuild = asyncio.create_task(runtime.rebuild_sales_view())
+        rebuild = asyncio.create_task(_rebuild_if_missing(runtime))
         log.info(
             "shopflow consuming from %s (topic prefix %r); queries on http://%s:%d",
             settings.kafka_bootstrap,

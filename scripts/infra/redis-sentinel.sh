@@ -23,9 +23,9 @@
 # A Sentinel's config is written at its first start and from then on kept by the Sentinel
 # itself (it records there the primary it follows, the replicas and the other Sentinels it
 # found, its epoch and its id). The nodes' configs are written at every start: a node
-# started while another node is the primary (as the Sentinels say, else as the node says)
-# starts as its replica, so that a restarted old primary never comes back as a second,
-# empty primary.
+# started while another node is the primary (as the Sentinels say, else as the node says,
+# else as the Sentinels' config files record when nothing runs) starts as its replica, so
+# that a restarted old primary never comes back as a second, empty primary.
 
 REDIS_SENTINEL_SERVICE=shopflow # the monitored primary's name (SHOPFLOW_REDIS_SENTINEL_SERVICE)
 REDIS_SENTINEL_QUORUM=2
@@ -147,8 +147,31 @@ redis_sentinel_primary_port() {
     done
 }
 
-# The node (1 or 2) that is the primary: as the Sentinels say, else the running node that
-# says it is a master; nothing if neither tells.
+# The port of the primary the Sentinels' config files record (each Sentinel rewrites its
+# own on a failover), the file with the highest config epoch winning; nothing if none
+# records one. For a set started again with nothing running: after a failover, node 2
+# may be the primary they know, and a node 1 started as the primary beside them would be
+# a second one.
+redis_sentinel_recorded_primary_port() {
+    local i best_epoch=-1 epoch port best_port=""
+    for ((i = 1; i <= REDIS_SENTINEL_COUNT; i++)); do
+        redis_sentinel "$i"
+        [[ -s "$SENT_CONF" ]] || continue
+        port="$(awk -v s="$REDIS_SENTINEL_SERVICE" '$1 == "sentinel" && $2 == "monitor" && $3 == s { print $5 }' "$SENT_CONF")"
+        epoch="$(awk -v s="$REDIS_SENTINEL_SERVICE" '$1 == "sentinel" && $2 == "config-epoch" && $3 == s { print $4 }' "$SENT_CONF")"
+        [[ "$port" =~ ^[0-9]+$ ]] || continue
+        [[ "$epoch" =~ ^[0-9]+$ ]] || epoch=0
+        if ((epoch > best_epoch)); then
+            best_epoch="$epoch"
+            best_port="$port"
+        fi
+    done
+    [[ -z "$best_port" ]] || echo "$best_port"
+}
+
+# The node (1 or 2) that is the primary: as the running Sentinels say, else the running
+# node that says it is a master, else as the Sentinels' config files record; nothing if
+# none tells.
 redis_primary_node() {
     local port i
     port="$(redis_sentinel_primary_port)"
@@ -162,6 +185,14 @@ redis_primary_node() {
     for ((i = 1; i <= REDIS_NODE_COUNT; i++)); do
         redis_node "$i"
         if [[ -n "$(redis_node_pid)" && "$(redis_node_role)" == "master" ]]; then
+            echo "$i"
+            return 0
+        fi
+    done
+    port="$(redis_sentinel_recorded_primary_port)"
+    for ((i = 1; i <= REDIS_NODE_COUNT; i++)); do
+        redis_node "$i"
+        if [[ -n "$port" && "$port" == "$RNODE_PORT" ]]; then
             echo "$i"
             return 0
         fi

@@ -12,14 +12,17 @@ import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import make_url
 
+from shopflow.app import create_app
 from shopflow.contracts.commands import ChargePoints, OrderLine, PlaceOrder
 from shopflow.contracts.events import OrderPlaced, PointsCharged
 from shopflow.contracts.topics import Topics
 from shopflow.kafka_access import OPS, kafka_connection
+from shopflow.persistence.sales_view import SalesView
 from shopflow.producers.client import ShopflowClient
 from shopflow.queries.read_model import ReadModel
 from shopflow.queries.top_products import TopProducts
@@ -146,3 +149,39 @@ async def test_after_a_redis_restart_the_services_first_command_goes_through(
     finally:
         await runtime.redis.aclose()
         await runtime.engine.dispose()
+
+
+async def test_serve_starts_without_redis_and_rebuilds_the_view_once_it_is_back(
+    test_settings: Settings,
+) -> None:
+    """Its start checks the top-products view; with Redis away (here never started; a
+    Sentinel set without a primary answers the same way) it used to stop there. It
+    starts, answers top products from PostgreSQL, says Redis is down, and rebuilds the
+    view once Redis comes."""
+    port = free_port()
+    settings = isolated(test_settings, "cold", redis_url=_url(test_settings, port))
+    app = create_app(settings, consume=False, prepare_first=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://shopflow"
+        ) as http,
+    ):
+        top = await http.get("/products/top")
+        assert top.status_code == 200, top.text
+        ready = await http.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["redis"].startswith("down")
+
+        async with _redis_server(settings.redis_url):
+            redis = Redis.from_url(settings.redis_url)
+            view = SalesView(redis, prefix=settings.redis_key_prefix)
+
+            async def rebuilt() -> None:
+                assert (await http.get("/products/top")).status_code == 200
+                assert await view.is_built()
+
+            try:
+                await eventually(rebuilt, timeout=30)
+            finally:
+                await redis.aclose()
