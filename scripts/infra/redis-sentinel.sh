@@ -169,19 +169,28 @@ redis_sentinel_recorded_primary_port() {
     [[ -z "$best_port" ]] || echo "$best_port"
 }
 
-# The node (1 or 2) that is the primary: as the running Sentinels say, else the running
-# node that says it is a master, else as the Sentinels' config files record; nothing if
-# none tells.
-redis_primary_node() {
-    local port i
-    port="$(redis_sentinel_primary_port)"
+# The node (1 or 2) listening on port $1; nothing for another port or none.
+redis_node_on_port() {
+    local i
     for ((i = 1; i <= REDIS_NODE_COUNT; i++)); do
         redis_node "$i"
-        if [[ -n "$port" && "$port" == "$RNODE_PORT" ]]; then
+        if [[ -n "$1" && "$1" == "$RNODE_PORT" ]]; then
             echo "$i"
             return 0
         fi
     done
+}
+
+# The node (1 or 2) that is the primary: as the running Sentinels say, else the running
+# node that says it is a master, else as the Sentinels' config files record; nothing if
+# none tells.
+redis_primary_node() {
+    local node i
+    node="$(redis_node_on_port "$(redis_sentinel_primary_port)")"
+    if [[ -n "$node" ]]; then
+        echo "$node"
+        return 0
+    fi
     for ((i = 1; i <= REDIS_NODE_COUNT; i++)); do
         redis_node "$i"
         if [[ -n "$(redis_node_pid)" && "$(redis_node_role)" == "master" ]]; then
@@ -189,14 +198,7 @@ redis_primary_node() {
             return 0
         fi
     done
-    port="$(redis_sentinel_recorded_primary_port)"
-    for ((i = 1; i <= REDIS_NODE_COUNT; i++)); do
-        redis_node "$i"
-        if [[ -n "$port" && "$port" == "$RNODE_PORT" ]]; then
-            echo "$i"
-            return 0
-        fi
-    done
+    redis_node_on_port "$(redis_sentinel_recorded_primary_port)"
 }
 
 # Writes node $RNODE's config (mode 0600: it holds the replica user's password); with a

@@ -65,7 +65,7 @@ from tests.chaos.http_sender import RETRY_BUDGET_S, RETRY_OTHER_5XX, HttpSender,
 from tests.chaos.landings import Landings
 from tests.chaos.model import differences, expected_state
 from tests.chaos.observer import Observer
-from tests.chaos.probes import Probes
+from tests.chaos.probes import ProbeCounts, Probes
 from tests.chaos.serve import Serve, stopped_cleanly
 from tests.chaos.servers import REPO, ChaosServers
 from tests.chaos.workers import WorkerPool
@@ -159,12 +159,7 @@ class Report:
     http_given_up: int = 0
     # From the stream's start to the fault's end (tests/chaos/probes.py): GET
     # /products/{id}, and writes on the service's database URL.
-    queries_answered: int = 0
-    queries_failed: int = 0
-    longest_query_gap_s: float = 0.0
-    writes_acknowledged: int = 0
-    writes_failed: int = 0
-    longest_write_gap_s: float = 0.0
+    probes: ProbeCounts = field(default_factory=ProbeCounts)
 
     def line(self) -> str:
         return (
@@ -176,10 +171,7 @@ class Report:
             f"{self.http_records} records ({self.http_commands} commands, "
             f"{self.http_requests} requests; retries: {self.retries_line()}), "
             f"{self.http_matched} of {self.http_answers} answers with the topic's event id; "
-            f"GET queries {self.queries_answered} answered, {self.queries_failed} not, "
-            f"longest without an answer {self.longest_query_gap_s:.1f} s; database writes "
-            f"{self.writes_acknowledged} acknowledged, {self.writes_failed} not, longest "
-            f"without one {self.longest_write_gap_s:.1f} s; "
+            f"{self.probes.describe()}; "
             f"{len(self.problems)} problems, {self.seconds:.0f} s"
         )
 
@@ -469,13 +461,7 @@ async def run(
     report.problems += http_problems
     chaos.notes.append(answered_after)
     report.http_given_up = http.given_up
-    counts = probes.counts
-    report.queries_answered = counts.queries_answered
-    report.queries_failed = counts.queries_failed
-    report.longest_query_gap_s = counts.longest_query_gap_s
-    report.writes_acknowledged = counts.writes_acknowledged
-    report.writes_failed = counts.writes_failed
-    report.longest_write_gap_s = counts.longest_write_gap_s
+    report.probes = probes.counts
     report.resent = len(resent)
     report.stuck_stops = len(stuck)
     report.seconds = time.monotonic() - started

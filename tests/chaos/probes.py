@@ -76,6 +76,14 @@ class ProbeCounts:
     writes_failed: int = 0
     longest_write_gap_s: float = 0.0
 
+    def describe(self) -> str:
+        return (
+            f"GET queries {self.queries_answered} answered, {self.queries_failed} not, "
+            f"longest without an answer {self.longest_query_gap_s:.1f} s; database writes "
+            f"{self.writes_acknowledged} acknowledged, {self.writes_failed} not, longest "
+            f"without one {self.longest_write_gap_s:.1f} s"
+        )
+
 
 async def _queries(url: str, product_id: int, gaps: Gaps) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=QUERY_TIMEOUT_S) as http:
@@ -174,16 +182,6 @@ class Probes:
                 process.kill()
             raise RuntimeError("the probe process did not stop") from None
         self.counts = ProbeCounts(**json.loads(line))
-
-    def describe(self) -> str:
-        c = self.counts
-        return (
-            f"from the stream's start to the fault's end, GET /products/{{id}}: "
-            f"{c.queries_answered} answered, {c.queries_failed} not, longest without an "
-            f"answer {c.longest_query_gap_s:.1f} s; writes on the service's database URL: "
-            f"{c.writes_acknowledged} acknowledged, {c.writes_failed} not, longest without "
-            f"one {c.longest_write_gap_s:.1f} s"
-        )
 
 
 if __name__ == "__main__":

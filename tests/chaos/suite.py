@@ -124,7 +124,7 @@ def table(reports: list[Report]) -> str:
             f"| {retries.get('503', 0)} / {retries.get('202', 0)} / "
             f"{retries.get('no answer', 0)} / {other} "
             f"| {r.http_matched:,} of {r.http_answers:,} "
-            f"| {r.queries_answered:,} / {r.queries_failed:,}, {r.longest_query_gap_s:.1f} s "
-            f"| {r.longest_write_gap_s:.1f} s |"
+            f"| {r.probes.queries_answered:,} / {r.probes.queries_failed:,}, "
+            f"{r.probes.longest_query_gap_s:.1f} s | {r.probes.longest_write_gap_s:.1f} s |"
         )
     return "\n".join(rows)

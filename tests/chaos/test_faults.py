@@ -43,5 +43,5 @@ async def test_a_fault_loses_nothing_and_applies_nothing_twice(
     assert report.poison > 0
     assert report.http_commands > 0
     assert report.http_matched == report.http_answers > 0
-    assert report.queries_answered > 0
-    assert report.writes_acknowledged > 0
+    assert report.probes.queries_answered > 0
+    assert report.probes.writes_acknowledged > 0

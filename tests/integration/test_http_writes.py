@@ -5,11 +5,9 @@ the same key and body answer the same (one `event_id`), another body is 422, no 
 a command came in."""
 
 import asyncio
-import contextlib
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -17,7 +15,6 @@ import pytest
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shopflow.app import create_app
 from shopflow.contracts.commands import ChargePoints
 from shopflow.contracts.http_writes import http_command_id
 from shopflow.contracts.limits import MAX_MESSAGE_BYTES
@@ -34,6 +31,7 @@ from tests.support.database import (
     ledger_rows,
     stock_of,
 )
+from tests.support.http_side import http_side
 from tests.support.ids import new_command_id
 from tests.support.ports import free_port
 from tests.support.scratch import service_env
@@ -238,7 +236,7 @@ async def test_the_rate_limit_is_one_across_two_serve_processes(
     settings = serve_settings.model_copy(update={"http_write_rate_limit": "3/minute"})
     caller = f"limited-{new_command_id()}"  # a caller of its own: its windows are fresh
     token = shopflow_token.headers(scopes=[SCOPE_POINTS_CHARGE], subject=caller)
-    async with _http_side(settings) as first, _http_side(settings) as second:
+    async with http_side(settings) as first, http_side(settings) as second:
         https = [first, second]
         answers = []
         for i in range(4):  # two processes in turn, one caller
@@ -346,7 +344,7 @@ async def test_a_serve_process_without_its_database_answers_503_and_the_retry_ge
     )
     headers = _headers(shopflow_token, new_command_id("no-database"), scopes=PAYMENTS)
     path = f"/users/{user_id}/points/charges"
-    async with _http_side(cut_off_settings) as cut_off:
+    async with http_side(cut_off_settings) as cut_off:
         read = await cut_off.get(f"/users/{user_id}/points", headers=headers)
         charge = await cut_off.post(
             path, json={"amount": 6}, headers=headers | {"Prefer": "wait=2"}
@@ -395,19 +393,6 @@ async def test_kafka_stopped_is_503_and_the_retry_once_it_is_back_is_applied_onc
     assert again.json()["event_id"] == answers[-1].json()["event_id"]
     assert await balance_of(engine, user_id) == 11
     assert await ledger_rows(engine, again.json()["command_id"]) == 1
-
-
-@contextlib.asynccontextmanager
-async def _http_side(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP side of its own, as `shopflow serve --no-consume` runs it, in process."""
-    app = create_app(settings, consume=False, prepare_first=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://shopflow"
-        ) as http,
-    ):
-        yield http
 
 
 async def _infra(*args: str) -> None:

@@ -12,12 +12,10 @@ import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import make_url
 
-from shopflow.app import create_app
 from shopflow.contracts.commands import ChargePoints, OrderLine, PlaceOrder
 from shopflow.contracts.events import OrderPlaced, PointsCharged
 from shopflow.contracts.topics import Topics
@@ -29,6 +27,7 @@ from shopflow.queries.top_products import TopProducts
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.session import running
+from tests.support.http_side import http_side
 from tests.support.ids import new_command_id
 from tests.support.ports import free_port
 from tests.support.service import funded_user, isolated, new_product
@@ -160,13 +159,7 @@ async def test_serve_starts_without_redis_and_rebuilds_the_view_once_it_is_back(
     view once Redis comes."""
     port = free_port()
     settings = isolated(test_settings, "cold", redis_url=_url(test_settings, port))
-    app = create_app(settings, consume=False, prepare_first=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://shopflow"
-        ) as http,
-    ):
+    async with http_side(settings) as http:
         top = await http.get("/products/top")
         assert top.status_code == 200, top.text
         ready = await http.get("/health/ready")
