@@ -72,6 +72,16 @@ def asyncpg_connect_args(database_url: str) -> dict[str, Any]:
 
 # Why a host is passed over for the next: down or not answering in time (OSError, the
 # timeout included), starting up or shutting down (57P03), or not the session wanted.
+# What opening a connection raises while the database is away or changing its primary (no
+# host up, none writable yet, a host starting or stopping): a caller that keeps a
+# connection open for good (the ledger's listener) waits these out and tries again.
+CONNECT_FAILURES: Final = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
 _NEXT_HOST: Final = (
     OSError,
     asyncpg.CannotConnectNowError,

@@ -15,9 +15,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import asyncpg
-
-from shopflow.persistence.database import asyncpg_connect_args, connect
+from shopflow.persistence.database import CONNECT_FAILURES, asyncpg_connect_args, connect
 from shopflow.persistence.ledger import SPENT_CHANNEL, UNAVAILABLE_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -74,7 +72,9 @@ class LedgerListener:
         while True:
             try:
                 connection = await connect(self._connect_args, host_timeout_s=CONNECT_TIMEOUT_S)
-            except (OSError, asyncpg.PostgresError) as exc:
+            except CONNECT_FAILURES as exc:
+                # TargetServerAttributeNotMatched while a replicated PostgreSQL has no
+                # primary is none of asyncpg's error bases: it once ended this task.
                 log.warning("ledger listener: cannot connect (%s); again in %.1f s", exc, pause)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, RECONNECT_PAUSE_S[1])
@@ -89,7 +89,7 @@ class LedgerListener:
                 self._on_reconnect()
                 await lost.wait()
                 log.warning("ledger listener: connection lost; reconnecting")
-            except (OSError, asyncpg.PostgresError) as exc:
+            except CONNECT_FAILURES as exc:
                 log.warning("ledger listener: %s; reconnecting", exc)
             finally:
                 self._connected.clear()

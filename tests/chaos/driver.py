@@ -421,6 +421,8 @@ async def run(
     problems = [f"{name} exited {code} on SIGTERM" for name, code in exits if code]
     if not stopped_cleanly(serve_code):
         problems.append(f"shopflow serve exited {serve_code} on SIGTERM")
+    if serve.shutdown_failed():
+        problems.append(f"shopflow serve's shutdown failed (see {serve.log})")
     if waiting_over_http:
         problems.append(f"{waiting_over_http} requests over HTTP had no final answer at the end")
     # A 5xx other than 503 is a problem: the contract has none (the client sent it again

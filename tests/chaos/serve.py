@@ -112,6 +112,13 @@ class Serve:
             await self.kill()
             return self._process.returncode
 
+    def shutdown_failed(self) -> bool:
+        """Whether its log says its lifespan's shutdown raised: uvicorn says so and still
+        exits as after a clean stop (a dead ledger listener's error went unseen so)."""
+        return self.log.exists() and "Application shutdown failed" in self.log.read_text(
+            errors="replace"
+        )
+
 
 def stopped_cleanly(code: int | None) -> bool:
     """uvicorn raises the signal it caught again once it has shut down cleanly."""
