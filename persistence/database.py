@@ -70,8 +70,6 @@ def asyncpg_connect_args(database_url: str) -> dict[str, Any]:
     return dict(options)
 
 
-# Why a host is passed over for the next: down or not answering in time (OSError, the
-# timeout included), starting up or shutting down (57P03), or not the session wanted.
 # What opening a connection raises while the database is away or changing its primary (no
 # host up, none writable yet, a host starting or stopping): a caller that keeps a
 # connection open for good (the ledger's listener) waits these out and tries again.
@@ -82,6 +80,8 @@ CONNECT_FAILURES: Final = (
     asyncpg.InternalClientError,
 )
 
+# Why a host is passed over for the next: down or not answering in time (OSError, the
+# timeout included), starting up or shutting down (57P03), or not the session wanted.
 _NEXT_HOST: Final = (
     OSError,
     asyncpg.CannotConnectNowError,
