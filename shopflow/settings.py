@@ -178,6 +178,14 @@ class Settings(BaseSettings):
     http_port: int = Field(
         default=8000, description="The port of `shopflow serve`: its queries, health and metrics."
     )
+    http_keep_alive_s: int = Field(
+        default=75,
+        ge=1,
+        description="How long an idle keep-alive connection to `shopflow serve` (and a "
+        "worker's HTTP port) stays open. Longer than any client's or load balancer's idle "
+        "expiry (httpx: 5 s, nginx: 60 s, AWS ALB: 60 s): if the server closes first, a "
+        "request sent on the closing connection is lost with no answer.",
+    )
     http_write_rate_limit: str = Field(
         default="20/second;600/minute",
         description="How many commands over HTTP one caller (a token's `sub`) may send, "

@@ -66,6 +66,7 @@ async def serving_worker_http(runtime: Runtime) -> AsyncIterator[str]:
         lifespan="off",  # the worker starts and stops the runtime itself
         log_config=None,  # its loggers go to the worker's root handler (shopflow.logs)
         access_log=False,
+        timeout_keep_alive=settings.http_keep_alive_s,
         timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_S,
     )
     server = _Server(config)

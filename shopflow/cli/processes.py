@@ -83,6 +83,7 @@ def serve(
         port=settings.http_port,
         log_level=log_level,
         lifespan="on",
+        timeout_keep_alive=settings.http_keep_alive_s,
         # uvicorn's own logging configuration would replace shopflow's handler on its
         # loggers; without it they propagate to the root handler (shopflow.logs).
         log_config=None,
