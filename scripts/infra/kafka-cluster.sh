@@ -238,7 +238,11 @@ kafka_launch() {
     kafka_format_if_needed "${to_start[@]}"
     for i in "${to_start[@]}"; do
         kafka_node "$i"
-        kafka_start_node -Xmx384m # two cores for several JVMs: a smaller heap each
+        # Several JVMs on two cores: a smaller heap each, and only the C1 compiler. C2's
+        # compiling took about 40% of a fresh broker's CPU, and with three of them the
+        # machine had no core to spare: a cluster-calm run without it waited 7.7 s at the
+        # longest against 40-46 s with it (docs/measurements.md#kafka-jit).
+        kafka_start_node -Xmx384m -XX:TieredStopAtLevel=1
     done
     for i in "${to_start[@]}"; do
         kafka_node "$i"

@@ -301,16 +301,16 @@ kafka_prepare_node() {
     kafka_write_properties
 }
 
-# Starts the NODE_* node's JVM, detached, with heap $1, and waits for its pid file. The
-# child writes its own pid before exec'ing java, so the pid file is right whether or not
-# setsid had to fork.
+# Starts the NODE_* node's JVM, detached, with the JVM options given (its heap, at
+# least), and waits for its pid file. The child writes its own pid before exec'ing java,
+# so the pid file is right whether or not setsid had to fork.
 kafka_start_node() {
     (
         cd "$NODE_DIR" || exit
         exec 9>&- # the lock fd: the broker must not hold it
         # shellcheck disable=SC2016 # $$ and $1 expand in the inner shell
         exec setsid nohup bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$NODE_PID_FILE" \
-            java "$1" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+            java "$@" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
             -Dlog4j2.configurationFile="$TEMPLATE_DIR/log4j2.properties" \
             -Dkafka.logs.dir="$NODE_LOGS" \
             -cp "$KAFKA_LIBS/*" kafka.Kafka "$NODE_PROPS" \
