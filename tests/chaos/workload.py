@@ -161,6 +161,8 @@ class Workload:
     # The setup's last phase and the stream's cancels and ships, from the answers.
     settle_with: Callable[[Answers], list[Record]] = lambda answers: []
     settled: bool = False
+    _commands: dict[str, Record] = field(default_factory=dict, repr=False)
+    _commands_of: tuple[int, int] = (-1, 0)
 
     def extend(self, count: int) -> None:
         """About `count` more records of the same kind at the end of the stream (for a
@@ -185,12 +187,17 @@ class Workload:
 
     @property
     def commands(self) -> dict[str, Record]:
-        """Every distinct command of the stream, by command_id (the first copy)."""
-        found: dict[str, Record] = {}
-        for record in self.stream:
-            if record.command is not None:
-                found.setdefault(record.command_id, record)
-        return found
+        """Every distinct command of the stream, by command_id (the first copy). Kept
+        while the stream is unchanged (its length and last record): the driver asks
+        every 100 ms, and a fault's stream grows to tens of thousands."""
+        key = (len(self.stream), id(self.stream[-1]) if self.stream else 0)
+        if self._commands_of != key:
+            found: dict[str, Record] = {}
+            for record in self.stream:
+                if record.command is not None:
+                    found.setdefault(record.command_id, record)
+            self._commands, self._commands_of = found, key
+        return self._commands
 
     @property
     def poison(self) -> list[Record]:
@@ -417,9 +424,8 @@ class _Stream:
     def fill(self, commands: int) -> None:
         """`commands` more records that are commands (duplicates included), and poison."""
         stream = self.w.stream
-        goal = sum(1 for r in stream if r.command is not None) + commands
-        made = goal - commands
-        while made < goal:
+        made = 0  # counted, not the stream's commands recounted: the stream runs long
+        while made < commands:
             kind = self.rng.choices(self.kinds, self.weights)[0]
             made_one = next(self._make(kind), None)
             if made_one is None:
