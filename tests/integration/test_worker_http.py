@@ -133,6 +133,24 @@ async def test_the_running_worker_is_live_and_ready(worker: Worker) -> None:
     assert ready.json() == {"status": "ready", "checks": {"consumers": "up", "postgresql": "up"}}
 
 
+async def test_an_idle_connection_outlives_a_clients_keep_alive_expiry(worker: Worker) -> None:
+    # SHOPFLOW_HTTP_KEEP_ALIVE_S (75 s) above httpx's own expiry (5 s): at uvicorn's 5 s a
+    # request sent on a connection just as the server closed it got no answer at all.
+    asked = b"GET /health/live HTTP/1.1\r\nHost: worker\r\n\r\n"
+    reader, writer = await asyncio.open_connection("127.0.0.1", worker.port)
+    try:
+        for pause_s in (0.0, 6.0):  # the second after longer than uvicorn's default
+            await asyncio.sleep(pause_s)
+            writer.write(asked)
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            assert head.startswith(b"HTTP/1.1 200"), head
+    finally:
+        writer.close()
+
+
 async def test_commands_are_counted_by_topic_and_outcome(
     worker: Worker, client: ShopflowClient
 ) -> None:
