@@ -131,7 +131,9 @@ async def test_an_outage_longer_than_the_deadline_raises_its_last_error() -> Non
         calls += 1
         raise ConnectionError(f"attempt {calls}")
 
-    policy = RetryPolicy(attempts=2, first_pause_s=0.01, max_pause_s=0.01, deadline_s=0.1)
+    # A deadline ten pauses long, not two: on a loaded machine a 10 ms pause once took
+    # 0.7 s, past a 0.1 s deadline after the second attempt.
+    policy = RetryPolicy(attempts=2, first_pause_s=0.05, max_pause_s=0.05, deadline_s=1.0)
     with pytest.raises(ConnectionError) as raised:
         await _retried(policy, away, lambda _: True)
     assert calls > 2  # went on past its attempts...
