@@ -13,6 +13,7 @@ so a host that swallows packets (cut off by a partition) would use it up before 
 host is tried; here each host gets the timeout of its own.
 """
 
+import asyncio
 from typing import Any, Final
 
 import asyncpg
@@ -39,17 +40,13 @@ def create_engine(
     # `target_session_attrs` picks the new primary.
     # No statement timeout either, and no cancellation of a COMMIT: under synchronous
     # replication a cancelled wait for the standby leaves the commit in place, unreplicated.
-    options = asyncpg_connect_args(database_url)
-
-    async def connected() -> asyncpg.Connection:
-        return await connect(options, host_timeout_s=connect_timeout_s)
-
+    opener = Opener(asyncpg_connect_args(database_url), host_timeout_s=connect_timeout_s)
     engine = create_async_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
-        async_creator=connected,
+        async_creator=opener.open,
     )
     event.listen(engine.sync_engine, "handle_error", _drop_read_only)
     return engine
@@ -108,6 +105,57 @@ async def connect(options: dict[str, Any], *, host_timeout_s: float) -> asyncpg.
                 failure = exc
     assert failure is not None
     raise failure
+
+
+# While the database refuses connections, a pool tries again at most this often: a primary
+# back (a failover's new one) is found this much later at worst.
+REFUSED_PAUSE_S: Final = 0.25
+
+
+class DatabaseAway(ConnectionError):
+    """No connection attempted: the pool's last attempt was refused under `REFUSED_PAUSE_S`
+    ago, or another is under way (`Opener`). Transient, as the refusal was."""
+
+
+class Opener:
+    """Opens one pool's connections (`connect`). While the database refuses them (every
+    host down, or none is the session wanted: no primary yet in a failover), one attempt
+    is let through at a time and at most one per `pause_s`; every other caller fails at
+    once with `DatabaseAway`. Without it, each caller that finds no pooled connection opens
+    one: a serve with hundreds of HTTP writes waiting out a failover, each looking at the
+    ledger every second, keeps its pool's 32 slots opening connections (each a walk over
+    the hosts and a SCRAM handshake with every standby) on the cores the database and the
+    brokers need, and the more requests wait, the more it spends. With the database up,
+    attempts run side by side."""
+
+    def __init__(
+        self, options: dict[str, Any], *, host_timeout_s: float, pause_s: float = REFUSED_PAUSE_S
+    ) -> None:
+        self._options = options
+        self._host_timeout_s = host_timeout_s
+        self._pause_s = pause_s
+        self._refusal: BaseException | None = None  # the last attempt's, until one succeeds
+        self._next_at = 0.0  # loop time before which no attempt is made while refused
+        self._trying = False  # an attempt while refused is under way
+
+    async def open(self) -> asyncpg.Connection:
+        loop = asyncio.get_running_loop()
+        probing = self._refusal is not None
+        if probing and (self._trying or loop.time() < self._next_at):
+            raise DatabaseAway(f"the database refused the last connection: {self._refusal}")
+        if probing:
+            self._trying = True
+        try:
+            connection = await connect(self._options, host_timeout_s=self._host_timeout_s)
+        except CONNECT_FAILURES as exc:
+            self._refusal = exc
+            self._next_at = loop.time() + self._pause_s
+            raise
+        finally:
+            if probing:
+                self._trying = False
+        self._refusal = None
+        return connection
 
 
 def on_primary(database_url: str) -> str:

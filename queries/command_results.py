@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from shopflow.persistence.database import asyncpg_connect_args, connect
+from shopflow.persistence.database import Opener, asyncpg_connect_args
 from shopflow.persistence.ledger_listener import LedgerListener
 
 FALLBACK_LOOK_S = 1.0
@@ -81,8 +81,7 @@ class CommandResults:
     ) -> None:
         """`database_url`: SQLAlchemy's URL of the role that reads the ledger (and
         listens), on the primary; `pool_size`: the most connections the looks hold at once."""
-        self._connect_args = asyncpg_connect_args(database_url)
-        self._connect_timeout_s = connect_timeout_s
+        self._opener = Opener(asyncpg_connect_args(database_url), host_timeout_s=connect_timeout_s)
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._transient = transient
@@ -103,9 +102,9 @@ class CommandResults:
         await self._listener.start()
 
     async def _connect(self, *_: object, **__: object) -> asyncpg.Connection:
-        """The pool's connections, opened as every other (`persistence.database.connect`);
-        the pool's own arguments are its defaults."""
-        return await connect(self._connect_args, host_timeout_s=self._connect_timeout_s)
+        """The pool's connections, opened as every other pool's (`persistence.database.
+        Opener`); the pool's own arguments are its defaults."""
+        return await self._opener.open()
 
     async def stop(self) -> None:
         await self._listener.stop()
