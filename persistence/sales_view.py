@@ -4,9 +4,9 @@ keyed by the minute and hour of each order's placed time (UTC, its OrderPlaced's
 marker per order and kind (`p:<order id>` placed, `c:<order id>` cancelled): an order's
 units are added once, and taken back out once, whatever the order and number of times
 its OrderPlaced and OrderCancelled arrive (one Lua script per hour applies a batch's
-sales). Reads sum the window's buckets with ZUNIONSTORE and cache the ranking for
-`cache_ms`. Keys, markers, expiry and the Redis Cluster hash tag: docs/design.md, "Top
-products".
+sales). Reads sum the window's buckets with ZUNIONSTORE (the answer is held by the
+process that asked: `queries.top_products`). Keys, markers, expiry and the Redis Cluster
+hash tag: docs/design.md, "Top products".
 
 A view is built (rebuilt from PostgreSQL) on one primary: its marker names that primary's
 replication id (INFO's `master_replid`, which a replica shares with its primary and a
@@ -107,10 +107,9 @@ def _expires_at(placed_at: datetime) -> datetime:
 
 
 class SalesView:
-    def __init__(self, redis: Redis, *, prefix: str = "shopflow:top", cache_ms: int = 1000) -> None:
+    def __init__(self, redis: Redis, *, prefix: str = "shopflow:top") -> None:
         self._redis = redis
         self._prefix = prefix
-        self._cache_ms = cache_ms
         self._apply_script = redis.register_script(_APPLY_SALES)
 
     def _hour_key(self, hour: datetime) -> str:
@@ -200,11 +199,6 @@ class SalesView:
 
     async def top(self, now: datetime, limit: int = TOP_LIMIT) -> list[tuple[int, int]]:
         """(product id, units) of the best sellers in the window at `now`."""
-        cache_key = f"{self._prefix}:cache:{floor_minute(now):%Y%m%d%H%M}:{limit}"
-        if self._cache_ms:
-            cached = await self._redis.get(cache_key)
-            if cached is not None:
-                return [(int(p), int(u)) for p, u in json.loads(cached)]
         union = f"{self._prefix}:union:{uuid.uuid4().hex}"
         keys = self.window_keys(now)
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -219,10 +213,7 @@ class SalesView:
             pipe.zrangebyscore(union, floor, "+inf", withscores=True)
             pipe.delete(union)
             members, _ = await pipe.execute()
-        answer = rank({int(member): int(score) for member, score in members}, limit)
-        if self._cache_ms:
-            await self._redis.set(cache_key, json.dumps(answer), px=self._cache_ms)
-        return answer
+        return rank({int(member): int(score) for member, score in members}, limit)
 
     async def clear(self) -> None:
         """Delete the whole view (buckets, seen sets, caches, the built marker)."""

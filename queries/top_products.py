@@ -8,6 +8,13 @@ definition, so the same answer), a warning is logged and
 `view_missing`, `view_stale`). A missing or stale view also starts a rebuild in the
 background (one at a time; across processes a Redis lock keeps it to one), after which
 Redis serves again.
+
+An answer is held in the process for `cache_ms` (SHOPFLOW_TOP_CACHE_MS) from when its
+computation began, and computed by one caller at a time: the requests that come
+meanwhile wait for that computation instead of each summing the window in Redis (or, in
+a fallback, in PostgreSQL) once more. A failed computation is not held: each of its
+waiters gets its error, and the next request computes again. A placed order is in the
+answer `cache_ms` after the aggregator applied it at the latest (CONTRACT.md: 2 s).
 """
 
 import asyncio
@@ -35,18 +42,53 @@ FALLBACKS = Counter(
 Rebuild = Callable[[datetime], Coroutine[Any, Any, object]]
 
 
+Answer = tuple[list[TopProductAnswer], str]
+
+
 class TopProducts:
     def __init__(
-        self, view: SalesView, read_model: ReadModel, rebuild: Rebuild, clock: Clock
+        self,
+        view: SalesView,
+        read_model: ReadModel,
+        rebuild: Rebuild,
+        clock: Clock,
+        *,
+        cache_ms: int = 0,
     ) -> None:
         self._view = view
         self._read_model = read_model
         self._rebuild = rebuild
         self._clock = clock
+        self._cache_s = cache_ms / 1000
+        self._held: tuple[float, Answer] | None = None  # (loop time it was begun, answer)
+        self._computing: asyncio.Task[Answer] | None = None
         self._rebuilding: asyncio.Task[object] | None = None
 
-    async def top(self) -> tuple[list[TopProductAnswer], str]:
-        """The best sellers now, and where the answer came from ("redis" or "postgresql")."""
+    async def top(self) -> Answer:
+        """The best sellers now, and where the answer came from ("redis" or "postgresql"):
+        held, being computed, or computed now."""
+        loop = asyncio.get_running_loop()
+        held = self._held
+        if held is not None and loop.time() - held[0] < self._cache_s:
+            return held[1]
+        if self._computing is None:
+            self._computing = asyncio.create_task(self._compute(loop.time()))
+            self._computing.add_done_callback(self._computed)
+        # Shielded: a request that goes away does not cancel the others' computation.
+        return await asyncio.shield(self._computing)
+
+    async def _compute(self, begun: float) -> Answer:
+        answer = await self._fresh()
+        if self._cache_s:
+            self._held = (begun, answer)
+        return answer
+
+    def _computed(self, task: "asyncio.Task[Answer]") -> None:
+        self._computing = None
+        if not task.cancelled():
+            task.exception()  # retrieved: each waiter raises it, none is left unseen
+
+    async def _fresh(self) -> Answer:
         now = self._clock()
         try:
             state = await self._view.state()

@@ -232,7 +232,11 @@ def create_app(
         lifespan=lifespan,
         clock=runtime.clock,
         top_products=TopProducts(
-            runtime.sales_view, read_model, runtime.rebuild_sales_view, runtime.clock
+            runtime.sales_view,
+            read_model,
+            runtime.rebuild_sales_view,
+            runtime.clock,
+            cache_ms=settings.top_cache_ms,
         ),
         # The document `shopflow asyncapi` writes to docs/asyncapi.json, the same code.
         asyncapi=AsyncApiPages(asyncapi_json, asyncapi_html),

@@ -197,9 +197,7 @@ class Runtime:
         kafka = kafka_connection(settings, SERVICE)
         broker = build_broker(settings, kafka, tracer_provider=tracer_provider)
         topics = Topics(settings.topic_prefix)
-        sales_view = SalesView(
-            redis, prefix=settings.redis_key_prefix, cache_ms=settings.top_cache_ms
-        )
+        sales_view = SalesView(redis, prefix=settings.redis_key_prefix)
         limits = DeadLetterLimits()
         sink = None
         in_flight = InFlight()

@@ -342,7 +342,12 @@ class Settings(BaseSettings):
         default="shopflow:top", description="Namespace of the top-products view in Redis."
     )
     top_cache_ms: int = Field(
-        default=1000, ge=0, description="How long a computed top-5 answer is reused."
+        default=1000,
+        ge=0,
+        le=1500,
+        description="How long each serve process holds a computed top-5 answer, from when "
+        "its computation began (one computation at a time). At most 1.5 s: the contract "
+        "promises a placed order in the answer within 2 s.",
     )
 
     ledger_retention_days: int = Field(

@@ -370,7 +370,7 @@ async def run(
     run_id = settings.consumer_group.removeprefix("shopflow-")
     engine = create_engine(settings.database_url, pool_size=2)
     redis = Redis.from_url(settings.redis_url)
-    view = SalesView(redis, prefix=settings.redis_key_prefix, cache_ms=0)
+    view = SalesView(redis, prefix=settings.redis_key_prefix)
     processes: list[asyncio.subprocess.Process] = []
     kafka: KafkaCharges | None = None
     try:

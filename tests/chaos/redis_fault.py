@@ -298,7 +298,7 @@ class ViewChecks:
         the one server, or the primary the Sentinels name)."""
         redis = redis_client(self.run.settings)
         try:
-            yield SalesView(redis, prefix=self.run.settings.redis_key_prefix, cache_ms=0)
+            yield SalesView(redis, prefix=self.run.settings.redis_key_prefix)
         finally:
             await redis.aclose()
 

@@ -115,7 +115,7 @@ async def _publish(runtime: Runtime, *events: OrderEvent) -> None:
 @pytest.fixture
 def uncached_view(service: Runtime) -> SalesView:
     """The service's view, read without the answer cache (tests read right after writes)."""
-    return SalesView(service.redis, prefix=service.settings.redis_key_prefix, cache_ms=0)
+    return SalesView(service.redis, prefix=service.settings.redis_key_prefix)
 
 
 async def test_answer_counts_only_the_last_72_hours_and_products_fall_out_as_time_moves(
@@ -191,7 +191,7 @@ async def test_crash_between_applying_and_committing_counts_once(
     crashing_aggregator: tuple[ShopflowClient, Runtime, list[int]],
 ) -> None:
     _, runtime, crashes = crashing_aggregator
-    view = SalesView(runtime.redis, prefix=runtime.settings.redis_key_prefix, cache_ms=0)
+    view = SalesView(runtime.redis, prefix=runtime.settings.redis_key_prefix)
     product_id = new_entity_id()
     at = FUTURE + timedelta(days=20)
 
@@ -329,8 +329,14 @@ async def test_the_other_order_events_are_skipped_without_stalling_the_view(
 async def test_placed_order_shows_in_top_products_within_two_seconds(
     client: ShopflowClient, service: Runtime
 ) -> None:
+    # As serve holds it (SHOPFLOW_TOP_CACHE_MS), with an answer held from before the
+    # order: the worst case.
     top = TopProducts(
-        service.sales_view, ReadModel(service.engine), service.rebuild_sales_view, service.clock
+        service.sales_view,
+        ReadModel(service.engine),
+        service.rebuild_sales_view,
+        service.clock,
+        cache_ms=service.settings.top_cache_ms,
     )
     if not await service.sales_view.is_built():
         await service.rebuild_sales_view()
@@ -341,6 +347,7 @@ async def test_placed_order_shows_in_top_products_within_two_seconds(
         user_id=user_id,
         items=[OrderLine(product_id=product_id, quantity=1_000)],
     )
+    await top.top()
 
     await client.send_and_wait(order)
     placed_at = time.monotonic()
@@ -360,7 +367,7 @@ async def test_after_redis_is_flushed_the_answer_comes_from_postgresql_then_redi
     client: ShopflowClient, service: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:
     read_model = ReadModel(service.engine)
-    redis_view = SalesView(service.redis, prefix=service.settings.redis_key_prefix, cache_ms=0)
+    redis_view = SalesView(service.redis, prefix=service.settings.redis_key_prefix)
     top = TopProducts(redis_view, read_model, service.rebuild_sales_view, service.clock)
     if not await redis_view.is_built():
         await service.rebuild_sales_view()
@@ -475,7 +482,7 @@ async def test_the_fallback_and_a_rebuild_count_no_cancelled_order(
 ) -> None:
     # A far-future week of its own in PostgreSQL, and a view of its own in Redis.
     now = datetime(2040, 1, 1, 12, tzinfo=UTC) + timedelta(weeks=new_entity_id() % 250_000)
-    view = SalesView(service.redis, prefix=f"shopflow:cancel-{secrets.token_hex(6)}", cache_ms=0)
+    view = SalesView(service.redis, prefix=f"shopflow:cancel-{secrets.token_hex(6)}")
     async with engine.begin() as connection:
         user_id = await seed_user(connection, balance=10**6)
         mug, pot, old = [await seed_product(connection, name=n) for n in ("Mug", "Pot", "Old")]
@@ -514,7 +521,7 @@ async def test_a_view_built_on_another_primary_is_stale_and_rebuilt_to_postgresq
     primary, so the view reads as stale; the query answers from PostgreSQL and rebuilds
     it, and the rebuilt view is PostgreSQL's, the lost sale included."""
     now = datetime(2040, 1, 1, 12, tzinfo=UTC) + timedelta(weeks=new_entity_id() % 250_000)
-    view = SalesView(service.redis, prefix=f"shopflow:stale-{secrets.token_hex(6)}", cache_ms=0)
+    view = SalesView(service.redis, prefix=f"shopflow:stale-{secrets.token_hex(6)}")
     read_model = ReadModel(engine)
     async with engine.begin() as connection:
         user_id = await seed_user(connection, balance=10**6)
@@ -642,7 +649,7 @@ async def test_redis_answer_equals_the_plain_python_computation(
     view answers as the reference computation over what was delivered, before the
     rebuild and after it, and never holds a score at or below zero."""
     prefix = f"shopflow:prop-{secrets.token_hex(6)}"
-    view = SalesView(service.redis, prefix=prefix, cache_ms=0)
+    view = SalesView(service.redis, prefix=prefix)
     base = FUTURE + timedelta(days=40, seconds=secrets.randbelow(3600))
     facts: list[Sale] = []
     for minutes, lines, cancelled in history:
