@@ -46,6 +46,13 @@ BENCH_SERVICE_LOG=info to see more.
    and one small JSON answer, so the two side by side are the read with and without the
    token check (its verification, cached per token after its first use, and the rule).
 
+5. The baselines, with serve stopped: the same wrk loads on bare apps
+   (`tests.bench.baseline_apps`) under serve's uvicorn settings, started in this run:
+   B-db, `GET /products/{id}` by a bare Starlette app on a bare asyncpg pool (the same
+   products and `SELECT`), and B-const, `GET /products/top` answering the bytes serve
+   answered, held as a constant. shopflow's product, points and top reads are printed as
+   ratios of them (requests/s and CPU a request).
+
 This is a closed loop: a connection waits for its answer before sending the next
 request, so at saturation the latency is the queueing at fixed concurrency (about
 connections / rate by Little's law), not an open-loop latency at a given arrival rate.
@@ -108,6 +115,8 @@ CHECKED_ANSWERS = 20  # per endpoint of the three with no pages, before the load
 POLL_S = 0.02
 START_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 10.0
+BASELINE_DB = "B-db /products/{id}"
+BASELINE_CONST = "B-const /products/top"
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,30 @@ class HttpQueries:
     connections: int
     seconds: int  # per endpoint, measured (after a warm-up)
     endpoints: list[EndpointLoad] = field(default_factory=list)
+    # The same loads on bare apps (`tests.bench.baseline_apps`), in the same run:
+    # "B-db /products/{id}" and "B-const /products/top".
+    baselines: list[EndpointLoad] = field(default_factory=list)
+
+    def ratios(self) -> list[str]:
+        """shopflow's reads against the baselines: requests/s as a share of the
+        baseline's, and serve's CPU a request as a multiple of the baseline server's."""
+        by_name = {load.endpoint: load for load in self.endpoints + self.baselines}
+        lines = []
+        for endpoint, baseline in (
+            ("/products/{id}", BASELINE_DB),
+            ("/users/{id}/points", BASELINE_DB),
+            ("/products/top", BASELINE_CONST),
+        ):
+            ours, base = by_name.get(endpoint), by_name.get(baseline)
+            if ours is None or base is None:
+                continue
+            rate = ours.requests_per_second / base.requests_per_second
+            cpu = ours.serve_cpu_us_per_request / base.serve_cpu_us_per_request
+            lines.append(
+                f"GET {endpoint}: {rate:.2f} of {baseline}'s requests/s, {cpu:.2f}x its CPU "
+                f"a request; p99 {ours.p99_ms:.2f} ms against {base.p99_ms:.2f} ms"
+            )
+        return lines
 
 
 def _events(count: int, run_id: str, now: datetime) -> list[OrderPlaced]:
@@ -205,14 +238,17 @@ async def _aggregation(
     return (events - at_first) / (last - first), first
 
 
-async def until_answering(base_url: str, process: asyncio.subprocess.Process) -> float:
-    """Wait until the service answers GET /health/live; returns when it did."""
+async def until_answering(
+    base_url: str, process: asyncio.subprocess.Process, path: str = "/health/live"
+) -> float:
+    """Wait until the server answers GET `path` (the service's liveness by default) with
+    200; returns when it did."""
     async with httpx.AsyncClient(base_url=base_url, timeout=1.0) as client:
         async with asyncio.timeout(START_TIMEOUT_S):
             while True:
                 _alive(process)
                 with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/health/live")).status_code == 200:
+                    if (await client.get(path)).status_code == 200:
                         return time.perf_counter()
                 await asyncio.sleep(0.05)
 
@@ -337,7 +373,7 @@ async def run(
     # The bench's own look at the view (SCARD), as Redis's admin: the service's user may
     # run only the commands the service uses.
     observer = Redis.from_url(admin_redis_url(settings))
-    view = SalesView(redis, prefix=settings.redis_key_prefix, cache_ms=0)
+    view = SalesView(redis, prefix=settings.redis_key_prefix)
     processes: list[asyncio.subprocess.Process] = []
     try:
         await migrate(
@@ -442,6 +478,7 @@ async def run(
                 ),
                 *await _history_targets(client, history, tokens),
             ]
+            top_body = (await client.get("/products/top")).content  # B-const's answer
         print(
             f"checks: the answers of every endpoint as expected, every page of {history_users} "
             "users' orders and statements as seeded",
@@ -452,7 +489,31 @@ async def run(
             load = await http_load.measure(wrk, target, base_url, server.pid, connections, seconds)
             print(load.line(), flush=True)
             loads.append(load)
-        return HttpQueries(rate, http_load.wrk_version(wrk), connections, seconds, loads)
+        await stop(server)  # idle, but out of the baselines' way
+        baselines = []
+        product_target = next(t for t in targets if t.endpoint == "/products/{id}")
+        for kind, name, target, options in (
+            ("db", BASELINE_DB, product_target, ()),
+            ("const", BASELINE_CONST, targets[0], ("--body", top_body.decode())),
+        ):
+            port = free_port()
+            baseline = await launch_baseline(kind, env, port, *options)
+            processes.append(baseline)
+            baseline_url = f"http://127.0.0.1:{port}"
+            await until_answering(baseline_url, baseline, path=target.requests[0][0])
+            named = Target(name, target.requests)
+            load = await http_load.measure(
+                wrk, named, baseline_url, baseline.pid, connections, seconds
+            )
+            print(load.line().replace("serve ", "the baseline "), flush=True)
+            baselines.append(load)
+            await stop(baseline)
+        result = HttpQueries(
+            rate, http_load.wrk_version(wrk), connections, seconds, loads, baselines
+        )
+        for line in result.ratios():
+            print(line, flush=True)
+        return result
     finally:
         for process in reversed(processes):
             await stop(process)
@@ -468,6 +529,21 @@ async def launch(command: str, env: dict[str, str], *options: str) -> asyncio.su
     log_level = os.environ.get("BENCH_SERVICE_LOG", "warning")
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "shopflow", command, *options, "--log-level", log_level, env=env
+    )
+
+
+async def launch_baseline(
+    kind: str, env: dict[str, str], port: int, *options: str
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.bench.baseline_apps",
+        kind,
+        "--port",
+        str(port),
+        *options,
+        env=env,
     )
 
 
