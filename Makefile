@@ -79,7 +79,7 @@ bench: $(STAMP) up
 soak: $(STAMP) up
 	$(BIN)/python -m tests.bench.soak
 
-# Every fault of tests/chaos, the long runs (at least 20 worker kills; under 20 minutes):
+# Every fault of tests/chaos, the long runs (at least 20 worker kills; about 20 minutes):
 # a table, and JSON under benchmarks/results/. Runs on servers of its own (.infra/chaos,
 # .infra/chaos-cluster), stopped at the end.
 chaos: $(STAMP)
