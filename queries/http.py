@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from opentelemetry.trace import TracerProvider
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from shopflow.contracts.limits import (
     COMMAND_ID_PATTERN,
@@ -26,7 +27,7 @@ from shopflow.contracts.limits import (
     MAX_MESSAGE_BYTES,
 )
 from shopflow.domain.clock import Clock, utc_now
-from shopflow.domain.top_products import TOP_LIMIT, WINDOW_HOURS
+from shopflow.domain.top_products import TOP_LIMIT
 from shopflow.queries.answers import (
     CartAnswer,
     CommandAnswer,
@@ -53,10 +54,11 @@ from shopflow.queries.body_limit import limit_bodies
 from shopflow.queries.command_results import CommandResults
 from shopflow.queries.health import HealthCheck, health_routes
 from shopflow.queries.history import PAGE_DEFAULT, PAGE_MAX, Unknown
+from shopflow.queries.http_caching import TOP_CACHE_CONTROL, cacheable
 from shopflow.queries.read_model import ReadModel
-from shopflow.queries.top_products import TopProducts
+from shopflow.queries.top_first import TopFirst
+from shopflow.queries.top_products import TopAnswer, TopProducts
 
-TOP_PRODUCTS_WINDOW_HOURS = WINDOW_HOURS
 TOP_PRODUCTS_LIMIT = TOP_LIMIT
 
 EntityIdPath = Annotated[int, Path(ge=1, le=MAX_ENTITY_ID)]
@@ -123,6 +125,17 @@ def _found(answer: T | Unknown) -> T:
     return answer
 
 
+class ReadSideApp(FastAPI):
+    """FastAPI, with GET /products/top answered outermost when `top_first` is set
+    (`queries.top_first`)."""
+
+    top_first: TopProducts | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return stack if self.top_first is None else TopFirst(stack, self.top_first)
+
+
 def create_http_app(
     read_model: ReadModel,
     readiness_checks: Mapping[str, HealthCheck],
@@ -161,7 +174,7 @@ def create_http_app(
         metrics_responses=AUTH_RESPONSES,
     )
     probes = frozenset(route.path for route in health.routes if isinstance(route, APIRoute))
-    app = FastAPI(
+    app = ReadSideApp(
         title="shopflow queries",
         description="Read side of shopflow. Commands go through Kafka (see CONTRACT.md).",
         lifespan=lifespan,
@@ -189,6 +202,9 @@ def create_http_app(
 
     answer_auth_errors(app)
     limit_bodies(app, MAX_MESSAGE_BYTES)
+    # Traced, every request goes through FastAPI, which makes its span.
+    if top_products is not None and tracer_provider is None:
+        app.top_first = top_products
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
@@ -288,12 +304,14 @@ def create_http_app(
     # Registered before /products/{product_id}: routes match in order, and "top" would
     # otherwise be parsed as a product id (and answered 422).
     @app.get("/products/top", response_model=TopProductsAnswer)
-    async def top_products_route() -> TopProductsAnswer:
+    async def top_products_route(request: Request) -> Response:
+        # Its JSON made once per computation (`TopAnswer`), not per request.
         if top_products is not None:
-            ranked, _ = await top_products.top()
+            answer = await top_products.answer()
         else:
             ranked = await read_model.top_products(clock(), limit=TOP_PRODUCTS_LIMIT)
-        return TopProductsAnswer(window_hours=TOP_PRODUCTS_WINDOW_HOURS, products=ranked)
+            answer = TopAnswer.of(ranked, "postgresql")
+        return cacheable(request, answer.body, answer.etag, TOP_CACHE_CONTROL)
 
     @app.get("/products/{product_id}", response_model=ProductAnswer)
     async def product(product_id: EntityIdPath) -> ProductAnswer:

@@ -20,6 +20,7 @@ answer `cache_ms` after the aggregator applied it at the latest (CONTRACT.md: 2 
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -27,8 +28,10 @@ from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from shopflow.domain.clock import Clock
+from shopflow.domain.top_products import WINDOW_HOURS
 from shopflow.persistence.sales_view import SalesView, ViewState
-from shopflow.queries.answers import TopProductAnswer
+from shopflow.queries.answers import TopProductAnswer, TopProductsAnswer
+from shopflow.queries.http_caching import entity_tag
 from shopflow.queries.read_model import ReadModel
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,24 @@ Rebuild = Callable[[datetime], Coroutine[Any, Any, object]]
 
 
 Answer = tuple[list[TopProductAnswer], str]
+
+
+@dataclass(frozen=True)
+class TopAnswer:
+    """An answer of GET /products/top: the products, where they came from ("redis" or
+    "postgresql"), and the answer's JSON and `ETag`, made once for every request that
+    gets it."""
+
+    products: list[TopProductAnswer]
+    source: str
+    body: bytes
+    etag: str
+
+    @classmethod
+    def of(cls, products: list[TopProductAnswer], source: str) -> "TopAnswer":
+        answer = TopProductsAnswer(window_hours=WINDOW_HOURS, products=products)
+        body = answer.model_dump_json().encode()
+        return cls(products, source, body, entity_tag(body))
 
 
 class TopProducts:
@@ -60,13 +81,17 @@ class TopProducts:
         self._rebuild = rebuild
         self._clock = clock
         self._cache_s = cache_ms / 1000
-        self._held: tuple[float, Answer] | None = None  # (loop time it was begun, answer)
-        self._computing: asyncio.Task[Answer] | None = None
+        self._held: tuple[float, TopAnswer] | None = None  # (loop time it was begun, it)
+        self._computing: asyncio.Task[TopAnswer] | None = None
         self._rebuilding: asyncio.Task[object] | None = None
 
     async def top(self) -> Answer:
-        """The best sellers now, and where the answer came from ("redis" or "postgresql"):
-        held, being computed, or computed now."""
+        """The best sellers now, and where the answer came from ("redis" or "postgresql")."""
+        answer = await self.answer()
+        return answer.products, answer.source
+
+    async def answer(self) -> TopAnswer:
+        """The answer now: held, being computed, or computed now."""
         loop = asyncio.get_running_loop()
         held = self._held
         if held is not None and loop.time() - held[0] < self._cache_s:
@@ -77,13 +102,13 @@ class TopProducts:
         # Shielded: a request that goes away does not cancel the others' computation.
         return await asyncio.shield(self._computing)
 
-    async def _compute(self, begun: float) -> Answer:
-        answer = await self._fresh()
+    async def _compute(self, begun: float) -> TopAnswer:
+        answer = TopAnswer.of(*await self._fresh())
         if self._cache_s:
             self._held = (begun, answer)
         return answer
 
-    def _computed(self, task: "asyncio.Task[Answer]") -> None:
+    def _computed(self, task: "asyncio.Task[TopAnswer]") -> None:
         self._computing = None
         if not task.cancelled():
             task.exception()  # retrieved: each waiter raises it, none is left unseen

@@ -342,12 +342,13 @@ class Settings(BaseSettings):
         default="shopflow:top", description="Namespace of the top-products view in Redis."
     )
     top_cache_ms: int = Field(
-        default=1000,
+        default=500,
         ge=0,
-        le=1500,
+        le=1000,
         description="How long each serve process holds a computed top-5 answer, from when "
-        "its computation began (one computation at a time). At most 1.5 s: the contract "
-        "promises a placed order in the answer within 2 s.",
+        "its computation began (one computation at a time). At most 1 s: the contract "
+        "promises a placed order in the answer within 2 s, and the answer tells caches "
+        "they may keep it a second more (Cache-Control: max-age=1).",
     )
 
     ledger_retention_days: int = Field(

@@ -181,3 +181,35 @@ async def test_products_top_is_not_shadowed_by_products_by_id(service: Runtime) 
     assert top.json() == {"window_hours": 72, "products": []}
     assert by_id.status_code == 200
     assert by_id.json() == {"product_id": product_id, "name": "Lamp", "price": 4200, "stock": 3}
+
+
+async def test_top_products_carry_a_tag_and_a_client_holding_it_gets_304(
+    service: Runtime,
+) -> None:
+    now = a_week_of_its_own()
+    async with service.engine.begin() as connection:
+        user_id = await seed_user(connection, balance=100_000)
+        product_id = await seed_product(connection, name="Kettle")
+        await seed_order(connection, user_id, [(product_id, 2, 10)], now - timedelta(hours=1))
+
+    async with http_at(service.engine, now) as http:
+        first = await http.get("/products/top")
+        etag = first.headers["etag"]
+        again = await http.get("/products/top", headers={"If-None-Match": etag})
+        other = await http.get("/products/top", headers={"If-None-Match": '"not-it"'})
+        async with service.engine.begin() as connection:
+            await seed_order(connection, user_id, [(product_id, 1, 10)], now - timedelta(hours=1))
+        changed = await http.get("/products/top", headers={"If-None-Match": etag})
+
+    assert first.status_code == 200
+    assert first.headers["cache-control"] == "public, max-age=1"
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"] == etag
+    assert other.status_code == 200
+    assert other.json() == first.json()
+    assert changed.status_code == 200  # another answer, another tag
+    assert changed.headers["etag"] != etag
+    assert changed.json()["products"] == [
+        {"product_id": product_id, "name": "Kettle", "units_sold": 3}
+    ]
