@@ -216,7 +216,7 @@ class SalesView:
         return rank({int(member): int(score) for member, score in members}, limit)
 
     async def clear(self) -> None:
-        """Delete the whole view (buckets, seen sets, caches, the built marker)."""
+        """Delete the whole view (buckets, seen sets, the built marker)."""
         batch: list[bytes | str] = []
         async for key in self._redis.scan_iter(match=f"{self._prefix}:*", count=1000):
             batch.append(key)
