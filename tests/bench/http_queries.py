@@ -117,6 +117,12 @@ START_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 10.0
 BASELINE_DB = "B-db /products/{id}"
 BASELINE_CONST = "B-const /products/top"
+# Which baseline each of shopflow's reads is held against.
+BASELINE_OF = {
+    "/products/{id}": BASELINE_DB,
+    "/users/{id}/points": BASELINE_DB,
+    "/products/top": BASELINE_CONST,
+}
 
 
 @dataclass(frozen=True)
@@ -135,11 +141,7 @@ class HttpQueries:
         baseline's, and serve's CPU a request as a multiple of the baseline server's."""
         by_name = {load.endpoint: load for load in self.endpoints + self.baselines}
         lines = []
-        for endpoint, baseline in (
-            ("/products/{id}", BASELINE_DB),
-            ("/users/{id}/points", BASELINE_DB),
-            ("/products/top", BASELINE_CONST),
-        ):
+        for endpoint, baseline in BASELINE_OF.items():
             ours, base = by_name.get(endpoint), by_name.get(baseline)
             if ours is None or base is None:
                 continue

@@ -216,15 +216,25 @@ def table(result: dict[str, Any]) -> str:
         f"| aggregator, `OrderPlaced` applied | {h['aggregator_events_per_second']:,.0f}/s "
         "(target 20,000/s) | |"
     )
+    baselines = {b["endpoint"]: b for b in h.get("baselines", [])}
     for e in h["endpoints"]:
         token = " (the user's token)" if e["with_token"] else ""
         aim = " (target p99 5 ms)" if e["endpoint"] in P99_TARGETED else ""
+        beside = f"wrk's CPU {e['client_cpu_us_per_request']:,.0f} µs a request"
+        base = baselines.get(http_queries.BASELINE_OF.get(e["endpoint"], ""))
+        if base is not None:
+            beside = (
+                f"{base['endpoint'].split()[0]} {base['requests_per_second']:,.0f}/s, "
+                f"p99 {base['p99_ms']:.2f} ms, {base['serve_cpu_us_per_request']:,.0f} µs; "
+                f"shopflow = {e['requests_per_second'] / base['requests_per_second']:.2f} of "
+                f"it, {e['serve_cpu_us_per_request'] / base['serve_cpu_us_per_request']:.2f}x "
+                f"its CPU; {beside}"
+            )
         rows.append(
             f"| `GET {e['endpoint']}`{token}, wrk, {e['connections']} connections "
             f"(requests/s, p50 / p99, serve's CPU a request) | "
             f"{e['requests_per_second']:,.0f}/s, {e['p50_ms']:.2f} / {e['p99_ms']:.2f} ms"
-            f"{aim}, {e['serve_cpu_us_per_request']:,.0f} µs | "
-            f"wrk's CPU {e['client_cpu_us_per_request']:,.0f} µs a request |"
+            f"{aim}, {e['serve_cpu_us_per_request']:,.0f} µs | {beside} |"
         )
     rows += _write_rows(result["http_writes"])
     m = result["machine"]
