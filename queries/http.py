@@ -54,7 +54,13 @@ from shopflow.queries.body_limit import limit_bodies
 from shopflow.queries.command_results import CommandResults
 from shopflow.queries.health import HealthCheck, health_routes
 from shopflow.queries.history import PAGE_DEFAULT, PAGE_MAX, Unknown
-from shopflow.queries.http_caching import TOP_CACHE_CONTROL, cacheable
+from shopflow.queries.http_caching import (
+    PRIVATE,
+    PRODUCT_CACHE_CONTROL,
+    TOP_CACHE_CONTROL,
+    cacheable,
+    tagged,
+)
 from shopflow.queries.read_model import ReadModel
 from shopflow.queries.top_first import TopFirst
 from shopflow.queries.top_products import TopAnswer, TopProducts
@@ -96,6 +102,12 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
         "headers": _CHALLENGE,
     },
 }
+
+# The GETs tagged by `queries.http_caching`: a client holding the answer's tag gets 304.
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not Modified: `If-None-Match` named the answer's `ETag`"}
+}
+TAGGED_PRIVATE = AUTH_RESPONSES | NOT_MODIFIED
 
 
 @dataclass(frozen=True)
@@ -227,48 +239,54 @@ def create_http_app(
         detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
         return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
 
-    @app.get("/users/{user_id}/points", response_model=PointsAnswer, responses=AUTH_RESPONSES)
-    async def points(user_id: int = readable_user_id) -> PointsAnswer:
+    @app.get("/users/{user_id}/points", response_model=PointsAnswer, responses=TAGGED_PRIVATE)
+    async def points(request: Request, user_id: int = readable_user_id) -> Response:
         balance = await read_model.balance(user_id)
         if balance is None:
             raise NotFound("unknown_user", f"user {user_id} is not registered")
-        return PointsAnswer(user_id=user_id, balance=balance)
+        return tagged(request, PointsAnswer(user_id=user_id, balance=balance), PRIVATE)
 
-    @app.get("/users/{user_id}/cart", response_model=CartAnswer, responses=AUTH_RESPONSES)
-    async def cart(user_id: int = readable_user_id) -> CartAnswer:
+    @app.get("/users/{user_id}/cart", response_model=CartAnswer, responses=TAGGED_PRIVATE)
+    async def cart(request: Request, user_id: int = readable_user_id) -> Response:
         answer = await read_model.cart(user_id)
         if answer is None:
             raise NotFound("unknown_user", f"user {user_id} is not registered")
-        return answer
+        return tagged(request, answer, PRIVATE)
 
-    @app.get("/users/{user_id}/orders", response_model=OrdersAnswer, responses=AUTH_RESPONSES)
+    @app.get("/users/{user_id}/orders", response_model=OrdersAnswer, responses=TAGGED_PRIVATE)
     async def orders(
+        request: Request,
         user_id: int = readable_user_id,
         limit: PageLimit = PAGE_DEFAULT,
         before: PageBefore = None,
-    ) -> OrdersAnswer:
+    ) -> Response:
         """The user's orders, newest first; `before` (an order_id) pages on."""
-        return _found(await read_model.history.orders(user_id, limit=limit, before=before))
+        page = _found(await read_model.history.orders(user_id, limit=limit, before=before))
+        return tagged(request, page, PRIVATE)
 
     @app.get(
-        "/users/{user_id}/orders/{order_id}", response_model=OrderAnswer, responses=AUTH_RESPONSES
+        "/users/{user_id}/orders/{order_id}", response_model=OrderAnswer, responses=TAGGED_PRIVATE
     )
-    async def order(order_id: EntityIdPath, user_id: int = readable_user_id) -> OrderAnswer:
-        return _found(await read_model.history.order(user_id, order_id))
+    async def order(
+        request: Request, order_id: EntityIdPath, user_id: int = readable_user_id
+    ) -> Response:
+        return tagged(request, _found(await read_model.history.order(user_id, order_id)), PRIVATE)
 
     @app.get(
         "/users/{user_id}/points/transactions",
         response_model=StatementAnswer,
-        responses=AUTH_RESPONSES,
+        responses=TAGGED_PRIVATE,
     )
     async def statement(
+        request: Request,
         user_id: int = readable_user_id,
         limit: PageLimit = PAGE_DEFAULT,
         before: PageBefore = None,
-    ) -> StatementAnswer:
+    ) -> Response:
         """The user's point transactions, newest first; `before` (a transaction_id)
         pages on."""
-        return _found(await read_model.history.statement(user_id, limit=limit, before=before))
+        page = _found(await read_model.history.statement(user_id, limit=limit, before=before))
+        return tagged(request, page, PRIVATE)
 
     @app.get(
         "/commands/{command_id}",
@@ -303,7 +321,7 @@ def create_http_app(
 
     # Registered before /products/{product_id}: routes match in order, and "top" would
     # otherwise be parsed as a product id (and answered 422).
-    @app.get("/products/top", response_model=TopProductsAnswer)
+    @app.get("/products/top", response_model=TopProductsAnswer, responses=NOT_MODIFIED)
     async def top_products_route(request: Request) -> Response:
         # Its JSON made once per computation (`TopAnswer`), not per request.
         if top_products is not None:
@@ -313,12 +331,12 @@ def create_http_app(
             answer = TopAnswer.of(ranked, "postgresql")
         return cacheable(request, answer.body, answer.etag, TOP_CACHE_CONTROL)
 
-    @app.get("/products/{product_id}", response_model=ProductAnswer)
-    async def product(product_id: EntityIdPath) -> ProductAnswer:
+    @app.get("/products/{product_id}", response_model=ProductAnswer, responses=NOT_MODIFIED)
+    async def product(request: Request, product_id: EntityIdPath) -> Response:
         answer = await read_model.product(product_id)
         if answer is None:
             raise NotFound("unknown_product", f"product {product_id} does not exist")
-        return answer
+        return tagged(request, answer, PRODUCT_CACHE_CONTROL)
 
     app.include_router(health)
     if command_routes is not None:  # the writes (shopflow.gateway): guarded like the rest

@@ -8,6 +8,7 @@ serve process answers it."""
 
 import hashlib
 
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,6 +18,13 @@ JSON = "application/json"
 # in it within 2 s: held by serve for SHOPFLOW_TOP_CACHE_MS, 0.5 s and at most 1 s, then
 # by a cache for 1 s). No stale-while-revalidate: serving it stale would break that.
 TOP_CACHE_CONTROL = "public, max-age=1"
+# GET /products/{id}: public too, its stock a second old at most when fresh, and up to 10 s
+# old while a cache asks again (the order is what checks the stock, not the page).
+PRODUCT_CACHE_CONTROL = "public, max-age=1, stale-while-revalidate=10"
+# A user's own data (balance, cart, orders, statement): no shared cache keeps it, and a
+# client's copy is checked with its tag on every use (a 304 saves the answer's bytes, not
+# the database's read: its version is the answer itself).
+PRIVATE = "private, no-cache"
 
 
 def entity_tag(body: bytes) -> str:
@@ -43,3 +51,10 @@ def cacheable(request: Request, body: bytes, etag: str, cache_control: str) -> R
     if matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type=JSON, headers=headers)
+
+
+def tagged(request: Request, answer: BaseModel, cache_control: str) -> Response:
+    """`answer` as JSON, tagged by its bytes (`cacheable`): made once here, to hash and
+    to send, rather than by FastAPI's `response_model` after the route returns."""
+    body = answer.model_dump_json().encode()
+    return cacheable(request, body, entity_tag(body), cache_control)

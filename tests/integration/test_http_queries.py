@@ -14,6 +14,7 @@ from shopflow.queries.http import create_http_app
 from shopflow.queries.read_model import ReadModel
 from shopflow.runtime import Runtime
 from tests.support.ids import new_command_id, new_entity_id
+from tests.support.seeding import seed_product
 from tests.support.service import registered_user
 from tests.support.signing_keys import SigningKey, accepting, bearer, ec_key
 
@@ -81,6 +82,39 @@ async def test_points_of_an_unknown_user_is_404_unknown_user(http: httpx.AsyncCl
 
     assert answer.status_code == 404
     assert answer.json()["error"] == "unknown_user"
+
+
+async def test_a_balance_is_private_and_revalidated_by_its_tag(
+    http: httpx.AsyncClient, client: ShopflowClient
+) -> None:
+    user_id = await registered_user(client)
+    first = await http.get(f"/users/{user_id}/points")
+    etag = first.headers["etag"]
+    held = await http.get(f"/users/{user_id}/points", headers={"If-None-Match": etag})
+    await client.send_and_wait(ChargePoints(command_id=new_command_id(), user_id=user_id, amount=5))
+    moved = await http.get(f"/users/{user_id}/points", headers={"If-None-Match": etag})
+
+    assert first.headers["cache-control"] == "private, no-cache"
+    assert held.status_code == 304
+    assert held.content == b""
+    assert moved.status_code == 200
+    assert moved.json() == {"user_id": user_id, "balance": 5}
+    assert moved.headers["etag"] != etag
+
+
+async def test_a_product_may_be_cached_by_anyone_and_has_a_tag(
+    http: httpx.AsyncClient, service: Runtime
+) -> None:
+    async with service.engine.begin() as connection:
+        product_id = await seed_product(connection, name="Lamp", price=4200, stock=3)
+    first = await http.get(f"/products/{product_id}")
+    held = await http.get(
+        f"/products/{product_id}", headers={"If-None-Match": first.headers["etag"]}
+    )
+
+    assert first.json() == {"product_id": product_id, "name": "Lamp", "price": 4200, "stock": 3}
+    assert first.headers["cache-control"] == "public, max-age=1, stale-while-revalidate=10"
+    assert held.status_code == 304
 
 
 async def test_unknown_product_is_404_unknown_product(http: httpx.AsyncClient) -> None:
