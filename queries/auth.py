@@ -12,7 +12,6 @@ of a check's cost (docs/measurements.md#token-check). 401 and 403 carry RFC 6750
 
 import base64
 import json
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from fastapi import FastAPI, Request, Security
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from shopflow.contracts.limits import MAX_ENTITY_ID
+from shopflow.contracts.limits import decimal_entity_id
 from shopflow.contracts.topics import COMMAND_ROUTES
 from shopflow.queries.token_keys import ALGORITHMS, TokenKeys
 
@@ -40,7 +39,6 @@ LEEWAY_S = 30
 CACHE_SIZE = 10_000
 MAX_TOKEN_CHARS = 8192
 
-_DECIMAL_USER_ID = re.compile(r"[1-9][0-9]{0,18}")
 _KEY_FIELD_OF_TYPE = {route.type_name: route.key_field for route in COMMAND_ROUTES}
 
 
@@ -105,9 +103,7 @@ class Forbidden(Exception):
 def caller_of(claims: Mapping[str, Any]) -> Caller:
     """The caller of verified claims; Unauthenticated if its scopes are malformed."""
     sub = claims.get("sub")
-    user_id = None
-    if isinstance(sub, str) and _DECIMAL_USER_ID.fullmatch(sub) and int(sub) <= MAX_ENTITY_ID:
-        user_id = int(sub)
+    user_id = decimal_entity_id(sub) if isinstance(sub, str) else None
     scopes: set[str] = set()
     scope = claims.get("scope")
     if scope is not None:

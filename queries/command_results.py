@@ -9,9 +9,10 @@ then looks once more. While the listener is down, waiters look again every
 first look and sends between that look and the sleep, so one look serves as both its
 check before sending and the wait's own.
 
-A look is one prepared `SELECT` by primary key on a small asyncpg pool of the process's
-own: SQLAlchemy's ORM-free path still cost 440-620 µs of CPU a look against about 45 µs
-by bare asyncpg (py-spy under `make bench`'s HTTP writes), and a write looks twice.
+A look is one prepared `SELECT` by primary key on a small bare asyncpg pool
+(`persistence.bare_pool`): SQLAlchemy's ORM-free path still cost 440-620 µs of CPU a
+look against about 45 µs by bare asyncpg (py-spy under `make bench`'s HTTP writes), and a
+write looks twice.
 
 A database that does not answer is waited out too: a look that fails transiently (the
 `transient` rule the composition root gives, the consumers' own) counts as "no result
@@ -26,13 +27,10 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
-import asyncpg
-
-from shopflow.persistence.database import Opener, asyncpg_connect_args
+from shopflow.persistence.bare_pool import BarePool
 from shopflow.persistence.ledger_listener import LedgerListener
 
 FALLBACK_LOOK_S = 1.0
-ACQUIRE_TIMEOUT_S = 5.0  # a pool with no free connection by then: the look failed
 
 _STORED = (
     "SELECT command_type, entity_key, result_json, payload_sha256"
@@ -81,9 +79,12 @@ class CommandResults:
     ) -> None:
         """`database_url`: SQLAlchemy's URL of the role that reads the ledger (and
         listens), on the primary; `pool_size`: the most connections the looks hold at once."""
-        self._opener = Opener(asyncpg_connect_args(database_url), host_timeout_s=connect_timeout_s)
-        self._pool_size = pool_size
-        self._pool: asyncpg.Pool | None = None
+        self._pool = BarePool(
+            database_url,
+            size=pool_size,
+            connect_timeout_s=connect_timeout_s,
+        )
+        self._started = False
         self._transient = transient
         self._waiting: dict[str, set[_Waiter]] = {}
         self._listener = LedgerListener(
@@ -91,42 +92,24 @@ class CommandResults:
         )
 
     async def start(self) -> None:
-        # No connection yet (min_size 0): a database away at start is waited out later,
-        # look by look, as it is at any other time.
-        self._pool = await asyncpg.create_pool(
-            min_size=0,
-            max_size=self._pool_size,
-            reset=_nothing_to_reset,
-            connect=self._connect,
-        )
+        # No connection yet: a database away at start is waited out later, look by look,
+        # as it is at any other time.
+        await self._pool.start()
+        self._started = True
         await self._listener.start()
-
-    async def _connect(self, *_: object, **__: object) -> asyncpg.Connection:
-        """The pool's connections, opened as every other pool's (`persistence.database.
-        Opener`); the pool's own arguments are its defaults."""
-        return await self._opener.open()
 
     async def stop(self) -> None:
         await self._listener.stop()
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        await self._pool.stop()
+        self._started = False
 
     async def wait_listening(self, timeout_s: float) -> bool:
         return await self._listener.wait_listening(timeout_s)
 
     async def stored(self, command_id: str) -> StoredResult | None:
-        if self._pool is None:
+        if not self._started:
             raise RuntimeError("CommandResults.start() first")
-        async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as connection:
-            try:
-                row = await connection.fetchrow(_STORED, command_id)
-            except BaseException:
-                # Not back into the pool as it is (there is no reset to find out): a look
-                # cut off by a server shutting down, or cancelled, can leave the
-                # connection mid-operation, and the next look on it would fail for that.
-                connection.terminate()
-                raise
+        row = await self._pool.fetchrow(_STORED, command_id)
         if row is None:
             return None
         return StoredResult(row[0], row[1], row[2], bytes(row[3]))
@@ -180,13 +163,6 @@ class CommandResults:
     @property
     def _listening(self) -> bool:
         return self._listener.listening
-
-
-async def _nothing_to_reset(_: asyncpg.Connection) -> None:
-    """A look leaves no session state behind (one SELECT outside a transaction), so a
-    connection goes back to the pool as it is: asyncpg's default reset is a round trip of
-    its own (RESET ALL, UNLISTEN, ...) on every release, 9% of serve's CPU under load. A
-    look that fails does not give its connection back (`stored`)."""
 
 
 class Watch:

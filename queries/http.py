@@ -27,7 +27,6 @@ from shopflow.contracts.limits import (
     MAX_MESSAGE_BYTES,
 )
 from shopflow.domain.clock import Clock, utc_now
-from shopflow.domain.top_products import TOP_LIMIT
 from shopflow.queries.answers import (
     CartAnswer,
     CommandAnswer,
@@ -45,6 +44,7 @@ from shopflow.queries.auth import (
     Authenticator,
     Caller,
     Forbidden,
+    TokenVerifier,
     answer_auth_errors,
     may_read_metrics,
     may_read_user,
@@ -54,18 +54,11 @@ from shopflow.queries.body_limit import limit_bodies
 from shopflow.queries.command_results import CommandResults
 from shopflow.queries.health import HealthCheck, health_routes
 from shopflow.queries.history import PAGE_DEFAULT, PAGE_MAX, Unknown
-from shopflow.queries.http_caching import (
-    PRIVATE,
-    PRODUCT_CACHE_CONTROL,
-    TOP_CACHE_CONTROL,
-    cacheable,
-    tagged,
-)
+from shopflow.queries.hot_reads import HotReads
+from shopflow.queries.http_caching import PRIVATE, tagged
 from shopflow.queries.read_model import ReadModel
-from shopflow.queries.top_first import TopFirst
-from shopflow.queries.top_products import TopAnswer, TopProducts
-
-TOP_PRODUCTS_LIMIT = TOP_LIMIT
+from shopflow.queries.read_pages import NotFound, ReadPages, not_found_answer
+from shopflow.queries.top_products import TopProducts
 
 EntityIdPath = Annotated[int, Path(ge=1, le=MAX_ENTITY_ID)]
 T = TypeVar("T")
@@ -119,12 +112,6 @@ class AsyncApiPages:
     page_html: Callable[[], str]
 
 
-class NotFound(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-
-
 _NOT_FOUND_DETAIL = {
     Unknown.USER: "no such user is registered",
     Unknown.ORDER: "the user has no order of that id",
@@ -138,14 +125,14 @@ def _found(answer: T | Unknown) -> T:
 
 
 class ReadSideApp(FastAPI):
-    """FastAPI, with GET /products/top answered outermost when `top_first` is set
-    (`queries.top_first`)."""
+    """FastAPI, with the hottest GETs' plain case answered outermost when `hot_reads` is
+    set (`queries.hot_reads`)."""
 
-    top_first: TopProducts | None = None
+    hot_reads: tuple[ReadPages, TokenVerifier] | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
-        return stack if self.top_first is None else TopFirst(stack, self.top_first)
+        return stack if self.hot_reads is None else HotReads(stack, *self.hot_reads)
 
 
 def create_http_app(
@@ -214,13 +201,14 @@ def create_http_app(
 
     answer_auth_errors(app)
     limit_bodies(app, MAX_MESSAGE_BYTES)
+    pages = ReadPages(read_model, top_products, clock)
     # Traced, every request goes through FastAPI, which makes its span.
-    if top_products is not None and tracer_provider is None:
-        app.top_first = top_products
+    if tracer_provider is None:
+        app.hot_reads = (pages, authenticator.verifier)
 
     @app.exception_handler(NotFound)
-    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return JSONResponse({"error": exc.reason, "detail": exc.detail}, status_code=404)
+    async def not_found(_: Request, exc: NotFound) -> Response:
+        return not_found_answer(exc)
 
     # FastAPI's and Starlette's own refusals (a body that is not UTF-8: 400; no such path:
     # 404; a method the path does not have: 405) in the contract's error shape too, not
@@ -241,10 +229,7 @@ def create_http_app(
 
     @app.get("/users/{user_id}/points", response_model=PointsAnswer, responses=TAGGED_PRIVATE)
     async def points(request: Request, user_id: int = readable_user_id) -> Response:
-        balance = await read_model.balance(user_id)
-        if balance is None:
-            raise NotFound("unknown_user", f"user {user_id} is not registered")
-        return tagged(request, PointsAnswer(user_id=user_id, balance=balance), PRIVATE)
+        return await pages.points(request, user_id)
 
     @app.get("/users/{user_id}/cart", response_model=CartAnswer, responses=TAGGED_PRIVATE)
     async def cart(request: Request, user_id: int = readable_user_id) -> Response:
@@ -323,20 +308,11 @@ def create_http_app(
     # otherwise be parsed as a product id (and answered 422).
     @app.get("/products/top", response_model=TopProductsAnswer, responses=NOT_MODIFIED)
     async def top_products_route(request: Request) -> Response:
-        # Its JSON made once per computation (`TopAnswer`), not per request.
-        if top_products is not None:
-            answer = await top_products.answer()
-        else:
-            ranked = await read_model.top_products(clock(), limit=TOP_PRODUCTS_LIMIT)
-            answer = TopAnswer.of(ranked, "postgresql")
-        return cacheable(request, answer.body, answer.etag, TOP_CACHE_CONTROL)
+        return await pages.top(request)
 
     @app.get("/products/{product_id}", response_model=ProductAnswer, responses=NOT_MODIFIED)
     async def product(request: Request, product_id: EntityIdPath) -> Response:
-        answer = await read_model.product(product_id)
-        if answer is None:
-            raise NotFound("unknown_product", f"product {product_id} does not exist")
-        return tagged(request, answer, PRODUCT_CACHE_CONTROL)
+        return await pages.product(request, product_id)
 
     app.include_router(health)
     if command_routes is not None:  # the writes (shopflow.gateway): guarded like the rest

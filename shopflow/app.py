@@ -26,6 +26,7 @@ from shopflow.kafka_access import SERVICE, gateway_connection, kafka_connection
 from shopflow.kafka_admin import StartRefused, check_session_timeout, check_topics
 from shopflow.local_credentials import TOKEN_PUBLIC_KEY_FILE
 from shopflow.ops.access import missing_rights
+from shopflow.persistence.bare_pool import BarePool
 from shopflow.persistence.database import create_engine, on_primary
 from shopflow.persistence.migrate import migrate
 from shopflow.producers.client import ShopflowClient
@@ -158,6 +159,13 @@ def create_app(
         pool_size=settings.db_pool_size,
         connect_timeout_s=settings.db_connect_timeout_s,
     )
+    # A product and a balance, the hottest reads, on a bare asyncpg pool of the same role
+    # and URL (`persistence.bare_pool`).
+    hot_reads = BarePool(
+        settings.query_database_url,
+        size=settings.db_pool_size,
+        connect_timeout_s=settings.db_connect_timeout_s,
+    )
     # GET /commands/...: the ledger read as the read-only role, and its announcements
     # heard on one connection of that role (LISTEN needs no privilege), on the primary
     # (a standby may lag behind an announcement, and cannot LISTEN).
@@ -214,13 +222,14 @@ def create_app(
                 yield
         finally:
             await authenticator.stop()
+            await read_model.close()
             await query_engine.dispose()
 
     async def query_database_ready() -> None:
         async with query_engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
-    read_model = ReadModel(query_engine)
+    read_model = ReadModel(query_engine, hot_reads)
     app = create_http_app(
         read_model,
         {

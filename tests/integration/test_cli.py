@@ -176,6 +176,7 @@ async def test_demo_data_twice_applies_everything_once(service: Runtime) -> None
         product = await read_model.product(product_id)
         assert product is not None
         assert (product.name, product.price, product.stock) == (name, price, stock)
+    await read_model.close()
     for user_id, _ in DEMO_USERS:
         assert await balance_of(service.engine, user_id) == DEMO_CHARGE
 

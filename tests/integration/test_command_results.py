@@ -58,8 +58,9 @@ async def results(service: Runtime) -> AsyncIterator[CountingResults]:
 async def http(
     service: Runtime, signer: SigningKey, results: CountingResults
 ) -> AsyncIterator[httpx.AsyncClient]:
+    read_model = ReadModel(service.engine)
     app = create_http_app(
-        ReadModel(service.engine),
+        read_model,
         {"postgresql": _ok},
         authenticator=accepting(signer),
         command_results=results,
@@ -69,6 +70,7 @@ async def http(
         transport=httpx.ASGITransport(app=app), base_url="http://shopflow", headers=headers
     ) as client:
         yield client
+    await read_model.close()
 
 
 async def _stored_json(engine: AsyncEngine, command_id: str) -> str:

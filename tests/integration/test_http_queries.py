@@ -34,8 +34,9 @@ def signer() -> SigningKey:
 
 @pytest.fixture
 async def http(service: Runtime, signer: SigningKey) -> AsyncIterator[httpx.AsyncClient]:
+    read_model = ReadModel(service.engine)
     app = create_http_app(
-        ReadModel(service.engine),
+        read_model,
         {"postgresql": _ok, "redis": _ok},
         authenticator=accepting(signer),
     )
@@ -45,6 +46,7 @@ async def http(service: Runtime, signer: SigningKey) -> AsyncIterator[httpx.Asyn
         transport=transport, base_url="http://shopflow", headers=headers
     ) as client:
         yield client
+    await read_model.close()
 
 
 async def test_points_of_a_user_after_a_charge(

@@ -39,13 +39,15 @@ async def http_at(engine: AsyncEngine, now: datetime) -> AsyncIterator[httpx.Asy
     """The read side at `now`, asked by a service that may read every user (tokens are
     tests/unit/test_http_auth.py's concern)."""
     signer = ec_key()
-    app = create_http_app(ReadModel(engine), {}, clock=lambda: now, authenticator=accepting(signer))
+    read_model = ReadModel(engine)
+    app = create_http_app(read_model, {}, clock=lambda: now, authenticator=accepting(signer))
     transport = httpx.ASGITransport(app=app)
     headers = bearer(signer.token(sub=None, scope=SCOPE_READ))
     async with httpx.AsyncClient(
         transport=transport, base_url="http://shopflow", headers=headers
     ) as client:
         yield client
+    await read_model.close()
 
 
 async def test_a_cart_with_lines_shows_names_unit_prices_and_the_total(service: Runtime) -> None:

@@ -66,7 +66,9 @@ async def test_upsert_creates_then_renames_reprices_and_adds_stock(
     assert created.stock == 5
     assert isinstance(updated, ProductUpserted)
     assert (updated.name, updated.price, updated.stock) == ("Big mug", 1200, 8)
-    view = await ReadModel(engine).product(product_id)
+    read_model = ReadModel(engine)
+    view = await read_model.product(product_id)
+    await read_model.close()
     assert view is not None
     assert (view.name, view.price, view.stock) == ("Big mug", 1200, 8)
 

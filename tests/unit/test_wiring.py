@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from shopflow.app import create_app
 from shopflow.cli.processes import _tune_garbage_collector
 from shopflow.kafka_access import kafka_connection
+from shopflow.queries.hot_reads import HotReads
 from shopflow.queries.http import ReadSideApp
-from shopflow.queries.top_first import TopFirst
 from shopflow.runtime import build_broker
 from shopflow.settings import Settings
 from tests.support.fakes import unit_settings
@@ -24,9 +24,9 @@ def test_the_http_app_with_its_consumers_builds_before_the_loop_runs(tmp_path: P
 
     assert isinstance(app, FastAPI)
     assert any(getattr(route, "path", None) == "/products/top" for route in app.routes)
-    # Untraced, GET /products/top is answered in front of the middleware.
+    # Untraced, the hottest GETs are answered in front of the middleware.
     assert isinstance(app, ReadSideApp)
-    assert isinstance(app.build_middleware_stack(), TopFirst)
+    assert isinstance(app.build_middleware_stack(), HotReads)
 
 
 def test_a_process_collects_young_objects_as_configured_with_what_it_holds_frozen() -> None:
