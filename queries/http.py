@@ -17,8 +17,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from opentelemetry.trace import TracerProvider
+from prometheus_client import Counter
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shopflow.contracts.limits import (
     COMMAND_ID_PATTERN,
@@ -124,15 +125,27 @@ def _found(answer: T | Unknown) -> T:
     return answer
 
 
+# Per process: with several serve processes on one port, each is scraped on its own
+# (SHOPFLOW_HTTP_PROCESS_PORT), and these say how the kernel spread the requests.
+HTTP_REQUESTS = Counter(
+    "shopflow_http_requests_total", "HTTP requests that reached this serve process."
+)
+
+
 class ReadSideApp(FastAPI):
-    """FastAPI, with the hottest GETs' plain case answered outermost when `hot_reads` is
-    set (`queries.hot_reads`)."""
+    """FastAPI, counting its requests (`HTTP_REQUESTS`), with the hottest GETs' plain
+    case answered outermost when `hot_reads` is set (`queries.hot_reads`)."""
 
     hot_reads: tuple[ReadPages, TokenVerifier] | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
         return stack if self.hot_reads is None else HotReads(stack, *self.hot_reads)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            HTTP_REQUESTS.inc()
+        await super().__call__(scope, receive, send)
 
 
 def create_http_app(

@@ -176,7 +176,19 @@ class Settings(BaseSettings):
         "health port too.",
     )
     http_port: int = Field(
-        default=8000, description="The port of `shopflow serve`: its queries, health and metrics."
+        default=8000,
+        description="The port of `shopflow serve`: its queries, health and metrics. Several "
+        "serve processes on one machine may listen on it together (SO_REUSEPORT; only "
+        "processes of the same user can), the kernel spreading connections across them.",
+    )
+    http_process_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="A port of this `shopflow serve` process alone, beside SHOPFLOW_HTTP_PORT "
+        "(the same app, on SHOPFLOW_HTTP_HOST): with several processes sharing "
+        "SHOPFLOW_HTTP_PORT, a GET /metrics there reaches whichever process the kernel "
+        "picks, so each is scraped, and its health asked, on a port of its own. 0: none.",
     )
     http_keep_alive_s: int = Field(
         default=75,

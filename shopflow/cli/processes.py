@@ -5,6 +5,7 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -88,8 +89,34 @@ def serve(
         # loggers; without it they propagate to the root handler (shopflow.logs).
         log_config=None,
     )
+    sockets = [_listening(settings.http_host, settings.http_port, shared=True)]
+    if settings.http_process_port:
+        sockets.append(_listening(settings.http_host, settings.http_process_port, shared=False))
     _tune_garbage_collector(settings)
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=sockets)
+
+
+def _listening(host: str, port: int, *, shared: bool) -> socket.socket:
+    """A listening socket on (host, port); `shared`: SO_REUSEPORT, so that several serve
+    processes take SHOPFLOW_HTTP_PORT together and the kernel spreads new connections
+    across them (by a hash of each connection's addresses). Linux lets only sockets of
+    the same user share a port, so no other user's process can take a share of it. A port
+    taken by anything else refuses the start, as uvicorn's own bind would."""
+    family, kind, protocol, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    listening = socket.socket(family, kind, protocol)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        listening.bind(address)
+    except OSError as error:
+        listening.close()
+        typer.echo(f"shopflow refuses to start: cannot listen on {host}:{port}: {error}", err=True)
+        raise typer.Exit(1) from None
+    listening.set_inheritable(True)
+    return listening
 
 
 # A stop may take the graceful timeout (a batch in flight) and then some (the consumers

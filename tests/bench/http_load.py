@@ -64,6 +64,7 @@ class EndpointLoad:
     max_ms: float
     serve_cpu_us_per_request: float  # utime + stime of `shopflow serve`
     client_cpu_us_per_request: float  # wrk's own
+    machine_busy_cores: float = 0.0  # every process's, the database's too
 
     def line(self) -> str:
         return (
@@ -71,7 +72,8 @@ class EndpointLoad:
             f"{self.connections} connections: {self.requests_per_second:,.0f} requests/s, "
             f"p50 {self.p50_ms:.2f} ms, p99 {self.p99_ms:.2f} ms, max {self.max_ms:.2f} ms; "
             f"serve {self.serve_cpu_us_per_request:,.0f} µs CPU a request, "
-            f"wrk {self.client_cpu_us_per_request:,.0f} µs"
+            f"wrk {self.client_cpu_us_per_request:,.0f} µs; the machine "
+            f"{self.machine_busy_cores:.2f} cores busy"
         )
 
 
@@ -182,6 +184,14 @@ def parse_report(output: str) -> WrkReport:
     )
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, all) clock ticks of every core since boot, from /proc/stat's `cpu` line
+    (idle and iowait are not busy)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
 def cpu_ticks(pid: int) -> int:
     """utime + stime of `pid` (every thread of it), in clock ticks."""
     stat = Path(f"/proc/{pid}/stat").read_text()
@@ -227,19 +237,21 @@ class Loaded:
     report: WrkReport
     serve_cpu_us_per_request: float
     client_cpu_us_per_request: float
+    machine_busy_cores: float  # of all the machine's cores, over the measured run
 
 
 async def load(
     wrk: str,
     script_text: str,
     base_url: str,
-    server_pid: int,
+    server_pids: int | Sequence[int],
     connections: int,
     seconds: int,
     script_args: tuple[Sequence[str], Sequence[str]] = ((), ()),
 ) -> Loaded:
     """`script_text` run by wrk unrecorded for WARM_UP_S, then for `seconds`, measured
-    (`script_args`: the script's arguments in each of the two runs). Checks no answer."""
+    (`script_args`: the script's arguments in each of the two runs); the server's CPU is
+    the sum of its processes' (`server_pids`). Checks no answer."""
     if seconds < 1 or connections < THREADS:
         raise ValueError(f"{seconds} s, {connections} connections")
     tick_us = 1_000_000 / os.sysconf("SC_CLK_TCK")
@@ -248,11 +260,14 @@ async def load(
         script = Path(folder) / "requests.lua"
         script.write_text(script_text)
         warm = await _wrk(wrk, script, base_url, connections, WARM_UP_S, warm_args)
-        server_before = cpu_ticks(server_pid)
+        pids = [server_pids] if isinstance(server_pids, int) else list(server_pids)
+        server_before = sum(map(cpu_ticks, pids))
+        machine_before = machine_ticks()
         client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         output = await _wrk(wrk, script, base_url, connections, seconds, measured_args)
         client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        server_after = cpu_ticks(server_pid)
+        server_after = sum(map(cpu_ticks, pids))
+        machine_after = machine_ticks()
     report = parse_report(output)
     requests = max(report.requests, 1)
     client_s = (client_after.ru_utime + client_after.ru_stime) - (
@@ -264,15 +279,26 @@ async def load(
         report,
         (server_after - server_before) * tick_us / requests,
         client_s * 1_000_000 / requests,
+        _busy_cores(machine_before, machine_after),
     )
 
 
+def _busy_cores(before: tuple[int, int], after: tuple[int, int]) -> float:
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return (os.cpu_count() or 1) * busy / max(total, 1)
+
+
 async def measure(
-    wrk: str, target: Target, base_url: str, server_pid: int, connections: int, seconds: int
+    wrk: str,
+    target: Target,
+    base_url: str,
+    server_pids: int | Sequence[int],
+    connections: int,
+    seconds: int,
 ) -> EndpointLoad:
     """`target` loaded for `seconds` (whole, after the warm-up) by `connections`
-    keep-alive connections; what the server at `server_pid` spent on it."""
-    loaded = await load(wrk, lua_script(target), base_url, server_pid, connections, seconds)
+    keep-alive connections; what the server's processes (`server_pids`) spent on it."""
+    loaded = await load(wrk, lua_script(target), base_url, server_pids, connections, seconds)
     report, output = loaded.report, loaded.output
     if report.not_2xx_3xx or report.socket_errors:
         raise AssertionError(f"{target.endpoint}: errors under load\n{output}")
@@ -290,6 +316,7 @@ async def measure(
         max_ms=report.max_ms,
         serve_cpu_us_per_request=loaded.serve_cpu_us_per_request,
         client_cpu_us_per_request=loaded.client_cpu_us_per_request,
+        machine_busy_cores=loaded.machine_busy_cores,
     )
 
 

@@ -52,8 +52,18 @@ BENCH_SERVICE_LOG=info to see more.
    products and `SELECT`), and B-const, `GET /products/top` answering the bytes serve
    answered, held as a constant. shopflow's product, points and top reads are printed as
    ratios of them (requests/s and CPU a request).
+6. Open loop: the product and the balance reads of serve (before it stops), and B-db's
+   product read, offered 1,000 requests/s each (`OPEN_LOOP_RATE`, 10 s by default) by
+   `tests.bench.open_loop_http` (pre-built requests, each timed from its intended send
+   time, so a slow server cannot hide its queueing): p50, p99, max, and the client's CPU
+   a request. Every answer must be 200.
+7. Scaled out (`tests.bench.serve_processes`), between serve's loads and the
+   baselines': two serve processes on one port (SO_REUSEPORT), each with half of
+   SHOPFLOW_DB_POOL_SIZE, under the product read's wrk load; requests/s as a multiple
+   of one process's, and the requests each process took (its own counter, read on its
+   own port).
 
-This is a closed loop: a connection waits for its answer before sending the next
+Steps 4 and 5 are a closed loop: a connection waits for its answer before sending the next
 request, so at saturation the latency is the queueing at fixed concurrency (about
 connections / rate by Little's law), not an open-loop latency at a given arrival rate.
 wrk runs on the same (2-core) machine as the server, PostgreSQL and Redis, but spends a
@@ -86,13 +96,16 @@ from shopflow.kafka_access import SERVICE, kafka_connection
 from shopflow.persistence.database import create_engine
 from shopflow.persistence.migrate import migrate
 from shopflow.persistence.sales_view import SalesView
+from shopflow.queries.auth import SCOPE_METRICS
 from shopflow.queries.history import PAGE_DEFAULT
 from shopflow.settings import Settings
 from shopflow.tokens import local_signing_key, sign_token
-from tests.bench import http_load
+from tests.bench import http_load, open_loop_http, serve_processes
 from tests.bench.drain import seed
 from tests.bench.http_load import EndpointLoad, Target
+from tests.bench.latency import Latency
 from tests.bench.order_books import SeededOrder, seed_orders
+from tests.bench.serve_processes import ScaleOut
 from tests.support.ports import free_port
 from tests.support.scratch import (
     admin_redis_url,
@@ -115,6 +128,8 @@ CHECKED_ANSWERS = 20  # per endpoint of the three with no pages, before the load
 POLL_S = 0.02
 START_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 10.0
+OPEN_LOOP_RATE = 1_000  # requests/s offered to each hot read, open loop
+OPEN_LOOP_READS = ("/products/{id}", "/users/{id}/points")
 BASELINE_DB = "B-db /products/{id}"
 BASELINE_CONST = "B-const /products/top"
 # Which baseline each of shopflow's reads is held against.
@@ -123,6 +138,22 @@ BASELINE_OF = {
     "/users/{id}/points": BASELINE_DB,
     "/products/top": BASELINE_CONST,
 }
+
+
+@dataclass(frozen=True)
+class OpenLoopRead:
+    """One read offered OPEN_LOOP_RATE requests/s by `tests.bench.open_loop_http`, each
+    timed from its intended send time."""
+
+    endpoint: str
+    latency: Latency
+    client_cpu_us_per_request: float
+
+    def line(self) -> str:
+        return (
+            self.latency.line(f"GET {self.endpoint}, open loop")
+            + f"; the client's CPU {self.client_cpu_us_per_request:,.0f} µs a request"
+        )
 
 
 @dataclass(frozen=True)
@@ -135,6 +166,9 @@ class HttpQueries:
     # The same loads on bare apps (`tests.bench.baseline_apps`), in the same run:
     # "B-db /products/{id}" and "B-const /products/top".
     baselines: list[EndpointLoad] = field(default_factory=list)
+    # OPEN_LOOP_RATE offered to the hot reads and to B-db, open loop.
+    open_loops: list[OpenLoopRead] = field(default_factory=list)
+    scale_out: ScaleOut | None = None  # two serve processes on one port
 
     def ratios(self) -> list[str]:
         """shopflow's reads against the baselines: requests/s as a share of the
@@ -152,6 +186,31 @@ class HttpQueries:
                 f"a request; p99 {ours.p99_ms:.2f} ms against {base.p99_ms:.2f} ms"
             )
         return lines
+
+
+async def _open_loop(port: int, target: Target, seconds: float) -> OpenLoopRead:
+    """`target`'s requests, in turn, at OPEN_LOOP_RATE for `seconds`; every one must be
+    answered 200."""
+    host = f"127.0.0.1:{port}"
+    built = [open_loop_http.get(host, path, _bearer(token)) for path, token in target.requests]
+    count = int(OPEN_LOOP_RATE * seconds)
+    requests = [built[i % len(built)] for i in range(count)]
+    measured = await open_loop_http.run("127.0.0.1", port, requests, OPEN_LOOP_RATE)
+    assert measured.statuses == {200: count}, f"{target.endpoint}: {measured.statuses}"
+    read = OpenLoopRead(target.endpoint, measured.latency, measured.client_cpu_us_per_request)
+    print(read.line(), flush=True)
+    return read
+
+
+def _metrics_token(settings: Settings) -> str:
+    """A token that may read /metrics, as a scraper holds one."""
+    return sign_token(
+        local_signing_key(settings),
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+        scopes=[SCOPE_METRICS],
+        subject="bench-scraper",
+    )
 
 
 def _events(count: int, run_id: str, now: datetime) -> list[OrderPlaced]:
@@ -360,6 +419,7 @@ async def run(
     seconds: int = 5,
     connections: int = 32,
     history_users: int = HISTORY_USERS,
+    open_loop_seconds: float = 10.0,
 ) -> HttpQueries:
     if events < 1 or seconds < 1 or connections < 1 or history_users < 1:
         raise ValueError(
@@ -491,9 +551,26 @@ async def run(
             load = await http_load.measure(wrk, target, base_url, server.pid, connections, seconds)
             print(load.line(), flush=True)
             loads.append(load)
+        hot = [t for t in targets if t.endpoint in OPEN_LOOP_READS]
+        open_loops = [await _open_loop(port, target, open_loop_seconds) for target in hot]
         await stop(server)  # idle, but out of the baselines' way
-        baselines = []
         product_target = next(t for t in targets if t.endpoint == "/products/{id}")
+        scale_out = await serve_processes.measure(
+            wrk,
+            product_target,
+            env,
+            processes=2,
+            pool_size=settings.db_pool_size,
+            single=next(load for load in loads if load.endpoint == "/products/{id}"),
+            metrics_token=_metrics_token(settings),
+            connections=connections,
+            seconds=seconds,
+            launch=lambda process_env: launch("serve", process_env, "--no-consume"),
+            stop=stop,
+            ready=until_answering,
+        )
+        print(scale_out.line(), flush=True)
+        baselines = []
         for kind, name, target, options in (
             ("db", BASELINE_DB, product_target, ()),
             ("const", BASELINE_CONST, targets[0], ("--body", top_body.decode())),
@@ -509,9 +586,18 @@ async def run(
             )
             print(load.line().replace("serve ", "the baseline "), flush=True)
             baselines.append(load)
+            if kind == "db":
+                open_loops.append(await _open_loop(port, named, open_loop_seconds))
             await stop(baseline)
         result = HttpQueries(
-            rate, http_load.wrk_version(wrk), connections, seconds, loads, baselines
+            rate,
+            http_load.wrk_version(wrk),
+            connections,
+            seconds,
+            loads,
+            baselines,
+            open_loops,
+            scale_out,
         )
         for line in result.ratios():
             print(line, flush=True)
@@ -565,10 +651,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="per endpoint (whole seconds)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--history-users", type=int, default=HISTORY_USERS)
+    parser.add_argument(
+        "--open-loop-seconds", type=float, default=10.0, help=f"at {OPEN_LOOP_RATE}/s, each"
+    )
     parser.add_argument("--json", action="store_true", help="also print the result as JSON")
     args = parser.parse_args()
     # Each figure is printed as it is measured.
-    result = asyncio.run(run(args.events, args.seconds, args.connections, args.history_users))
+    result = asyncio.run(
+        run(args.events, args.seconds, args.connections, args.history_users, args.open_loop_seconds)
+    )
     if args.json:
         print(json.dumps(asdict(result)))
 

@@ -142,7 +142,9 @@ async def run(smoke: bool) -> dict[str, Any]:
     rates = [100] if smoke else [500, int(charges.per_second / 2)]
     latencies = await latency.run(rates, 2.0 if smoke else 15.0)
     http = await (
-        http_queries.run(events=300, seconds=1, history_users=10) if smoke else http_queries.run()
+        http_queries.run(events=300, seconds=1, history_users=10, open_loop_seconds=1)
+        if smoke
+        else http_queries.run()
     )
     writes = await (
         # 8 connections, not 64: on a starved machine 64 requests at once can all take
@@ -236,6 +238,7 @@ def table(result: dict[str, Any]) -> str:
             f"{e['requests_per_second']:,.0f}/s, {e['p50_ms']:.2f} / {e['p99_ms']:.2f} ms"
             f"{aim}, {e['serve_cpu_us_per_request']:,.0f} µs | {beside} |"
         )
+    rows += _open_loop_rows(h)
     rows += _write_rows(result["http_writes"])
     m = result["machine"]
     rows.append("")
@@ -244,6 +247,43 @@ def table(result: dict[str, Any]) -> str:
         f"{m['commit']}, {result['at']}; {result['seconds']:.0f} s in all."
     )
     return "\n".join(rows)
+
+
+def _open_loop_rows(h: dict[str, Any]) -> list[str]:
+    """The hot reads open loop beside B-db's, and two serve processes beside one."""
+    rows = []
+    loops = {o["endpoint"]: o for o in h.get("open_loops", [])}
+    base = loops.get(http_queries.BASELINE_DB)
+    for endpoint, o in loops.items():
+        if endpoint == http_queries.BASELINE_DB:
+            continue
+        lat = o["latency"]
+        beside = f"client's CPU {o['client_cpu_us_per_request']:,.0f} µs a request"
+        if base is not None:
+            b = base["latency"]
+            beside = (
+                f"B-db {b['p50_ms']:.1f} / {b['p99_ms']:.1f} / {b['max_ms']:.1f} ms; p99 "
+                f"{lat['p99_ms'] / b['p99_ms']:.2f}x B-db's (target 1.5x); {beside}"
+            )
+        rows.append(
+            f"| open-loop `GET {endpoint}` at {lat['rate']:,}/s (p50 / p99 / max) | "
+            f"{lat['p50_ms']:.1f} / {lat['p99_ms']:.1f} / {lat['max_ms']:.1f} ms "
+            f"(target p99 5 ms) | {beside} |"
+        )
+    s = h.get("scale_out")
+    if s is not None:
+        load = s["load"]
+        spread = " / ".join(f"{n:,}" for n in s["requests_per_process"])
+        rows.append(
+            f"| `GET {load['endpoint']}`, {s['processes']} serve processes on one port "
+            f"(pools of {s['pool_size_per_process']}), wrk, {load['connections']} connections "
+            f"| {load['requests_per_second']:,.0f}/s = "
+            f"{load['requests_per_second'] / s['single_requests_per_second']:.2f}x one "
+            f"process (target 1.6x), {load['serve_cpu_us_per_request']:,.0f} µs a request "
+            f"| requests per process {spread}; the machine "
+            f"{load['machine_busy_cores']:.2f} cores busy |"
+        )
+    return rows
 
 
 def _write_rows(w: dict[str, Any]) -> list[str]:
