@@ -28,7 +28,7 @@ from shopflow.worker_http import serving_worker_http
 app = typer.Typer()  # merged into `shopflow` (shopflow/cli/__init__.py)
 
 
-def _tune_garbage_collector(settings: Settings) -> None:
+def tune_garbage_collector(settings: Settings) -> None:
     """A long-running process's collector: what is there now (modules, the runtime) is
     frozen out of collections, and young objects are collected less often
     (`SHOPFLOW_GC_THRESHOLD`). Reference counting frees nearly everything a batch makes;
@@ -92,7 +92,7 @@ def serve(
     sockets = [_listening(settings.http_host, settings.http_port, shared=True)]
     if settings.http_process_port:
         sockets.append(_listening(settings.http_host, settings.http_process_port, shared=False))
-    _tune_garbage_collector(settings)
+    tune_garbage_collector(settings)
     uvicorn.Server(config).run(sockets=sockets)
 
 
@@ -145,7 +145,7 @@ def worker(log_level: LogLevel = "info") -> None:
         # graceful stop can still be scraped.
         async with serving_worker_http(runtime) as address:
             await runtime.start()
-            _tune_garbage_collector(settings)
+            tune_garbage_collector(settings)
             logging.getLogger("shopflow").info(
                 "worker started; consuming from %s; metrics and health on %s",
                 settings.kafka_bootstrap,

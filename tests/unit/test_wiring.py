@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from shopflow.app import create_app
-from shopflow.cli.processes import _tune_garbage_collector
+from shopflow.cli.processes import tune_garbage_collector
 from shopflow.kafka_access import kafka_connection
 from shopflow.queries.hot_reads import HotReads
 from shopflow.queries.http import ReadSideApp
@@ -32,7 +32,7 @@ def test_the_http_app_with_its_consumers_builds_before_the_loop_runs(tmp_path: P
 def test_a_process_collects_young_objects_as_configured_with_what_it_holds_frozen() -> None:
     before = gc.get_threshold()
     try:
-        _tune_garbage_collector(Settings(gc_threshold=12_345))
+        tune_garbage_collector(Settings(gc_threshold=12_345))
         assert gc.get_threshold() == (12_345, before[1], before[2])
         assert gc.get_freeze_count() > 0
     finally:
