@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, printed as a table and written as JSON.
 
-    .venv/bin/python -m tests.bench.suite                       # the full run, ~10 min
+    .venv/bin/python -m tests.bench.suite                       # the full run, ~8 min
     .venv/bin/python -m tests.bench.suite --smoke --out /tmp/b  # a few hundred commands
 
 In one run, so that the ratios hold on a noisy machine:
@@ -20,7 +20,11 @@ In one run, so that the ratios hold on a noisy machine:
   and a user's history (with the token): /users/{id}/orders and
   /users/{id}/points/transactions, a random full page of 20 of 50 users with 60 orders
   each, and /users/{id}/orders/{order_id} (`tests.bench.http_queries`, whose answers are
-  checked first, and `tests.bench.http_load`, which installs wrk when missing);
+  checked first, and `tests.bench.http_load`, which installs wrk when missing); the
+  product and the balance offered 1,000 requests/s open loop (`tests.bench.open_loop_http`);
+  two serve processes on one port against one (`tests.bench.serve_processes`); and the
+  baselines, bare apps doing the same reads (`tests.bench.baseline_apps`), the product's
+  also open loop;
 - commands over HTTP through one `shopflow serve --no-consume` to one worker
   (`tests.bench.http_writes`): ChargePoints and two-line PlaceOrder requests/s under wrk
   (64 connections, a fresh `Idempotency-Key` a request, every answer 200/201 and the
@@ -31,8 +35,8 @@ In one run, so that the ratios hold on a noisy machine:
 
 The JSON goes to `<out>/bench-<UTC time>.json` (`benchmarks/results` by default), with
 the machine and the commit it ran on. The smoke variant (`--smoke`, in `make test`)
-runs every part with a few hundred commands (and wrk for 1 s an endpoint, 10 history
-users; the HTTP writes 1 s each under wrk's 8 connections and 2 s at 100/s), so that
+runs every part with a few hundred commands (and wrk for 1 s an endpoint, 1 s open loop,
+10 history users; the HTTP writes 1 s each under wrk's 8 connections and 2 s at 100/s), so that
 none of them can rot; its figures mean nothing.
 """
 
