@@ -7,6 +7,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from faststream.kafka import KafkaBroker
@@ -156,6 +157,18 @@ def register_command_consumers(
             )
 
 
+class Consumers(StrEnum):
+    """Which consumers a consuming process runs. `all` by default; a worker may run the
+    command consumers alone and another the sales aggregator alone, so that the
+    aggregator's share of an order (about 15 % of a worker's order drain, measured:
+    docs/measurements.md#order-path) is taken on a core of its own, and each part scales
+    by its own topics' partitions."""
+
+    ALL = "all"
+    COMMANDS = "commands"  # one consumer group per command topic
+    SALES = "sales"  # the top-products aggregator on the orders' result topic
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -176,12 +189,14 @@ class Runtime:
         settings: Settings,
         *,
         consume: bool = True,
+        consumers: Consumers = Consumers.ALL,
         clock: Clock = utc_now,
         payment_gateway: GatewayFactory = PointsPaymentGateway,
         after_apply: Callable[[], Awaitable[None]] | None = None,
         tracer_provider: TracerProvider | None = None,
     ) -> "Runtime":
-        """The runtime of `settings`; with `tracer_provider`, traced (shopflow.tracing)."""
+        """The runtime of `settings`; with `consume`, running `consumers`; with
+        `tracer_provider`, traced (shopflow.tracing)."""
         # Workers run on uvloop (shopflow.cli), `serve` too (uvicorn picks it): without
         # this, a broker restart could leave a consumer without its group coordinator for
         # good (shopflow.aiokafka_on_uvloop).
@@ -201,7 +216,7 @@ class Runtime:
         limits = DeadLetterLimits()
         sink = None
         in_flight = InFlight()
-        if consume:
+        if consume and consumers != Consumers.SALES:
             sink = KafkaMessageSink(
                 kafka,
                 topics,
@@ -219,6 +234,7 @@ class Runtime:
                 in_flight=in_flight,
                 tracer_provider=tracer_provider,
             )
+        if consume and consumers != Consumers.COMMANDS:
             register_sales_aggregator(
                 broker,
                 sales_view,

@@ -19,7 +19,7 @@ from shopflow.cli.logs import LogLevel
 from shopflow.kafka_access import SERVICE, MissingCredentials, kafka_connection, why_refused
 from shopflow.kafka_admin import StartRefused
 from shopflow.logs import configure_logging
-from shopflow.runtime import Runtime
+from shopflow.runtime import Consumers, Runtime
 from shopflow.settings import Settings
 from shopflow.slow_stop import reporting_a_slow_stop
 from shopflow.tracing import configure_tracing
@@ -125,7 +125,16 @@ SLOW_STOP_MARGIN_S = 5.0
 
 
 @app.command()
-def worker(log_level: LogLevel = "info") -> None:
+def worker(
+    consumers: Annotated[
+        Consumers,
+        typer.Option(
+            help="Which consumers: the commands and the sales aggregator (all), or one "
+            "of them, the other in a worker of its own."
+        ),
+    ] = Consumers.ALL,
+    log_level: LogLevel = "info",
+) -> None:
     """Run only the consumers (commands and the sales aggregator), with GET /metrics,
     /health/live and /health/ready on SHOPFLOW_WORKER_HTTP_PORT (8081; one port per
     worker on a machine). SIGINT or SIGTERM stops it cleanly."""
@@ -134,7 +143,7 @@ def worker(log_level: LogLevel = "info") -> None:
     tracer_provider = configure_tracing(settings, "shopflow-worker")
 
     async def main() -> None:
-        runtime = Runtime.build(settings, tracer_provider=tracer_provider)
+        runtime = Runtime.build(settings, consumers=consumers, tracer_provider=tracer_provider)
         await prepare(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

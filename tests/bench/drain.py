@@ -71,6 +71,7 @@ from shopflow.persistence.tables import (
     users,
 )
 from shopflow.producers.client import topic_partitions
+from shopflow.runtime import Consumers
 from tests.bench.ceilings import bare_drain
 from tests.bench.order_books import SeededOrder, seed_orders
 from tests.support.scratch import (
@@ -100,6 +101,9 @@ class Drain:
     ceiling_per_second: float | None  # the bare aiokafka loop, same records, same run
     worker_rss_mb: float | None  # the largest worker's, at the end of the drain
     start_to_first_result_s: float
+    # The workers ran the command consumers only, and one more worker the sales
+    # aggregator (`shopflow worker --consumers sales`), started with them.
+    sales_apart: bool = False
 
     @property
     def ratio(self) -> float | None:
@@ -108,6 +112,7 @@ class Drain:
     def line(self) -> str:
         text = (
             f"{self.kind}, {self.workers} worker(s) x {self.consumers_per_topic} consumer(s)"
+            f"{', the aggregator apart' if self.sales_apart else ''}"
             f"{', settled' if self.settled else ''}: {self.commands} commands in "
             f"{self.seconds:.2f} s = {self.per_second:,.0f}/s"
         )
@@ -336,6 +341,7 @@ async def run(
     ceiling: bool = True,
     settle: bool = False,
     consumers_per_topic: int = 1,
+    sales_apart: bool = False,
 ) -> Drain:
     settings = scratch_settings()
     run_id = settings.consumer_group
@@ -379,13 +385,19 @@ async def run(
         *("-m", "shopflow", "worker", "--log-level"),
         os.environ.get("BENCH_WORKER_LOG", "warning"),
     ]
+    sales_argv = [*argv, "--consumers", Consumers.SALES.value]
+    if sales_apart:
+        argv += ["--consumers", Consumers.COMMANDS.value]
     if profile:
         # py-spy samples the (first) worker at 100 Hz into collapsed stacks.
         py_spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
         argv = [py_spy, "record", "--idle", "--format", "raw", "-o", profile, "--", *argv]
 
     async def launch() -> list[asyncio.subprocess.Process]:
-        return [await asyncio.create_subprocess_exec(*argv, env=env) for _ in range(workers)]
+        launched = [await asyncio.create_subprocess_exec(*argv, env=env) for _ in range(workers)]
+        if sales_apart:
+            launched.append(await asyncio.create_subprocess_exec(*sales_argv, env=env))
+        return launched
 
     started = time.perf_counter()
     if settle or workers > 1:
@@ -467,6 +479,7 @@ async def run(
         ceiling_per_second=bare,
         worker_rss_mb=None if profile or not rss else max(rss),
         start_to_first_result_s=first_at - started,
+        sales_apart=sales_apart,
     )
     print(
         f"{result.line()}\n  checks: every command accepted exactly once ({duplicates} "
@@ -493,6 +506,11 @@ def main() -> None:
     parser.add_argument(
         "--profile", metavar="PATH", help="sample the worker with py-spy into PATH (collapsed)"
     )
+    parser.add_argument(
+        "--sales-apart",
+        action="store_true",
+        help="the workers run the command consumers only, one more the sales aggregator",
+    )
     args = parser.parse_args()
     result = asyncio.run(
         run(
@@ -503,6 +521,7 @@ def main() -> None:
             profile=args.profile,
             settle=args.settle,
             consumers_per_topic=args.consumers,
+            sales_apart=args.sales_apart,
         )
     )
     if args.json:

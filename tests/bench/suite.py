@@ -9,7 +9,8 @@ In one run, so that the ratios hold on a noisy machine:
   + produce + commit loop over the same records (`tests.bench.drain`,
   `tests.bench.ceilings`), and the workers' RSS; then, settled
   (the worker started and joined before the commands come), charges, orders and the
-  mix with 1 and with 3 consumers per topic in one worker;
+  mix with 1 and with 3 consumers per topic in one worker; and charges and orders with
+  the sales aggregator in a worker of its own (`shopflow worker --consumers sales`);
 - the applier alone with PostgreSQL, and the same SQL sent by bare asyncpg
   (`tests.bench.sql_ceiling`);
 - open-loop latency at 500/s and at half the measured ChargePoints drain rate, beside a
@@ -138,6 +139,12 @@ async def run(smoke: bool) -> dict[str, Any]:
                     consumers_per_topic=consumers,
                 )
             )
+    # The sales aggregator in a worker of its own (`--consumers sales`), the commands in
+    # another: what an order drain gains from not sharing its worker with it.
+    for kind in ("charges", "orders"):
+        if smoke and kind != "orders":
+            continue
+        drains.append(await drain.run(kind, sizes[kind], users, sales_apart=True))
     sql = [
         await sql_ceiling.run(kind, 1_000 if smoke else 10_000, users)
         for kind in ("charges", "orders")
@@ -195,6 +202,8 @@ def table(result: dict[str, Any]) -> str:
         how = f"{d['workers']} worker(s)"
         if d["consumers_per_topic"] > 1:
             how += f" x {d['consumers_per_topic']} consumers per topic"
+        if d.get("sales_apart"):
+            how += ", the aggregator in a worker of its own"
         if d["settled"]:
             how += ", settled"
         rows.append(

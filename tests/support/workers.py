@@ -4,7 +4,7 @@ consumer groups and servers): started, ready, stopped."""
 import asyncio
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import httpx
 
@@ -20,6 +20,7 @@ async def start_worker(
     *,
     capture: bool = False,
     log_level: str = "warning",
+    options: Sequence[str] = (),
 ) -> asyncio.subprocess.Process:
     """`shopflow worker` with the environment of `settings` (`tests.support.scratch.
     service_env`) and the SHOPFLOW_* variables of `env` on top; with `capture`, its stdout
@@ -27,7 +28,7 @@ async def start_worker(
     block the worker's writes)."""
     pipe = asyncio.subprocess.PIPE if capture else None
     return await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "shopflow", "worker", "--log-level", log_level),
+        *(sys.executable, "-m", "shopflow", "worker", "--log-level", log_level, *options),
         env=service_env(settings, **env),
         stdout=pipe,
         stderr=pipe,
@@ -35,7 +36,12 @@ async def start_worker(
 
 
 async def start_worker_on_port(
-    settings: Settings, port: int, *, capture: bool = False, log_level: str = "warning"
+    settings: Settings,
+    port: int,
+    *,
+    capture: bool = False,
+    log_level: str = "warning",
+    options: Sequence[str] = (),
 ) -> asyncio.subprocess.Process:
     """`shopflow worker`, its HTTP side on `port` (see `start_worker` for `capture`). Its
     topics are provisioned first, as `shopflow topics create` does before a worker starts."""
@@ -45,7 +51,7 @@ async def start_worker_on_port(
         "SHOPFLOW_SESSION_TIMEOUT_MS": "6000",
         "SHOPFLOW_BATCH_TIMEOUT_MS": "20",
     }
-    return await start_worker(settings, env, capture=capture, log_level=log_level)
+    return await start_worker(settings, env, capture=capture, log_level=log_level, options=options)
 
 
 async def worker_ready(http: httpx.AsyncClient, process: asyncio.subprocess.Process) -> None:

@@ -6,14 +6,17 @@ import functools
 import gc
 from pathlib import Path
 
+import pytest
 from fastapi import FastAPI
+from faststream.kafka.subscriber.usecase import LogicSubscriber
 
 from shopflow.app import create_app
 from shopflow.cli.processes import tune_garbage_collector
+from shopflow.contracts.topics import COMMAND_ROUTES, ORDERS_EVENTS
 from shopflow.kafka_access import kafka_connection
 from shopflow.queries.hot_reads import HotReads
 from shopflow.queries.http import ReadSideApp
-from shopflow.runtime import build_broker
+from shopflow.runtime import Consumers, Runtime, build_broker
 from shopflow.settings import Settings
 from tests.support.fakes import unit_settings
 from tests.support.signing_keys import public_key_file
@@ -59,3 +62,32 @@ def test_the_consumers_bootstrap_from_every_broker_listed_with_their_credentials
     assert builder.keywords["sasl_mechanism"] == "SCRAM-SHA-512"
     assert builder.keywords["sasl_plain_username"] == "shopflow-prod"
     assert builder.keywords["sasl_plain_password"] == "s3cret"
+
+
+@pytest.mark.parametrize(
+    ("consumers", "command_topics", "sales"),
+    [
+        (Consumers.ALL, True, True),
+        (Consumers.COMMANDS, True, False),
+        (Consumers.SALES, False, True),
+    ],
+)
+def test_a_worker_runs_the_consumers_it_is_given(
+    consumers: Consumers, command_topics: bool, sales: bool
+) -> None:
+    runtime = Runtime.build(unit_settings(), consumers=consumers)
+    subscribers = [s for s in runtime.broker.subscribers if isinstance(s, LogicSubscriber)]
+    assert len(subscribers) == len(runtime.broker.subscribers)
+    topics = {t for s in subscribers for t in s.topic_names}
+    commands = {runtime.topics.name(route.topic) for route in COMMAND_ROUTES}
+    assert (commands <= topics) is command_topics
+    assert bool(commands & topics) is command_topics
+    assert (runtime.topics.name(ORDERS_EVENTS) in topics) is sales
+    # The results' producer only where commands are applied.
+    assert (runtime.sink is not None) is command_topics
+
+
+def test_a_process_that_does_not_consume_runs_no_consumer() -> None:
+    runtime = Runtime.build(unit_settings(), consume=False, consumers=Consumers.ALL)
+    assert list(runtime.broker.subscribers) == []
+    assert runtime.sink is None
