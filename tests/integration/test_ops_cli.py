@@ -27,9 +27,9 @@ from typer.testing import Result
 
 from shopflow.cli import app
 from shopflow.contracts.access import group_grants, principals, topic_grants
-from shopflow.contracts.commands import ChargePoints, OrderLine, PlaceOrder
+from shopflow.contracts.commands import ChargePoints
 from shopflow.contracts.dead_letters import DeadLetter, DeadLetterReason, dead_letter_id
-from shopflow.contracts.events import OrderPlaced, PointsCharged
+from shopflow.contracts.events import PointsCharged
 from shopflow.contracts.topics import CART_ADD_ITEM, POINTS_CHARGE, Topics
 from shopflow.kafka_access import SERVICE, kafka_connection
 from shopflow.kafka_admin import planned_topics
@@ -40,7 +40,7 @@ from shopflow.settings import Settings, env_name
 from tests.support.cli import explain, shopflow
 from tests.support.database import balance_of, transactions_of
 from tests.support.ids import new_command_id, new_entity_id
-from tests.support.service import funded_user, new_product, registered_user
+from tests.support.service import funded_user, new_product, placed_order, registered_user
 
 BIG = 900_000  # a value whose published dead letter is cut (CONTRACT.md, "Dead letters")
 
@@ -472,14 +472,7 @@ async def test_orders_and_statement_show_a_users_history_and_refuse_an_unknown_u
 ) -> None:
     user_id = await funded_user(client, 1_000)
     mug = await new_product(client, price=250, stock=5)
-    placed = await client.send_and_wait(
-        PlaceOrder(
-            command_id=new_command_id("order"),
-            user_id=user_id,
-            items=[OrderLine(product_id=mug, quantity=2)],
-        )
-    )
-    assert isinstance(placed, OrderPlaced)
+    placed = await placed_order(client, user_id, mug, 2)
 
     orders = output_json(await shopflow("orders", user_id, "--json"))
     statement = output_json(await shopflow("statement", user_id, "--json"))

@@ -11,12 +11,12 @@ import sys
 from collections.abc import AsyncIterator
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from shopflow.queries.auth import SCOPE_METRICS
 from shopflow.runtime import Runtime
 from shopflow.settings import Settings
 from shopflow.testing.tokens import TokenSigner
+from tests.support import dashboard
 from tests.support.ports import free_port
 from tests.support.scratch import service_env
 from tests.support.waiting import until
@@ -58,10 +58,7 @@ async def _requests_counted(url: str, headers: dict[str, str]) -> float:
     async with httpx.AsyncClient(base_url=url) as http:
         answer = await http.get("/metrics", headers=headers)
     answer.raise_for_status()
-    for family in text_string_to_metric_families(answer.text):
-        if family.name == "shopflow_http_requests":
-            return sum(sample.value for sample in family.samples if sample.name.endswith("_total"))
-    raise AssertionError("no shopflow_http_requests_total in /metrics")
+    return dashboard.total(answer.text, "shopflow_http_requests_total")
 
 
 async def test_two_serve_processes_share_a_port_and_both_answer(

@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 import httpx
 from redis.asyncio import Redis
 
-from shopflow.contracts.commands import OrderLine, PlaceOrder
-from shopflow.contracts.events import OrderPlaced
 from shopflow.contracts.topics import Topics
 from shopflow.kafka_access import OPS, kafka_connection
 from shopflow.persistence.sales_view import SalesView
@@ -20,9 +18,8 @@ from shopflow.redis_connection import redis_client
 from shopflow.runtime import Consumers
 from shopflow.settings import Settings
 from tests.support import dashboard
-from tests.support.ids import new_command_id
 from tests.support.ports import free_port
-from tests.support.service import funded_user, isolated, new_product
+from tests.support.service import funded_user, isolated, new_product, placed_order
 from tests.support.waiting import until
 from tests.support.workers import start_worker_on_port, worker_ready, worker_stopped
 
@@ -40,8 +37,7 @@ async def _worker(settings: Settings, consumers: Consumers) -> AsyncIterator[htt
 
 
 async def _sales_applied(http: httpx.AsyncClient) -> float:
-    samples = dashboard.series((await http.get("/metrics")).text)
-    return sum(v for _, v in samples.get("shopflow_sales_applied_total", []))
+    return dashboard.total((await http.get("/metrics")).text, "shopflow_sales_applied_total")
 
 
 async def test_the_commands_and_the_aggregator_in_workers_of_their_own(
@@ -63,14 +59,7 @@ async def test_the_commands_and_the_aggregator_in_workers_of_their_own(
         ):
             user_id = await funded_user(client, 1_000)
             product_id = await new_product(client, price=10, stock=9)
-            placed = await client.send_and_wait(
-                PlaceOrder(
-                    command_id=new_command_id("split-order"),
-                    user_id=user_id,
-                    items=[OrderLine(product_id=product_id, quantity=3)],
-                )
-            )
-            assert isinstance(placed, OrderPlaced)
+            await placed_order(client, user_id, product_id, 3)
 
             async def counted() -> bool:
                 return (product_id, 3) in await view.top(datetime.now(UTC))

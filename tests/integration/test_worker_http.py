@@ -28,13 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shopflow.contracts.commands import (
     ChargePoints,
-    OrderLine,
-    PlaceOrder,
     RegisterUser,
     UpsertProduct,
 )
 from shopflow.contracts.events import (
-    OrderPlaced,
     PointsCharged,
     PointsChargeRejected,
     ProductUpserted,
@@ -51,7 +48,7 @@ from tests.support import dashboard
 from tests.support.database import a_query_waits_on_a_lock, user_in_database
 from tests.support.ids import new_command_id, new_entity_id
 from tests.support.ports import free_port
-from tests.support.service import isolated
+from tests.support.service import isolated, placed_order
 from tests.support.waiting import until
 from tests.support.workers import start_worker_on_port, worker_ready, worker_stopped
 
@@ -356,14 +353,7 @@ async def test_every_metric_the_dashboard_reads_is_on_the_worker(
             await client.send_and_wait(command), UserRegistered | ProductUpserted | PointsCharged
         )
     before = await worker.samples()
-    placed = await client.send_and_wait(
-        PlaceOrder(
-            command_id=new_command_id("d"),
-            user_id=user_id,
-            items=[OrderLine(product_id=product_id, quantity=2)],
-        )
-    )
-    assert isinstance(placed, OrderPlaced)
+    await placed_order(client, user_id, product_id, 2)
     await client.send_raw(worker.topics.name(POINTS_CHARGE), b"2", b"[")
 
     async def counted() -> bool:

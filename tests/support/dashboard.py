@@ -173,6 +173,11 @@ def declared(exposition: str) -> set[str]:
     }
 
 
+def total(exposition: str, name: str) -> float:
+    """The sum of every sample named `name` in the exposition (0 if none)."""
+    return sum(value for _, value in series(exposition).get(name, []))
+
+
 def series(exposition: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     """Sample name -> (labels, value) of every sample in the exposition."""
     found: dict[str, list[tuple[dict[str, str], float]]] = {}

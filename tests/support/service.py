@@ -3,8 +3,14 @@ results), and the settings of a service instance of a test's own."""
 
 import asyncio
 
-from shopflow.contracts.commands import ChargePoints, RegisterUser, UpsertProduct
-from shopflow.contracts.events import PointsCharged, ProductUpserted, UserRegistered
+from shopflow.contracts.commands import (
+    ChargePoints,
+    OrderLine,
+    PlaceOrder,
+    RegisterUser,
+    UpsertProduct,
+)
+from shopflow.contracts.events import OrderPlaced, PointsCharged, ProductUpserted, UserRegistered
 from shopflow.producers.client import ShopflowClient
 from shopflow.settings import Settings
 from tests.support.ids import new_command_id, new_entity_id
@@ -43,6 +49,21 @@ async def new_product(client: ShopflowClient, *, price: int, stock: int) -> int:
     )
     assert isinstance(event, ProductUpserted)
     return product_id
+
+
+async def placed_order(
+    client: ShopflowClient, user_id: int, product_id: int, quantity: int
+) -> OrderPlaced:
+    """An order of `quantity` units of one product, placed (the test fails otherwise)."""
+    event = await client.send_and_wait(
+        PlaceOrder(
+            command_id=new_command_id("order"),
+            user_id=user_id,
+            items=[OrderLine(product_id=product_id, quantity=quantity)],
+        )
+    )
+    assert isinstance(event, OrderPlaced), event
+    return event
 
 
 async def funded_users(client: ShopflowClient, count: int, points: int) -> list[int]:

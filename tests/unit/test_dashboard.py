@@ -100,3 +100,14 @@ def test_declared_names_come_from_type_lines_with_the_samples_of_each_type() -> 
 
     assert dashboard.declared(exposition) == {"c_total", "h_bucket", "h_count", "h_sum", "g"}
     assert dashboard.series(exposition) == {"g": [({}, 1.0)]}
+
+
+def test_a_total_sums_every_labelled_sample_of_its_name() -> None:
+    exposition = (
+        "# HELP c_total a counter\n# TYPE c_total counter\n"
+        'c_total{result="new"} 2.0\nc_total{result="duplicate"} 3.0\n'
+        "# HELP d_total another\n# TYPE d_total counter\nd_total 7.0\n"
+    )
+
+    assert dashboard.total(exposition, "c_total") == 5.0
+    assert dashboard.total(exposition, "missing_total") == 0.0
