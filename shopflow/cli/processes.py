@@ -115,7 +115,6 @@ def _listening(host: str, port: int, *, shared: bool) -> socket.socket:
         listening.close()
         typer.echo(f"shopflow refuses to start: cannot listen on {host}:{port}: {error}", err=True)
         raise typer.Exit(1) from None
-    listening.set_inheritable(True)
     return listening
 
 
